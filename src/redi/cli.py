@@ -1,0 +1,32 @@
+"""Command-line entry point: ``redi <stage> <command> ...``.
+
+Each stage package exposes ``register(subparsers)``; the workflow's scripts call the same
+functions the commands call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+STAGES = ("data", "model", "train", "eval", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="redi", description=__doc__)
+    stages = parser.add_subparsers(dest="stage", required=True)
+    for stage in STAGES:
+        module = importlib.import_module(f"redi.{stage}.cli")
+        stage_parser = stages.add_parser(stage, help=module.__doc__.strip().splitlines()[0])
+        module.register(stage_parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,13 @@ Training text and evaluation prompts must tokenise identically up to the start o
 reasoning, so both go through the student's own chat template here. The paper's evaluation
 template ended ``<|im_start|>assistant<think>\\n`` while its training text was
 ``<|im_start|>assistant\\n<think>\\n``; building both from the same template avoids that drift.
+
+Token-level contract (checked by ``tests/test_prompts.py``): with a Qwen2-style tokenizer,
+``prompt_token_ids(tok, problem)`` is an exact prefix of the ids of the training conversation
+``[user_content(problem), assistant: "<think>\\n..."]``. The one known exception is an assistant
+turn starting ``"<think>\\n\\n"`` (or ``"<think>\\n\\r"``): Qwen2's pre-tokenizer glues the run of
+newlines after ``>`` into one piece, so the training ids hold ``">\\n\\n"`` where the prompt ends
+in ``">\\n"``.
 """
 
 from __future__ import annotations
@@ -27,9 +34,31 @@ def user_messages(problem: str, instruction: str = OPENR1_INSTRUCTION) -> list[d
     return [{"role": "user", "content": user_content(problem, instruction)}]
 
 
+def conversation_messages(
+    problem: str, response: str, instruction: str = OPENR1_INSTRUCTION
+) -> list[dict]:
+    """The training conversation: user turn + the teacher's response (starts with ``<think>``)."""
+    return user_messages(problem, instruction) + [{"role": "assistant", "content": response}]
+
+
 def generation_prompt(tokenizer, problem: str, instruction: str = OPENR1_INSTRUCTION) -> str:
-    """Chat-templated prompt with the assistant turn opened and forced to start with ``<think>``."""
+    """Chat-templated prompt with the assistant turn opened and forced to start with ``<think>``.
+
+    Templates that already open the reasoning themselves (DeepSeek-R1-distill style, ending in
+    ``<think>\\n`` or ``<think>``) are completed rather than given a second ``<think>``.
+    """
     text = tokenizer.apply_chat_template(
         user_messages(problem, instruction), tokenize=False, add_generation_prompt=True
     )
+    if text.endswith(THINK_PREFIX):
+        return text
+    if text.endswith(THINK_PREFIX.rstrip("\n")):
+        return text + "\n"
     return text + THINK_PREFIX
+
+
+def prompt_token_ids(tokenizer, problem: str, instruction: str = OPENR1_INSTRUCTION) -> list[int]:
+    """Token ids of :func:`generation_prompt`; the chat template already holds every special
+    token, so none is added (a BOS here would break the prefix property)."""
+    text = generation_prompt(tokenizer, problem, instruction)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])

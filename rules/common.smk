@@ -1,0 +1,183 @@
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+SRC = str(Path(workflow.basedir) / "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+from redi.plan import all_runs, check_consistency, sft_runs, stage2_runs  # noqa: E402
+
+check_consistency(config)
+
+SFT_RUNS = sft_runs(config)
+STAGE2_RUNS = stage2_runs(config)
+RUNS = all_runs(config)
+EVAL = config["evaluation"]
+BENCHMARKS = EVAL["benchmarks"]
+RES = config["resources"]
+SYNTHETIC_TEST = "results/data/corpus/test.json"
+
+
+wildcard_constraints:
+    run="|".join(re.escape(r) for r in RUNS),
+    sft_run="|".join(re.escape(r) for r in SFT_RUNS) or "NONE",
+    stage2_run="|".join(re.escape(r) for r in STAGE2_RUNS) or "NONE",
+    bench="|".join(re.escape(b) for b in BENCHMARKS),
+    step=r"\d+",
+
+
+def res(stage, key):
+    return RES[stage][key]
+
+
+def gpu_resources(stage):
+    """Resources of a rule: SLURM reads gpu/cpus_per_gpu/mem_mb/runtime; locally a profile caps gpu."""
+    spec = RES[stage]
+    out = {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"]}
+    if spec["gpu"]:
+        out["gpu"] = spec["gpu"]
+        out["cpus_per_gpu"] = spec["cpus_per_gpu"]
+        if spec["gpu_model"]:
+            out["gpu_model"] = spec["gpu_model"]
+    return out
+
+
+# ---- data ------------------------------------------------------------------------------
+
+
+def corpus_input(wildcards):
+    source = config["corpus"]["source"]
+    if source == "synthetic":
+        return "results/data/corpus/train.parquet"
+    if source == "hub":
+        return "resources/corpus/" + config["corpus"]["hub"]["name"].replace("/", "__")
+    return config["corpus"]["local_path"]
+
+
+def verify_shards(wildcards):
+    n = config["verify"]["shards"]
+    return [f"results/data/verify/shard-{i}-of-{n}.parquet" for i in range(n)]
+
+
+def benchmark_path(name):
+    return BENCHMARKS[name]
+
+
+def benchmark_inputs(names):
+    """Benchmark files a rule reads (the synthetic test set is produced by the pipeline)."""
+    return {name: BENCHMARKS[name] for name in names}
+
+
+def decontamination_benchmarks(wildcards):
+    return benchmark_inputs(config["curation"]["decontaminate"]["benchmarks"])
+
+
+# ---- training --------------------------------------------------------------------------
+
+
+def run_json(run):
+    return shlex.quote(json.dumps(RUNS[run], sort_keys=True))
+
+
+def launcher(wildcards):
+    """python for CPU or one GPU; accelerate launch with one process per GPU otherwise
+    (one Snakemake job per run holds all its GPUs)."""
+    gpus = RES["train"]["gpu"]
+    if gpus > 1:
+        cfg = RES["accelerate_config"] or "accelerate/ddp.yaml"
+        return f"accelerate launch --config_file {cfg} --num_processes {gpus}"
+    return "python"
+
+
+def stage2_start_model(wildcards):
+    return f"results/train/{STAGE2_RUNS[wildcards.stage2_run]['start']}/model"
+
+
+def stage2_ref_logps(wildcards):
+    run = STAGE2_RUNS[wildcards.stage2_run]
+    if run["objective"] == "dpo":
+        return f"results/train/{run['start']}/ref_logps.parquet"
+    return []
+
+
+def n_training_examples(run):
+    """Examples a run trains on: known once the `curate` checkpoint has run."""
+    outputs = checkpoints.curate.get().output
+    path = outputs.sft if RUNS[run]["objective"] == "sft" else outputs.pref
+    with open(path) as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def saved_steps(run):
+    from redi.train.schedule import checkpoint_steps
+
+    spec = RUNS[run]
+    return checkpoint_steps(
+        n_examples=n_training_examples(run),
+        global_batch=spec["global_batch_size"],
+        epochs=spec["epochs"],
+        save_steps=spec["save_steps"],
+        save_each_epoch=spec["save_each_epoch"],
+        max_steps=spec.get("max_steps"),
+    )
+
+
+# ---- evaluation ------------------------------------------------------------------------
+
+
+def intermediate_metrics(run):
+    return expand(
+        "results/eval/{run}/step-{step}/{bench}/metrics.json",
+        run=run,
+        step=saved_steps(run),
+        bench=EVAL["intermediate"]["benchmarks"],
+    )
+
+
+def intermediate_metrics_of(wildcards):
+    return intermediate_metrics(wildcards.run)
+
+
+def all_intermediate_metrics(wildcards):
+    files = [m for run in RUNS for m in intermediate_metrics(run)]
+    files += expand(
+        "results/eval/student/base/{bench}/metrics.json",
+        bench=EVAL["intermediate"]["benchmarks"],
+    )
+    return files
+
+
+def final_metrics():
+    files = expand(
+        "results/eval/{run}/{ckpt}/{bench}/metrics.json",
+        run=list(RUNS),
+        ckpt=EVAL["final"]["checkpoints"],
+        bench=EVAL["final"]["benchmarks"],
+    )
+    files += expand(
+        "results/eval/reference-{ref}/final/{bench}/metrics.json",
+        ref=[r["name"] for r in EVAL["reference_models"]],
+        bench=EVAL["final"]["benchmarks"],
+    )
+    return files
+
+
+def sampling_params(kind):
+    return {**EVAL["sampling"], "n_samples": EVAL[kind]["n_samples"], "limit": EVAL[kind]["limit"]}
+
+
+def reference_model(name):
+    for ref in EVAL["reference_models"]:
+        if ref["name"] == name:
+            return ref
+    raise ValueError(f"unknown reference model '{name}'")
+
+
+# ---- report ----------------------------------------------------------------------------
+
+
+def all_targets(wildcards):
+    return ["reports/.done"]

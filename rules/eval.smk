@@ -1,0 +1,128 @@
+# Every saved checkpoint is evaluated on the intermediate benchmark(s); the best checkpoint
+# of each run (and/or its final model) on the final benchmarks. The steps a run saves are
+# computed from the curated data (after the `curate` checkpoint) with the trainer's own
+# schedule function, so each evaluation is its own job.
+
+
+rule eval_checkpoint:
+    input:
+        unpack(lambda wc: benchmark_inputs([wc.bench])),
+        summary="results/train/{run}/summary.json",
+    output:
+        metrics="results/eval/{run}/step-{step}/{bench}/metrics.json",
+        samples="results/eval/{run}/step-{step}/{bench}/samples.parquet",
+    params:
+        model_path="results/train/{run}/checkpoints/checkpoint-{step}",
+        run="{run}",
+        checkpoint="step-{step}",
+        sampling=sampling_params("intermediate"),
+        eval=EVAL,
+    log:
+        "logs/eval/{run}/step-{step}/{bench}.log",
+    benchmark:
+        "benchmarks/eval/{run}/step-{step}/{bench}.tsv"
+    threads: res("eval", "threads")
+    resources:
+        **gpu_resources("eval"),
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    script:
+        "../workflow/scripts/eval_run.py"
+
+
+rule eval_student:
+    input:
+        unpack(lambda wc: benchmark_inputs([wc.bench])),
+        model="results/model/student",
+    output:
+        metrics="results/eval/student/base/{bench}/metrics.json",
+        samples="results/eval/student/base/{bench}/samples.parquet",
+    params:
+        model_path="results/model/student",
+        run="student",
+        checkpoint="base",
+        sampling=sampling_params("intermediate"),
+        eval=EVAL,
+    log:
+        "logs/eval/student/base/{bench}.log",
+    benchmark:
+        "benchmarks/eval/student/base/{bench}.tsv"
+    threads: res("eval", "threads")
+    resources:
+        **gpu_resources("eval"),
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    script:
+        "../workflow/scripts/eval_run.py"
+
+
+rule select_best:
+    input:
+        intermediate_metrics_of,
+    output:
+        "results/eval/{run}/best.json",
+    log:
+        "logs/eval/{run}/select_best.log",
+    benchmark:
+        "benchmarks/eval/{run}/select_best.tsv"
+    threads: 1
+    resources:
+        **gpu_resources("data"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/eval_select_best.py"
+
+
+rule eval_final:
+    input:
+        unpack(lambda wc: benchmark_inputs([wc.bench])),
+        best="results/eval/{run}/best.json",
+        model="results/train/{run}/model",
+    output:
+        metrics="results/eval/{run}/{ckpt}/{bench}/metrics.json",
+        samples="results/eval/{run}/{ckpt}/{bench}/samples.parquet",
+    wildcard_constraints:
+        ckpt="best|final",
+    params:
+        run="{run}",
+        checkpoint="{ckpt}",
+        sampling=sampling_params("final"),
+        eval=EVAL,
+    log:
+        "logs/eval/{run}/{ckpt}/{bench}.log",
+    benchmark:
+        "benchmarks/eval/{run}/{ckpt}/{bench}.tsv"
+    threads: res("eval", "threads")
+    resources:
+        **gpu_resources("eval"),
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    script:
+        "../workflow/scripts/eval_run.py"
+
+
+rule eval_reference:
+    input:
+        unpack(lambda wc: benchmark_inputs([wc.bench])),
+        model="resources/models/reference-{ref}",
+    output:
+        metrics="results/eval/reference-{ref}/final/{bench}/metrics.json",
+        samples="results/eval/reference-{ref}/final/{bench}/samples.parquet",
+    params:
+        model_path="resources/models/reference-{ref}",
+        run="reference-{ref}",
+        checkpoint="final",
+        sampling=sampling_params("final"),
+        eval=EVAL,
+    log:
+        "logs/eval/reference-{ref}/{bench}.log",
+    benchmark:
+        "benchmarks/eval/reference-{ref}/{bench}.tsv"
+    threads: res("eval", "threads")
+    resources:
+        **gpu_resources("eval"),
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    script:
+        "../workflow/scripts/eval_run.py"

@@ -1,0 +1,127 @@
+"""The tiny default student: a Qwen2-architecture model and a tokenizer trained on the corpus.
+
+The tokenizer is trained with Qwen2's own pre-tokenizer (its Split regex, then byte-level
+without a regex) and NFC normaliser and is saved as a ``Qwen2Tokenizer``. ``AutoTokenizer``
+reloads a tokenizer saved beside a ``qwen2`` config as ``Qwen2Tokenizer`` and installs that
+pre-tokenizer, so any other pre-tokenizer would silently change the ids after a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from redi.prompts import OPENR1_INSTRUCTION
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# ChatML as Qwen2.5 writes it, without a default system turn (it would only lengthen every
+# sequence of the tiny demo). The generation prompt is "<|im_start|>assistant\n".
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+TINY_DEFAULTS = {
+    "vocab_size": 1024,
+    "hidden_size": 128,
+    "intermediate_size": 384,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": True,
+    "seed": 0,
+}
+
+
+def _qwen2_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+
+
+def _corpus_texts(canonical_path: str, instruction: str) -> Iterator[str]:
+    table = pd.read_parquet(canonical_path, columns=["problem", "generations"])
+    for problem, generations in zip(table["problem"], table["generations"]):
+        # The instruction opens every prompt: give BPE the chance to compress it.
+        yield instruction + "\n\n" + str(problem)
+        for text in generations if generations is not None else ():
+            yield str(text)
+
+
+def train_tokenizer(canonical_path: str, vocab_size: int, instruction: str = OPENR1_INSTRUCTION):
+    """Train a byte-level BPE on the corpus with Qwen2's pre-tokenizer; return a Qwen2Tokenizer."""
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = _qwen2_pre_tokenizer()
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_corpus_texts(canonical_path, instruction), trainer=trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    tokenizer = Qwen2Tokenizer(vocab=state["vocab"], merges=merges)
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = "<|endoftext|>"
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_student(canonical_path: str, out_dir: str, cfg: dict | None = None) -> dict:
+    """Train the tokenizer on the corpus and save a randomly initialised Qwen2 student."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    cfg = {**TINY_DEFAULTS, **(cfg or {})}
+    tokenizer = train_tokenizer(canonical_path, cfg["vocab_size"])
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg["hidden_size"],
+        intermediate_size=cfg["intermediate_size"],
+        num_hidden_layers=cfg["num_hidden_layers"],
+        num_attention_heads=cfg["num_attention_heads"],
+        num_key_value_heads=cfg["num_key_value_heads"],
+        max_position_embeddings=cfg["max_position_embeddings"],
+        rope_theta=cfg["rope_theta"],
+        tie_word_embeddings=cfg["tie_word_embeddings"],
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(cfg["seed"])
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.eos_token_id = [
+        tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    ]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("tiny student: %d parameters, vocabulary %d, saved to %s", n_params, len(tokenizer), out)
+    return {"parameters": n_params, "vocab_size": len(tokenizer), "path": str(out)}

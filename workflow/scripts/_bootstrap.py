@@ -1,0 +1,24 @@
+"""Make the repository's ``src/`` importable in every script (conda envs need not install it).
+
+Snakemake puts this folder on ``sys.path`` for ``script:`` jobs; each adapter imports this
+module first.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+
+def setup_logging(log_path: str) -> None:
+    """Send the package's log records and warnings to the rule's log file."""
+    logging.basicConfig(
+        filename=log_path,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.captureWarnings(True)

@@ -90,8 +90,8 @@ def check_consistency(config: dict) -> None:
 
 
 def format_number(value: float) -> str:
-    """Short, path-safe number: 1e-06 -> 1e-6, 0.0001 -> 1e-4, 0.80 -> 0.8, 2.0 -> 2."""
-    text = f"{value:e}" if 0 < abs(value) < 1e-2 else f"{value:g}"
+    """Short, path-safe number: 1e-06 -> 1e-6, 0.0001 -> 1e-4, 0.001 -> 0.001, 0.80 -> 0.8, 2.0 -> 2."""
+    text = f"{value:e}" if 0 < abs(value) < 1e-3 else f"{value:g}"
     if "e" in text:
         mantissa, exponent = text.split("e")
         mantissa = mantissa.rstrip("0").rstrip(".")

@@ -15,6 +15,19 @@ HUB_HELP = (
 )
 
 
+def _edit_config(config, key: str, value) -> None:
+    # transformers 5 keeps rope_theta inside `rope_parameters`, older releases as a field.
+    rope = getattr(config, "rope_parameters", None)
+    if isinstance(rope, dict) and key in rope and not hasattr(config, key):
+        log.info("config edit: rope_parameters.%s %r -> %r", key, rope[key], value)
+        rope[key] = value
+        return
+    if not hasattr(config, key):
+        raise KeyError(f"student.config_overrides: '{key}' is not a field of {type(config).__name__}")
+    log.info("config edit: %s %r -> %r", key, getattr(config, key), value)
+    setattr(config, key, value)
+
+
 def prepare_base(
     out_dir: str,
     *,
@@ -45,10 +58,7 @@ def prepare_base(
             raise FileNotFoundError(f"student.local_path '{local_path}': {error}") from error
         raise RuntimeError(HUB_HELP.format(name=hub_name, revision=revision, error=error)) from error
     for key, value in (config_overrides or {}).items():
-        if not hasattr(config, key):
-            raise KeyError(f"student.config_overrides: '{key}' is not a field of {type(config).__name__}")
-        log.info("config edit: %s %r -> %r", key, getattr(config, key), value)
-        setattr(config, key, value)
+        _edit_config(config, key, value)
     model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype="auto", **kwargs)
     out = Path(out_dir)
     model.save_pretrained(out)

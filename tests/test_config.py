@@ -1,0 +1,89 @@
+"""Config validation and the run plan that Snakemake and the CLI share."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from redi.plan import ConfigError, all_runs, format_number, load_config, stage2_runs, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def raw(name):
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "test.yaml"])
+def test_shipped_configs_validate(name):
+    config = load_config(ROOT / "config" / name)
+    assert config["student"]["trust_remote_code"] is False
+    assert all_runs(config)
+
+
+def test_defaults_are_filled_in():
+    config = validate_config({})
+    assert config["curation"]["label_rule"] == "llama_and_mv"
+    assert config["curation"]["shuffle_seed"] == 42
+    assert config["curation"]["max_response_tokens"] == 19000
+    assert config["evaluation"]["sampling"] == {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768, "seed": 0}
+    assert config["corpus"]["source"] == "synthetic"
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["training"]["stage2"]["runs"][0].update(alpha=1.5), "training.stage2.runs.0.alpha"),
+        (lambda c: c["training"]["stage2"]["runs"][0].update(objective="ppo"), "training.stage2.runs.0.objective"),
+        (lambda c: c["student"].update(kind="pretrained", hub_name=None), "student"),
+        (lambda c: c["evaluation"]["sampling"].update(top_p=2), "evaluation.sampling.top_p"),
+        (lambda c: c["verify"].update(shardz=3), "verify"),
+        (lambda c: c["evaluation"]["final"].update(benchmarks=["nope"]), "evaluation.final.benchmarks"),
+        (lambda c: c["resources"]["train"].update(runtime=86400), "resources.train.runtime"),
+        (lambda c: c["training"]["stage2"]["runs"].append({"objective": "dpo", "learning_rate": 1e-6}), "training.stage2.runs"),
+    ],
+)
+def test_invalid_values_name_the_key(mutate, key):
+    config = raw("config.yaml")
+    mutate(config)
+    with pytest.raises(ConfigError) as error:
+        validate_config(config)
+    assert f"'{key}" in str(error.value)
+
+
+def test_paper_plan_matches_the_paper():
+    runs = all_runs(load_config(ROOT / "config" / "paper.yaml"))
+    assert runs["sft-3ep"]["epochs"] == 3 and runs["sft-5ep"]["epochs"] == 5
+    assert runs["sft-3ep"]["learning_rate"] == 5e-5 and runs["sft-3ep"]["global_batch_size"] == 128
+    redi = runs["redi-a0.8-lr1e-6"]
+    assert (redi["alpha"], redi["learning_rate"], redi["global_batch_size"], redi["start"]) == (0.8, 1e-6, 32, "sft-3ep")
+    assert runs["redi-a1-lr2e-7"]["alpha"] == 1.0
+    assert runs["dpo-b0.001-lr2e-7"]["beta"] == 0.001
+    assert runs["simpo-b2-g1-lr5e-7"]["gamma"] == 1.0 and runs["simpo-b10-g5-lr5e-7"]["gamma"] == 5.0
+    assert "simpo-b2-g5-lr5e-7" not in runs  # beta and gamma are paired, not crossed
+    assert runs["redi-a0.8-lr1e-6-from-sft-5ep"]["start"] == "sft-5ep"
+    assert all(r["save_steps"] == 200 for r in runs.values())
+    assert {f"redi-a{a}-lr1e-6" for a in ("0.2", "0.5", "0.8", "1")} <= set(runs)
+
+
+def test_default_varies_one_knob_between_stage2_runs():
+    runs = stage2_runs(load_config(ROOT / "config" / "config.yaml"))
+    assert {r["objective"] for r in runs.values()} == {"redi", "dpo", "simpo"}
+    assert sorted(r["alpha"] for r in runs.values() if r["objective"] == "redi") == [0.0, 0.5, 0.8, 1.0]
+    shared = ("start", "learning_rate", "global_batch_size", "epochs", "warmup_ratio", "seed", "save_steps")
+    for key in shared:
+        assert len({r[key] for r in runs.values()}) == 1, key
+
+
+def test_duplicate_run_names_are_rejected():
+    config = raw("config.yaml")
+    config["training"]["stage2"]["runs"].append(copy.deepcopy(config["training"]["stage2"]["runs"][1]))
+    with pytest.raises(ConfigError, match="defined twice"):
+        validate_config(config)
+
+
+def test_number_formatting_is_short_and_path_safe():
+    assert [format_number(x) for x in (1e-6, 2e-7, 1e-4, 0.8, 2.0, 5e-5, 0.01, 0.001)] == [
+        "1e-6", "2e-7", "1e-4", "0.8", "2", "5e-5", "0.01", "0.001",
+    ]

@@ -4,6 +4,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
+
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
@@ -82,18 +84,37 @@ def run_json(run):
     return shlex.quote(json.dumps(RUNS[run], sort_keys=True))
 
 
+# With --use-conda a shell job runs in its env's python; in a plain virtualenv it must use
+# the interpreter that runs Snakemake (the venv need not be activated).
+PYTHON = (
+    "python"
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else sys.executable
+)
+
+
 def launcher(wildcards):
     """python for CPU or one GPU; accelerate launch with one process per GPU otherwise
     (one Snakemake job per run holds all its GPUs)."""
     gpus = RES["train"]["gpu"]
     if gpus > 1:
         cfg = RES["accelerate_config"] or "accelerate/ddp.yaml"
-        return f"accelerate launch --config_file {cfg} --num_processes {gpus}"
-    return "python"
+        return f"{PYTHON} -m accelerate.commands.launch --config_file {cfg} --num_processes {gpus}"
+    return PYTHON
 
 
 def stage2_start_model(wildcards):
     return f"results/train/{STAGE2_RUNS[wildcards.stage2_run]['start']}/model"
+
+
+def reference_run_json(wildcards):
+    """Truncation settings for the reference pass: those of the DPO runs from this start
+    (they must agree, since the cached log-probs are shared)."""
+    dpo = [r for r in STAGE2_RUNS.values() if r["objective"] == "dpo" and r["start"] == wildcards.sft_run]
+    keys = ("max_prompt_length", "max_response_length")
+    if len({tuple(r.get(k) for k in keys) for r in dpo}) > 1:
+        raise ValueError(f"DPO runs from '{wildcards.sft_run}' disagree on {keys}; they share reference log-probs")
+    return shlex.quote(json.dumps(dpo[0], sort_keys=True))
 
 
 def stage2_ref_logps(wildcards):

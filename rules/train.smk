@@ -38,8 +38,9 @@ rule reference_logps:
     output:
         "results/train/{sft_run}/ref_logps.parquet",
     params:
-        run=lambda wc: run_json(wc.sft_run),
+        run=reference_run_json,
         src=SRC,
+        python=PYTHON,
     log:
         "logs/train/{sft_run}-ref_logps.log",
     benchmark:
@@ -50,7 +51,7 @@ rule reference_logps:
     conda:
         "../envs/train.yaml"
     shell:
-        "PYTHONPATH={params.src}:${{PYTHONPATH:-}} python -m redi.cli train ref-logps"
+        "PYTHONPATH={params.src}:${{PYTHONPATH:-}} {params.python} -m redi.cli train ref-logps"
         " --run-json {params.run} --model {input.model} --data {input.data}"
         " --out {output} --threads {threads} > {log} 2>&1"
 

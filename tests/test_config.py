@@ -1,6 +1,7 @@
 """Config validation and the run plan that Snakemake and the CLI share."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,21 @@ def test_number_formatting_is_short_and_path_safe():
     assert [format_number(x) for x in (1e-6, 2e-7, 1e-4, 0.8, 2.0, 5e-5, 0.01, 0.001)] == [
         "1e-6", "2e-7", "1e-4", "0.8", "2", "5e-5", "0.01", "0.001",
     ]
+
+
+def _leaf_keys(node, defs):
+    if "$ref" in node:
+        node = defs[node["$ref"].split("/")[-1]]
+    for key, sub in (node.get("properties") or {}).items():
+        yield key
+        yield from _leaf_keys(sub, defs)
+
+
+def test_config_readme_documents_every_key():
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    readme = (ROOT / "config" / "README.md").read_text()
+    # a key counts as documented when it appears as a code span or a dotted part of one
+    missing = {
+        k for k in _leaf_keys(schema, schema["definitions"]) if not re.search(rf"[`.]{re.escape(k)}[`.]", readme)
+    }
+    assert not missing, f"undocumented config keys: {sorted(missing)}"

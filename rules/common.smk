@@ -201,4 +201,7 @@ def reference_model(name):
 
 
 def all_targets(wildcards):
-    return ["reports/.done"]
+    """Everything the report stage writes (tables, figures, summary); see redi.report.layout."""
+    from redi.report.layout import all_report_files
+
+    return all_report_files(config)

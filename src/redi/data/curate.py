@@ -1,0 +1,550 @@
+"""Curation of the verified teacher corpus into D_SFT and D_Pref (the paper's rules by default).
+
+Steps, in order (each counted in the report; every dropped row gets a reject line):
+
+1. ``valid_only``: keep ``problem_is_valid.strip().lower() == "yes"``. Corpora without the
+   column (220k-flat / MV-only: null) are kept when ``keep_unknown_validity`` (default) and
+   counted separately.
+2. ``exclude_sources``: drop rows whose ``source`` is listed (default ``["cn_k12"]``).
+3. ``label_lists``: drop rows whose label lists needed by ``label_rule`` are missing or do not
+   match the number of generations.
+4. ``shuffle``: order rows as ``datasets.Dataset.shuffle(seed)`` orders the *original* corpus
+   (``numpy.random.default_rng(seed).permutation(n_corpus_rows)``); ``row_index`` is kept.
+5. ``select``: a generation is positive when ``label_rule`` holds: ``llama_and_mv`` (default:
+   Llama judge AND corpus Math-Verify), ``llama_or_mv``, ``mv``, ``recomputed`` (our bounded
+   Math-Verify label). D_SFT: first positive generation of every row that has one. D_Pref:
+   first positive = chosen, first non-positive = rejected, for rows that have both. The
+   ``expected`` numbers (paper: 77,629 / 53,175) are compared with the counts at this step.
+6. ``length_filter`` (D_Pref; D_SFT too if ``length_filter_sft``): prompt tokens =
+   ``len(apply_chat_template([user], add_generation_prompt=True))`` with the student's
+   tokenizer; response tokens = tokens of the assistant content (no special tokens).
+7. ``decontaminate``: drop rows whose problem shares a normalised (lower-cased,
+   whitespace-split, as in Open-R1's ``scripts/decontaminate.py``) word n-gram with any
+   benchmark problem. Problems shorter than n words have no n-grams and are never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+from redi.data.io import META_NORMALIZE, JsonlWriter, mkparent, read_kv_meta, write_json
+from redi.prompts import OPENR1_INSTRUCTION, user_content
+
+log = logging.getLogger(__name__)
+
+LABEL_RULES = ("llama_and_mv", "llama_or_mv", "mv", "recomputed")
+
+DEFAULT_CFG: dict = {
+    "valid_only": True,
+    "keep_unknown_validity": True,
+    "exclude_sources": ["cn_k12"],
+    "label_rule": "llama_and_mv",
+    "shuffle_seed": 42,
+    "max_prompt_tokens": 800,
+    "max_response_tokens": 19000,
+    "length_filter_sft": False,
+    "decontaminate": {"enabled": True, "ngram": 8},
+    "instruction": None,
+    "expected": {"sft": None, "pairs_before_length_filter": None},
+}
+
+PAPER_EXPECTED = {"sft": 77629, "pairs_before_length_filter": 53175}
+
+
+def resolve_cfg(cfg: dict | None) -> dict:
+    out = json.loads(json.dumps(DEFAULT_CFG))
+    for k, v in (cfg or {}).items():
+        if k not in out:
+            raise ValueError(f"unknown curation key {k!r}; known: {sorted(out)}")
+        if isinstance(out[k], dict) and isinstance(v, dict):
+            unknown = set(v) - set(out[k])
+            if unknown:
+                raise ValueError(f"unknown keys in curation.{k}: {sorted(unknown)}")
+            out[k].update(v)
+        elif v is not None or k == "instruction":
+            out[k] = v
+    if out["label_rule"] not in LABEL_RULES:
+        raise ValueError(f"label_rule must be one of {LABEL_RULES}, got {out['label_rule']!r}")
+    return out
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def is_valid(value) -> bool | None:
+    """``problem_is_valid`` rule; None when the corpus has no validity information."""
+    if value is None:
+        return None
+    return str(value).strip().lower() == "yes"
+
+
+def rule_lists(rule: str) -> list[str]:
+    return {
+        "llama_and_mv": ["label_llama", "label_mv"],
+        "llama_or_mv": ["label_llama", "label_mv"],
+        "mv": ["label_mv"],
+        "recomputed": ["label_recomputed"],
+    }[rule]
+
+
+def positives(row: dict, rule: str) -> list[bool]:
+    if rule == "llama_and_mv":
+        return [bool(a and b) for a, b in zip(row["label_llama"], row["label_mv"])]
+    if rule == "llama_or_mv":
+        return [bool(a or b) for a, b in zip(row["label_llama"], row["label_mv"])]
+    if rule == "mv":
+        return [bool(x) for x in row["label_mv"]]
+    return [bool(x) for x in row["label_recomputed"]]
+
+
+def label_problem(row: dict, rule: str, n_generations: int) -> tuple[str, str] | None:
+    """(reason, detail) when the row's label lists cannot be used, else None."""
+    for col in rule_lists(rule):
+        labels = row.get(col)
+        if labels is None:
+            return "labels_missing", f"{col} is null"
+        if len(labels) != n_generations:
+            return "label_length_mismatch", f"{col} has {len(labels)} labels for {n_generations} generations"
+    return None
+
+
+def select(pos: list[bool]) -> tuple[int | None, int | None]:
+    """(first positive index, first non-positive index)."""
+    first_pos = next((i for i, p in enumerate(pos) if p), None)
+    first_neg = next((i for i, p in enumerate(pos) if not p), None)
+    return first_pos, first_neg
+
+
+def shuffle_rank(seed: int, n_corpus_rows: int):
+    """rank[row_index] = position of that row after ``Dataset.shuffle(seed=seed)``."""
+    import numpy as np
+
+    perm = np.random.default_rng(seed).permutation(n_corpus_rows)
+    rank = np.empty(n_corpus_rows, dtype=np.int64)
+    rank[perm] = np.arange(n_corpus_rows, dtype=np.int64)
+    return rank
+
+
+def normalize_text(text: str) -> str:
+    return " ".join(text.lower().strip().split())
+
+
+def word_ngrams(text: str, n: int) -> set[str]:
+    words = normalize_text(text).split()
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def load_benchmarks(benchmark_paths: dict[str, str] | None) -> dict[str, list[str]]:
+    out = {}
+    for name, path in (benchmark_paths or {}).items():
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(items, list) or any(not isinstance(x, dict) or "problem" not in x for x in items):
+            raise ValueError(f"benchmark {name!r} ({path}): expected a JSON list of objects with 'problem'")
+        out[name] = [str(x["problem"]) for x in items]
+    return out
+
+
+def build_ngram_index(benchmarks: dict[str, list[str]], n: int) -> dict[str, tuple[str, int]]:
+    """n-gram -> (benchmark name, problem index) of its first occurrence."""
+    index: dict[str, tuple[str, int]] = {}
+    for name, problems in benchmarks.items():
+        for i, p in enumerate(problems):
+            for g in word_ngrams(p, n):
+                index.setdefault(g, (name, i))
+    return index
+
+
+def contamination(problem: str, index: dict, n: int) -> tuple[str, int, str] | None:
+    if not index:
+        return None
+    for g in sorted(word_ngrams(problem, n)):
+        hit = index.get(g)
+        if hit is not None:
+            return hit[0], hit[1], g
+    return None
+
+
+class TokenCounter:
+    def __init__(self, tokenizer_path, instruction: str):
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(str(tokenizer_path))
+        if not getattr(self.tok, "chat_template", None):
+            raise ValueError(f"{tokenizer_path}: the student tokenizer has no chat template")
+        self.instruction = instruction
+
+    def prompt_lengths(self, problems: list[str]) -> list[int]:
+        texts = [
+            self.tok.apply_chat_template(
+                [{"role": "user", "content": user_content(p, self.instruction)}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            for p in problems
+        ]
+        return self._lengths(texts)
+
+    def response_lengths(self, texts: list[str]) -> list[int]:
+        return self._lengths(texts)
+
+    def _lengths(self, texts: list[str], chunk: int = 256) -> list[int]:
+        out: list[int] = []
+        for k in range(0, len(texts), chunk):
+            enc = self.tok(texts[k : k + chunk], add_special_tokens=False)["input_ids"]
+            out.extend(len(x) for x in enc)
+        return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _step(name: str, kept: int, dropped: Counter | None = None, **extra) -> dict:
+    d = {"step": name, "kept": kept}
+    if dropped is not None:
+        d["dropped"] = sum(dropped.values())
+        d["reasons"] = dict(sorted(dropped.items()))
+    d.update(extra)
+    return d
+
+
+def curate(
+    verified_path,
+    tokenizer_path,
+    out_sft,
+    out_pref,
+    report_json,
+    report_md,
+    rejects_path,
+    cfg: dict | None = None,
+    benchmark_paths: dict[str, str] | None = None,
+) -> dict:
+    """Curate D_SFT (``out_sft``) and D_Pref (``out_pref``) from the verified corpus; write the
+    report (JSON + markdown) and one reject line per dropped row. Returns the report dict."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    cfg = resolve_cfg(cfg)
+    rule = cfg["label_rule"]
+    instruction = OPENR1_INSTRUCTION if cfg["instruction"] is None else cfg["instruction"]
+    excluded = set(cfg["exclude_sources"] or [])
+    normalize_meta = read_kv_meta(verified_path, META_NORMALIZE)
+    rejects = JsonlWriter(rejects_path)
+    steps: list[dict] = []
+
+    def reject(row, step, reason, detail="", **extra):
+        rejects.write(
+            {
+                "row_index": row["row_index"],
+                "problem_id": row.get("problem_id"),
+                "source": row.get("source"),
+                "step": step,
+                "reason": reason,
+                "detail": detail,
+                **extra,
+            }
+        )
+
+    # Rows rejected before curation (normalisation) are copied in, so this file is complete.
+    n_corpus_rows = None
+    if normalize_meta is not None:
+        n_corpus_rows = normalize_meta.get("input_rows")
+        steps.append({"step": "corpus", "kept": normalize_meta.get("input_rows"), "schema": normalize_meta.get("schema")})
+        steps.append(
+            _step("normalize", normalize_meta.get("canonical_rows"), Counter(normalize_meta.get("reject_reasons", {})))
+        )
+        src = normalize_meta.get("rejects_path")
+        if src and Path(src).exists() and Path(src).resolve() != Path(rejects_path).resolve():
+            with open(src, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        rejects.write(json.loads(line))
+
+    # ---- pass 1: rules on labels/metadata only (generation texts are not kept in memory)
+    pf = pq.ParquetFile(str(verified_path))
+    cols = [c for c in pf.schema_arrow.names if c != "generations"]
+    have_cols = set(pf.schema_arrow.names)
+    if rule == "recomputed" and "label_recomputed" not in have_cols:
+        raise ValueError(f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)")
+    n_in = 0
+    drop_valid, drop_src, drop_labels = Counter(), Counter(), Counter()
+    validity_unknown = 0
+    kept: list[dict] = []
+    saw_llama = False
+    for batch in pf.iter_batches(batch_size=4096, columns=cols + ["generations"]):
+        n_gens = pc.list_value_length(batch.column("generations")).to_pylist()
+        for row, n_gen in zip(batch.select(cols).to_pylist(), n_gens):
+            n_in += 1
+            saw_llama = saw_llama or row.get("label_llama") is not None
+            row["n_generations"] = int(n_gen or 0)
+            if cfg["valid_only"]:
+                v = is_valid(row.get("problem_is_valid"))
+                if v is None:
+                    if not cfg["keep_unknown_validity"]:
+                        drop_valid["problem_is_valid missing"] += 1
+                        reject(row, "valid_only", "problem_is_valid missing")
+                        continue
+                    validity_unknown += 1
+                elif not v:
+                    drop_valid["problem_is_valid != yes"] += 1
+                    reject(row, "valid_only", "problem_is_valid != yes", repr(row.get("problem_is_valid")))
+                    continue
+            if row["source"] in excluded:
+                drop_src[f"source {row['source']}"] += 1
+                reject(row, "exclude_sources", f"source {row['source']}")
+                continue
+            problem = label_problem(row, rule, row["n_generations"])
+            if problem is not None:
+                drop_labels[problem[0]] += 1
+                reject(row, "label_lists", problem[0], problem[1])
+                continue
+            kept.append(row)
+    if rule in ("llama_and_mv", "llama_or_mv") and n_in and not saw_llama:
+        rejects.close()
+        raise ValueError(
+            f"label_rule {rule!r} needs Llama judge labels, but {verified_path} has none "
+            "(MV-only corpus); use label_rule 'mv' or 'recomputed'"
+        )
+    steps.append(_step("input (verified rows)", n_in))
+    steps.append(_step("valid_only", n_in - sum(drop_valid.values()), drop_valid, validity_unknown_kept=validity_unknown))
+    n_after_valid = n_in - sum(drop_valid.values())
+    steps.append(_step("exclude_sources", n_after_valid - sum(drop_src.values()), drop_src, excluded=sorted(excluded)))
+    steps.append(_step("label_lists", len(kept), drop_labels, label_rule=rule))
+
+    # ---- shuffle (as Dataset.shuffle(seed) over the original corpus), keep row_index
+    max_ri = max((r["row_index"] for r in kept), default=-1)
+    n_perm = max(int(n_corpus_rows or 0), max_ri + 1)
+    rank = shuffle_rank(int(cfg["shuffle_seed"]), n_perm)
+    kept.sort(key=lambda r: int(rank[r["row_index"]]))
+    steps.append(_step("shuffle", len(kept), seed=cfg["shuffle_seed"], permutation_size=n_perm))
+
+    # ---- select
+    sft_sel: list[tuple[dict, int]] = []
+    pref_sel: list[tuple[dict, int, int]] = []
+    drop_sft, drop_pref = Counter(), Counter()
+    for row in kept:
+        pos = positives(row, rule)
+        i_pos, i_neg = select(pos)
+        if i_pos is None:
+            drop_sft["no positive generation"] += 1
+            reject(row, "select_sft", "no positive generation")
+            drop_pref["no positive generation"] += 1
+            reject(row, "select_pref", "no positive generation")
+            continue
+        sft_sel.append((row, i_pos))
+        if i_neg is None:
+            drop_pref["no non-positive generation"] += 1
+            reject(row, "select_pref", "no non-positive generation")
+            continue
+        pref_sel.append((row, i_pos, i_neg))
+    steps.append(_step("select_sft", len(sft_sel), drop_sft))
+    steps.append(_step("select_pref", len(pref_sel), drop_pref))
+
+    # ---- pass 2: fetch only the selected generation texts
+    need: dict[int, set[int]] = {}
+    for row, i in sft_sel:
+        need.setdefault(row["row_index"], set()).add(i)
+    for row, i, j in pref_sel:
+        need.setdefault(row["row_index"], set()).update((i, j))
+    texts: dict[tuple[int, int], str] = {}
+    for batch in pf.iter_batches(batch_size=1024, columns=["row_index", "generations"]):
+        ris = batch.column("row_index").to_pylist()
+        gens_col = batch.column("generations")
+        for k, ri in enumerate(ris):
+            if ri in need:
+                gens = gens_col[k].as_py()
+                for gi in need[ri]:
+                    texts[(ri, gi)] = gens[gi]
+
+    # ---- length filter
+    counter = TokenCounter(tokenizer_path, instruction)
+    max_p, max_r = int(cfg["max_prompt_tokens"]), int(cfg["max_response_tokens"])
+    drop_len_pref, drop_len_sft = Counter(), Counter()
+    # every D_Pref row is also a D_SFT row, so the SFT rows cover all prompts
+    prompt_len = dict(
+        zip([r["row_index"] for r, _ in sft_sel], counter.prompt_lengths([r["problem"] for r, _ in sft_sel]))
+    )
+    ch_len = counter.response_lengths([texts[(r["row_index"], i)] for r, i, _ in pref_sel])
+    rj_len = counter.response_lengths([texts[(r["row_index"], j)] for r, _, j in pref_sel])
+    pref_ok = []
+    for (row, i, j), lc, lr in zip(pref_sel, ch_len, rj_len):
+        lp = prompt_len[row["row_index"]]
+        if lp > max_p:
+            drop_len_pref["prompt too long"] += 1
+            reject(row, "length_filter_pref", "prompt too long", f"{lp} > {max_p} tokens")
+        elif lc > max_r:
+            drop_len_pref["chosen response too long"] += 1
+            reject(row, "length_filter_pref", "chosen response too long", f"{lc} > {max_r} tokens", gen_index=i)
+        elif lr > max_r:
+            drop_len_pref["rejected response too long"] += 1
+            reject(row, "length_filter_pref", "rejected response too long", f"{lr} > {max_r} tokens", gen_index=j)
+        else:
+            pref_ok.append((row, i, j))
+    steps.append(_step("length_filter_pref", len(pref_ok), drop_len_pref, max_prompt_tokens=max_p, max_response_tokens=max_r))
+    sft_resp_len = counter.response_lengths([texts[(r["row_index"], i)] for r, i in sft_sel])
+    sft_ok = []
+    if cfg["length_filter_sft"]:
+        for (row, i), lr in zip(sft_sel, sft_resp_len):
+            lp = prompt_len[row["row_index"]]
+            if lp > max_p:
+                drop_len_sft["prompt too long"] += 1
+                reject(row, "length_filter_sft", "prompt too long", f"{lp} > {max_p} tokens")
+            elif lr > max_r:
+                drop_len_sft["response too long"] += 1
+                reject(row, "length_filter_sft", "response too long", f"{lr} > {max_r} tokens", gen_index=i)
+            else:
+                sft_ok.append((row, i))
+        steps.append(_step("length_filter_sft", len(sft_ok), drop_len_sft))
+    else:
+        sft_ok = list(sft_sel)
+
+    # ---- decontamination
+    dec = cfg["decontaminate"] or {}
+    dec_on = bool(dec.get("enabled", True))
+    n = int(dec.get("ngram", 8))
+    benchmarks = load_benchmarks(benchmark_paths) if dec_on else {}
+    index = build_ngram_index(benchmarks, n) if dec_on else {}
+    contaminated_rows: list[dict] = []
+
+    def decontaminate(items, step):
+        out, dropped = [], Counter()
+        for item in items:
+            row = item[0]
+            hit = contamination(row["problem"], index, n)
+            if hit is None:
+                out.append(item)
+                continue
+            name, idx, gram = hit
+            dropped[f"{n}-gram overlap with {name}"] += 1
+            reject(row, step, f"{n}-gram overlap with {name}", gram, benchmark=name, benchmark_index=idx)
+            contaminated_rows.append({"set": step, "row_index": row["row_index"], "benchmark": name, "benchmark_index": idx, "ngram": gram})
+        return out, dropped
+
+    if dec_on:
+        sft_ok, d_sft = decontaminate(sft_ok, "decontaminate_sft")
+        pref_ok, d_pref = decontaminate(pref_ok, "decontaminate_pref")
+        steps.append(_step("decontaminate_sft", len(sft_ok), d_sft, ngram=n, benchmarks={k: len(v) for k, v in benchmarks.items()}))
+        steps.append(_step("decontaminate_pref", len(pref_ok), d_pref, ngram=n))
+    rejects.close()
+
+    # ---- write outputs (shuffled order)
+    def rid(row):
+        return f"{row['problem_id']}-{row['row_index']}"
+
+    with JsonlWriter(out_sft) as w:
+        for row, i in sft_ok:
+            w.write(
+                {
+                    "id": rid(row),
+                    "row_index": row["row_index"],
+                    "source": row["source"],
+                    "messages": [
+                        {"role": "user", "content": user_content(row["problem"], instruction)},
+                        {"role": "assistant", "content": texts[(row["row_index"], i)]},
+                    ],
+                }
+            )
+    with JsonlWriter(out_pref) as w:
+        for row, i, j in pref_ok:
+            w.write(
+                {
+                    "id": rid(row),
+                    "row_index": row["row_index"],
+                    "source": row["source"],
+                    "prompt": [{"role": "user", "content": user_content(row["problem"], instruction)}],
+                    "chosen": [{"role": "assistant", "content": texts[(row["row_index"], i)]}],
+                    "rejected": [{"role": "assistant", "content": texts[(row["row_index"], j)]}],
+                }
+            )
+
+    expected = cfg["expected"] or {}
+    comparisons = []
+    for key, actual, at in (
+        ("sft", len(sft_sel), "select_sft"),
+        ("pairs_before_length_filter", len(pref_sel), "select_pref"),
+    ):
+        exp = expected.get(key)
+        comparisons.append(
+            {
+                "quantity": key,
+                "at_step": at,
+                "expected": exp,
+                "actual": actual,
+                "match": None if exp is None else int(exp) == actual,
+                "paper": PAPER_EXPECTED[key],
+            }
+        )
+    stats = {
+        "sft_response_tokens_mean": round(sum(sft_resp_len) / len(sft_resp_len), 1) if sft_resp_len else None,
+        "sft_response_tokens_max": max(sft_resp_len) if sft_resp_len else None,
+        "pref_chosen_tokens_mean": round(sum(ch_len) / len(ch_len), 1) if ch_len else None,
+        "pref_rejected_tokens_mean": round(sum(rj_len) / len(rj_len), 1) if rj_len else None,
+        "prompt_tokens_max": max(prompt_len.values()) if prompt_len else None,
+    }
+    report = {
+        "verified": str(verified_path),
+        "tokenizer": str(tokenizer_path),
+        "cfg": cfg,
+        "steps": steps,
+        "final": {"sft": len(sft_ok), "pref": len(pref_ok)},
+        "expected": comparisons,
+        "token_stats": stats,
+        "contaminated": contaminated_rows,
+        "rejects": str(rejects_path),
+        "rejects_count": rejects.count,
+        "normalize": normalize_meta,
+    }
+    write_json(report_json, report)
+    mkparent(report_md).write_text(render_markdown(report), encoding="utf-8")
+    log.info("curate: sft=%d pref=%d (before length filter %d)", len(sft_ok), len(pref_ok), len(pref_sel))
+    return report
+
+
+def render_markdown(report: dict) -> str:
+    lines = ["# Curation report", ""]
+    cfg = report["cfg"]
+    lines += [
+        f"- verified corpus: `{report['verified']}`",
+        f"- student tokenizer: `{report['tokenizer']}`",
+        f"- label rule: `{cfg['label_rule']}`; shuffle seed {cfg['shuffle_seed']}; excluded sources {cfg['exclude_sources']}",
+        f"- length limits: prompt <= {cfg['max_prompt_tokens']}, response <= {cfg['max_response_tokens']} tokens",
+        f"- decontamination: {cfg['decontaminate']}",
+        "",
+        "## Expected vs actual",
+        "",
+        "| quantity | at step | expected (config) | actual | match | paper |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for c in report["expected"]:
+        exp = "—" if c["expected"] is None else f"{c['expected']:,}"
+        match = "—" if c["match"] is None else ("yes" if c["match"] else "**NO**")
+        lines.append(f"| {c['quantity']} | {c['at_step']} | {exp} | {c['actual']:,} | {match} | {c['paper']:,} |")
+    lines += ["", "## Steps", "", "| step | kept | dropped | reasons |", "|---|---:|---:|---|"]
+    for s in report["steps"]:
+        kept = "—" if s.get("kept") is None else f"{s['kept']:,}"
+        dropped = "" if "dropped" not in s else f"{s['dropped']:,}"
+        reasons = "; ".join(f"{k}: {v:,}" for k, v in s.get("reasons", {}).items())
+        lines.append(f"| {s['step']} | {kept} | {dropped} | {reasons} |")
+    lines += [
+        "",
+        f"**Final:** D_SFT {report['final']['sft']:,} examples, D_Pref {report['final']['pref']:,} pairs.",
+        "",
+        f"Every dropped row has a line (with `step` and `reason`) in `{report['rejects']}` "
+        f"({report['rejects_count']:,} lines).",
+        "",
+        "## Token statistics (student tokenizer)",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in report["token_stats"].items()]
+    if report["contaminated"]:
+        lines += ["", "## Decontamination hits", "", "| set | row_index | benchmark | index | n-gram |", "|---|---:|---|---:|---|"]
+        for c in report["contaminated"][:200]:
+            lines.append(f"| {c['set']} | {c['row_index']} | {c['benchmark']} | {c['benchmark_index']} | `{c['ngram']}` |")
+        if len(report["contaminated"]) > 200:
+            lines.append(f"| … {len(report['contaminated']) - 200} more in the JSON report | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["curate", "resolve_cfg", "DEFAULT_CFG", "LABEL_RULES"]

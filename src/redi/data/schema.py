@@ -1,0 +1,243 @@
+"""Schema normalisation: Raw / 220k-flat / MV-only corpora -> one canonical table.
+
+Detected input schemas (first match wins):
+
+``raw``      OpenR1-Math-Raw: ``correctness`` struct with ``llama_verification`` and
+             ``math_verify_reparsed_answer``; ``problem_is_valid``; ``generations``.
+``flat``     OpenR1-Math-220k: ``correctness_llama``, ``correctness_math_verify``,
+             ``is_reasoning_complete`` (no ``problem_is_valid``: it becomes null).
+``mv_only``  only ``correctness_math_verify`` (``label_llama`` becomes null).
+
+Canonical columns: see ``docs/design.md`` and :func:`redi.data.io.canonical_schema`.
+``label_mv`` is the corpus' Math-Verify label on the re-parsed answer (Raw) or
+``correctness_math_verify`` (flat schemas). ``source`` missing -> ``"unknown"``.
+
+Malformed rows never vanish: each goes to the rejects file (JSON lines with ``row_index``,
+``step`` = ``"normalize"``, ``reason``, ``detail``) and is counted; the counts are also stored in
+the canonical parquet's footer metadata (key ``redi.normalize``) so curation can report them.
+Null elements inside label lists are read as ``False`` (and counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+
+from redi.data.io import META_NORMALIZE, JsonlWriter, canonical_schema, mkparent
+from redi.data.sources import load_corpus
+
+log = logging.getLogger(__name__)
+
+SCHEMAS: dict[str, list[str]] = {
+    "raw": [
+        "problem",
+        "answer",
+        "generations",
+        "problem_is_valid",
+        "correctness.llama_verification",
+        "correctness.math_verify_reparsed_answer",
+    ],
+    "flat": ["problem", "answer", "generations", "correctness_llama", "correctness_math_verify", "is_reasoning_complete"],
+    "mv_only": ["problem", "answer", "generations", "correctness_math_verify"],
+}
+
+
+def problem_id(problem: str) -> str:
+    """sha1 of the whitespace-normalised problem text, first 16 hex digits."""
+    return hashlib.sha1(" ".join(problem.split()).encode("utf-8")).hexdigest()[:16]
+
+
+def _available_columns(schema) -> set[str]:
+    import pyarrow as pa
+
+    cols = set()
+    for f in schema:
+        cols.add(f.name)
+        if pa.types.is_struct(f.type):
+            for sub in f.type:
+                cols.add(f"{f.name}.{sub.name}")
+    return cols
+
+
+def detect_schema(schema, path="<corpus>") -> str:
+    """Name of the first matching input schema; ValueError listing what each one misses."""
+    have = _available_columns(schema)
+    missing = {}
+    for name, required in SCHEMAS.items():
+        miss = [c for c in required if c not in have]
+        if not miss:
+            return name
+        missing[name] = miss
+    detail = "; ".join(f"{name}: missing {miss}" for name, miss in missing.items())
+    raise ValueError(
+        f"{path}: the corpus matches none of the known schemas ({detail}). "
+        f"Columns present: {sorted(c for c in have if '.' not in c)}"
+    )
+
+
+def _labels(value, n: int, name: str, counters: Counter):
+    """Returns (list[bool] | None, error reason | None)."""
+    if value is None:
+        return None, f"{name}_missing"
+    if not isinstance(value, (list, tuple)):
+        return None, f"{name}_not_a_list"
+    if len(value) != n:
+        return None, "label_length_mismatch"
+    out = []
+    for v in value:
+        if v is None:
+            counters["null_label_elements_as_false"] += 1
+        out.append(bool(v))
+    return out, None
+
+
+def _canonical_row(row: dict, row_index: int, schema_name: str, counters: Counter) -> tuple[dict | None, str | None, str]:
+    """Returns (canonical row, reject reason, detail)."""
+    problem = row.get("problem")
+    if not isinstance(problem, str):
+        return None, "problem_not_string", f"type {type(problem).__name__}"
+    if not problem.strip():
+        return None, "problem_empty", ""
+    answer = row.get("answer")
+    if answer is None or (isinstance(answer, str) and not answer.strip()):
+        return None, "answer_missing", ""
+    if not isinstance(answer, str):
+        answer = str(answer)
+    gens = row.get("generations")
+    if gens is None:
+        return None, "generations_none", ""
+    if not isinstance(gens, (list, tuple)):
+        return None, "generations_not_a_list", f"type {type(gens).__name__}"
+    if len(gens) == 0:
+        return None, "generations_empty", ""
+    if any(not isinstance(g, str) for g in gens):
+        return None, "generation_not_string", ""
+    n = len(gens)
+
+    label_llama = label_mv = None
+    if schema_name == "raw":
+        corr = row.get("correctness")
+        if not isinstance(corr, dict):
+            return None, "labels_missing", "correctness is null"
+        label_llama, err = _labels(corr.get("llama_verification"), n, "label_llama", counters)
+        if err:
+            return None, err, f"llama_verification has {_len(corr.get('llama_verification'))} labels for {n} generations"
+        label_mv, err = _labels(corr.get("math_verify_reparsed_answer"), n, "label_mv", counters)
+        if err:
+            return None, err, f"math_verify_reparsed_answer has {_len(corr.get('math_verify_reparsed_answer'))} labels for {n} generations"
+    else:
+        if schema_name == "flat":
+            label_llama, err = _labels(row.get("correctness_llama"), n, "label_llama", counters)
+            if err:
+                return None, err, f"correctness_llama has {_len(row.get('correctness_llama'))} labels for {n} generations"
+        label_mv, err = _labels(row.get("correctness_math_verify"), n, "label_mv", counters)
+        if err:
+            return None, err, f"correctness_math_verify has {_len(row.get('correctness_math_verify'))} labels for {n} generations"
+
+    complete = row.get("is_reasoning_complete")
+    if complete is not None:
+        if not isinstance(complete, (list, tuple)) or len(complete) != n:
+            counters["is_reasoning_complete_set_null"] += 1
+            complete = None
+        else:
+            complete = [bool(x) for x in complete]
+
+    validity = row.get("problem_is_valid")
+    source = row.get("source")
+    return (
+        {
+            "problem_id": problem_id(problem),
+            "row_index": row_index,
+            "source": str(source) if source is not None else "unknown",
+            "problem": problem,
+            "answer": answer,
+            "problem_is_valid": None if validity is None else str(validity),
+            "generations": list(gens),
+            "label_llama": label_llama,
+            "label_mv": label_mv,
+            "is_reasoning_complete": complete,
+            "schema": schema_name,
+        },
+        None,
+        "",
+    )
+
+
+def _len(x):
+    return len(x) if isinstance(x, (list, tuple)) else None
+
+
+def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) -> dict:
+    """Normalise a corpus (file or directory, see :func:`redi.data.sources.load_corpus`) into the
+    canonical parquet ``output_path``; malformed rows go to ``rejects_path`` (JSON lines).
+
+    Returns a summary: schema, input/output/rejected row counts, reject reasons.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    corpus = load_corpus(input_path)
+    schema_name = detect_schema(corpus.schema, corpus.path)
+    log.info("%s: detected schema %r (%s rows)", corpus.path, schema_name, corpus.num_rows)
+    out_schema = canonical_schema()
+    counters: Counter = Counter()
+    reasons: Counter = Counter()
+    row_index = 0
+    n_out = 0
+    writer = pq.ParquetWriter(str(mkparent(output_path)), out_schema)
+    try:
+        with JsonlWriter(rejects_path) as rejects:
+            for batch in corpus.iter_batches(batch_size=batch_size):
+                out_rows = []
+                for row in batch.to_pylist():
+                    canon, reason, detail = _canonical_row(row, row_index, schema_name, counters)
+                    if canon is None:
+                        reasons[reason] += 1
+                        problem = row.get("problem")
+                        rejects.write(
+                            {
+                                "row_index": row_index,
+                                "problem_id": problem_id(problem) if isinstance(problem, str) else None,
+                                "source": row.get("source"),
+                                "step": "normalize",
+                                "reason": reason,
+                                "detail": detail,
+                            }
+                        )
+                    else:
+                        out_rows.append(canon)
+                    row_index += 1
+                if out_rows:
+                    writer.write_table(pa.Table.from_pylist(out_rows, schema=out_schema))
+                    n_out += len(out_rows)
+        summary = {
+            "input": str(input_path),
+            "input_kind": corpus.kind,
+            "schema": schema_name,
+            "input_rows": row_index,
+            "canonical_rows": n_out,
+            "rejected_rows": sum(reasons.values()),
+            "reject_reasons": dict(sorted(reasons.items())),
+            "notes": dict(sorted(counters.items())),
+            "rejects_path": str(rejects_path),
+        }
+        writer.add_key_value_metadata({META_NORMALIZE: json.dumps(summary)})
+    finally:
+        writer.close()
+    log.info("normalize: %s", summary)
+    return summary
+
+
+def read_canonical(path, columns: list[str] | None = None):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(str(path), columns=columns)
+
+
+def canonical_rows(path) -> list[dict]:
+    return read_canonical(path).to_pylist()
+
+
+__all__ = ["SCHEMAS", "detect_schema", "normalize", "problem_id", "read_canonical", "canonical_rows"]

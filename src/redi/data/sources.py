@@ -1,0 +1,141 @@
+"""Where the teacher corpus comes from: the Hugging Face hub, or a local copy.
+
+``load_corpus`` streams record batches so a multi-GB corpus (OpenR1-Math-Raw) is never loaded
+whole: parquet via ``pyarrow.dataset``, save_to_disk datasets memory-mapped via ``datasets``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+LOCAL_HINT = (
+    "If the hub is unreachable (offline machine, firewall, no credentials), download the dataset "
+    "on another machine and point the config at the copy: set `corpus.source: local` and "
+    "`corpus.local_path: /path/to/copy` (a directory of parquet/jsonl files, a single "
+    ".parquet/.jsonl file, or a `save_to_disk` dataset directory)."
+)
+
+
+def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
+    """Download ``name``@``revision`` split ``split`` with ``datasets`` and ``save_to_disk`` it.
+
+    Any failure (connection, offline mode, missing revision) raises ``RuntimeError`` whose
+    message says how to use a local copy instead.
+    """
+    out_dir = Path(out_dir)
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, revision=revision, split=split)
+    except Exception as exc:  # noqa: BLE001 - every failure gets the same actionable message
+        raise RuntimeError(
+            f"Could not load {name!r} (revision {revision!r}, split {split!r}) from the Hugging "
+            f"Face hub: {type(exc).__name__}: {exc}\n{LOCAL_HINT}"
+        ) from exc
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_to_disk(str(out_dir))
+    info = {"name": name, "revision": revision, "split": split, "rows": len(ds), "columns": ds.column_names}
+    (out_dir / "redi_download.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+@dataclass
+class Corpus:
+    """A streamable corpus: ``schema``, ``num_rows``, ``iter_batches()`` in stable row order."""
+
+    path: Path
+    kind: str  # "parquet" | "jsonl" | "save_to_disk"
+    files: list[Path] = field(default_factory=list)
+    _table: object = None  # pyarrow Table for in-memory kinds
+
+    @property
+    def schema(self):
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_schema(self.files[0])
+        return self._load_table().schema
+
+    @property
+    def num_rows(self) -> int:
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
+        return self._load_table().num_rows
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.schema.names)
+
+    def _load_table(self):
+        if self._table is None:
+            import pyarrow as pa
+
+            if self.kind == "jsonl":
+                import pyarrow.json as pj
+
+                tables = [pj.read_json(f) for f in self.files]
+                self._table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+            elif self.kind == "save_to_disk":
+                import datasets
+
+                ds = datasets.load_from_disk(str(self.path))
+                if isinstance(ds, datasets.DatasetDict):
+                    if "train" not in ds:
+                        raise ValueError(f"{self.path}: DatasetDict without a 'train' split ({list(ds)})")
+                    ds = ds["train"]
+                if ds._indices is not None:  # noqa: SLF001
+                    ds = ds.flatten_indices()
+                self._table = ds.data.table
+        return self._table
+
+    def iter_batches(self, batch_size: int = 2048, columns: list[str] | None = None) -> Iterator:
+        """Yields ``pyarrow.RecordBatch`` in corpus row order."""
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            for f in self.files:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+        else:
+            table = self._load_table()
+            if columns is not None:
+                table = table.select(columns)
+            yield from table.to_batches(max_chunksize=batch_size)
+
+
+def _is_save_to_disk(p: Path) -> bool:
+    return (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists()
+
+
+def load_corpus(path) -> Corpus:
+    """Open a local corpus: a directory of parquet or jsonl files (searched recursively, read
+    in sorted path order; row_index counts across files in that order), a
+    single ``.parquet``/``.jsonl``/``.json`` (lines) file, or a ``save_to_disk`` directory."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"corpus path does not exist: {p}")
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix == ".parquet":
+            return Corpus(p, "parquet", [p])
+        if suffix in (".jsonl", ".json"):
+            return Corpus(p, "jsonl", [p])
+        raise ValueError(f"{p}: unsupported corpus file type {suffix!r} (use .parquet or .jsonl)")
+    if _is_save_to_disk(p):
+        return Corpus(p, "save_to_disk")
+    parquet = sorted(x for x in p.rglob("*.parquet") if x.is_file())
+    jsonl = sorted(x for x in p.rglob("*.jsonl") if x.is_file())
+    if parquet and jsonl:
+        raise ValueError(f"{p}: mixes parquet and jsonl files; keep one format per corpus directory")
+    if parquet:
+        return Corpus(p, "parquet", parquet)
+    if jsonl:
+        return Corpus(p, "jsonl", jsonl)
+    raise ValueError(f"{p}: no .parquet or .jsonl files and not a save_to_disk dataset")

@@ -1,0 +1,100 @@
+"""Evaluation benchmarks: JSON lists of ``{"problem", "answer", ...}``.
+
+Gold normalisation (``answer`` -> ``golds``, a tuple of acceptable alternatives):
+
+* a string stays one alternative; a float that is an integer becomes ``"142"`` (AMC stores
+  ``142.0``), other numbers their ``repr``;
+* a list (Minerva, OlympiadBench) gives one alternative per element: **all** elements are
+  acceptable answers and a response is correct when it matches **any** of them (Minerva's
+  multi-element lists are re-formattings of one answer, e.g. ``["0.01", "0.02"]`` or
+  ``["-\\frac{1}{3}", "-1/3"]``; OlympiadBench lists always hold one element, multi-part answers
+  being comma-joined inside it);
+* every alternative is stripped of surrounding whitespace, of ``$`` math delimiters
+  (``"$69$,$84$"`` -> ``"69,84"``) and of a trailing full stop; duplicates are dropped, order
+  kept. The result is the bare expression: :func:`redi.verify.verify_many` wraps it in
+  ``\\boxed{}`` before parsing, so a gold is parsed like the answer it is compared with.
+
+Problem ids are the design's ``problem_id``: sha1 of the whitespace-normalised problem text, 16
+hex characters (stable across runs, machines and file re-orderings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    problem_id: str
+    index: int  # position in the benchmark file
+    problem: str
+    golds: tuple[str, ...]  # acceptable gold answers, bare expressions (see module doc)
+
+    @property
+    def gold(self) -> str:
+        """The first (display) gold."""
+        return self.golds[0]
+
+
+def problem_id(text: str) -> str:
+    return hashlib.sha1(" ".join(text.split()).encode("utf-8")).hexdigest()[:16]
+
+
+def _scalar(value) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def clean_gold(text: str) -> str:
+    s = text.strip()
+    if "$" in s:
+        s = s.replace("$", "").strip()
+    while s.endswith(".") and not s.endswith(".."):
+        s = s[:-1].rstrip()
+    return s
+
+
+def normalise_answer(answer) -> tuple[str, ...]:
+    """Gold answer (str, number or list of alternatives) -> tuple of bare gold strings."""
+    raw = list(answer) if isinstance(answer, (list, tuple)) else [answer]
+    golds = [clean_gold(_scalar(a)) for a in raw if a is not None]
+    golds = [g for g in dict.fromkeys(golds) if g]
+    if not golds:
+        raise ValueError(f"empty gold answer: {answer!r}")
+    return tuple(golds)
+
+
+def load_benchmark(path: str | Path, limit: int | None = None) -> list[Problem]:
+    """Load a benchmark file; ``limit`` keeps the first ``limit`` problems (file order)."""
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of {{problem, answer}}")
+    if limit is not None:
+        rows = rows[: int(limit)]
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        if "problem" not in row or "answer" not in row:
+            raise ValueError(f"{path}: row {i} lacks 'problem' or 'answer'")
+        pid = problem_id(row["problem"])
+        if pid in seen:  # identical problem text twice: keep both, ids stay unique
+            seen[pid] += 1
+            pid = f"{pid}-{seen[pid]}"
+        else:
+            seen[pid] = 0
+        problems.append(Problem(pid, i, row["problem"], normalise_answer(row["answer"])))
+    return problems
+
+
+def gold_response(gold: str) -> str:
+    """The gold answer written as a model response in the Open-R1 format."""
+    return (
+        "<think>\nok\n</think>\n\n"
+        f"Therefore, the final answer is: $\\boxed{{{gold}}}$. I hope it is correct"
+    )

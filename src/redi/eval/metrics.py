@@ -1,0 +1,180 @@
+"""Metrics of one evaluation and the five-benchmark average (accuracies as fractions).
+
+* ``pass@1``: mean correctness over every problem and every sample.
+* ``sem`` (the paper's): with ``k`` samples per problem, ``P_j`` is the benchmark-wide accuracy
+  of the ``j``-th sample of every problem; ``SEM = std(P_1..P_k, ddof=0) / sqrt(k)``. This is
+  not lighteval's stderr (std of per-problem scores / sqrt(N)).
+* ``pass@k`` for every ``k <= n``: the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` per problem
+  (Chen et al. 2021), averaged over problems.
+* Generation length statistics over all samples (generated tokens, stop token excluded).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+# Metric keys of metrics.json, in the order of the tidy CSV (pass@k columns follow pass@1/sem).
+SCALAR_KEYS = (
+    "run",
+    "checkpoint",
+    "step",
+    "benchmark",
+    "model_path",
+    "n_problems",
+    "n_samples",
+    "pass@1",
+    "sem",
+)
+TAIL_KEYS = (
+    "mean_length",
+    "median_length",
+    "max_length",
+    "truncated",
+    "no_think_close",
+    "timeouts",
+    "no_answer",
+    "wall_seconds",
+    "generation_seconds",
+    "generated_tokens",
+    "tokens_per_second",
+    "backend",
+)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem with ``n`` samples, ``c`` of them correct."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def correctness_matrix(samples, n_samples: int | None = None) -> tuple[list[str], np.ndarray]:
+    """(problem ids in first-seen order, bool matrix problems x samples) from a samples table.
+
+    Every problem must have exactly the sample indices ``0..n-1`` (an evaluation over fewer
+    samples than it claims is an error, not a smaller n).
+    """
+    ids = list(dict.fromkeys(samples["problem_id"].tolist()))
+    pos = {pid: i for i, pid in enumerate(ids)}
+    counts = samples.groupby("problem_id", sort=False)["sample_index"].agg(["count", "max", "min"])
+    n = int(n_samples) if n_samples is not None else int(counts["count"].max())
+    bad = counts[(counts["count"] != n) | (counts["max"] != n - 1) | (counts["min"] != 0)]
+    if len(bad) or samples.duplicated(["problem_id", "sample_index"]).any():
+        raise ValueError(
+            f"samples are not a complete problems x {n} grid "
+            f"(e.g. {bad.index[:3].tolist()} have counts {bad['count'][:3].tolist()})"
+        )
+    matrix = np.zeros((len(ids), n), dtype=bool)
+    rows = samples["problem_id"].map(pos).to_numpy()
+    cols = samples["sample_index"].to_numpy(dtype=int)
+    matrix[rows, cols] = samples["correct"].to_numpy(dtype=bool)
+    return ids, matrix
+
+
+def per_sample_scores(matrix: np.ndarray) -> np.ndarray:
+    """``P_j``: accuracy over problems of the j-th sample."""
+    return np.asarray(matrix, dtype=float).mean(axis=0)
+
+
+def sem(scores: Sequence[float]) -> float:
+    """The paper's SEM of pass@1: std (ddof 0) of the per-sample-index scores / sqrt(k)."""
+    s = np.asarray(scores, dtype=float)
+    if s.size == 0:
+        return float("nan")
+    return float(s.std(ddof=0) / math.sqrt(s.size))
+
+
+def pass_at_k_curve(matrix: np.ndarray) -> dict[str, float]:
+    """``{"1": pass@1, ..., "n": pass@n}``, the unbiased estimator averaged over problems."""
+    m = np.asarray(matrix, dtype=bool)
+    n = m.shape[1]
+    correct = m.sum(axis=1)
+    return {
+        str(k): float(np.mean([pass_at_k(n, int(c), k) for c in correct])) if len(correct) else 0.0
+        for k in range(1, n + 1)
+    }
+
+
+def length_stats(lengths: Sequence[int]) -> dict:
+    arr = np.asarray(lengths, dtype=float)
+    if arr.size == 0:
+        return {"mean_length": 0.0, "median_length": 0.0, "max_length": 0}
+    return {
+        "mean_length": float(arr.mean()),
+        "median_length": float(np.median(arr)),
+        "max_length": int(arr.max()),
+    }
+
+
+def summarise(samples, n_samples: int | None = None) -> dict:
+    """Accuracy, SEM, pass@k, per-sample scores, length and status counts of a samples table."""
+    ids, matrix = correctness_matrix(samples, n_samples)
+    scores = per_sample_scores(matrix)
+    status = samples["status"].astype(str).value_counts().to_dict()
+    out = {
+        "n_problems": len(ids),
+        "n_samples": int(matrix.shape[1]),
+        "pass@1": float(matrix.mean()) if matrix.size else 0.0,
+        "sem": sem(scores),
+        "pass@k": pass_at_k_curve(matrix),
+        "per_sample_pass@1": [float(s) for s in scores],
+        **length_stats(samples["length"].tolist()),
+        "truncated": int((samples["finish_reason"].astype(str) == "length").sum()),
+        "no_think_close": int(status.get("no_think_close", 0)),
+        "timeouts": int(status.get("timeout", 0)),
+        "no_answer": int(status.get("no_answer", 0)),
+        "status_counts": {str(k): int(v) for k, v in sorted(status.items())},
+        "generated_tokens": int(samples["length"].sum()),
+    }
+    return out
+
+
+def tidy_row(metrics: Mapping) -> dict:
+    """One flat CSV row: scalar keys, then ``pass@k`` columns, then the tail keys."""
+    row = {k: metrics.get(k) for k in SCALAR_KEYS}
+    for k, v in sorted(metrics.get("pass@k", {}).items(), key=lambda kv: int(kv[0])):
+        row[f"pass@{k}"] = v
+    row.update({k: metrics.get(k) for k in TAIL_KEYS})
+    return row
+
+
+def benchmark_average(metrics: Sequence[Mapping], expected: Sequence[str] | None = None) -> dict:
+    """Unweighted average over benchmarks (the paper's "Avg" column) of one model's metrics.
+
+    ``pass@1`` and every ``pass@k`` common to all benchmarks are averaged; the SEM is the
+    paper's rule applied to the average: ``A_j = mean_b P_{b,j}``, ``SEM = std(A) / sqrt(k)``
+    (needs the same ``n_samples`` everywhere; otherwise ``sem`` is ``None``).
+    ``expected``: benchmark names that must all be present (e.g. the five of the paper).
+    """
+    if not metrics:
+        raise ValueError("no metrics to average")
+    names = [m["benchmark"] for m in metrics]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate benchmarks in average: {names}")
+    if expected is not None and set(expected) != set(names):
+        raise ValueError(f"average needs benchmarks {sorted(expected)}, got {sorted(names)}")
+    ks = set.intersection(*(set(m.get("pass@k", {})) for m in metrics))
+    out = {
+        "benchmarks": names,
+        "n_benchmarks": len(metrics),
+        "pass@1": float(np.mean([m["pass@1"] for m in metrics])),
+        "pass@k": {k: float(np.mean([m["pass@k"][k] for m in metrics])) for k in sorted(ks, key=int)},
+        "sem": None,
+    }
+    per = [m.get("per_sample_pass@1") for m in metrics]
+    if all(p is not None for p in per) and len({len(p) for p in per}) == 1:
+        out["per_sample_pass@1"] = [float(x) for x in np.mean(np.asarray(per, dtype=float), axis=0)]
+        out["sem"] = sem(out["per_sample_pass@1"])
+    return out
+
+
+def five_benchmark_average(metrics: Sequence[Mapping], names: Sequence[str] | None = None) -> dict:
+    """:func:`benchmark_average` requiring exactly five benchmarks (named ``names`` if given)."""
+    if len(metrics) != 5:
+        raise ValueError(f"five-benchmark average over {len(metrics)} benchmarks")
+    return benchmark_average(metrics, expected=names)

@@ -1,0 +1,255 @@
+"""Read everything the report needs from ``results/`` (and Snakemake's ``benchmarks/``).
+
+Nothing here computes a number the tables show; it only loads files and says which ones are
+missing. A missing or unreadable file is recorded, never replaced by a zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redi.plan import all_runs, sft_runs, stage2_runs
+
+log = logging.getLogger(__name__)
+
+REFERENCE_PREFIX = "reference-"
+
+
+def _read_json(path: Path, problems: list[str]):
+    if not path.is_file():
+        return None
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        problems.append(f"unreadable {path}: {error}")
+        log.warning("unreadable %s: %s", path, error)
+        return None
+
+
+def _read_jsonl(path: Path, problems: list[str]):
+    import pandas as pd
+
+    if not path.is_file():
+        return None
+    rows = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as error:  # a run killed mid-write leaves a partial last line
+                problems.append(f"{path}:{number}: skipped unreadable line ({error})")
+    frame = pd.DataFrame(rows)
+    if "step" in frame:
+        frame = frame.sort_values("step").drop_duplicates("step", keep="last").reset_index(drop=True)
+    return frame
+
+
+def read_benchmark_tsv(path: Path) -> dict | None:
+    """Mean of the rows of a Snakemake ``benchmark:`` file (one row unless repeated)."""
+    import pandas as pd
+
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, sep="\t")
+    except Exception as error:  # noqa: BLE001 - an empty or partial file is reported as missing
+        log.warning("unreadable benchmark file %s: %s", path, error)
+        return None
+    if frame.empty:
+        return None
+    out = {}
+    for column in frame.columns:
+        if column == "h:m:s":
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        out[column] = float(values.mean()) if values.notna().any() else None
+    return out
+
+
+def number(value) -> float | None:
+    """A finite float, or None for null / NaN / missing."""
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def step_of(ckpt: str) -> int | None:
+    if ckpt.startswith("step-"):
+        try:
+            return int(ckpt[5:])
+        except ValueError:
+            return None
+    return 0 if ckpt == "base" else None
+
+
+@dataclass
+class Results:
+    """Everything read from one results tree plus the config that produced it."""
+
+    results: Path
+    benchmarks_dir: Path
+    config: dict
+    runs: dict = field(default_factory=dict)
+    sft: dict = field(default_factory=dict)
+    stage2: dict = field(default_factory=dict)
+    summaries: dict = field(default_factory=dict)
+    train_metrics: dict = field(default_factory=dict)
+    evals: dict = field(default_factory=dict)  # (run, ckpt, bench) -> metrics.json
+    best: dict = field(default_factory=dict)
+    curation: dict | None = None
+    verification: dict | None = None
+    problems: list = field(default_factory=list)
+
+    # ---- config views ------------------------------------------------------------------
+
+    @property
+    def evaluation(self) -> dict:
+        return self.config.get("evaluation", {})
+
+    @property
+    def final_benchmarks(self) -> list[str]:
+        return list(self.evaluation.get("final", {}).get("benchmarks", []))
+
+    @property
+    def intermediate_benchmarks(self) -> list[str]:
+        return list(self.evaluation.get("intermediate", {}).get("benchmarks", []))
+
+    @property
+    def final_checkpoints(self) -> list[str]:
+        return list(self.evaluation.get("final", {}).get("checkpoints", ["best"]))
+
+    @property
+    def reference_models(self) -> list[dict]:
+        return list(self.evaluation.get("reference_models", []))
+
+    @property
+    def stage2_start(self) -> str | None:
+        """The SFT run the stage-2 ablation starts from (training.stage2.start or the first)."""
+        start = self.config.get("training", {}).get("stage2", {}).get("start")
+        return start or next(iter(self.sft), None)
+
+    def reported_checkpoint(self, run: str) -> str:
+        """The checkpoint a run is compared at: ``best`` when evaluated that way, else ``final``."""
+        ckpts = self.final_checkpoints
+        return "best" if "best" in ckpts or not ckpts else ckpts[0]
+
+    def start_checkpoint(self) -> str:
+        """The stage-2 start model is the SFT run's final model: ``final`` when evaluated."""
+        ckpts = self.final_checkpoints
+        return "final" if "final" in ckpts else self.reported_checkpoint(self.stage2_start or "")
+
+    def gpus(self, stage: str) -> int:
+        return int(self.config.get("resources", {}).get(stage, {}).get("gpu", 0) or 0)
+
+    # ---- results views -----------------------------------------------------------------
+
+    def eval(self, run: str, ckpt: str, bench: str) -> dict | None:
+        return self.evals.get((run, ckpt, bench))
+
+    def eval_path(self, run: str, ckpt: str, bench: str) -> Path:
+        return self.results / "eval" / run / ckpt / bench / "metrics.json"
+
+    def checkpoint_steps(self, run: str) -> list[int]:
+        """Steps the run saved (summary.json), else the steps that have evaluations."""
+        summary = self.summaries.get(run) or {}
+        steps = summary.get("checkpoint_steps")
+        if steps:
+            return sorted(int(s) for s in steps)
+        found = {step_of(c) for (r, c, _b) in self.evals if r == run}
+        return sorted(s for s in found if s)
+
+    def intermediate(self, run: str, bench: str) -> list[dict]:
+        """One record per saved checkpoint (expected or found), sorted by step; ``metrics`` is
+        None when that checkpoint has not been evaluated."""
+        steps = set(self.checkpoint_steps(run))
+        steps |= {step_of(c) for (r, c, b) in self.evals if r == run and b == bench and c.startswith("step-")}
+        steps.discard(None)
+        return [
+            {"step": s, "ckpt": f"step-{s}", "metrics": self.eval(run, f"step-{s}", bench)}
+            for s in sorted(steps)
+        ]
+
+    def start_point(self, run: str, bench: str) -> dict | None:
+        """Step 0 of a stage-2 curve: the start SFT run's last checkpoint evaluation."""
+        start = self.runs.get(run, {}).get("start")
+        if not start:
+            return None
+        points = self.intermediate(start, bench)
+        if not points:
+            return None
+        last = points[-1]
+        return {"step": 0, "ckpt": f"{start}/{last['ckpt']}", "metrics": last["metrics"]}
+
+    def steps_per_epoch(self, run: str) -> float | None:
+        """Optimizer steps per epoch of a run (from its summary and configured epochs)."""
+        summary = self.summaries.get(run) or {}
+        spec = self.runs.get(run, {})
+        steps, epochs = summary.get("steps"), spec.get("epochs")
+        stopped = str(summary.get("stopped_reason") or "")
+        if steps and epochs and not spec.get("max_steps") and "collapse" not in stopped and "max_steps" not in stopped:
+            return steps / epochs
+        frame = self.train_metrics.get(run)
+        if frame is not None and {"step", "epoch"} <= set(frame.columns) and len(frame):
+            last = frame.iloc[-1]
+            if number(last["epoch"]) and number(last["epoch"]) > 0:
+                return float(last["step"]) / float(last["epoch"])
+        if steps and epochs:
+            return steps / epochs
+        return None
+
+    def collapse(self, run: str) -> tuple[bool | None, int | None]:
+        """(collapsed, first step) from summary.json, else from the metrics' collapse_flag."""
+        summary = self.summaries.get(run)
+        frame = self.train_metrics.get(run)
+        flagged_step = None
+        if frame is not None and "collapse_flag" in frame and len(frame):
+            flags = frame[frame["collapse_flag"].fillna(False).astype(bool)]
+            if len(flags):
+                flagged_step = int(flags["step"].iloc[0])
+        if summary is not None:
+            collapsed = bool(summary.get("collapsed")) or flagged_step is not None
+            step = summary.get("collapse_step")
+            return collapsed, int(step) if step is not None else flagged_step
+        if frame is not None:
+            return flagged_step is not None, flagged_step
+        return None, None
+
+
+def collect(results: str | Path, config: dict, benchmarks_dir: str | Path | None = None) -> Results:
+    """Load a results tree (see docs/design.md) for the runs ``config`` defines."""
+    results = Path(results)
+    benchmarks_dir = Path(benchmarks_dir) if benchmarks_dir is not None else results.parent / "benchmarks"
+    out = Results(results=results, benchmarks_dir=benchmarks_dir, config=config)
+    out.runs = all_runs(config)
+    out.sft = sft_runs(config)
+    out.stage2 = stage2_runs(config)
+    problems = out.problems
+    for run in out.runs:
+        out.summaries[run] = _read_json(results / "train" / run / "summary.json", problems)
+        out.train_metrics[run] = _read_jsonl(results / "train" / run / "metrics.jsonl", problems)
+        out.best[run] = _read_json(results / "eval" / run / "best.json", problems)
+    known = set(out.runs) | {"student"} | {REFERENCE_PREFIX + r["name"] for r in out.reference_models}
+    eval_dir = results / "eval"
+    if eval_dir.is_dir():
+        for path in sorted(eval_dir.glob("*/*/*/metrics.json")):
+            run, ckpt, bench = path.parts[-4:-1]
+            if run not in known:
+                log.info("ignoring %s: run not in the config", path)
+                continue
+            metrics = _read_json(path, problems)
+            if metrics is not None:
+                out.evals[(run, ckpt, bench)] = metrics
+    out.curation = _read_json(results / "data" / "curation_report.json", problems)
+    out.verification = _read_json(results / "data" / "verification_report.json", problems)
+    return out

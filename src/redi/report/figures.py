@@ -1,0 +1,243 @@
+"""The report's figures (matplotlib, Agg): PNG for the HTML report and PDF for papers.
+
+* Figures 3-7 of the paper, per group of stage-2 runs that share axes (alpha sweep; objectives
+  compared; DPO / SimPO sweeps): intermediate accuracy, chosen and rejected per-token log-prob
+  and parameter-update norm, all against the optimizer step.
+* Figure 2: intermediate accuracy of each SFT run against the epoch (the student = epoch 0).
+* pass@k curves, one figure per final benchmark.
+
+Every figure has a fixed pixel size (``layout.FIGSIZE`` x ``layout.FIGURE_DPI``). A run with
+nothing to draw yet is named in the figure's note, not drawn as zeros.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from redi.report import paper  # noqa: E402
+from redi.report.collect import REFERENCE_PREFIX, Results, number  # noqa: E402
+from redi.report.layout import FAMILIES, FAMILY_LABEL, FIGSIZE, FIGURE_DPI, family, run_label, stage2_groups  # noqa: E402
+from redi.report.tables import curve, peak_and_final  # noqa: E402
+
+PANELS = (
+    ("accuracy", "intermediate pass@1 (%)"),
+    ("chosen_logp_per_token", "chosen log-prob per token"),
+    ("rejected_logp_per_token", "rejected log-prob per token"),
+    ("update_norm", "parameter-update norm"),
+)
+
+
+def _figure(kind: str, nrows: int = 1, ncols: int = 1):
+    fig, axes = plt.subplots(nrows, ncols, figsize=FIGSIZE[kind], dpi=FIGURE_DPI, squeeze=False, layout="constrained")
+    return fig, axes
+
+
+def _save(fig, directory: Path, name: str) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = directory / f"{name}.{ext}"
+        fig.savefig(path, dpi=FIGURE_DPI, metadata={"CreationDate": None} if ext == "pdf" else None)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _note(fig, lines: list[str]) -> None:
+    if lines:
+        text = "; ".join(lines)
+        if len(text) > 160:
+            text = text[:157] + "..."
+        fig.text(0.005, 0.002, text, fontsize=7, color="#a00", ha="left", va="bottom")
+
+
+def _peak(results: Results, run: str, bench: str) -> float:
+    peak, _ = peak_and_final(curve(results, run, bench))
+    return float(peak["metrics"]["pass@1"]) if peak else float("-inf")
+
+
+def smoothing_window(n_steps: int) -> int:
+    """Per-step curves longer than 200 steps are drawn as a centred rolling mean (about 1 % of
+    the run) so that trends stay visible; shorter ones are drawn raw."""
+    return max(1, n_steps // 100) if n_steps > 200 else 1
+
+
+def run_color(results: Results, name: str) -> str:
+    """One colour per stage-2 run, the same in every figure (configured order)."""
+    cmap = plt.get_cmap("tab10" if len(results.stage2) <= 10 else "tab20")
+    return cmap(list(results.stage2).index(name) % cmap.N)
+
+
+def select_runs(results: Results, group: dict) -> list[str]:
+    """The runs drawn for a group: all of them, except the objectives comparison, which takes the
+    run with the highest peak intermediate accuracy of each family (configured order on ties)."""
+    if group["kind"] != "objectives":
+        return list(group["runs"])
+    bench = (results.intermediate_benchmarks or [None])[0]
+    chosen = []
+    for fam in FAMILIES:
+        members = [r for r in group["runs"] if family(results.stage2[r]) == fam]
+        if not members:
+            continue
+        if bench is None:
+            chosen.append(members[0])
+            continue
+        chosen.append(max(members, key=lambda r: (_peak(results, r, bench), -members.index(r))))
+    return chosen
+
+
+def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
+    fig, axes = _figure("stage2", 2, 2)
+    axes = axes.ravel()
+    runs = select_runs(results, group)
+    bench = (results.intermediate_benchmarks or [None])[0]
+    problems = []
+    longest = max((len(results.train_metrics[n]) for n in runs if results.train_metrics.get(n) is not None), default=0)
+    window = smoothing_window(longest)
+    for name in runs:
+        spec = results.stage2[name]
+        color = run_color(results, name)
+        label = run_label(spec)
+        if group["kind"] == "objectives":
+            label = f"{FAMILY_LABEL[family(spec)]}: {label}"
+        style = "--" if family(spec) == "control" else "-"
+        drew = False
+        if bench is not None:
+            points = [p for p in curve(results, name, bench) if p["metrics"] is not None]
+            if points:
+                steps = [p["step"] for p in points]
+                acc = [100 * float(p["metrics"]["pass@1"]) for p in points]
+                sem = [100 * (number(p["metrics"].get("sem")) or 0.0) for p in points]
+                axes[0].errorbar(steps, acc, yerr=sem, color=color, ls=style, marker="o", ms=3, capsize=2, label=label)
+                drew = True
+            missing = [p["ckpt"] for p in curve(results, name, bench) if p["metrics"] is None]
+            if missing:
+                problems.append(f"{name}: {len(missing)} checkpoint eval(s) missing")
+        frame = results.train_metrics.get(name)
+        if frame is not None and len(frame) and "step" in frame:
+            for ax, (column, _) in zip(axes[1:], PANELS[1:]):
+                if column in frame and frame[column].notna().any():
+                    values = frame[column].astype(float)
+                    if window > 1:
+                        values = values.rolling(window, min_periods=1, center=True).mean()
+                    ax.plot(frame["step"], values, color=color, ls=style, lw=1.2, label=label if not drew else None)
+                    drew = True
+            collapsed, step = results.collapse(name)
+            if collapsed and step is not None:
+                for ax in axes:
+                    ax.axvline(step, color=color, ls=":", lw=1)
+        else:
+            problems.append(f"{name}: no metrics.jsonl")
+        if not drew:
+            axes[0].plot([], [], color=color, ls=style, label=f"{label} (no results yet)")
+    for index, (ax, (_, ylabel)) in enumerate(zip(axes, PANELS)):
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel + (f"\n(centred mean of {window} steps)" if index and window > 1 else ""))
+        ax.grid(alpha=0.3)
+    if bench is not None:
+        axes[0].set_ylabel(f"{paper.display_benchmark(bench)} pass@1 (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        h, lab = ax.get_legend_handles_labels()
+        for hh, ll in zip(h, lab):
+            if ll not in labels:
+                handles.append(hh)
+                labels.append(ll)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(group["title"] + " — step 0 = start model; dotted line = collapse flagged", fontsize=11)
+    _note(fig, problems)
+    return _save(fig, directory, group["name"])
+
+
+def sft_figure(results: Results, directory: Path) -> list[Path]:
+    """Figure 2: intermediate accuracy against epoch, the untrained student at epoch 0."""
+    fig, axes = _figure("sft")
+    ax = axes[0, 0]
+    problems = []
+    benches = results.intermediate_benchmarks
+    for bench in benches:
+        base = results.eval("student", "base", bench)
+        for name in results.sft:
+            points = []
+            if base is not None:
+                points.append((0.0, base))
+            else:
+                problems.append(f"student/base/{bench} missing")
+            spe = results.steps_per_epoch(name)
+            for point in results.intermediate(name, bench):
+                if point["metrics"] is None:
+                    problems.append(f"{name}/{point['ckpt']} missing")
+                    continue
+                if spe:
+                    points.append((point["step"] / spe, point["metrics"]))
+            label = name if len(benches) == 1 else f"{name} ({paper.display_benchmark(bench)})"
+            if points:
+                xs = [p[0] for p in points]
+                ys = [100 * float(p[1]["pass@1"]) for p in points]
+                es = [100 * (number(p[1].get("sem")) or 0.0) for p in points]
+                ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=3, label=label)
+            else:
+                ax.plot([], [], label=f"{label} (no results yet)")
+            if spe is None and results.intermediate(name, bench):
+                problems.append(f"{name}: steps per epoch unknown (no summary.json)")
+    ax.set_xlabel("epoch (0 = untrained student)")
+    bench_names = ", ".join(paper.display_benchmark(b) for b in benches)
+    ax.set_ylabel(f"{bench_names} pass@1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Figure 2: SFT accuracy against epoch", fontsize=11)
+    _note(fig, sorted(set(problems)))
+    return _save(fig, directory, "fig2_sft_accuracy")
+
+
+def passk_models(results: Results) -> list[tuple[str, str, str]]:
+    """(label, run, ckpt): reference models, then every run at its reported checkpoint."""
+    models = [(ref.get("hub_name") or ref["name"], REFERENCE_PREFIX + ref["name"], "final") for ref in results.reference_models]
+    for name in results.runs:
+        ckpt = results.reported_checkpoint(name)
+        models.append((f"{name} ({ckpt})", name, ckpt))
+    return models
+
+
+def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
+    fig, axes = _figure("passk")
+    ax = axes[0, 0]
+    problems = []
+    ks_all = set()
+    for label, run, ckpt in passk_models(results):
+        metrics = results.eval(run, ckpt, bench)
+        if not metrics or not metrics.get("pass@k"):
+            problems.append(f"{run}/{ckpt} missing")
+            continue
+        curve_ = sorted((int(k), float(v)) for k, v in metrics["pass@k"].items() if number(v) is not None)
+        ks_all |= {k for k, _ in curve_}
+        ax.plot([k for k, _ in curve_], [100 * v for _, v in curve_], marker="o", ms=3, label=label)
+    ax.set_xscale("log", base=2)
+    if ks_all:
+        ticks = [k for k in sorted(ks_all) if k & (k - 1) == 0 or k == max(ks_all)]
+        ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.set_xlabel("k (samples)")
+    ax.set_ylabel("pass@k (%)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)
+    ax.set_title(f"pass@k on {paper.display_benchmark(bench)}", fontsize=11)
+    _note(fig, problems)
+    return _save(fig, directory, f"fig_passk_{bench}")
+
+
+def build_figures(results: Results, directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    paths = sft_figure(results, directory)
+    for group in stage2_groups(results.config):
+        paths += stage2_figure(results, group, directory)
+    for bench in results.final_benchmarks:
+        paths += passk_figure(results, bench, directory)
+    return paths

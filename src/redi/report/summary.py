@@ -1,0 +1,268 @@
+"""``reports/summary.md``: what happened, in words computed from the results (nothing hard-coded).
+
+Two accuracies are called different only when they differ by more than twice their combined SEM
+(sqrt(a^2 + b^2)); otherwise the summary says they are indistinguishable at this sample size.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+from redi.report import paper
+from redi.report.collect import Results, number
+from redi.report.layout import FAMILY_LABEL, family, run_label
+from redi.report.tables import MISSING, ablation_entries, curve, peak_and_final
+
+
+def _fmt(value, sem) -> str:
+    if value is None:
+        return MISSING
+    return f"{100 * value:.1f}%" + (f" ± {100 * sem:.1f}" if sem is not None else "")
+
+
+def compare(a: tuple, b: tuple) -> tuple[float, float | None, bool | None]:
+    """(difference in points, combined SEM in points, significant at 2 SEM) of (value, sem) pairs."""
+    diff = 100 * (a[0] - b[0])
+    if a[1] is None or b[1] is None:
+        return diff, None, None
+    combined = 100 * math.sqrt(a[1] ** 2 + b[1] ** 2)
+    return diff, combined, abs(diff) > 2 * combined if combined > 0 else diff != 0
+
+
+def _verdict(diff, combined, significant) -> str:
+    if significant is None:
+        return f"{diff:+.1f} points (no SEM available)"
+    word = "more than" if significant else "within"
+    return f"{diff:+.1f} points, {word} 2 combined SEMs ({2 * combined:.1f})"
+
+
+def _final_score(results: Results, run: str, ckpt: str):
+    """(pass@1, sem) averaged over the final benchmarks (None if any is missing)."""
+    from redi.report.tables import _average
+
+    found = [results.eval(run, ckpt, b) for b in results.final_benchmarks]
+    if not found or any(m is None for m in found):
+        return None
+    if len(found) == 1:
+        return number(found[0].get("pass@1")), number(found[0].get("sem"))
+    value, sem, _ = _average(found)
+    return value, sem
+
+
+def build_summary(results: Results, tables=None) -> str:
+    lines = ["# REDI reproduction: what happened", ""]
+    setting = paper.paper_setting(results.config)
+    corpus = results.config.get("corpus", {}).get("source", "synthetic")
+    student = results.config.get("student", {})
+    lines.append(
+        f"Setting: corpus `{corpus}`, student `{student.get('hub_name') or student.get('local_path') or student.get('kind')}`"
+        + (" — the paper's setting: our numbers are compared with the paper's." if setting else " — not the paper's setting: there is no paper counterpart, and no paper number is compared.")
+    )
+    benches = ", ".join(paper.display_benchmark(b) for b in results.final_benchmarks)
+    n_final = results.evaluation.get("final", {}).get("n_samples")
+    n_inter = results.evaluation.get("intermediate", {}).get("n_samples")
+    lines.append(
+        f"Final benchmarks: {benches} (pass@1 over {n_final} samples ± SEM); intermediate: "
+        f"{', '.join(paper.display_benchmark(b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
+    )
+    lines.append("")
+
+    # ---- data
+    lines.append("## Data")
+    if results.curation is None:
+        lines.append(f"- Curation report: {MISSING} (results/data/curation_report.json not produced yet).")
+    else:
+        steps = [st for st in results.curation.get("steps") or [] if number(st.get("kept")) is not None]
+        if steps:
+            lines.append("- Curation funnel: " + " → ".join(f"{st['step']} {int(st['kept']):,}" for st in steps) + ".")
+        final = results.curation.get("final") or {}
+        if final:
+            lines.append(f"- Curated: {final.get('sft', MISSING):,} SFT examples, {final.get('pref', MISSING):,} preference pairs.")
+        for comp in results.curation.get("expected") or []:
+            if comp.get("expected") is not None:
+                verdict = "matches" if comp.get("match") else "does NOT match"
+                lines.append(f"- {comp['quantity']}: {comp['actual']:,} {verdict} the expected {comp['expected']:,} (paper {comp.get('paper', MISSING):,}).")
+    if results.verification is not None:
+        overall = results.verification.get("overall") or {}
+        agree = number(overall.get("agreement_with_mv"))
+        if agree is not None:
+            lines.append(f"- Recomputed Math-Verify labels agree with the corpus' Math-Verify labels on {100 * agree:.2f}% of generations.")
+    lines.append("")
+
+    # ---- SFT
+    lines.append("## Stage 1 (SFT)")
+    for bench in results.intermediate_benchmarks:
+        base = results.eval("student", "base", bench)
+        for name in results.sft:
+            points = [p for p in results.intermediate(name, bench) if p["metrics"] is not None]
+            start = _fmt(number(base.get("pass@1")), number(base.get("sem"))) if base else MISSING
+            if points:
+                last = points[-1]
+                best = max(points, key=lambda p: float(p["metrics"]["pass@1"]))
+                lines.append(
+                    f"- `{name}` on {paper.display_benchmark(bench)}: untrained student {start} → "
+                    f"last checkpoint (step {last['step']}) {_fmt(number(last['metrics']['pass@1']), number(last['metrics'].get('sem')))}; "
+                    f"best step {best['step']} {_fmt(number(best['metrics']['pass@1']), number(best['metrics'].get('sem')))}."
+                )
+            else:
+                lines.append(f"- `{name}` on {paper.display_benchmark(bench)}: no checkpoint evaluated yet ({MISSING}).")
+    lines.append("")
+
+    # ---- stage 2: final benchmarks
+    lines.append(f"## Stage 2 (from `{results.stage2_start}`)")
+    entries = ablation_entries(results)
+    scored = []
+    for entry in entries:
+        score = _final_score(results, entry["run"], entry["ckpt"])
+        if score is not None and score[0] is not None:
+            scored.append((entry, score))
+    missing = [e for e in entries if all(e is not s[0] for s in scored)]
+    if not results.stage2:
+        lines.append("- No stage-2 runs are configured.")
+    elif not [s for s in scored if s[0]["run"] in results.stage2]:
+        lines.append(f"- No stage-2 run has its final evaluation yet ({MISSING}).")
+    else:
+        metric = "pass@1" if len(results.final_benchmarks) == 1 else "average pass@1"
+        ranking = sorted(scored, key=lambda s: -s[1][0])
+        lines.append(f"Ranking by {metric} on the final benchmarks ({results.reported_checkpoint('')} checkpoint of each stage-2 run; the start at its {results.start_checkpoint()} model):")
+        lines.append("")
+        for rank, (entry, score) in enumerate(ranking, 1):
+            lines.append(f"{rank}. `{entry['label']}` ({entry.get('config')}): {_fmt(*score)}")
+        lines.append("")
+        stage2_scored = [s for s in ranking if s[0]["run"] in results.stage2]
+        top_entry, top = stage2_scored[0]
+        spec = results.stage2[top_entry["run"]]
+        lines.append(f"- Best stage-2 run: `{top_entry['run']}` — {FAMILY_LABEL[family(spec)]}, {run_label(spec)}: {_fmt(*top)}.")
+        if len(stage2_scored) > 1:
+            second_entry, second = stage2_scored[1]
+            lines.append(f"- Versus the runner-up `{second_entry['run']}`: {_verdict(*compare(top, second))}.")
+        start_scored = [s for s in scored if s[0]["run"] == results.stage2_start]
+        if start_scored:
+            lines.append(f"- Versus the start model `{results.stage2_start}`: {_verdict(*compare(top, start_scored[0][1]))}.")
+        controls = [s for s in stage2_scored if family(results.stage2[s[0]["run"]]) == "control"]
+        if controls:
+            control_entry, control = controls[0]
+            lines.append(
+                f"- The alpha = 0 control `{control_entry['run']}` (positives only) scores {_fmt(*control)}; "
+                + "; ".join(
+                    f"`{e['run']}` vs control: {_verdict(*compare(s, control))}"
+                    for e, s in stage2_scored
+                    if e["run"] != control_entry["run"] and family(results.stage2[e["run"]]) != "control"
+                )
+                + "."
+            )
+        best_by_family = {}
+        for entry, score in stage2_scored:
+            best_by_family.setdefault(family(results.stage2[entry["run"]]), (entry, score))
+        if len(best_by_family) > 1:
+            lines.append("- Best objective family: " + ", ".join(f"{FAMILY_LABEL[f]} {_fmt(*s)} (`{e['run']}`)" for f, (e, s) in best_by_family.items()) + ".")
+    if missing and results.stage2:
+        lines.append(f"- Not evaluated yet ({MISSING}): " + ", ".join(f"`{e['run']}/{e['ckpt']}`" for e in missing) + ".")
+    lines.append("")
+
+    # ---- stability
+    lines.append("## Stability (intermediate accuracy and collapse)")
+    collapsed = []
+    unknown = []
+    for name in results.stage2:
+        flag, step = results.collapse(name)
+        if flag:
+            collapsed.append(f"`{name}` (step {step})" if step is not None else f"`{name}`")
+        elif flag is None:
+            unknown.append(f"`{name}`")
+    if collapsed:
+        lines.append("- Collapse flagged (chosen and rejected per-token log-probs dropping together): " + ", ".join(collapsed) + ".")
+    elif results.stage2:
+        lines.append("- No stage-2 run flagged a collapse.")
+    if unknown:
+        lines.append(f"- Not trained yet ({MISSING}): " + ", ".join(unknown) + ".")
+    for bench in results.intermediate_benchmarks:
+        drops = []
+        for name in results.stage2:
+            peak, final = peak_and_final(curve(results, name, bench))
+            if peak is None or final is None or peak is final:
+                continue
+            p = (number(peak["metrics"]["pass@1"]), number(peak["metrics"].get("sem")))
+            f = (number(final["metrics"]["pass@1"]), number(final["metrics"].get("sem")))
+            diff, combined, significant = compare(f, p)
+            if significant:
+                drops.append(f"`{name}` {_fmt(*p)} at step {peak['step']} → {_fmt(*f)} at step {final['step']}")
+        if drops:
+            lines.append(f"- Final below peak by more than 2 combined SEMs on {paper.display_benchmark(bench)}: " + "; ".join(drops) + ".")
+        elif results.stage2:
+            lines.append(f"- On {paper.display_benchmark(bench)}, no stage-2 run ended more than 2 combined SEMs below its peak.")
+    lines.append("")
+
+    # ---- paper
+    if tables is not None and setting:
+        lines.append("## Against the paper")
+        by_name = {t.name: t for t in tables}
+        for name, what in (("table1_final", "pass@1 (Tables 1-2)"), ("table4_passk_final", "pass@16 (Tables 3-4)")):
+            table = by_name.get(name)
+            diffs = []
+            if table is not None and table.data is not None and "diff_pct" in table.data.columns:
+                diffs = [float(d) for d in table.data["diff_pct"].tolist() if d is not None and d == d]
+            if diffs:
+                mean_abs = sum(abs(d) for d in diffs) / len(diffs)
+                lines.append(f"- {what}: {len(diffs)} cells with a paper value; mean |ours - paper| = {mean_abs:.1f} points (largest {max(diffs, key=abs):+.1f}).")
+            else:
+                lines.append(f"- {what}: no cell with a paper counterpart is evaluated yet ({MISSING}).")
+        lines.append("")
+
+    # ---- missing pieces
+    if results.problems:
+        lines.append("## Problems reading results")
+        lines += [f"- {p}" for p in results.problems]
+        lines.append("")
+    lines.append("Tables: `tables/` (markdown, LaTeX, CSV, HTML); figures: `figures/` (PNG, PDF). "
+                 f"{MISSING} marks anything not run or not evaluated yet.")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_to_html(text: str, title: str = "Summary") -> str:
+    """A minimal rendering of the summary's markdown (headings, lists, paragraphs) for the report."""
+    out, in_list, in_olist = [], False, False
+    import re
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+
+    def close():
+        nonlocal in_list, in_olist
+        if in_list:
+            out.append("</ul>")
+        if in_olist:
+            out.append("</ol>")
+        in_list = in_olist = False
+
+    for line in text.splitlines():
+        if line.startswith("#"):
+            close()
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            if not in_list:
+                close()
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif re.match(r"\d+\. ", line):
+            if not in_olist:
+                close()
+                out.append("<ol>")
+                in_olist = True
+            out.append(f"<li>{inline(line.split('. ', 1)[1])}</li>")
+        elif not line.strip():
+            close()
+        else:
+            close()
+            out.append(f"<p>{inline(line)}</p>")
+    close()
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;font-size:14px;margin:1em;max-width:60em}</style></head><body>"
+        + "\n".join(out)
+        + "</body></html>\n"
+    )

@@ -1,0 +1,418 @@
+"""From curated JSONL to model-ready batches: tokenisation, batch order, padding or packing.
+
+Tokenisation (the student's own chat template, see ``redi.prompts``):
+
+* prompt ids = ``apply_chat_template([user], add_generation_prompt=True)``;
+* full ids = ``apply_chat_template([user, assistant])``; it must start with the prompt ids
+  (checked; an error names the example otherwise);
+* response ids = the rest of the full ids, up to and including the template's end-of-turn token
+  (``<|im_end|>``; the tokenizer's EOS if the template has none). The ``"\\n"`` the Qwen template
+  writes after ``<|im_end|>`` is dropped: it is not a response token, is never scored and never
+  counted in ``|y|`` (generation stops at ``<|im_end|>``, so the model never needs to predict it).
+* truncation: SFT keeps the first ``max_length`` tokens of prompt + response; pairs keep the
+  last ``max_prompt_length`` prompt tokens and the first ``max_response_length`` tokens of each
+  response. No example is ever dropped (the step count depends on the row count, see
+  ``schedule.py``); truncations are counted and reported.
+
+Batch order (:class:`GlobalBatchSampler`): each epoch is a seeded permutation (``seed``,
+``epoch``) cut into global batches (one optimizer step each); inside a global batch, examples are
+sorted by length (longest first) and cut into micro-batches of ``per_device_batch_size``. Which
+examples form a step therefore does not depend on micro-batching, padding or world size, and
+sorting inside the step only reduces padding. Micro-batch ``j`` of a step goes to device
+``j % world_size`` (accelerate's ``BatchSamplerShard``).
+
+Layouts (:class:`Collator`): *padded* (right padding, ``attention_mask``; pairs put the chosen
+rows first, then the rejected rows) or *padding-free* (all rows of the micro-batch packed in one
+row with restarting ``position_ids`` and no mask, which FlashAttention-2 varlen reads as
+sequence boundaries and transformers' sdpa/eager masks honour too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+TOKENIZE_BATCH = 256
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading and tokenising
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ``.jsonl`` (or ``.json`` list / ``.parquet``) data file."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        return pd.read_parquet(path).to_dict("records")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _end_of_turn_id(tokenizer) -> int | None:
+    tid = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid is not None:
+        return tid
+    return tokenizer.eos_token_id
+
+
+def _encode(tokenizer, texts: list[str]) -> list[np.ndarray]:
+    out = []
+    for s in range(0, len(texts), TOKENIZE_BATCH):
+        enc = tokenizer(texts[s : s + TOKENIZE_BATCH], add_special_tokens=False,
+                        return_attention_mask=False)["input_ids"]
+        out.extend(np.asarray(ids, dtype=np.int32) for ids in enc)
+    return out
+
+
+def _template(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=generation_prompt
+    )
+
+
+def _split_response(full: np.ndarray, prompt: np.ndarray, eot: int | None, ex_id: str) -> np.ndarray:
+    n = len(prompt)
+    if len(full) < n or not np.array_equal(full[:n], prompt):
+        raise ValueError(
+            f"example {ex_id!r}: the tokenised conversation does not start with the tokenised "
+            "generation prompt; the chat template or tokenizer splits differently at the "
+            "assistant turn"
+        )
+    response = full[n:]
+    if eot is not None:
+        hits = np.nonzero(response == eot)[0]
+        if len(hits):
+            response = response[: hits[-1] + 1]
+    return response
+
+
+@dataclass
+class TokenizedData:
+    """Token ids of every example (int32 arrays), in file order."""
+
+    ids: list[str]
+    prompts: list[np.ndarray]
+    chosen: list[np.ndarray]
+    rejected: list[np.ndarray] | None = None
+    ref_chosen: np.ndarray | None = None  # dpo reference sums (float64), aligned with ids
+    ref_rejected: np.ndarray | None = None
+    stats: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def pairwise(self) -> bool:
+        return self.rejected is not None
+
+    def lengths(self) -> np.ndarray:
+        """Longest row of each example (the padded length it needs)."""
+        p = np.array([len(x) for x in self.prompts])
+        c = np.array([len(x) for x in self.chosen])
+        if self.rejected is None:
+            return p + c
+        return p + np.maximum(c, np.array([len(x) for x in self.rejected]))
+
+    def n_tokens(self) -> int:
+        total = sum(len(p) + len(c) for p, c in zip(self.prompts, self.chosen))
+        if self.rejected is not None:
+            total += sum(len(p) + len(r) for p, r in zip(self.prompts, self.rejected))
+        return int(total)
+
+
+def tokenize_records(records: list[dict], tokenizer, cfg) -> TokenizedData:
+    """Tokenise SFT rows (``messages``) or pair rows (``prompt``/``chosen``/``rejected``)."""
+    pairwise = cfg.is_pairwise
+    eot = _end_of_turn_id(tokenizer)
+    ids, prompt_msgs, conv_a, conv_b = [], [], [], []
+    for i, r in enumerate(records):
+        ex_id = str(r.get("id", i))
+        ids.append(ex_id)
+        if pairwise:
+            for key in ("prompt", "chosen", "rejected"):
+                if key not in r:
+                    raise ValueError(f"objective {cfg.objective!r} needs pair rows; row {ex_id!r} has no {key!r}")
+            prompt_msgs.append(list(r["prompt"]))
+            conv_a.append(list(r["prompt"]) + list(r["chosen"]))
+            conv_b.append(list(r["prompt"]) + list(r["rejected"]))
+        else:
+            if "messages" not in r:
+                raise ValueError(f"objective 'sft' needs rows with 'messages'; row {ex_id!r} has none")
+            msgs = list(r["messages"])
+            if not msgs or msgs[-1].get("role") != "assistant":
+                raise ValueError(f"row {ex_id!r}: messages must end with an assistant turn")
+            prompt_msgs.append(msgs[:-1])
+            conv_a.append(msgs)
+    if len(set(ids)) != len(ids):
+        raise ValueError("example ids are not unique")
+    prompts = _encode(tokenizer, [_template(tokenizer, m, True) for m in prompt_msgs])
+    full_a = _encode(tokenizer, [_template(tokenizer, m, False) for m in conv_a])
+    chosen = [_split_response(f, p, eot, i) for f, p, i in zip(full_a, prompts, ids)]
+    rejected = None
+    if pairwise:
+        full_b = _encode(tokenizer, [_template(tokenizer, m, False) for m in conv_b])
+        rejected = [_split_response(f, p, eot, i) for f, p, i in zip(full_b, prompts, ids)]
+    stats = {"examples": len(ids)}
+    if pairwise:
+        mp, mr = cfg.max_prompt_length, cfg.max_response_length
+        stats["truncated_prompts"] = sum(len(p) > mp for p in prompts)
+        stats["truncated_chosen"] = sum(len(c) > mr for c in chosen)
+        stats["truncated_rejected"] = sum(len(c) > mr for c in rejected)
+        prompts = [p[-mp:] for p in prompts]
+        chosen = [c[:mr] for c in chosen]
+        rejected = [c[:mr] for c in rejected]
+    else:
+        ml = cfg.max_length
+        stats["truncated_sequences"] = sum(len(p) + len(c) > ml for p, c in zip(prompts, chosen))
+        stats["empty_responses_after_truncation"] = sum(len(p) >= ml for p in prompts)
+        chosen = [c[: max(0, ml - len(p))] for p, c in zip(prompts, chosen)]
+        prompts = [p[:ml] for p in prompts]
+    for name, value in stats.items():
+        if name != "examples" and value:
+            log.warning("tokenisation: %s = %d of %d examples", name, value, len(ids))
+    return TokenizedData(ids, prompts, chosen, rejected, stats=stats)
+
+
+def _fingerprint(data_path, tokenizer_dir, cfg) -> str:
+    h = hashlib.sha256()
+    st = os.stat(data_path)
+    h.update(f"{Path(data_path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        f = Path(tokenizer_dir) / name
+        if f.exists():
+            h.update(f.read_bytes())
+    keys = ("objective", "max_length", "max_prompt_length", "max_response_length")
+    h.update(json.dumps({k: getattr(cfg, k) for k in keys if k != "objective"} |
+                        {"pairwise": cfg.is_pairwise}, sort_keys=True).encode())
+    h.update(b"v1")
+    return h.hexdigest()[:16]
+
+
+def _pack(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(a) for a in arrays])
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
+    return flat.astype(np.int32), offsets
+
+
+def _unpack(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def load_tokenized(data_path, tokenizer, tokenizer_dir, cfg, cache_dir=None) -> TokenizedData:
+    """Read + tokenise ``data_path``; with ``cache_dir``, reuse a cache keyed on the data file,
+    the tokenizer files and the truncation settings (resumed runs skip tokenisation)."""
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"tokens-{_fingerprint(data_path, tokenizer_dir, cfg)}.npz"
+        if cache.exists():
+            try:
+                z = np.load(cache, allow_pickle=False)
+                meta = json.loads(str(z["meta"]))
+                data = TokenizedData(
+                    ids=list(meta["ids"]),
+                    prompts=_unpack(z["prompts"], z["prompts_off"]),
+                    chosen=_unpack(z["chosen"], z["chosen_off"]),
+                    rejected=_unpack(z["rejected"], z["rejected_off"]) if "rejected" in z else None,
+                    stats=meta["stats"],
+                )
+                log.info("tokenised data from cache %s", cache)
+                return data
+            except Exception as exc:  # a damaged cache is rebuilt
+                log.warning("ignoring unreadable token cache %s: %s", cache, exc)
+    data = tokenize_records(read_records(data_path), tokenizer, cfg)
+    if cache is not None:
+        arrays = {}
+        for name in ("prompts", "chosen", "rejected"):
+            seqs = getattr(data, name)
+            if seqs is not None:
+                arrays[name], arrays[f"{name}_off"] = _pack(seqs)
+        meta = json.dumps({"ids": data.ids, "stats": data.stats})
+        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}.npz")
+        np.savez(tmp, meta=np.array(meta), **arrays)
+        os.replace(tmp, cache)
+    return data
+
+
+def attach_reference(data: TokenizedData, ref_path: str | os.PathLike, cfg) -> None:
+    """Join cached DPO reference log-probs (``id, ref_chosen_logp, ref_rejected_logp``) by id."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(ref_path)
+    meta = (table.schema.metadata or {}).get(b"redi")
+    if meta:
+        meta = json.loads(meta)
+        for key in ("max_prompt_length", "max_response_length"):
+            if key in meta and meta[key] != getattr(cfg, key):
+                raise ValueError(
+                    f"reference log-probs {ref_path} were computed with {key}={meta[key]}, "
+                    f"this run uses {getattr(cfg, key)}: recompute them"
+                )
+    df = table.to_pandas()
+    by_id = {str(i): (c, r) for i, c, r in zip(df["id"], df["ref_chosen_logp"], df["ref_rejected_logp"])}
+    missing = [i for i in data.ids if i not in by_id]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} training example(s) have no reference log-probs in {ref_path} "
+            f"(first: {missing[:3]})"
+        )
+    data.ref_chosen = np.array([by_id[i][0] for i in data.ids], dtype=np.float64)
+    data.ref_rejected = np.array([by_id[i][1] for i in data.ids], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset, sampler, collator
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """Index ``(i, weight)`` -> ``{"index": i, "weight": weight}``; the collator reads the ids."""
+
+    def __init__(self, data: TokenizedData):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key):
+        i, w = key if isinstance(key, tuple) else (key, 1.0)
+        return {"index": int(i), "weight": float(w)}
+
+
+class GlobalBatchSampler:
+    """Yields micro-batches (lists of ``(index, weight)``), one global batch per optimizer step.
+
+    ``len()`` is ``steps_per_epoch * global_batch / micro_batch``. The permutation depends only on
+    ``(seed, epoch)``; ``set_epoch`` is called by the trainer at the start of every epoch.
+    """
+
+    def __init__(self, lengths: np.ndarray, global_batch: int, micro_batch: int, seed: int):
+        if global_batch % micro_batch:
+            raise ValueError("global_batch must be a multiple of micro_batch")
+        self.lengths = np.asarray(lengths)
+        self.global_batch = int(global_batch)
+        self.batch_size = int(micro_batch)  # read by accelerate's BatchSamplerShard
+        self.drop_last = False
+        self.seed = int(seed)
+        self.epoch = 0
+        n = len(self.lengths)
+        self.steps_per_epoch = -(-n // self.global_batch)
+        # fillers for a short last batch: the shortest examples (least wasted compute)
+        self._fillers = np.argsort(self.lengths, kind="stable")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch * (self.global_batch // self.batch_size)
+
+    def global_batches(self, epoch: int | None = None):
+        """``[(index, weight), ...]`` per step of ``epoch``, already length-sorted."""
+        epoch = self.epoch if epoch is None else epoch
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.lengths))
+        for s in range(self.steps_per_epoch):
+            idx = perm[s * self.global_batch : (s + 1) * self.global_batch]
+            items = [(int(i), 1.0) for i in idx]
+            k = 0
+            while len(items) < self.global_batch:
+                items.append((int(self._fillers[k % len(self._fillers)]), 0.0))
+                k += 1
+            items.sort(key=lambda t: (-int(self.lengths[t[0]]), -t[1]))  # stable: ties keep order
+            yield items
+
+    def __iter__(self):
+        for items in self.global_batches():
+            for m in range(0, self.global_batch, self.batch_size):
+                yield items[m : m + self.batch_size]
+
+
+class Collator:
+    """Build one micro-batch. Output keys (all tensors):
+
+    ``input_ids`` [R, T] (padded) or [1, S] (packed); ``attention_mask`` (padded) or
+    ``position_ids`` (packed); ``score_index`` [N] flat positions whose next token is a response
+    token; ``targets`` [N]; ``seq_index`` [N] row of each scored position; ``lengths`` [R]
+    response tokens per row; ``weights`` [B]; ``units`` (scalar, weighted tokens for sft or pairs);
+    ``n_tokens`` (non-padding tokens); ``ref_chosen``/``ref_rejected`` [B] when present.
+    Rows: sft = one per example; pairs = B chosen rows then B rejected rows.
+    """
+
+    def __init__(self, data: TokenizedData, pad_id: int, padding_free: bool, sft_units: bool):
+        self.data = data
+        self.pad_id = int(pad_id)
+        self.padding_free = bool(padding_free)
+        self.sft_units = sft_units
+
+    def rows(self, indices: list[int]) -> list[tuple[np.ndarray, int]]:
+        d = self.data
+        rows = [(np.concatenate([d.prompts[i], d.chosen[i]]), len(d.prompts[i])) for i in indices]
+        if d.rejected is not None:
+            rows += [(np.concatenate([d.prompts[i], d.rejected[i]]), len(d.prompts[i])) for i in indices]
+        return rows
+
+    def __call__(self, items: list[dict]) -> dict:
+        indices = [it["index"] for it in items]
+        weights = torch.tensor([it["weight"] for it in items], dtype=torch.float32)
+        rows = self.rows(indices)
+        lens = [len(seq) for seq, _ in rows]
+        score, targets, seq_index, resp_lens = [], [], [], []
+        if self.padding_free:
+            total = sum(lens)
+            input_ids = torch.empty(1, total, dtype=torch.long)
+            position_ids = torch.empty(1, total, dtype=torch.long)
+        else:
+            width = max(lens)
+            input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+        offset = 0
+        for r, (seq, p) in enumerate(rows):
+            n = len(seq)
+            t = torch.from_numpy(seq.astype(np.int64))
+            start = offset if self.padding_free else r * input_ids.shape[1]
+            if self.padding_free:
+                input_ids[0, offset : offset + n] = t
+                position_ids[0, offset : offset + n] = torch.arange(n)
+                offset += n
+            else:
+                input_ids[r, :n] = t
+                attention_mask[r, :n] = 1
+            # position j predicts token j+1; response tokens are seq[p:], predicted from p-1..n-2
+            first = max(p, 1)
+            score.append(torch.arange(start + first - 1, start + n - 1))
+            targets.append(t[first:])
+            seq_index.append(torch.full((n - first,), r, dtype=torch.long))
+            resp_lens.append(n - p)
+        batch = {
+            "input_ids": input_ids,
+            "score_index": torch.cat(score),
+            "targets": torch.cat(targets),
+            "seq_index": torch.cat(seq_index),
+            "lengths": torch.tensor(resp_lens, dtype=torch.float32),
+            "weights": weights,
+            "n_tokens": torch.tensor(float(sum(lens))),
+        }
+        if self.padding_free:
+            batch["position_ids"] = position_ids
+        else:
+            batch["attention_mask"] = attention_mask
+        b = len(indices)
+        if self.sft_units:
+            batch["units"] = (weights * batch["lengths"][:b]).sum()
+        else:
+            batch["units"] = weights.sum()
+        if self.data.ref_chosen is not None:
+            batch["ref_chosen"] = torch.tensor(self.data.ref_chosen[indices], dtype=torch.float32)
+            batch["ref_rejected"] = torch.tensor(self.data.ref_rejected[indices], dtype=torch.float32)
+        return batch

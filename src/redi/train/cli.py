@@ -1,0 +1,114 @@
+"""Training: SFT / REDI / DPO / SimPO runs and DPO reference log-probs.
+
+    redi train train --config run.yaml --model M --data D --out results/train/RUN [--ref-logps P]
+                     [--threads N] [--gpus G --accelerate-config zero2]
+    redi train ref-logps --config run.yaml --model M --data pref.jsonl --out ref_logps.parquet
+    redi train steps --n-examples N --global-batch B --epochs E --save-steps S [--save-each-epoch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+
+def load_run_config(path: str) -> dict:
+    """A run dict from a YAML or JSON file (a top-level ``run:`` key is unwrapped)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".json"):
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    if isinstance(data, dict) and set(data) == {"run"}:
+        data = data["run"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of run settings")
+    return data
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _cmd_train(args) -> int:
+    from redi.runtime import set_threads
+
+    set_threads(args.threads)
+    _logging()
+    from .launch import run_training
+
+    summary = run_training(
+        load_run_config(args.config), args.model, args.data, args.out,
+        ref_logps_path=args.ref_logps, threads=args.threads, gpus=args.gpus,
+        accelerate_config=args.accelerate_config,
+    )
+    print(json.dumps({k: summary[k] for k in ("run", "steps", "stopped_reason", "collapsed")}))
+    return 0
+
+
+def _cmd_ref_logps(args) -> int:
+    from redi.runtime import set_threads
+
+    set_threads(args.threads)
+    _logging()
+    from .reference import compute_reference_logps
+
+    compute_reference_logps(args.model, args.data, args.out, load_run_config(args.config), args.threads)
+    return 0
+
+
+def _cmd_steps(args) -> int:
+    from .schedule import checkpoint_steps
+
+    print(json.dumps(checkpoint_steps(args.n_examples, args.global_batch, args.epochs,
+                                      args.save_steps, args.save_each_epoch, args.max_steps)))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train one run (sft, redi, dpo or simpo)")
+    p.add_argument("--config", required=True, help="YAML/JSON file with the run settings")
+    p.add_argument("--model", required=True, help="start model directory (HF format)")
+    p.add_argument("--data", required=True, help="sft.jsonl or pref.jsonl")
+    p.add_argument("--out", required=True, help="run directory (model/, metrics.jsonl, ...)")
+    p.add_argument("--ref-logps", default=None, help="cached reference log-probs (dpo)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--gpus", type=int, default=0, help=">1: launch with accelerate")
+    p.add_argument("--accelerate-config", default="zero2",
+                   help="ddp | zero2 | zero3 | fsdp, or a path (with --gpus > 1)")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser("ref-logps", help="cache DPO reference log-probs of the start model")
+    p.add_argument("--config", required=True, help="YAML/JSON file with the run settings")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="pref.jsonl")
+    p.add_argument("--out", required=True, help="output parquet")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_cmd_ref_logps)
+
+    p = subparsers.add_parser("steps", help="print the checkpoint steps of a run")
+    p.add_argument("--n-examples", type=int, required=True)
+    p.add_argument("--global-batch", type=int, required=True)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--save-steps", type=int, default=200)
+    p.add_argument("--save-each-epoch", action="store_true")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.set_defaults(func=_cmd_steps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="redi train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # ``python -m redi.train.cli train ...`` (used by accelerate launch)
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""DPO reference log-probs: one pass with the stage-2 start model, cached beside the run.
+
+DPO needs ``log pi_ref(y|x)`` for every chosen and rejected response. Computing them once, before
+training, means the DPO job holds one model (the paper's setup needed ZeRO-3 to hold two). The
+pass uses the same tokenisation, truncation, chunked log-prob head and (on GPU) bf16 autocast as
+training, so at step 0 the policy's log-probs equal the cached ones and the DPO loss is
+``log 2``.
+
+Output parquet: ``id, ref_chosen_logp, ref_rejected_logp`` (float64 sums over response tokens),
+with the truncation settings in the schema metadata (key ``redi``); training refuses a file made
+with other truncation settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def compute_reference_logps(
+    model_path: str,
+    pref_path: str,
+    out_path: str,
+    run_cfg: dict,
+    threads: int = 1,
+) -> dict:
+    """Write the reference parquet for ``pref_path``; returns a small summary dict."""
+    from redi.runtime import set_threads
+
+    set_threads(threads)
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .batching import Collator, load_tokenized
+    from .config import RunConfig
+    from .logprobs import response_logprobs, sequence_sums
+    from .run import resolve_environment
+
+    run_cfg = dict(run_cfg)
+    run_cfg.setdefault("objective", "dpo")
+    cfg = RunConfig.from_dict(run_cfg)
+    if not cfg.is_pairwise:
+        raise ValueError(f"reference log-probs are for pair data; objective is {cfg.objective!r}")
+    env = resolve_environment(cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    data = load_tokenized(pref_path, tokenizer, model_path, cfg)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, attn_implementation=env.attn_implementation
+    ).to(device)
+    model.eval()
+    collate = Collator(data, tokenizer.pad_token_id, env.padding_free, sft_units=False)
+
+    n = len(data)
+    order = np.argsort(-data.lengths(), kind="stable")  # longest first: OOM shows up at once
+    chosen = np.zeros(n, dtype=np.float64)
+    rejected = np.zeros(n, dtype=np.float64)
+    bs = cfg.per_device_batch_size
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=env.bf16):
+        for s in range(0, n, bs):
+            idx = [int(i) for i in order[s : s + bs]]
+            batch = collate([{"index": i, "weight": 1.0} for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            tok = response_logprobs(
+                model,
+                batch["input_ids"],
+                batch["score_index"],
+                batch["targets"],
+                attention_mask=batch.get("attention_mask"),
+                position_ids=batch.get("position_ids"),
+                chunk_size=cfg.logprob_chunk_size,
+            )
+            seq = sequence_sums(tok.double(), batch["seq_index"], 2 * len(idx)).cpu().numpy()
+            chosen[idx] = seq[: len(idx)]
+            rejected[idx] = seq[len(idx) :]
+            if (s // bs) % 50 == 0:
+                log.info("reference log-probs: %d / %d pairs", min(s + bs, n), n)
+
+    meta = {
+        "model_path": str(model_path),
+        "data_path": str(pref_path),
+        "max_prompt_length": cfg.max_prompt_length,
+        "max_response_length": cfg.max_response_length,
+        "bf16": env.bf16,
+        "logprob_chunk_size": cfg.logprob_chunk_size,
+        "n": n,
+    }
+    table = pa.table(
+        {"id": data.ids, "ref_chosen_logp": chosen, "ref_rejected_logp": rejected}
+    ).replace_schema_metadata({"redi": json.dumps(meta)})
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    log.info("reference log-probs for %d pairs -> %s", n, out)
+    return meta

@@ -1,0 +1,303 @@
+"""Bounded Math-Verify: gold-first verification in worker processes with hard per-item limits.
+
+Model output and corpus text are untrusted. Math-Verify's own timeouts use ``signal.alarm`` and
+cannot interrupt C-level work (a huge integer power inside SymPy), so every item here is bounded
+from *outside*: work runs in a :class:`pebble.ProcessPool` whose tasks carry a wall-clock
+timeout; a task that overruns has its worker process killed and respawned.
+
+Bounding strategy (per-item guarantee with batching)
+----------------------------------------------------
+Items are sent in batches (``batch_size``, default 32) for throughput. A batch gets the *same*
+wall-clock budget as a single item (``timeout_s``). Typical items take a few milliseconds, so a
+whole batch normally finishes far inside the budget. If a batch overruns (or its worker dies),
+its items are re-run one per task, each with budget ``timeout_s``. Hence every verdict returned
+with status ``ok``/``no_answer``/... came from a run that finished within ``timeout_s``, and an
+item is marked ``timeout`` only when it alone exceeded ``timeout_s``. The cost of a hanging item
+is at most ~2 x ``timeout_s`` of one worker plus two (cheap, forked) worker respawns.
+
+Memory: each worker sets ``RLIMIT_AS`` to its address-space size at start-up plus
+``memory_mb`` (workers are forked, so they inherit the parent's mappings - e.g. torch's - and an
+absolute cap could be below what the process already maps). A ``MemoryError`` gives status
+``error``; a worker killed by the OS gives ``error`` too.
+
+Inputs: NUL bytes are stripped; more than ``MAX_FRAC_DEPTH`` nested ``\\frac`` is reported as
+``too_deep`` without calling Math-Verify (Math-Verify silently parses depth > ~110 as the
+innermost fraction). Nothing is ever ``eval``-ed here.
+
+Statuses
+--------
+``ok``           both sides parsed and were compared (``correct`` is the comparison result)
+``no_answer``    the answer text is missing/empty or Math-Verify extracted nothing from it
+``unparseable``  the gold answer could not be parsed (nothing to compare against)
+``too_deep``     more than ``MAX_FRAC_DEPTH`` nested fractions (gold or answer)
+``timeout``      the item alone ran past ``timeout_s`` and its worker was killed
+``error``        an exception (MemoryError, RecursionError, ...) or a dead worker
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+THINK_END = "</think>"
+MAX_FRAC_DEPTH = 100
+EXTRACTED_MAX_CHARS = 1000
+STATUSES = ("ok", "no_answer", "unparseable", "too_deep", "timeout", "error")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool
+    status: str  # "ok" | "no_answer" | "unparseable" | "too_deep" | "timeout" | "error"
+    extracted: str | None  # str of the first item Math-Verify extracted from the answer, or None
+
+
+def final_answer_segment(response: str) -> str | None:
+    """Text after the LAST ``</think>``; ``None`` if the response has no ``</think>``."""
+    if not isinstance(response, str):
+        return None
+    idx = response.rfind(THINK_END)
+    if idx < 0:
+        return None
+    return response[idx + len(THINK_END) :]
+
+
+_FRAC_RE = re.compile(r"\\[dt]?frac|[{}]")
+
+
+def frac_depth(text: str) -> int:
+    """Maximum nesting depth of ``\\frac`` (also ``\\dfrac``/``\\tfrac``) with braced arguments.
+
+    A fraction counts as open from its command until its second braced argument closes; the
+    shorthand ``\\frac12`` cannot nest and is not counted. Linear in ``len(text)``.
+    """
+    depth = 0  # brace depth
+    open_fracs: list[list[int]] = []  # [brace depth at the command, closed args]
+    pending = False  # a \frac was just seen; its first "{" decides whether it is braced
+    best = 0
+    for m in _FRAC_RE.finditer(text):
+        tok = m.group()
+        if tok == "{":
+            if pending:
+                open_fracs.append([depth, 0])
+                best = max(best, len(open_fracs))
+                pending = False
+            depth += 1
+        elif tok == "}":
+            pending = False
+            depth -= 1
+            if open_fracs and open_fracs[-1][0] == depth:
+                open_fracs[-1][1] += 1
+                if open_fracs[-1][1] >= 2:
+                    open_fracs.pop()
+            elif open_fracs and open_fracs[-1][0] > depth:  # unbalanced: drop stale
+                while open_fracs and open_fracs[-1][0] > depth:
+                    open_fracs.pop()
+        else:
+            pending = True
+    return best
+
+
+# ----------------------------------------------------------------------------- worker side
+
+_MV = None  # (parse, verify, pred_config, gold_config) once imported
+
+
+def _mv():
+    global _MV
+    if _MV is None:
+        # Silence the "timeout is disabled" warnings: timeouts are enforced from outside.
+        logging.getLogger("math_verify").setLevel(logging.ERROR)
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+        cfg = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+        _MV = (parse, verify, cfg)
+    return _MV
+
+
+def _wrap_gold(gold: str) -> str:
+    g = gold.strip()
+    if "\\boxed" in g or "$" in g or "\\(" in g or "\\[" in g:
+        return g
+    return "\\boxed{" + g + "}"
+
+
+def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
+    """Runs in a worker. Returns (correct, status, extracted)."""
+    parse, verify, cfg = _mv()
+    try:
+        gold_parsed = parse(_wrap_gold(gold), cfg, parsing_timeout=None, raise_on_error=True)
+        if not gold_parsed:
+            gold_parsed = parse(gold, cfg, parsing_timeout=None, raise_on_error=True)
+        if not gold_parsed:
+            return False, "unparseable", None
+        pred = parse(answer, cfg, parsing_timeout=None, raise_on_error=True)
+        if not pred:
+            return False, "no_answer", None
+        extracted = str(pred[0])[:EXTRACTED_MAX_CHARS]
+        ok = bool(verify(gold_parsed, pred, timeout_seconds=None, raise_on_error=True))
+        return ok, "ok", extracted
+    except MemoryError:
+        return False, "error", None
+    except RecursionError:
+        return False, "error", None
+    except Exception:  # noqa: BLE001 - untrusted input; any failure is an "error" verdict
+        return False, "error", None
+
+
+def _check_batch(items: list[tuple[str, str]]) -> list[tuple[bool, str, str | None, float]]:
+    out = []
+    for g, a in items:
+        t = time.perf_counter()
+        ok, status, extracted = _check_one(g, a)
+        out.append((ok, status, extracted, time.perf_counter() - t))
+    return out
+
+
+def _address_space_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _worker_init(memory_mb: int) -> None:
+    import resource
+
+    if memory_mb and memory_mb > 0:
+        limit = _address_space_bytes() + int(memory_mb) * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    _mv()
+
+
+# ----------------------------------------------------------------------------- parent side
+
+
+def _prepare(gold, answer) -> tuple[Verdict | None, tuple[str, str]]:
+    """Pre-checks done in the parent (cheap, linear); returns a verdict if no worker is needed."""
+    if not isinstance(gold, str) or not gold.replace("\x00", "").strip():
+        return Verdict(False, "unparseable", None), ("", "")
+    gold = gold.replace("\x00", "")
+    if not isinstance(answer, str):
+        return Verdict(False, "no_answer", None), ("", "")
+    answer = answer.replace("\x00", "")
+    if not answer.strip():
+        return Verdict(False, "no_answer", None), ("", "")
+    if frac_depth(gold) > MAX_FRAC_DEPTH or frac_depth(answer) > MAX_FRAC_DEPTH:
+        return Verdict(False, "too_deep", None), ("", "")
+    return None, (gold, answer)
+
+
+def _fork_context():
+    try:
+        return multiprocessing.get_context("fork")
+    except ValueError:  # platform without fork
+        return multiprocessing.get_context()
+
+
+def verify_many(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    timeout_s: float = 5.0,
+    workers: int = 1,
+    memory_mb: int = 2048,
+    batch_size: int = 32,
+) -> list[Verdict]:
+    """Verify ``(gold_answer, answer_text)`` pairs; one :class:`Verdict` per pair, in order.
+
+    ``answer_text`` is what to extract the prediction from (usually
+    :func:`final_answer_segment` of a response; ``None`` gives ``no_answer``). Always runs in
+    worker processes (also for ``workers=1``) so each item has a hard wall-clock bound.
+    """
+    timed = verify_many_timed(
+        pairs, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb, batch_size=batch_size
+    )
+    return [v for v, _ in timed]
+
+
+def verify_many_timed(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    timeout_s: float = 5.0,
+    workers: int = 1,
+    memory_mb: int = 2048,
+    batch_size: int = 32,
+) -> list[tuple[Verdict, float]]:
+    """Like :func:`verify_many`, with the seconds each item took in its worker (``timeout_s``
+    for a timeout, 0.0 for items decided before any worker ran)."""
+    from pebble import ProcessExpired, ProcessPool
+
+    n = len(pairs)
+    results: list[tuple[Verdict, float] | None] = [None] * n
+    todo: list[int] = []
+    prepared: dict[int, tuple[str, str]] = {}
+    for i, (gold, answer) in enumerate(pairs):
+        verdict, item = _prepare(gold, answer)
+        if verdict is not None:
+            results[i] = (verdict, 0.0)
+        else:
+            prepared[i] = item
+            todo.append(i)
+    if not todo:
+        return results  # type: ignore[return-value]
+
+    _mv()  # import + warm up in the parent so forked workers (and respawns) start warm
+    _mv()[0]("$\\frac{1}{2}$", _mv()[2], parsing_timeout=None)
+
+    workers = max(1, int(workers))
+    batch_size = max(1, int(batch_size))
+    # Smaller batches when there are few items, so all workers get work.
+    per_worker = -(-len(todo) // workers)
+    batch_size = max(1, min(batch_size, per_worker))
+    batches = [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
+
+    t0 = time.monotonic()
+    n_batch_fail = 0
+    with ProcessPool(
+        max_workers=workers,
+        initializer=_worker_init,
+        initargs=(memory_mb,),
+        context=_fork_context(),
+    ) as pool:
+        pending: dict[cf.Future, list[int]] = {}
+        for b in batches:
+            fut = pool.schedule(_check_batch, args=([prepared[i] for i in b],), timeout=timeout_s)
+            pending[fut] = b
+        while pending:
+            done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                idx = pending.pop(fut)
+                try:
+                    out = fut.result()
+                except (cf.TimeoutError, ProcessExpired, MemoryError, Exception) as exc:  # noqa: BLE001
+                    if len(idx) > 1:
+                        n_batch_fail += 1
+                        for i in idx:  # re-run one by one: only the guilty item is marked
+                            f1 = pool.schedule(_check_batch, args=([prepared[i]],), timeout=timeout_s)
+                            pending[f1] = [i]
+                    else:
+                        status = "timeout" if isinstance(exc, cf.TimeoutError) else "error"
+                        secs = float(timeout_s) if status == "timeout" else 0.0
+                        results[idx[0]] = (Verdict(False, status, None), secs)
+                    continue
+                for i, (ok, status, extracted, secs) in zip(idx, out):
+                    results[i] = (Verdict(bool(ok), status, extracted), float(secs))
+    log.debug(
+        "verified %d items (%d batches re-run singly) in %.2fs",
+        len(todo),
+        n_batch_fail,
+        time.monotonic() - t0,
+    )
+    return results  # type: ignore[return-value]

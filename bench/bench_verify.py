@@ -22,7 +22,9 @@ def corpus_items(n: int, seed: int = 0) -> list[tuple[str, str | None]]:
     from redi.data.synthetic import generate
     from redi.verify import final_answer_segment
 
-    rows, _ = generate({"seed": seed, "n_train_problems": max(200, n), "n_test_problems": 1, "malformed_rows": 0})
+    rows, _ = generate(
+        {"seed": seed, "n_train_problems": max(200, n), "n_test_problems": 1, "malformed_rows": 0}
+    )
     items = [(r["answer"], final_answer_segment(g)) for r in rows for g in r["generations"]]
     return items[:n]
 
@@ -67,13 +69,20 @@ def run_variant(name: str, n_items: int, which: str) -> dict:
 
     items = get_items(which, n_items)
     plain_loop([("1", "\\boxed{1}")])  # import + parser warm-up outside the timing
-    t0 = time.perf_counter()
+    import resource
+
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped pool workers
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    c0, t0 = cpu(), time.perf_counter()
     if name == "plain_loop":
         out = plain_loop(items)
     else:
         out = [v.correct for v in verify_many(items, workers=int(name[-1]))]
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "correct": out}
+    return {"seconds": dt, "cpu_seconds": cpu() - c0, "correct": out}
 
 
 def main() -> None:
@@ -81,7 +90,9 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per variant; best time is kept")
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
-    ap.add_argument("--set", dest="which", choices=("corpus", "distinct"), default="corpus", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--set", dest="which", choices=("corpus", "distinct"), default="corpus", help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.items, args.which)))
@@ -103,7 +114,7 @@ def bench_set(which: str, args) -> dict:
     results: dict = {"items": len(items), "distinct_pairs": len(set(items)), "runs": {}}
     reference = None
     for name in VARIANTS:
-        times = []
+        times, cpus = [], []
         for _ in range(args.repeats):
             proc = subprocess.run(
                 [sys.executable, __file__, "--variant", name, "--items", str(args.items), "--set", which],
@@ -113,6 +124,7 @@ def bench_set(which: str, args) -> dict:
             )
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             times.append(res["seconds"])
+            cpus.append(res["cpu_seconds"])
             out = res["correct"]
         if reference is None:
             reference = out
@@ -121,6 +133,7 @@ def bench_set(which: str, args) -> dict:
             "seconds_best": round(best, 3),
             "seconds_all": [round(t, 3) for t in times],
             "items_per_s": round(len(items) / best, 1),
+            "cpu_ms_per_item_best": round(1000 * min(cpus) / len(items), 3),
             "agrees_with_plain_loop": sum(a == b for a, b in zip(out, reference)) / len(items),
             "correct_fraction": sum(out) / len(items),
         }

@@ -14,14 +14,16 @@ rule synthesize_corpus:
     conda:
         "../envs/data.yaml"
     script:
-        "../workflow/scripts/data_synthesize.py"
+        "../workflow/scripts/data_corpus.py"
 
 
 rule download_corpus:
     output:
         directory("resources/corpus/" + config["corpus"]["hub"]["name"].replace("/", "__")),
     params:
-        hub=config["corpus"]["hub"],
+        name=config["corpus"]["hub"]["name"],
+        revision=config["corpus"]["hub"]["revision"],
+        split=config["corpus"]["hub"]["split"],
     log:
         "logs/data/download_corpus.log",
     benchmark:
@@ -61,6 +63,8 @@ rule verify_shard:
     output:
         "results/data/verify/shard-{i}-of-{n}.parquet",
     params:
+        shard_index="{i}",
+        n_shards="{n}",
         timeout_s=config["verify"]["timeout_s"],
         memory_mb=config["verify"]["memory_mb"],
     log:
@@ -73,7 +77,7 @@ rule verify_shard:
     conda:
         "../envs/data.yaml"
     script:
-        "../workflow/scripts/data_verify_shard.py"
+        "../workflow/scripts/data_verify.py"
 
 
 rule gather_verification:
@@ -109,7 +113,7 @@ checkpoint curate:
         rejects="results/data/rejects.jsonl",
     params:
         cfg=config["curation"],
-        benchmarks=config["curation"]["decontaminate"]["benchmarks"],
+        benchmarks=decontamination_benchmarks(None),
     log:
         "logs/data/curate.log",
     benchmark:

@@ -30,7 +30,9 @@ def build_tiny_tokenizer(out_dir: Path, extra_texts: list[str] | None = None) ->
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    texts = [OPENR1_INSTRUCTION, "Compute 37 + 45 - 18.", "<think>\n37 + 45 = 82.\n</think>"] + (extra_texts or [])
+    texts = [OPENR1_INSTRUCTION, "Compute 37 + 45 - 18.", "<think>\n37 + 45 = 82.\n</think>"] + (
+        extra_texts or []
+    )
     tok.train_from_iterator(texts * 3, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -44,7 +46,9 @@ def build_tiny_tokenizer(out_dir: Path, extra_texts: list[str] | None = None) ->
     return out_dir
 
 
-def raw_row(problem="Compute 1 + 1.", answer="2", gens=None, llama=None, mv=None, valid="yes", source="olympiads"):
+def raw_row(
+    problem="Compute 1 + 1.", answer="2", gens=None, llama=None, mv=None, valid="yes", source="olympiads"
+):
     gens = gens if gens is not None else ["<think>\n1 + 1 = 2.\n</think>\n\n$\\boxed{2}$"]
     llama = llama if llama is not None else [True] * len(gens)
     mv = mv if mv is not None else [True] * len(gens)
@@ -58,7 +62,11 @@ def raw_row(problem="Compute 1 + 1.", answer="2", gens=None, llama=None, mv=None
         "uuid": "u",
         "is_reasoning_complete": [True] * len(gens),
         "generations": gens,
-        "correctness": {"llama_verification": llama, "math_verify_answer": mv, "math_verify_reparsed_answer": mv},
+        "correctness": {
+            "llama_verification": llama,
+            "math_verify_answer": mv,
+            "math_verify_reparsed_answer": mv,
+        },
         "finish_reasons": ["stop"] * len(gens),
         "correctness_count": sum(mv),
         "problem_is_valid": valid,
@@ -80,12 +88,26 @@ def gen(ans, body="work"):
     return f"<think>\n{body}\n</think>\n\nTherefore, the final answer is: $\\boxed{{{ans}}}$. I hope it is correct"
 
 
-def verified_row(row_index, problem=None, llama=None, mv=None, rec=None, gens=None, valid="yes", source="olympiads", answer="2"):
+def verified_row(
+    row_index,
+    problem=None,
+    llama=None,
+    mv=None,
+    rec=None,
+    gens=None,
+    valid="yes",
+    source="olympiads",
+    answer="2",
+):
     """A row of the verified table (canonical + recomputed labels)."""
     from redi.data.schema import problem_id
 
     problem = problem if problem is not None else f"Problem number {row_index}: compute {row_index} + 2."
-    n = len(gens) if gens is not None else len(llama if llama is not None else (mv if mv is not None else rec))
+    n = (
+        len(gens)
+        if gens is not None
+        else len(llama if llama is not None else (mv if mv is not None else rec))
+    )
     gens = gens if gens is not None else [gen(k, f"row {row_index} gen {k}") for k in range(n)]
     return {
         "problem_id": problem_id(problem),

@@ -82,7 +82,9 @@ def _shuffled(ids, n=12, seed=42):
 
 
 def test_paper_rules_default(tmp_path, tok):
-    report, sft, pref, rejects = _run(tmp_path, tok, {"expected": {"sft": 7, "pairs_before_length_filter": 5}})
+    report, sft, pref, rejects = _run(
+        tmp_path, tok, {"expected": {"sft": 7, "pairs_before_length_filter": 5}}
+    )
     steps = {s["step"]: s for s in report["steps"]}
     assert steps["valid_only"]["dropped"] == 1 and steps["valid_only"]["validity_unknown_kept"] == 1
     assert steps["exclude_sources"]["reasons"] == {"source cn_k12": 1}
@@ -157,9 +159,7 @@ def test_configurable_filters(tmp_path, tok):
 
 
 def test_keep_unknown_validity_off_and_ngram_size(tmp_path, tok):
-    report, sft, _, _ = _run(
-        tmp_path, tok, {"keep_unknown_validity": False, "decontaminate": {"ngram": 30}}
-    )
+    report, sft, _, _ = _run(tmp_path, tok, {"keep_unknown_validity": False, "decontaminate": {"ngram": 30}})
     ids = {r["row_index"] for r in sft}
     assert 10 not in ids  # unknown validity dropped
     assert 8 in ids  # 30-grams: the benchmark problem is shorter, nothing overlaps
@@ -175,7 +175,11 @@ def test_llama_rule_on_mv_only_corpus_fails(tmp_path, tok):
 
 def test_rule_helpers():
     assert is_valid("yes") and is_valid(" YES\n") and not is_valid("no") and is_valid(None) is None
-    row = {"label_llama": [True, False, True], "label_mv": [False, False, True], "label_recomputed": [True, True, True]}
+    row = {
+        "label_llama": [True, False, True],
+        "label_mv": [False, False, True],
+        "label_recomputed": [True, True, True],
+    }
     assert positives(row, "llama_and_mv") == [False, False, True]
     assert positives(row, "llama_or_mv") == [True, False, True]
     assert positives(row, "mv") == [False, False, True]

@@ -74,7 +74,9 @@ def test_adapters_end_to_end(tmp_path):
     log = run_script(
         "curate",
         tmp_path,
-        input=Named(verified=str(d / "verified.parquet"), tokenizer=str(tok), benchmarks=str(d / "corpus/test.json")),
+        input=Named(
+            verified=str(d / "verified.parquet"), tokenizer=str(tok), benchmarks=str(d / "corpus/test.json")
+        ),
         output=Named(
             sft=str(d / "sft.jsonl"),
             pref=str(d / "pref.jsonl"),
@@ -95,12 +97,16 @@ def test_adapters_end_to_end(tmp_path):
     sft = read_jsonl(d / "sft.jsonl")
     rejects = read_jsonl(d / "rejects.jsonl")
     sft_rows = {r["row_index"] for r in sft}
-    rejected_from_sft = {
-        r["row_index"] for r in rejects if not r["step"].endswith("_pref")
-    }
+    rejected_from_sft = {r["row_index"] for r in rejects if not r["step"].endswith("_pref")}
     assert sft_rows | rejected_from_sft == set(range(150))
     assert not sft_rows & rejected_from_sft
-    assert {r["step"] for r in rejects} >= {"normalize", "valid_only", "exclude_sources", "select_sft", "select_pref"}
+    assert {r["step"] for r in rejects} >= {
+        "normalize",
+        "valid_only",
+        "exclude_sources",
+        "select_sft",
+        "select_pref",
+    }
     assert len(pq.read_table(d / "verified.parquet")) == steps["normalize"]["kept"]
     assert report["final"]["sft"] == len(sft) > 0
     assert report["final"]["pref"] == len(read_jsonl(d / "pref.jsonl")) > 0
@@ -117,25 +123,70 @@ def test_cli_commands(tmp_path, capsys):
         assert args.func(args) == 0
         return json.loads(capsys.readouterr().out)
 
-    out = run("corpus", "--train", str(tmp_path / "t.parquet"), "--test", str(tmp_path / "t.json"), "--cfg", json.dumps(CFG))
+    out = run(
+        "corpus",
+        "--train",
+        str(tmp_path / "t.parquet"),
+        "--test",
+        str(tmp_path / "t.json"),
+        "--cfg",
+        json.dumps(CFG),
+    )
     assert out["rows"] == 150
-    out = run("normalize", "--input", str(tmp_path / "t.parquet"), "--output", str(tmp_path / "c.parquet"), "--rejects", str(tmp_path / "r.jsonl"))
+    out = run(
+        "normalize",
+        "--input",
+        str(tmp_path / "t.parquet"),
+        "--output",
+        str(tmp_path / "c.parquet"),
+        "--rejects",
+        str(tmp_path / "r.jsonl"),
+    )
     assert out["schema"] == "raw"
-    out = run("verify-shard", "--canonical", str(tmp_path / "c.parquet"), "--shard-index", "0", "--n-shards", "1", "--out", str(tmp_path / "s.parquet"))
+    out = run(
+        "verify-shard",
+        "--canonical",
+        str(tmp_path / "c.parquet"),
+        "--shard-index",
+        "0",
+        "--n-shards",
+        "1",
+        "--out",
+        str(tmp_path / "s.parquet"),
+    )
     assert out["items"] > 0
-    out = run("gather", "--shards", str(tmp_path / "s.parquet"), "--canonical", str(tmp_path / "c.parquet"), "--out", str(tmp_path / "v.parquet"), "--report", str(tmp_path / "vr.json"))
+    out = run(
+        "gather",
+        "--shards",
+        str(tmp_path / "s.parquet"),
+        "--canonical",
+        str(tmp_path / "c.parquet"),
+        "--out",
+        str(tmp_path / "v.parquet"),
+        "--report",
+        str(tmp_path / "vr.json"),
+    )
     assert out["rows"] > 0
     tok = build_tiny_tokenizer(tmp_path / "tok")
     out = run(
         "curate",
-        "--verified", str(tmp_path / "v.parquet"),
-        "--tokenizer", str(tok),
-        "--sft", str(tmp_path / "sft.jsonl"),
-        "--pref", str(tmp_path / "pref.jsonl"),
-        "--report-json", str(tmp_path / "cr.json"),
-        "--report-md", str(tmp_path / "cr.md"),
-        "--rejects", str(tmp_path / "rej.jsonl"),
-        "--benchmark", f"heldout={tmp_path / 't.json'}",
-        "--cfg", json.dumps({"label_rule": "recomputed"}),
+        "--verified",
+        str(tmp_path / "v.parquet"),
+        "--tokenizer",
+        str(tok),
+        "--sft",
+        str(tmp_path / "sft.jsonl"),
+        "--pref",
+        str(tmp_path / "pref.jsonl"),
+        "--report-json",
+        str(tmp_path / "cr.json"),
+        "--report-md",
+        str(tmp_path / "cr.md"),
+        "--rejects",
+        str(tmp_path / "rej.jsonl"),
+        "--benchmark",
+        f"heldout={tmp_path / 't.json'}",
+        "--cfg",
+        json.dumps({"label_rule": "recomputed"}),
     )
     assert out["final"]["sft"] > 0

@@ -24,7 +24,15 @@ def test_raw_schema_with_malformed_rows(tmp_path):
         raw_row("P0", gens=["a", "b"], llama=[True, False], mv=[True, True]),
         raw_row("P1", gens=["a", "b"], llama=[True], mv=[True, True]),  # label length mismatch
         {**raw_row("P2"), "generations": None},
-        {**raw_row("P3"), "generations": [], "correctness": {"llama_verification": [], "math_verify_answer": [], "math_verify_reparsed_answer": []}},
+        {
+            **raw_row("P3"),
+            "generations": [],
+            "correctness": {
+                "llama_verification": [],
+                "math_verify_answer": [],
+                "math_verify_reparsed_answer": [],
+            },
+        },
         {**raw_row("P4"), "problem": None},
         {**raw_row("P5"), "answer": None},
         {**raw_row("P6"), "correctness": None},
@@ -101,15 +109,41 @@ def test_mv_only_schema_directory_of_parquet(tmp_path):
     # mixed types in one column are not representable in parquet; test non-string generations in jsonl
     d2 = tmp_path / "corpus2"
     d2.mkdir()
-    (d2 / "a.jsonl").write_text(json.dumps({"problem": "P1", "answer": "4", "generations": ["a", None], "correctness_math_verify": [True, False]}) + "\n")
-    (d2 / "b.jsonl").write_text(json.dumps({"problem": "  ", "answer": "4", "generations": ["a"], "correctness_math_verify": [True]}) + "\n")
+    (d2 / "a.jsonl").write_text(
+        json.dumps(
+            {
+                "problem": "P1",
+                "answer": "4",
+                "generations": ["a", None],
+                "correctness_math_verify": [True, False],
+            }
+        )
+        + "\n"
+    )
+    (d2 / "b.jsonl").write_text(
+        json.dumps({"problem": "  ", "answer": "4", "generations": ["a"], "correctness_math_verify": [True]})
+        + "\n"
+    )
     out = normalize(d2, tmp_path / "c2.parquet", tmp_path / "r2.jsonl")
     assert out["schema"] == "mv_only"
     assert out["reject_reasons"] == {"generation_not_string": 1, "problem_empty": 1}
 
     d3 = tmp_path / "corpus3"
-    write_parquet([{"problem": "P0", "answer": 3, "generations": ["a"], "correctness_math_verify": [True]}], d3 / "part-0.parquet")
-    write_parquet([{"problem": "P1", "answer": "4", "generations": ["a", "b"], "correctness_math_verify": [True, False]}], d3 / "part-1.parquet")
+    write_parquet(
+        [{"problem": "P0", "answer": 3, "generations": ["a"], "correctness_math_verify": [True]}],
+        d3 / "part-0.parquet",
+    )
+    write_parquet(
+        [
+            {
+                "problem": "P1",
+                "answer": "4",
+                "generations": ["a", "b"],
+                "correctness_math_verify": [True, False],
+            }
+        ],
+        d3 / "part-1.parquet",
+    )
     out = normalize(d3, tmp_path / "c3.parquet", tmp_path / "r3.jsonl")
     assert out["schema"] == "mv_only" and out["canonical_rows"] == 2
     canon = pq.read_table(tmp_path / "c3.parquet").to_pylist()
@@ -120,12 +154,17 @@ def test_mv_only_schema_directory_of_parquet(tmp_path):
 
 
 def test_no_schema_matches_lists_missing_columns(tmp_path):
-    src = write_parquet([{"problem": "P", "answer": "1", "generations": ["a"], "labels": [True]}], tmp_path / "odd.parquet")
+    src = write_parquet(
+        [{"problem": "P", "answer": "1", "generations": ["a"], "labels": [True]}], tmp_path / "odd.parquet"
+    )
     with pytest.raises(ValueError) as err:
         normalize(src, tmp_path / "c.parquet", tmp_path / "r.jsonl")
     msg = str(err.value)
     assert "odd.parquet" in msg
-    assert "raw: missing ['problem_is_valid', 'correctness.llama_verification', 'correctness.math_verify_reparsed_answer']" in msg
+    assert (
+        "raw: missing ['problem_is_valid', 'correctness.llama_verification', 'correctness.math_verify_reparsed_answer']"
+        in msg
+    )
     assert "flat: missing ['correctness_llama', 'correctness_math_verify', 'is_reasoning_complete']" in msg
     assert "mv_only: missing ['correctness_math_verify']" in msg
 

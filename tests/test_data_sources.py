@@ -27,7 +27,9 @@ def test_download_hub_offline_message(monkeypatch, tmp_path):
 
 
 def _rows():
-    return [raw_row(f"P{i}", gens=["a"] * (i + 1), llama=[True] * (i + 1), mv=[False] * (i + 1)) for i in range(5)]
+    return [
+        raw_row(f"P{i}", gens=["a"] * (i + 1), llama=[True] * (i + 1), mv=[False] * (i + 1)) for i in range(5)
+    ]
 
 
 def _problems(corpus):

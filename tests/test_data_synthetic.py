@@ -51,7 +51,11 @@ def test_schema_and_files(corpus):
     assert set(table.column_names) == RAW_COLUMNS
     assert table.num_rows == SMALL["n_train_problems"] == stats["rows"]
     corr = table.schema.field("correctness").type
-    assert {f.name for f in corr} == {"llama_verification", "math_verify_answer", "math_verify_reparsed_answer"}
+    assert {f.name for f in corr} == {
+        "llama_verification",
+        "math_verify_answer",
+        "math_verify_reparsed_answer",
+    }
     test = json.loads((d / "test.json").read_text())
     assert len(test) == SMALL["n_test_problems"]
     assert all(set(x) == {"problem", "answer"} for x in test)
@@ -90,7 +94,9 @@ def test_corpus_contents_and_labels():
         if len(c["llama_verification"]) != len(r["generations"]):
             continue  # the label-length malformed row
         assert c["math_verify_answer"] == c["math_verify_reparsed_answer"]
-        for g, truth, judge, fin in zip(r["generations"], c["math_verify_reparsed_answer"], c["llama_verification"], r["finish_reasons"]):
+        for g, truth, judge, fin in zip(
+            r["generations"], c["math_verify_reparsed_answer"], c["llama_verification"], r["finish_reasons"]
+        ):
             n_gen += 1
             n_correct += truth
             n_disagree += truth != judge

@@ -18,9 +18,23 @@ from redi.data.verify_stage import gather, verify_shard
 def canonical(tmp_path):
     rows = [
         raw_row("P0", answer="2", gens=[gen(2), gen(3)], llama=[True, True], mv=[True, False], source="a"),
-        raw_row("P1", answer="1/2", gens=[gen("\\frac{1}{2}"), "<think>\nno end \\boxed{1/2}"], llama=[True, False], mv=[True, True], source="b"),
+        raw_row(
+            "P1",
+            answer="1/2",
+            gens=[gen("\\frac{1}{2}"), "<think>\nno end \\boxed{1/2}"],
+            llama=[True, False],
+            mv=[True, True],
+            source="b",
+        ),
         raw_row("P2", answer="5", gens=[gen(5)], llama=[False], mv=[True], source="a"),
-        raw_row("P3", answer="7", gens=[gen(7), gen(8), gen(7)], llama=[True, False, True], mv=[True, False, True], source="b"),
+        raw_row(
+            "P3",
+            answer="7",
+            gens=[gen(7), gen(8), gen(7)],
+            llama=[True, False, True],
+            mv=[True, False, True],
+            source="b",
+        ),
     ]
     src = write_parquet(rows, tmp_path / "raw.parquet", raw_schema())
     normalize(src, tmp_path / "canonical.parquet", tmp_path / "rej.jsonl")
@@ -35,7 +49,11 @@ def test_shards_partition_and_gather(canonical, tmp_path):
         s = verify_shard(canonical, i, 3, p, timeout_s=10, workers=1)
         t = pq.read_table(p).to_pylist()
         assert all(r["row_index"] % 3 == i for r in t)
-        assert set(t[0]) == {"row_index", "gen_index", "mv_recomputed", "status", "extracted", "seconds"} if t else True
+        assert (
+            set(t[0]) == {"row_index", "gen_index", "mv_recomputed", "status", "extracted", "seconds"}
+            if t
+            else True
+        )
         items += s["items"]
         paths.append(p)
     assert items == 8
@@ -43,7 +61,12 @@ def test_shards_partition_and_gather(canonical, tmp_path):
     table = pq.read_table(tmp_path / "verified.parquet")
     assert table.schema.remove_metadata().equals(verified_schema())
     rows = table.to_pylist()
-    assert [r["label_recomputed"] for r in rows] == [[True, False], [True, False], [True], [True, False, True]]
+    assert [r["label_recomputed"] for r in rows] == [
+        [True, False],
+        [True, False],
+        [True],
+        [True, False, True],
+    ]
     assert rows[1]["verify_status"] == ["ok", "no_answer"]
     # the normalisation summary travels with the table
     assert read_kv_meta(tmp_path / "verified.parquet", META_NORMALIZE)["canonical_rows"] == 4

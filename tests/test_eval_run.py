@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -277,7 +278,8 @@ FAKE_VLLM = textwrap.dedent(
                 for i in range(p.n):
                     seed = p.seed + i  # vLLM's rule for the n children
                     if seed % 2:
-                        ids = self.tok(f"s{seed}</think> \\\\boxed{{{seed}}}", add_special_tokens=False)["input_ids"]
+                        text = f"s{seed} gpu={self.kw['gpus']}</think> \\\\boxed{{{seed}}}"
+                        ids = self.tok(text, add_special_tokens=False)["input_ids"]
                         comps.append(_Completion(i, ids + [p.stop_token_ids[0]], "stop"))
                     else:
                         comps.append(_Completion(i, [65] * p.max_tokens, "length"))
@@ -300,7 +302,8 @@ def fake_vllm(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
 
 
-def test_vllm_backend_single_engine(model_dir, fake_vllm):
+def test_vllm_backend_single_engine(model_dir, fake_vllm, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     backend = make_backend(
         "vllm", model_path=model_dir, batch_size=2, gpus=["0", "1"], tensor_parallel_size=2
     )
@@ -329,13 +332,15 @@ def test_vllm_backend_single_engine(model_dir, fake_vllm):
     for (pid, idx), g in gens.items():
         seed = request_seed(3, pid) + idx  # a sample's seed depends only on (seed, problem, index)
         if seed % 2:
-            assert g.finish_reason == "stop" and g.text == f"s{seed}</think> \\boxed{{{seed}}}"
+            assert g.finish_reason == "stop"
+            assert g.text == f"s{seed} gpu=0,1</think> \\boxed{{{seed}}}"
         else:
             assert (g.finish_reason, g.length) == ("length", 5)
 
 
-def test_vllm_backend_data_parallel(model_dir, fake_vllm):
-    """Two engine processes (spawned), one GPU each; all samples come back exactly once."""
+def test_vllm_backend_data_parallel(model_dir, fake_vllm, monkeypatch):
+    """Two engine processes, one GPU each; all samples come back exactly once."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(fake_vllm.__file__).parents[1]))
     backend = make_backend("vllm", model_path=model_dir, batch_size=2, gpus=["0", "1"], data_parallel=True)
     assert backend.groups == [["0"], ["1"]]
     jobs = [GenerationJob(f"p{k}", tuple(range(1, 2 + k)), (0, 1)) for k in range(5)]
@@ -344,3 +349,5 @@ def test_vllm_backend_data_parallel(model_dir, fake_vllm):
     assert sorted((g.problem_id, g.sample_index) for g in got) == sorted(
         (f"p{k}", i) for k in range(5) for i in (0, 1)
     )
+    gpus = {g.text.split("gpu=")[1].split("<")[0] for g in got if g.finish_reason == "stop"}
+    assert gpus == {"0", "1"}  # each engine saw only its own GPU

@@ -98,7 +98,9 @@ def _curate(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("corpus", help="write the synthetic teacher corpus (Raw schema) + held-out test set")
+    p = subparsers.add_parser(
+        "corpus", help="write the synthetic teacher corpus (Raw schema) + held-out test set"
+    )
     p.add_argument("--train", default="results/data/corpus/train.parquet")
     p.add_argument("--test", default="results/data/corpus/test.json")
     p.add_argument("--cfg", help="JSON object (or @file.json) of synthetic corpus settings")
@@ -143,5 +145,7 @@ def register(subparsers) -> None:
     p.add_argument("--report-md", default="results/data/curation_report.md")
     p.add_argument("--rejects", default="results/data/rejects.jsonl")
     p.add_argument("--cfg", help="JSON object (or @file.json) of curation settings")
-    p.add_argument("--benchmark", action="append", metavar="NAME=PATH", help="benchmark JSON list (repeatable)")
+    p.add_argument(
+        "--benchmark", action="append", metavar="NAME=PATH", help="benchmark JSON list (repeatable)"
+    )
     p.set_defaults(func=_curate)

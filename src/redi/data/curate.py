@@ -251,9 +251,19 @@ def curate(
     n_corpus_rows = None
     if normalize_meta is not None:
         n_corpus_rows = normalize_meta.get("input_rows")
-        steps.append({"step": "corpus", "kept": normalize_meta.get("input_rows"), "schema": normalize_meta.get("schema")})
         steps.append(
-            _step("normalize", normalize_meta.get("canonical_rows"), Counter(normalize_meta.get("reject_reasons", {})))
+            {
+                "step": "corpus",
+                "kept": normalize_meta.get("input_rows"),
+                "schema": normalize_meta.get("schema"),
+            }
+        )
+        steps.append(
+            _step(
+                "normalize",
+                normalize_meta.get("canonical_rows"),
+                Counter(normalize_meta.get("reject_reasons", {})),
+            )
         )
         src = normalize_meta.get("rejects_path")
         if src and Path(src).exists() and Path(src).resolve() != Path(rejects_path).resolve():
@@ -267,7 +277,9 @@ def curate(
     cols = [c for c in pf.schema_arrow.names if c != "generations"]
     have_cols = set(pf.schema_arrow.names)
     if rule == "recomputed" and "label_recomputed" not in have_cols:
-        raise ValueError(f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)")
+        raise ValueError(
+            f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)"
+        )
     n_in = 0
     drop_valid, drop_src, drop_labels = Counter(), Counter(), Counter()
     validity_unknown = 0
@@ -308,9 +320,15 @@ def curate(
             "(MV-only corpus); use label_rule 'mv' or 'recomputed'"
         )
     steps.append(_step("input (verified rows)", n_in))
-    steps.append(_step("valid_only", n_in - sum(drop_valid.values()), drop_valid, validity_unknown_kept=validity_unknown))
+    steps.append(
+        _step(
+            "valid_only", n_in - sum(drop_valid.values()), drop_valid, validity_unknown_kept=validity_unknown
+        )
+    )
     n_after_valid = n_in - sum(drop_valid.values())
-    steps.append(_step("exclude_sources", n_after_valid - sum(drop_src.values()), drop_src, excluded=sorted(excluded)))
+    steps.append(
+        _step("exclude_sources", n_after_valid - sum(drop_src.values()), drop_src, excluded=sorted(excluded))
+    )
     steps.append(_step("label_lists", len(kept), drop_labels, label_rule=rule))
 
     # ---- shuffle (as Dataset.shuffle(seed) over the original corpus), keep row_index
@@ -376,13 +394,25 @@ def curate(
             reject(row, "length_filter_pref", "prompt too long", f"{lp} > {max_p} tokens")
         elif lc > max_r:
             drop_len_pref["chosen response too long"] += 1
-            reject(row, "length_filter_pref", "chosen response too long", f"{lc} > {max_r} tokens", gen_index=i)
+            reject(
+                row, "length_filter_pref", "chosen response too long", f"{lc} > {max_r} tokens", gen_index=i
+            )
         elif lr > max_r:
             drop_len_pref["rejected response too long"] += 1
-            reject(row, "length_filter_pref", "rejected response too long", f"{lr} > {max_r} tokens", gen_index=j)
+            reject(
+                row, "length_filter_pref", "rejected response too long", f"{lr} > {max_r} tokens", gen_index=j
+            )
         else:
             pref_ok.append((row, i, j))
-    steps.append(_step("length_filter_pref", len(pref_ok), drop_len_pref, max_prompt_tokens=max_p, max_response_tokens=max_r))
+    steps.append(
+        _step(
+            "length_filter_pref",
+            len(pref_ok),
+            drop_len_pref,
+            max_prompt_tokens=max_p,
+            max_response_tokens=max_r,
+        )
+    )
     sft_resp_len = counter.response_lengths([texts[(r["row_index"], i)] for r, i in sft_sel])
     sft_ok = []
     if cfg["length_filter_sft"]:
@@ -419,13 +449,29 @@ def curate(
             name, idx, gram = hit
             dropped[f"{n}-gram overlap with {name}"] += 1
             reject(row, step, f"{n}-gram overlap with {name}", gram, benchmark=name, benchmark_index=idx)
-            contaminated_rows.append({"set": step, "row_index": row["row_index"], "benchmark": name, "benchmark_index": idx, "ngram": gram})
+            contaminated_rows.append(
+                {
+                    "set": step,
+                    "row_index": row["row_index"],
+                    "benchmark": name,
+                    "benchmark_index": idx,
+                    "ngram": gram,
+                }
+            )
         return out, dropped
 
     if dec_on:
         sft_ok, d_sft = decontaminate(sft_ok, "decontaminate_sft")
         pref_ok, d_pref = decontaminate(pref_ok, "decontaminate_pref")
-        steps.append(_step("decontaminate_sft", len(sft_ok), d_sft, ngram=n, benchmarks={k: len(v) for k, v in benchmarks.items()}))
+        steps.append(
+            _step(
+                "decontaminate_sft",
+                len(sft_ok),
+                d_sft,
+                ngram=n,
+                benchmarks={k: len(v) for k, v in benchmarks.items()},
+            )
+        )
         steps.append(_step("decontaminate_pref", len(pref_ok), d_pref, ngram=n))
     rejects.close()
 
@@ -520,7 +566,9 @@ def render_markdown(report: dict) -> str:
     for c in report["expected"]:
         exp = "—" if c["expected"] is None else f"{c['expected']:,}"
         match = "—" if c["match"] is None else ("yes" if c["match"] else "**NO**")
-        lines.append(f"| {c['quantity']} | {c['at_step']} | {exp} | {c['actual']:,} | {match} | {c['paper']:,} |")
+        lines.append(
+            f"| {c['quantity']} | {c['at_step']} | {exp} | {c['actual']:,} | {match} | {c['paper']:,} |"
+        )
     lines += ["", "## Steps", "", "| step | kept | dropped | reasons |", "|---|---:|---:|---|"]
     for s in report["steps"]:
         kept = "—" if s.get("kept") is None else f"{s['kept']:,}"
@@ -539,9 +587,17 @@ def render_markdown(report: dict) -> str:
     ]
     lines += [f"- {k}: {v}" for k, v in report["token_stats"].items()]
     if report["contaminated"]:
-        lines += ["", "## Decontamination hits", "", "| set | row_index | benchmark | index | n-gram |", "|---|---:|---|---:|---|"]
+        lines += [
+            "",
+            "## Decontamination hits",
+            "",
+            "| set | row_index | benchmark | index | n-gram |",
+            "|---|---:|---|---:|---|",
+        ]
         for c in report["contaminated"][:200]:
-            lines.append(f"| {c['set']} | {c['row_index']} | {c['benchmark']} | {c['benchmark_index']} | `{c['ngram']}` |")
+            lines.append(
+                f"| {c['set']} | {c['row_index']} | {c['benchmark']} | {c['benchmark_index']} | `{c['ngram']}` |"
+            )
         if len(report["contaminated"]) > 200:
             lines.append(f"| … {len(report['contaminated']) - 200} more in the JSON report | | | | |")
     return "\n".join(lines) + "\n"

@@ -33,8 +33,10 @@ def canonical_schema():
 def verified_schema():
     import pyarrow as pa
 
-    return canonical_schema().append(pa.field("label_recomputed", pa.list_(pa.bool_()))).append(
-        pa.field("verify_status", pa.list_(pa.string()))
+    return (
+        canonical_schema()
+        .append(pa.field("label_recomputed", pa.list_(pa.bool_())))
+        .append(pa.field("verify_status", pa.list_(pa.string())))
     )
 
 
@@ -96,4 +98,6 @@ def read_jsonl(path) -> list[dict]:
 
 
 def write_json(path, obj) -> None:
-    mkparent(path).write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    mkparent(path).write_text(
+        json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )

@@ -39,7 +39,14 @@ SCHEMAS: dict[str, list[str]] = {
         "correctness.llama_verification",
         "correctness.math_verify_reparsed_answer",
     ],
-    "flat": ["problem", "answer", "generations", "correctness_llama", "correctness_math_verify", "is_reasoning_complete"],
+    "flat": [
+        "problem",
+        "answer",
+        "generations",
+        "correctness_llama",
+        "correctness_math_verify",
+        "is_reasoning_complete",
+    ],
     "mv_only": ["problem", "answer", "generations", "correctness_math_verify"],
 }
 
@@ -93,7 +100,9 @@ def _labels(value, n: int, name: str, counters: Counter):
     return out, None
 
 
-def _canonical_row(row: dict, row_index: int, schema_name: str, counters: Counter) -> tuple[dict | None, str | None, str]:
+def _canonical_row(
+    row: dict, row_index: int, schema_name: str, counters: Counter
+) -> tuple[dict | None, str | None, str]:
     """Returns (canonical row, reject reason, detail)."""
     problem = row.get("problem")
     if not isinstance(problem, str):
@@ -123,18 +132,34 @@ def _canonical_row(row: dict, row_index: int, schema_name: str, counters: Counte
             return None, "labels_missing", "correctness is null"
         label_llama, err = _labels(corr.get("llama_verification"), n, "label_llama", counters)
         if err:
-            return None, err, f"llama_verification has {_len(corr.get('llama_verification'))} labels for {n} generations"
+            return (
+                None,
+                err,
+                f"llama_verification has {_len(corr.get('llama_verification'))} labels for {n} generations",
+            )
         label_mv, err = _labels(corr.get("math_verify_reparsed_answer"), n, "label_mv", counters)
         if err:
-            return None, err, f"math_verify_reparsed_answer has {_len(corr.get('math_verify_reparsed_answer'))} labels for {n} generations"
+            return (
+                None,
+                err,
+                f"math_verify_reparsed_answer has {_len(corr.get('math_verify_reparsed_answer'))} labels for {n} generations",
+            )
     else:
         if schema_name == "flat":
             label_llama, err = _labels(row.get("correctness_llama"), n, "label_llama", counters)
             if err:
-                return None, err, f"correctness_llama has {_len(row.get('correctness_llama'))} labels for {n} generations"
+                return (
+                    None,
+                    err,
+                    f"correctness_llama has {_len(row.get('correctness_llama'))} labels for {n} generations",
+                )
         label_mv, err = _labels(row.get("correctness_math_verify"), n, "label_mv", counters)
         if err:
-            return None, err, f"correctness_math_verify has {_len(row.get('correctness_math_verify'))} labels for {n} generations"
+            return (
+                None,
+                err,
+                f"correctness_math_verify has {_len(row.get('correctness_math_verify'))} labels for {n} generations",
+            )
 
     complete = row.get("is_reasoning_complete")
     if complete is not None:

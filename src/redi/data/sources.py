@@ -82,7 +82,9 @@ class Corpus:
                 import pyarrow.json as pj
 
                 tables = [pj.read_json(f) for f in self.files]
-                self._table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+                self._table = (
+                    pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+                )
             elif self.kind == "save_to_disk":
                 import datasets
 
@@ -111,7 +113,11 @@ class Corpus:
 
 
 def _is_save_to_disk(p: Path) -> bool:
-    return (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists()
+    return (
+        (p / "dataset_info.json").exists()
+        or (p / "state.json").exists()
+        or (p / "dataset_dict.json").exists()
+    )
 
 
 def load_corpus(path) -> Corpus:

@@ -115,7 +115,9 @@ def _addsub(r: random.Random) -> Problem:
         mistakes = []
         if add_no_carry(a, b) != s:
             s2 = add_no_carry(a, b)
-            mistakes.append(("dropped_carry", [steps[0], f"{a} + {b} = {s2}.", f"{s2} - {c} = {s2 - c}."], s2 - c))
+            mistakes.append(
+                ("dropped_carry", [steps[0], f"{a} + {b} = {s2}.", f"{s2} - {c} = {s2 - c}."], s2 - c)
+            )
         if sub_no_borrow(s, c) != s - c:
             d2 = sub_no_borrow(s, c)
             mistakes.append(("borrow_error", [steps[0], steps[1], f"{s} - {c} = {d2}."], d2))
@@ -130,12 +132,22 @@ def _addsub(r: random.Random) -> Problem:
         mistakes = []
         if sub_no_borrow(a, b) != d:
             d2 = sub_no_borrow(a, b)
-            mistakes.append(("borrow_error", [steps[0], f"{a} - {b} = {d2}.", f"{d2} + {c} = {d2 + c}."], d2 + c))
+            mistakes.append(
+                ("borrow_error", [steps[0], f"{a} - {b} = {d2}.", f"{d2} + {c} = {d2 + c}."], d2 + c)
+            )
         if add_no_carry(d, c) != ans:
             s2 = add_no_carry(d, c)
             mistakes.append(("dropped_carry", [steps[0], steps[1], f"{d} + {c} = {s2}."], s2))
         mistakes.append(
-            ("sign_slip", [f"{a} - {b} + {c} = {a} - ({b} + {c}).", f"{b} + {c} = {b + c}.", f"{a} - {b + c} = {a - b - c}."], a - b - c)
+            (
+                "sign_slip",
+                [
+                    f"{a} - {b} + {c} = {a} - ({b} + {c}).",
+                    f"{b} + {c} = {b + c}.",
+                    f"{a} - {b + c} = {a - b - c}.",
+                ],
+                a - b - c,
+            )
         )
     return Problem(text, Fraction(ans), "addsub", "Algebra", steps, mistakes)
 
@@ -153,7 +165,13 @@ def _precedence(r: random.Random) -> Problem:
             ("times_table", [steps[0], f"{b} * {c} = {p + c}.", f"{a} + {p + c} = {a + p + c}."], a + p + c),
         ]
         if add_no_carry(a, p) != ans:
-            mistakes.append(("dropped_carry", [steps[0], steps[1], f"{a} + {p} = {add_no_carry(a, p)}."], add_no_carry(a, p)))
+            mistakes.append(
+                (
+                    "dropped_carry",
+                    [steps[0], steps[1], f"{a} + {p} = {add_no_carry(a, p)}."],
+                    add_no_carry(a, p),
+                )
+            )
     else:
         a = r.randint(p + 1, p + 60)
         ans = a - p
@@ -164,7 +182,13 @@ def _precedence(r: random.Random) -> Problem:
             ("times_table", [steps[0], f"{b} * {c} = {p - b}.", f"{a} - {p - b} = {a - p + b}."], a - p + b),
         ]
         if sub_no_borrow(a, p) != ans:
-            mistakes.append(("borrow_error", [steps[0], steps[1], f"{a} - {p} = {sub_no_borrow(a, p)}."], sub_no_borrow(a, p)))
+            mistakes.append(
+                (
+                    "borrow_error",
+                    [steps[0], steps[1], f"{a} - {p} = {sub_no_borrow(a, p)}."],
+                    sub_no_borrow(a, p),
+                )
+            )
     return Problem(text, Fraction(ans), "precedence", "Algebra", steps, mistakes)
 
 
@@ -180,7 +204,9 @@ def _paren(r: random.Random) -> Problem:
     ]
     if add_no_carry(a, b) != s:
         s2 = add_no_carry(a, b)
-        mistakes.append(("dropped_carry", [steps[0], f"{a} + {b} = {s2}.", f"{s2} * {c} = {s2 * c}."], s2 * c))
+        mistakes.append(
+            ("dropped_carry", [steps[0], f"{a} + {b} = {s2}.", f"{s2} * {c} = {s2 * c}."], s2 * c)
+        )
     return Problem(text, Fraction(ans), "paren", "Algebra", steps, mistakes)
 
 
@@ -189,34 +215,70 @@ def _linear(r: random.Random) -> Problem:
     if r.random() < 0.5:
         c = a * x + b
         text = f"Solve for x: {a}x + {b} = {c}."
-        steps = [f"Subtract {b} from both sides: {a}x = {c} - {b} = {c - b}.", f"Divide by {a}: x = {c - b} / {a} = {x}."]
+        steps = [
+            f"Subtract {b} from both sides: {a}x = {c} - {b} = {c - b}.",
+            f"Divide by {a}: x = {c - b} / {a} = {x}.",
+        ]
         wrong = Fraction(c + b, a)
         mistakes = [
-            ("sign_slip", [f"Move {b} to the right: {a}x = {c} + {b} = {c + b}.", f"Divide by {a}: x = {c + b} / {a} = {fmt(wrong)}."], wrong),
+            (
+                "sign_slip",
+                [
+                    f"Move {b} to the right: {a}x = {c} + {b} = {c + b}.",
+                    f"Divide by {a}: x = {c + b} / {a} = {fmt(wrong)}.",
+                ],
+                wrong,
+            ),
         ]
         if sub_no_borrow(c, b) != c - b:
             d2 = sub_no_borrow(c, b)
             w2 = Fraction(d2, a)
             mistakes.append(
-                ("borrow_error", [f"Subtract {b} from both sides: {a}x = {c} - {b} = {d2}.", f"Divide by {a}: x = {d2} / {a} = {fmt(w2)}."], w2)
+                (
+                    "borrow_error",
+                    [
+                        f"Subtract {b} from both sides: {a}x = {c} - {b} = {d2}.",
+                        f"Divide by {a}: x = {d2} / {a} = {fmt(w2)}.",
+                    ],
+                    w2,
+                )
             )
     else:
         c = a * x - b
         if c <= 0:
             return _linear(r)
         text = f"Solve for x: {a}x - {b} = {c}."
-        steps = [f"Add {b} to both sides: {a}x = {c} + {b} = {c + b}.", f"Divide by {a}: x = {c + b} / {a} = {x}."]
+        steps = [
+            f"Add {b} to both sides: {a}x = {c} + {b} = {c + b}.",
+            f"Divide by {a}: x = {c + b} / {a} = {x}.",
+        ]
         wrong = Fraction(c - b, a)
         mistakes = [
-            ("sign_slip", [f"Move {b} to the right: {a}x = {c} - {b} = {c - b}.", f"Divide by {a}: x = {c - b} / {a} = {fmt(wrong)}."], wrong),
+            (
+                "sign_slip",
+                [
+                    f"Move {b} to the right: {a}x = {c} - {b} = {c - b}.",
+                    f"Divide by {a}: x = {c - b} / {a} = {fmt(wrong)}.",
+                ],
+                wrong,
+            ),
         ]
         if add_no_carry(c, b) != c + b:
             s2 = add_no_carry(c, b)
             w2 = Fraction(s2, a)
             mistakes.append(
-                ("dropped_carry", [f"Add {b} to both sides: {a}x = {c} + {b} = {s2}.", f"Divide by {a}: x = {s2} / {a} = {fmt(w2)}."], w2)
+                (
+                    "dropped_carry",
+                    [
+                        f"Add {b} to both sides: {a}x = {c} + {b} = {s2}.",
+                        f"Divide by {a}: x = {s2} / {a} = {fmt(w2)}.",
+                    ],
+                    w2,
+                )
             )
-    mistakes.append(("off_by_one", [steps[0], steps[1][: steps[1].rfind("=")] + f"= {x + 1}."], Fraction(x + 1)))
+    mistakes.append(
+        ("off_by_one", [steps[0], steps[1][: steps[1].rfind("=")] + f"= {x + 1}."], Fraction(x + 1))
+    )
     return Problem(text, Fraction(x), "linear", "Algebra", steps, mistakes)
 
 
@@ -232,7 +294,15 @@ def _percent(r: random.Random) -> Problem:
     text = f"What is {p}% of {n}?"
     steps = [f"{p}% of {n} is {n} * {p} / 100.", f"{n} * {p} = {prod}.", f"{prod} / 100 = {ans}."]
     mistakes = [
-        ("percent_scale", [f"{p}% of {n} is {n} * {p} / 10.", f"{n} * {p} = {prod}.", f"{prod} / 10 = {fmt(Fraction(prod, 10))}."], Fraction(prod, 10)),
+        (
+            "percent_scale",
+            [
+                f"{p}% of {n} is {n} * {p} / 10.",
+                f"{n} * {p} = {prod}.",
+                f"{prod} / 10 = {fmt(Fraction(prod, 10))}.",
+            ],
+            Fraction(prod, 10),
+        ),
         ("off_by_one", [steps[0], steps[1], f"{prod} / 100 = {ans + 1}."], Fraction(ans + 1)),
     ]
     return Problem(text, Fraction(ans), "percent", "Algebra", steps, mistakes)
@@ -255,15 +325,33 @@ def _word(r: random.Random) -> Problem:
     text = f"{name} has {a} {item}, gives {b}, gets {c}. How many?"
     steps = [f"After giving: {a} - {b} = {d}.", f"After getting: {d} + {c} = {ans}."]
     mistakes = [
-        ("sign_slip", [f"After giving: {a} + {b} = {a + b}.", f"After getting: {a + b} + {c} = {a + b + c}."], a + b + c),
+        (
+            "sign_slip",
+            [f"After giving: {a} + {b} = {a + b}.", f"After getting: {a + b} + {c} = {a + b + c}."],
+            a + b + c,
+        ),
         ("off_by_one", [steps[0], f"After getting: {d} + {c} = {ans - 1}."], ans - 1),
     ]
     if sub_no_borrow(a, b) != d:
         d2 = sub_no_borrow(a, b)
-        mistakes.append(("borrow_error", [f"After giving: {a} - {b} = {d2}.", f"After getting: {d2} + {c} = {d2 + c}."], d2 + c))
+        mistakes.append(
+            (
+                "borrow_error",
+                [f"After giving: {a} - {b} = {d2}.", f"After getting: {d2} + {c} = {d2 + c}."],
+                d2 + c,
+            )
+        )
     if add_no_carry(d, c) != ans:
-        mistakes.append(("dropped_carry", [steps[0], f"After getting: {d} + {c} = {add_no_carry(d, c)}."], add_no_carry(d, c)))
-    return Problem(text, Fraction(ans), "word", "Algebra", steps, [(m, s, Fraction(w)) for m, s, w in mistakes])
+        mistakes.append(
+            (
+                "dropped_carry",
+                [steps[0], f"After getting: {d} + {c} = {add_no_carry(d, c)}."],
+                add_no_carry(d, c),
+            )
+        )
+    return Problem(
+        text, Fraction(ans), "word", "Algebra", steps, [(m, s, Fraction(w)) for m, s, w in mistakes]
+    )
 
 
 def _gcd(a: int, b: int) -> int:
@@ -353,7 +441,14 @@ def _row(r: random.Random, prob: Problem, cfg: dict, source: str, valid: bool) -
     }
 
 
-_MALFORMED_KINDS = ["label_length", "none_generations", "empty_generations", "none_problem", "none_answer", "none_labels"]
+_MALFORMED_KINDS = [
+    "label_length",
+    "none_generations",
+    "empty_generations",
+    "none_problem",
+    "none_answer",
+    "none_labels",
+]
 
 
 def _malform(r: random.Random, row: dict, kind: str) -> dict:
@@ -393,7 +488,13 @@ def raw_schema():
             ("generations", pa.list_(pa.string())),
             (
                 "correctness",
-                pa.struct([("llama_verification", lb), ("math_verify_answer", lb), ("math_verify_reparsed_answer", lb)]),
+                pa.struct(
+                    [
+                        ("llama_verification", lb),
+                        ("math_verify_answer", lb),
+                        ("math_verify_reparsed_answer", lb),
+                    ]
+                ),
             ),
             ("finish_reasons", pa.list_(pa.string())),
             ("correctness_count", pa.int64()),

@@ -15,7 +15,15 @@ import statistics
 import time
 from collections import Counter, defaultdict
 
-from redi.data.io import META_NORMALIZE, META_VERIFY, mkparent, read_kv_meta, shard_schema, verified_schema, write_json
+from redi.data.io import (
+    META_NORMALIZE,
+    META_VERIFY,
+    mkparent,
+    read_kv_meta,
+    shard_schema,
+    verified_schema,
+    write_json,
+)
 from redi.verify import STATUSES, final_answer_segment, verify_many_timed
 
 log = logging.getLogger(__name__)
@@ -197,5 +205,7 @@ def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
         "normalize": normalize_meta,
     }
     write_json(report_path, report)
-    log.info("gather: %d rows, overall agreement with mv %s", n_rows, report["overall"].get("agreement_with_mv"))
+    log.info(
+        "gather: %d rows, overall agreement with mv %s", n_rows, report["overall"].get("agreement_with_mv")
+    )
     return report

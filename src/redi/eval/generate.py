@@ -5,7 +5,9 @@
   all samples of a prompt in the same batch, so padding stays small.
 * ``vllm`` (GPU, its own environment): ``SamplingParams(n=...)``, one request per prompt,
   prefix caching, tensor parallel inside one engine and/or data parallel over groups of the
-  job's GPUs (one engine process per group). ``vllm`` is imported lazily, inside the worker.
+  job's GPUs (one engine subprocess per group, ``python -m redi.eval.generate SPEC``, with
+  ``CUDA_VISIBLE_DEVICES`` set to its group). ``vllm`` is imported lazily, only where an
+  engine is built.
 
 Both produce the same :class:`Generation` records. ``text`` is the continuation after the
 prompt (the prompt ends with the forced ``<think>\\n``), decoded from the generated ids with the
@@ -24,8 +26,10 @@ list, but a resumed run batches differently and so draws different (equally vali
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import shutil
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -372,30 +376,40 @@ def _vllm_engine(model_path: str, llm_kwargs: dict):
     return LLM(model=model_path, **llm_kwargs)
 
 
-def _vllm_worker(rank, gpus, model_path, llm_kwargs, jobs, sampling, stop_ids, batch_size, queue):
-    """One data-parallel engine process (spawned; sees only its own GPUs)."""
-    import traceback
+def vllm_worker_main(spec_path: str) -> int:
+    """One data-parallel engine (``python -m redi.eval.generate SPEC``): its own process, started
+    with ``CUDA_VISIBLE_DEVICES`` set to its GPU group. Appends one JSON line per finished
+    ``generate`` call to the spec's ``out`` file and a final ``{"done": true}``."""
+    from transformers import AutoTokenizer
 
-    try:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        from transformers import AutoTokenizer
+    spec = json.loads(Path(spec_path).read_text())
+    tokenizer = AutoTokenizer.from_pretrained(
+        spec["model_path"], trust_remote_code=spec["llm_kwargs"].get("trust_remote_code", False)
+    )
+    jobs = [
+        GenerationJob(j["problem_id"], tuple(j["prompt_ids"]), tuple(j["sample_indices"]))
+        for j in spec["jobs"]
+    ]
+    llm = _vllm_engine(spec["model_path"], spec["llm_kwargs"])
+    with open(spec["out"], "a", encoding="utf-8") as fh:
 
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_path, trust_remote_code=llm_kwargs.get("trust_remote_code", False)
-        )
-        llm = _vllm_engine(model_path, llm_kwargs)
+        def emit(gens: list[Generation], seconds: float) -> None:
+            line = {"generations": [g.to_dict() for g in gens], "seconds": seconds}
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            fh.flush()
+
         _vllm_generate_chunks(
             llm,
             tokenizer,
             jobs,
-            sampling,
-            stop_ids,
-            batch_size,
-            lambda gens, secs: queue.put(("batch", rank, gens, secs)),
+            SamplingConfig(**spec["sampling"]),
+            spec["stop_ids"],
+            spec["batch_size"],
+            emit,
         )
-        queue.put(("done", rank, None, 0.0))
-    except BaseException:  # noqa: BLE001 - report everything to the parent
-        queue.put(("error", rank, traceback.format_exc(), 0.0))
+        fh.write(json.dumps({"done": True}) + "\n")
+        fh.flush()
+    return 0
 
 
 class VLLMBackend(Backend):
@@ -475,55 +489,84 @@ class VLLMBackend(Backend):
         self._generate_data_parallel(jobs, sampling, on_batch)
 
     def _generate_data_parallel(self, jobs, sampling, on_batch):
-        import multiprocessing as mp
-        import queue as queue_mod
+        """One engine process per GPU group, started with ``subprocess`` (not multiprocessing:
+        a spawned child would re-run the parent's ``__main__``, e.g. a Snakemake script)."""
+        import subprocess
+        import sys
+        import tempfile
 
-        ctx = mp.get_context("spawn")  # CUDA must not be initialised in a forked child
-        q = ctx.Queue()
-        procs = []
-        for rank, (gpus, shard) in enumerate(zip(self.groups, self._shards(jobs))):
-            if not shard:
-                continue
-            p = ctx.Process(
-                target=_vllm_worker,
-                args=(
-                    rank,
-                    gpus,
-                    self.model_path,
-                    self.llm_kwargs,
-                    shard,
-                    sampling,
-                    self.stop_ids,
-                    self.batch_size,
-                    q,
-                ),
-                daemon=False,
-            )
-            p.start()
-            procs.append((rank, p))
-        running = {rank for rank, _ in procs}
+        import redi
+
+        src = str(Path(redi.__file__).resolve().parents[1])
+        workdir = Path(tempfile.mkdtemp(prefix="redi-vllm-dp-"))
+        workers = []
         try:
-            while running:
-                try:
-                    kind, rank, payload, seconds = q.get(timeout=30)
-                except queue_mod.Empty:
-                    for rank, p in procs:
-                        if rank in running and not p.is_alive():
-                            raise RuntimeError(
-                                f"vLLM worker {rank} died (exit code {p.exitcode})"
-                            ) from None
+            for rank, (gpus, shard) in enumerate(zip(self.groups, self._shards(jobs))):
+                if not shard:
                     continue
-                if kind == "batch":
-                    on_batch(payload, seconds)
-                elif kind == "done":
-                    running.discard(rank)
-                else:
-                    raise RuntimeError(f"vLLM worker {rank} failed:\n{payload}")
+                spec = {
+                    "model_path": self.model_path,
+                    "llm_kwargs": self.llm_kwargs,
+                    "jobs": [asdict(j) for j in shard],
+                    "sampling": asdict(sampling),
+                    "stop_ids": list(self.stop_ids),
+                    "batch_size": self.batch_size,
+                    "out": str(workdir / f"out-{rank}.jsonl"),
+                }
+                spec_path = workdir / f"spec-{rank}.json"
+                spec_path.write_text(json.dumps(spec))
+                Path(spec["out"]).touch()
+                env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpus))
+                env["PYTHONPATH"] = os.pathsep.join(
+                    [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+                )
+                err = open(workdir / f"stderr-{rank}.log", "wb")
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "redi.eval.generate", str(spec_path)],
+                    env=env,
+                    stdout=err,
+                    stderr=subprocess.STDOUT,
+                )
+                workers.append({"rank": rank, "proc": proc, "out": spec["out"], "pos": 0,
+                                "done": False, "err": err, "log": workdir / f"stderr-{rank}.log"})  # fmt: skip
+            while not all(w["done"] for w in workers):
+                progressed = False
+                for w in workers:
+                    if w["done"]:
+                        continue
+                    exited = w["proc"].poll() is not None
+                    with open(w["out"], "rb") as fh:
+                        fh.seek(w["pos"])
+                        data = fh.read()
+                    complete = data[: data.rfind(b"\n") + 1]
+                    w["pos"] += len(complete)
+                    for line in complete.decode("utf-8").splitlines():
+                        msg = json.loads(line)
+                        if msg.get("done"):
+                            w["done"] = True
+                            continue
+                        gens = [Generation(**g) for g in msg["generations"]]
+                        on_batch(gens, float(msg["seconds"]))
+                        progressed = True
+                    if exited and not w["done"]:
+                        tail = Path(w["log"]).read_text(errors="replace")[-4000:]
+                        raise RuntimeError(
+                            f"vLLM worker {w['rank']} exited with {w['proc'].returncode}:\n{tail}"
+                        )
+                if not progressed:
+                    time.sleep(0.5)
+            for w in workers:
+                w["proc"].wait(timeout=120)
         finally:
-            for _, p in procs:
-                if p.is_alive() and running:
-                    p.terminate()
-                p.join(timeout=60)
+            for w in workers:
+                if w["proc"].poll() is None:
+                    w["proc"].terminate()
+                    try:
+                        w["proc"].wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        w["proc"].kill()
+                w["err"].close()
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def close(self):
         self._llm = None
@@ -555,3 +598,9 @@ def make_backend(
     if batch_size is not None:
         options["batch_size"] = batch_size
     return cls(model_path, tokenizer, trust_remote_code=trust_remote_code, **options)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(vllm_worker_main(sys.argv[1]))

@@ -195,6 +195,8 @@ class Results:
         """Optimizer steps per epoch of a run (from its summary and configured epochs)."""
         summary = self.summaries.get(run) or {}
         spec = self.runs.get(run, {})
+        if summary.get("n_examples") and spec.get("global_batch_size"):  # the trainer's own rule
+            return float(math.ceil(int(summary["n_examples"]) / int(spec["global_batch_size"])))
         steps, epochs = summary.get("steps"), spec.get("epochs")
         stopped = str(summary.get("stopped_reason") or "")
         if steps and epochs and not spec.get("max_steps") and "collapse" not in stopped and "max_steps" not in stopped:

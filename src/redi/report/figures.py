@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from redi.report import paper  # noqa: E402
 from redi.report.collect import REFERENCE_PREFIX, Results, number  # noqa: E402
@@ -68,10 +69,10 @@ def smoothing_window(n_steps: int) -> int:
     return max(1, n_steps // 100) if n_steps > 200 else 1
 
 
-def run_color(results: Results, name: str) -> str:
-    """One colour per stage-2 run, the same in every figure (configured order)."""
-    cmap = plt.get_cmap("tab10" if len(results.stage2) <= 10 else "tab20")
-    return cmap(list(results.stage2).index(name) % cmap.N)
+def run_colors(names: list[str]) -> dict:
+    """Distinct colours for the runs of one figure (tab10, or tab20 beyond ten runs)."""
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
 def select_runs(results: Results, group: dict) -> list[str]:
@@ -100,9 +101,10 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
     problems = []
     longest = max((len(results.train_metrics[n]) for n in runs if results.train_metrics.get(n) is not None), default=0)
     window = smoothing_window(longest)
+    colors = run_colors(runs)
     for name in runs:
         spec = results.stage2[name]
-        color = run_color(results, name)
+        color = colors[name]
         label = run_label(spec)
         if group["kind"] == "objectives":
             label = f"{FAMILY_LABEL[family(spec)]}: {label}"
@@ -110,7 +112,7 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
         drew = False
         if bench is not None:
             points = [p for p in curve(results, name, bench) if p["metrics"] is not None]
-            if points:
+            if any(p["step"] for p in points):  # the start point alone says nothing about this run
                 steps = [p["step"] for p in points]
                 acc = [100 * float(p["metrics"]["pass@1"]) for p in points]
                 sem = [100 * (number(p["metrics"].get("sem")) or 0.0) for p in points]
@@ -223,6 +225,7 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
     if ks_all:
         ticks = [k for k in sorted(ks_all) if k & (k - 1) == 0 or k == max(ks_all)]
         ax.set_xticks(ticks, [str(k) for k in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("k (samples)")
     ax.set_ylabel("pass@k (%)")
     ax.grid(alpha=0.3)

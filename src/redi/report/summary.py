@@ -133,7 +133,8 @@ def build_summary(results: Results, tables=None) -> str:
         stage2_scored = [s for s in ranking if s[0]["run"] in results.stage2]
         top_entry, top = stage2_scored[0]
         spec = results.stage2[top_entry["run"]]
-        lines.append(f"- Best stage-2 run: `{top_entry['run']}` — {FAMILY_LABEL[family(spec)]}, {run_label(spec)}: {_fmt(*top)}.")
+        among = " (among the evaluated ones)" if any(e["run"] in results.stage2 for e in missing) else ""
+        lines.append(f"- Best stage-2 run{among}: `{top_entry['run']}` — {FAMILY_LABEL[family(spec)]}, {run_label(spec)}: {_fmt(*top)}.")
         if len(stage2_scored) > 1:
             second_entry, second = stage2_scored[1]
             lines.append(f"- Versus the runner-up `{second_entry['run']}`: {_verdict(*compare(top, second))}.")

@@ -486,7 +486,7 @@ def sweep_table(results: Results) -> Table:
         notes.add("No stage-2 runs are configured.")
     title = TABLES["sweep"] + (f" ({', '.join(paper.display_benchmark(b) for b in benches)})" if benches else "")
     return Table(name="sweep", title=title, columns=columns, rows=rows, notes=notes.render(), data=_frame(data),
-                 align=["l", "l", "r", "r", "r", "r", "l", "l"] + ["r"] * 8)
+                 align=["l", "l", "r", "r", "r", "r", "l", "l"] + ["r"] * 7 + ["l"])
 
 
 # ---- curation --------------------------------------------------------------------------

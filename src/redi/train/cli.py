@@ -1,9 +1,12 @@
 """Training: SFT / REDI / DPO / SimPO runs and DPO reference log-probs.
 
-    redi train train --config run.yaml --model M --data D --out results/train/RUN [--ref-logps P]
-                     [--threads N] [--gpus G --accelerate-config zero2]
+    redi train run --config run.yaml --model M --data D --out results/train/RUN [--ref-logps P]
+                   [--threads N] [--gpus G --accelerate-config zero2]
     redi train ref-logps --config run.yaml --model M --data pref.jsonl --out ref_logps.parquet
     redi train steps --n-examples N --global-batch B --epochs E --save-steps S [--save-each-epoch]
+
+``--run-json '{"objective": "redi", ...}'`` may replace ``--config FILE``; ``train`` is an alias
+of ``run``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,17 @@ def load_run_config(path: str) -> dict:
     return data
 
 
+def _run_dict(args) -> dict:
+    if (args.config is None) == (args.run_json is None):
+        raise SystemExit("give exactly one of --config FILE or --run-json JSON")
+    if args.run_json is not None:
+        data = json.loads(args.run_json)
+        if not isinstance(data, dict):
+            raise SystemExit("--run-json must be a JSON object")
+        return data
+    return load_run_config(args.config)
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -42,7 +56,7 @@ def _cmd_train(args) -> int:
     from .launch import run_training
 
     summary = run_training(
-        load_run_config(args.config), args.model, args.data, args.out,
+        _run_dict(args), args.model, args.data, args.out,
         ref_logps_path=args.ref_logps, threads=args.threads, gpus=args.gpus,
         accelerate_config=args.accelerate_config,
     )
@@ -57,7 +71,7 @@ def _cmd_ref_logps(args) -> int:
     _logging()
     from .reference import compute_reference_logps
 
-    compute_reference_logps(args.model, args.data, args.out, load_run_config(args.config), args.threads)
+    compute_reference_logps(args.model, args.data, args.out, _run_dict(args), args.threads)
     return 0
 
 
@@ -69,9 +83,14 @@ def _cmd_steps(args) -> int:
     return 0
 
 
+def _config_args(p) -> None:
+    p.add_argument("--config", default=None, help="YAML/JSON file with the run settings")
+    p.add_argument("--run-json", default=None, help="the run settings as a JSON object")
+
+
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train one run (sft, redi, dpo or simpo)")
-    p.add_argument("--config", required=True, help="YAML/JSON file with the run settings")
+    p = subparsers.add_parser("run", aliases=["train"], help="train one run (sft, redi, dpo or simpo)")
+    _config_args(p)
     p.add_argument("--model", required=True, help="start model directory (HF format)")
     p.add_argument("--data", required=True, help="sft.jsonl or pref.jsonl")
     p.add_argument("--out", required=True, help="run directory (model/, metrics.jsonl, ...)")
@@ -83,7 +102,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_cmd_train)
 
     p = subparsers.add_parser("ref-logps", help="cache DPO reference log-probs of the start model")
-    p.add_argument("--config", required=True, help="YAML/JSON file with the run settings")
+    _config_args(p)
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="pref.jsonl")
     p.add_argument("--out", required=True, help="output parquet")

@@ -52,6 +52,8 @@ class RunConfig:
 
     name: str = ""  # run name (results/train/{name}/); defaults to the output folder's name
     objective: str = ""  # required: "sft" | "redi" | "dpo" | "simpo"
+    start: str | None = None  # workflow: the SFT run a stage-2 run starts from (recorded only;
+    #   the start model itself is train()'s model_path)
     # --- objective parameters ---
     alpha: float = 0.8  # redi: weight of the rejected term, in [0, 1]; 0 = SFT on chosen, 1 = symmetric
     beta: float | None = None  # dpo: 0.001; simpo: 2.0 (paper)

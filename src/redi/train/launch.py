@@ -53,7 +53,7 @@ def launch_command(
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(accelerate_config_path(accelerate_config)),
         "--num_processes", str(gpus),
-        "-m", "redi.train.cli", "train",
+        "-m", "redi.train.cli", "run",
         "--config", str(run_json),
         "--model", str(model_path),
         "--data", str(data_path),

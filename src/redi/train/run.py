@@ -289,6 +289,7 @@ def train(
         "objective": cfg.objective,
         "steps": int(final_step),
         "total_steps": int(total),
+        "resumed_from_step": int(resume_step),
         "n_examples": n_examples,
         "wall_seconds": round(wall, 3),
         "train_tokens": int(redi_state.get("train_tokens", 0)),

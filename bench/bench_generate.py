@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def child(args) -> dict:
     backend.generate(jobs, sampling, lambda gens, secs: lengths.extend(g.length for g in gens))
     seconds = time.perf_counter() - t0
     return {
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "threads": args.threads[0],
         "torch_threads": torch.get_num_threads(),
         "batch_size_prompts": args.batch_sizes[0],
@@ -63,7 +65,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="prompts per batch")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -74,6 +76,7 @@ def main() -> int:
     from redi.eval.tiny import build_tiny_qwen2
 
     results = []
+    load_before = os.getloadavg()  # other jobs on the machine distort these numbers
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_qwen2(
             tmp, vocab_size=2000, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
@@ -99,6 +102,8 @@ def main() -> int:
                 "samples_per_prompt": args.samples,
                 "max_new_tokens": args.max_new_tokens,
                 "cpu": platform.processor() or platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "load_average_before": [round(x, 2) for x in load_before],
                 "results": results,
             },
             indent=2,

@@ -150,12 +150,11 @@ def test_configurable_filters(tmp_path, tok):
             "decontaminate": {"enabled": False},
             "max_prompt_tokens": 100000,
             "max_response_tokens": 100000,
-            "instruction": "",
         },
     )
     assert {r["row_index"] for r in sft} == {0, 1, 2, 3, 5, 8, 9, 10, 11}
     assert report["final"]["pref"] == 8
-    assert sft[0]["messages"][0]["content"] == _rows()[sft[0]["row_index"]]["problem"]  # no instruction
+    assert sft[0]["messages"][0]["content"] == user_content(_rows()[sft[0]["row_index"]]["problem"])
 
 
 def test_keep_unknown_validity_off_and_ngram_size(tmp_path, tok):

@@ -146,3 +146,23 @@ def test_packing_layout(tok):
         assert (batch["score_index"][sel] + 1).tolist() == list(range(s + len(p), s + len(p) + len(r)))
     assert batch["lengths"].tolist() == [len(r) for _, r in rows]
     assert isinstance(data, TokenizedData)
+
+
+def test_chunked_under_bf16_autocast_matches_linear_head():
+    """Under autocast the chunked head does what nn.Linear + fp32 log-softmax would: bf16 matmul,
+    fp32 softmax; gradients come back in the parameters' dtype."""
+    g = torch.Generator().manual_seed(2)
+    hidden = torch.randn(40, 32, generator=g, requires_grad=True)
+    weight = (0.3 * torch.randn(200, 32, generator=g)).requires_grad_()
+    targets = torch.randint(0, 200, (40,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = chunked_token_logprobs(hidden, weight, targets, chunk_size=16)
+        logits = torch.nn.functional.linear(hidden, weight)
+    assert logits.dtype == torch.bfloat16 and got.dtype == torch.float32
+    want = torch.log_softmax(logits.float(), -1).gather(-1, targets[:, None])[:, 0]
+    torch.testing.assert_close(got, want, atol=2e-2, rtol=0)
+    gh, gw = torch.autograd.grad(got.sum(), [hidden, weight])
+    eh, ew = torch.autograd.grad(want.sum(), [hidden, weight])
+    assert gh.dtype == gw.dtype == torch.float32
+    torch.testing.assert_close(gh, eh, atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(gw, ew, atol=5e-2, rtol=5e-2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -127,6 +128,17 @@ def test_memory_error_is_error(monkeypatch):
     parse, verify, cfg = V._mv()
     monkeypatch.setattr(V, "_MV", (boom, verify, cfg))
     assert V._check_one("1", "\\boxed{1}") == (False, "error", None)
+
+    def swallowing_verify(gold, pred, **kwargs):
+        # Math-Verify catches comparison errors and only logs them at DEBUG
+        try:
+            raise MemoryError
+        except MemoryError:
+            logging.getLogger("math_verify.grader").debug("Error during comparison", exc_info=True)
+        return False
+
+    monkeypatch.setattr(V, "_MV", (parse, swallowing_verify, cfg))
+    assert V._check_one("1", "\\boxed{1}") == (False, "error", "1")
 
 
 def test_worker_memory_cap_applies():

@@ -40,6 +40,7 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import queue
 import re
 import time
 from dataclasses import dataclass
@@ -108,14 +109,35 @@ def frac_depth(text: str) -> int:
 
 # ----------------------------------------------------------------------------- worker side
 
-_MV = None  # (parse, verify, pred_config, gold_config) once imported
+_MV = None  # (parse, verify, extraction config) once imported
+
+
+class _ExceptionRecorder(logging.Handler):
+    """Collects the exception types Math-Verify logs (it swallows comparison errors and logs
+    them at DEBUG), so a swallowed MemoryError/RecursionError still gives status ``error``."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.seen: list[type] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[0] is not None:
+            self.seen.append(record.exc_info[0])
+
+
+_RECORDER = _ExceptionRecorder()
 
 
 def _mv():
     global _MV
     if _MV is None:
-        # Silence the "timeout is disabled" warnings: timeouts are enforced from outside.
-        logging.getLogger("math_verify").setLevel(logging.ERROR)
+        # Timeouts are enforced from outside, so Math-Verify's own are disabled; its log output
+        # (the "timeout is disabled" warning, debug tracebacks) is captured, not printed.
+        mv_logger = logging.getLogger("math_verify")
+        mv_logger.setLevel(logging.DEBUG)
+        mv_logger.propagate = False
+        if _RECORDER not in mv_logger.handlers:
+            mv_logger.addHandler(_RECORDER)
         from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
         cfg = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
@@ -133,6 +155,7 @@ def _wrap_gold(gold: str) -> str:
 def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
     """Runs in a worker. Returns (correct, status, extracted)."""
     parse, verify, cfg = _mv()
+    _RECORDER.seen.clear()
     try:
         gold_parsed = parse(_wrap_gold(gold), cfg, parsing_timeout=None, raise_on_error=True)
         if not gold_parsed:
@@ -143,7 +166,11 @@ def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
         if not pred:
             return False, "no_answer", None
         extracted = str(pred[0])[:EXTRACTED_MAX_CHARS]
-        ok = bool(verify(gold_parsed, pred, timeout_seconds=None, raise_on_error=True))
+        # raise_on_error=False keeps Math-Verify's semantics: an error in one (gold, pred)
+        # combination does not stop the others from matching.
+        ok = bool(verify(gold_parsed, pred, timeout_seconds=None, raise_on_error=False))
+        if not ok and any(issubclass(t, (MemoryError, RecursionError)) for t in _RECORDER.seen):
+            return False, "error", extracted
         return ok, "ok", extracted
     except MemoryError:
         return False, "error", None
@@ -271,29 +298,36 @@ def verify_many_timed(
         initargs=(memory_mb,),
         context=_fork_context(),
     ) as pool:
-        pending: dict[cf.Future, list[int]] = {}
+        # Completed futures are pushed onto a queue by done-callbacks: O(1) per completion,
+        # also with many thousands of batches.
+        done_q: queue.Queue = queue.Queue()
+        outstanding = 0
+
+        def submit(idx: list[int]) -> None:
+            nonlocal outstanding
+            fut = pool.schedule(_check_batch, args=([prepared[i] for i in idx],), timeout=timeout_s)
+            outstanding += 1
+            fut.add_done_callback(lambda f, idx=idx: done_q.put((f, idx)))
+
         for b in batches:
-            fut = pool.schedule(_check_batch, args=([prepared[i] for i in b],), timeout=timeout_s)
-            pending[fut] = b
-        while pending:
-            done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                idx = pending.pop(fut)
-                try:
-                    out = fut.result()
-                except (cf.TimeoutError, ProcessExpired, MemoryError, Exception) as exc:  # noqa: BLE001
-                    if len(idx) > 1:
-                        n_batch_fail += 1
-                        for i in idx:  # re-run one by one: only the guilty item is marked
-                            f1 = pool.schedule(_check_batch, args=([prepared[i]],), timeout=timeout_s)
-                            pending[f1] = [i]
-                    else:
-                        status = "timeout" if isinstance(exc, cf.TimeoutError) else "error"
-                        secs = float(timeout_s) if status == "timeout" else 0.0
-                        results[idx[0]] = (Verdict(False, status, None), secs)
-                    continue
-                for i, (ok, status, extracted, secs) in zip(idx, out):
-                    results[i] = (Verdict(bool(ok), status, extracted), float(secs))
+            submit(b)
+        while outstanding:
+            fut, idx = done_q.get()
+            outstanding -= 1
+            try:
+                out = fut.result()
+            except (cf.TimeoutError, ProcessExpired, MemoryError, Exception) as exc:  # noqa: BLE001
+                if len(idx) > 1:
+                    n_batch_fail += 1
+                    for i in idx:  # re-run one by one: only the guilty item is marked
+                        submit([i])
+                else:
+                    status = "timeout" if isinstance(exc, cf.TimeoutError) else "error"
+                    secs = float(timeout_s) if status == "timeout" else 0.0
+                    results[idx[0]] = (Verdict(False, status, None), secs)
+                continue
+            for i, (ok, status, extracted, secs) in zip(idx, out):
+                results[i] = (Verdict(bool(ok), status, extracted), float(secs))
     log.debug(
         "verified %d items (%d batches re-run singly) in %.2fs",
         len(todo),

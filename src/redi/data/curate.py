@@ -46,8 +46,8 @@ DEFAULT_CFG: dict = {
     "max_prompt_tokens": 800,
     "max_response_tokens": 19000,
     "length_filter_sft": False,
-    "decontaminate": {"enabled": True, "ngram": 8},
-    "instruction": None,
+    # `benchmarks` names the sets (the workflow resolves them into `benchmark_paths`)
+    "decontaminate": {"enabled": True, "ngram": 8, "benchmarks": []},
     "expected": {"sft": None, "pairs_before_length_filter": None},
 }
 
@@ -64,7 +64,7 @@ def resolve_cfg(cfg: dict | None) -> dict:
             if unknown:
                 raise ValueError(f"unknown keys in curation.{k}: {sorted(unknown)}")
             out[k].update(v)
-        elif v is not None or k == "instruction":
+        elif v is not None:
             out[k] = v
     if out["label_rule"] not in LABEL_RULES:
         raise ValueError(f"label_rule must be one of {LABEL_RULES}, got {out['label_rule']!r}")
@@ -228,7 +228,8 @@ def curate(
 
     cfg = resolve_cfg(cfg)
     rule = cfg["label_rule"]
-    instruction = OPENR1_INSTRUCTION if cfg["instruction"] is None else cfg["instruction"]
+    # the one instruction evaluation also uses (redi.prompts), so prompts cannot drift
+    instruction = OPENR1_INSTRUCTION
     excluded = set(cfg["exclude_sources"] or [])
     normalize_meta = read_kv_meta(verified_path, META_NORMALIZE)
     rejects = JsonlWriter(rejects_path)

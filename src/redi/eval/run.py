@@ -257,6 +257,10 @@ def evaluate(
             engine.generate(jobs, sampling, on_batch)
         finally:
             engine.close()
+            del engine
+            import gc
+
+            gc.collect()  # free the model before the verifier forks its workers
 
     records = []
     for p in problems:

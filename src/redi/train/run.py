@@ -35,8 +35,8 @@ from .config import RunConfig
 log = logging.getLogger(__name__)
 
 # files of a checkpoint that are part of the HF model dir (everything else is trainer state)
-_NOT_MODEL = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json",
-              "training_args.bin", "redi_state.json", "latest", "zero_to_fp32.py")
+_NOT_MODEL = ("trainer_state.json", "training_args.bin", "redi_state.json", "latest", "zero_to_fp32.py")
+_NOT_MODEL_PREFIXES = ("optimizer", "scheduler", "scaler", "rng_state", "global_step")
 
 
 @dataclass
@@ -116,7 +116,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def _copy_model_files(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
-        if f.is_file() and f.name not in _NOT_MODEL and not f.name.startswith("rng_state"):
+        if f.is_file() and f.name not in _NOT_MODEL and not f.name.startswith(_NOT_MODEL_PREFIXES):
             shutil.copy2(f, dst / f.name)
 
 

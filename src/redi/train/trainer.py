@@ -12,11 +12,12 @@ What this subclass adds:
   DeepSpeed average gradients over devices. The step's gradient is thus that of one big batch.
 * the data loader: our own :class:`~redi.train.batching.GlobalBatchSampler` (seeded order,
   length-grouped inside each step), prepared by accelerate.
-* a guard before every optimizer step (``_get_grad_norm``): non-finite loss or gradient norm
-  raises :class:`NonFiniteError` naming the step, before the weights change or anything is
-  saved, so the newest checkpoint is the last good state.
+* a guard at every optimizer step (``_get_grad_norm``): non-finite loss or gradient norm raises
+  :class:`NonFiniteError` naming the step, before the weights change (except under DeepSpeed,
+  which steps inside the last backward) and before anything is saved, so the newest
+  checkpoint is the last good state.
 * per-step metrics (:class:`StepMetricsCallback`): one JSON line per optimizer step, the update
-  norm ``||theta_t - theta_{t-1}||_2`` (from a parameter snapshot taken just before the step),
+  norm ``||theta_t - theta_{t-1}||_2`` (from a parameter snapshot taken when the step begins),
   the collapse guard, and saving at exactly ``checkpoint_steps``.
 * atomic checkpoints (``_save_checkpoint``): the base save writes into a staging folder that is
   renamed to ``checkpoint-{step}`` when complete; with ``keep_optimizer_state="last"`` older
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import objectives
 from .collapse import CollapseDetector
@@ -43,9 +45,9 @@ from .logprobs import install_logprob_head, response_logprobs, sequence_sums
 log = logging.getLogger(__name__)
 
 REDI_STATE = "redi_state.json"
-# files only needed to resume (removed from older checkpoints with keep_optimizer_state="last")
-RESUME_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
-RESUME_PREFIXES = ("rng_state", "global_step")  # rng_state*.pth; DeepSpeed global_step*/
+# files only needed to resume (removed from older checkpoints with keep_optimizer_state="last"):
+# optimizer.pt (torch), optimizer.bin / optimizer_0/ (FSDP), global_step*/ (DeepSpeed), ...
+RESUME_PREFIXES = ("optimizer", "scheduler", "scaler", "rng_state", "global_step")
 
 
 class NonFiniteError(RuntimeError):
@@ -68,6 +70,8 @@ class RediTrainer(Trainer):
         self.redi_state.setdefault("train_tokens", 0)
         self.redi_state.setdefault("collapse_step", None)
         self.loss_is_scaled_for_ga = True  # we normalise by the whole step's unit count
+        for cb in (PrinterCallback, ProgressCallback):  # our own per-step log replaces these
+            self.remove_callback(cb)
         self._acc = torch.zeros(6, dtype=torch.float64)
         self._step_stats = None
         self._snapshot = None
@@ -75,7 +79,7 @@ class RediTrainer(Trainer):
         self._staging = None
         self._session_start = None
         self._wall_at_start = 0.0
-        self._step_grad_norm = float("nan")
+        self._step_grad_norm = None
         install_logprob_head(self.model)
         self.add_callback(StepMetricsCallback(self))
 
@@ -123,7 +127,7 @@ class RediTrainer(Trainer):
         loss = result.loss.float() * self.accelerator.num_processes
         return (loss, result) if return_outputs else loss
 
-    # -- guard, LR and parameter snapshot just before the optimizer step ---------------------
+    # -- guard and LR just before the optimizer step ------------------------------------------
     def _get_grad_norm(self, model, grad_norm=None):
         grad_norm = super()._get_grad_norm(model, grad_norm)
         stats = self._acc.clone()
@@ -132,22 +136,27 @@ class RediTrainer(Trainer):
             stats = self.accelerator.reduce(stats.to(self.accelerator.device), reduction="sum").cpu()
         self._step_stats = stats
         step = self.state.global_step + 1
-        gn = float(grad_norm) if grad_norm is not None else float("nan")
         if stats[_BAD] > 0 or not math.isfinite(float(stats[_LOSS])):
             self._fail(f"non-finite loss ({float(stats[_LOSS])}) at optimizer step {step}")
-        if not math.isfinite(gn):
+        # None under DeepSpeed before its first step (the engine clips internally)
+        gn = None if grad_norm is None else float(grad_norm)
+        if gn is not None and not math.isfinite(gn):
             self._fail(f"non-finite gradient norm ({gn}) at optimizer step {step}")
         self._step_grad_norm = gn
         self._step_lr = self._get_learning_rate()
-        self._snapshot = [t.detach().clone() for t in _local_params(self.model)]
         return grad_norm
+
+    def take_snapshot(self) -> None:
+        """Copy the trainable parameters before a step's first micro-batch (they change only in
+        the optimizer step; under DeepSpeed that happens inside the last backward)."""
+        self._snapshot = [t.detach().clone() for t in _local_params(self.model)]
 
     def _fail(self, what: str):
         ckpts = checkpoint_dirs(Path(self.args.output_dir))
         last = str(ckpts[-1][1]) if ckpts else "none (a rerun starts from the start model)"
         msg = (
-            f"run {self.run_cfg.name!r}: {what}; stopped before the optimizer step, nothing "
-            f"saved for this step; last good checkpoint: {last}"
+            f"run {self.run_cfg.name!r}: {what}; run stopped, nothing saved for this step; "
+            f"last good checkpoint: {last}"
         )
         log.error(msg)
         raise NonFiniteError(msg)
@@ -158,7 +167,7 @@ class RediTrainer(Trainer):
             return float("nan")
         sq = torch.zeros((), dtype=torch.float64, device=self.args.device)
         for now, before in zip(_local_params(self.model), self._snapshot):
-            sq += (now.detach() - before).double().pow(2).sum().to(sq.device)
+            sq += torch.linalg.vector_norm((now.detach() - before).float()).double().pow(2).to(sq.device)
         self._snapshot = None
         if self.accelerator.num_processes > 1 and _params_are_sharded(self.model):
             sq = self.accelerator.reduce(sq, reduction="sum")
@@ -250,6 +259,9 @@ class StepMetricsCallback(TrainerCallback):
         tr = self.trainer
         tr.sampler.set_epoch(state.global_step // tr.sampler.steps_per_epoch)
 
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.trainer.take_snapshot()
+
     def on_save(self, args, state, control, **kwargs):
         self._mark = time.perf_counter()  # checkpoint time is not training time
 
@@ -298,9 +310,10 @@ class StepMetricsCallback(TrainerCallback):
                 f.flush()
                 os.fsync(f.fileno())
             log.info(
-                "step %d/%d loss %.5f chosen %.4f rejected %s |g| %.3g |dtheta| %.3g lr %.3g %.0f tok/s",
+                "step %d/%d loss %.5f chosen %.4f rejected %s |g| %s |dtheta| %.3g lr %.3g %.0f tok/s",
                 state.global_step, state.max_steps, record["loss"], chosen,
-                "-" if rejected is None else f"{rejected:.4f}", record["grad_norm"], update_norm,
+                "-" if rejected is None else f"{rejected:.4f}",
+                "-" if record["grad_norm"] is None else f"{record['grad_norm']:.3g}", update_norm,
                 record["learning_rate"], record["tokens_per_second"],
             )
         if state.global_step in tr.save_steps_set:
@@ -334,7 +347,7 @@ def _params_are_sharded(model) -> bool:
 def is_resumable(ckpt: Path) -> bool:
     """A checkpoint a run can resume from: complete (renamed) and with its optimizer state."""
     ckpt = Path(ckpt)
-    has_opt = (ckpt / "optimizer.pt").exists() or any(ckpt.glob("global_step*"))
+    has_opt = any(ckpt.glob("optimizer*")) or any(ckpt.glob("global_step*"))
     return (ckpt / "trainer_state.json").exists() and has_opt
 
 
@@ -360,7 +373,7 @@ def prune_resume_state(root: Path, keep: Path) -> None:
         if d.resolve() == Path(keep).resolve():
             continue
         for f in d.iterdir():
-            if f.name in RESUME_FILES or f.name.startswith(RESUME_PREFIXES):
+            if f.name.startswith(RESUME_PREFIXES):
                 if f.is_dir():
                     shutil.rmtree(f, ignore_errors=True)
                 else:

@@ -84,9 +84,6 @@ def check_consistency(config: dict) -> None:
                 f"config key 'training.stage2.runs': run '{name}' starts from unknown SFT run "
                 f"'{run['start']}' (known: {', '.join(sft)})"
             )
-        for param in OBJECTIVE_PARAMS[run["objective"]]:
-            if run.get(param) is None:
-                raise ConfigError(f"config key 'training.stage2.runs': run '{name}' ({run['objective']}) needs '{param}'")
 
 
 def format_number(value: float) -> str:
@@ -118,13 +115,24 @@ def _merge(*layers: dict) -> dict:
     return merged
 
 
+def _complete(run: dict) -> dict:
+    """Every knob of the run with the trainer's own defaults filled in, so that Snakemake's
+    checkpoint steps and the trainer can never disagree about a default."""
+    from redi.train.config import RunConfig
+
+    try:
+        return RunConfig.from_dict(run).to_dict()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"config key 'training' (run '{run.get('name')}'): {error}") from error
+
+
 def sft_runs(config: dict) -> dict[str, dict]:
     training = config["training"]
     runs = {}
     for name, settings in training["sft"]["runs"].items():
         run = _merge(training["defaults"], training["sft"]["defaults"], settings)
         run.update(name=name, objective="sft")
-        runs[name] = run
+        runs[name] = _complete(run)
     return runs
 
 
@@ -156,6 +164,11 @@ def stage2_runs(config: dict) -> dict[str, dict]:
     for entry in stage2["runs"]:
         for single in _sweep(entry):
             params = {k: single[k] for k in SWEEPABLE if k in single}
+            for param in OBJECTIVE_PARAMS[single["objective"]]:
+                if param not in params:
+                    raise ConfigError(
+                        f"config key 'training.stage2.runs': a {single['objective']} run needs '{param}'"
+                    )
             start = single.get("start", default_start)
             name = single.get("name") or run_name(single["objective"], params)
             if start != default_start and "name" not in single:
@@ -164,7 +177,7 @@ def stage2_runs(config: dict) -> dict[str, dict]:
                 raise ConfigError(f"config key 'training.stage2.runs': run '{name}' is defined twice")
             run = _merge(training["defaults"], stage2["defaults"], single.get("overrides"), params)
             run.update(name=name, objective=single["objective"], start=start)
-            runs[name] = run
+            runs[name] = _complete(run)
     return runs
 
 

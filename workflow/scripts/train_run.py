@@ -1,31 +1,34 @@
-"""Snakemake adapter: one training run (sft / redi / dpo / simpo).
+"""Snakemake adapter: one training run (sft / redi / dpo / simpo) -> ``redi.train.launch``.
 
-input:  model (start model dir), data (sft.jsonl or pref.jsonl), ref_logps (optional, dpo)
-params: run (dict: the run's settings, see redi.train.config.RunConfig),
-        accelerate_config (optional: ddp | zero2 | zero3 | fsdp; used when resources.gpu > 1)
-output: model (results/train/{run}/model; its parent is the run directory, which also receives
+input:  ``model`` (start model dir), ``data`` (sft.jsonl or pref.jsonl), ``ref_logps`` (optional;
+        required for dpo)
+params: ``run`` (dict: the run's settings, see ``redi.train.config.RunConfig``; the workflow's
+        ``start`` key is accepted), ``accelerate_config`` (optional: ddp | zero2 | zero3 | fsdp
+        or a path; used when ``resources.gpu > 1``)
+output: ``model`` (results/train/{run}/model; its parent is the run directory, which also gets
         metrics.jsonl and summary.json, and keeps checkpoints/ across failed attempts)
-resources: gpu (optional; > 1 starts one worker per GPU with accelerate launch)
+resources: ``gpu`` (optional; > 1 starts one worker per GPU with ``accelerate launch``)
 """
 
-from redi.runtime import set_threads
+from pathlib import Path
+
+import _bootstrap
+
+_bootstrap.setup_logging(snakemake.log[0])  # noqa: F821
+
+from redi.runtime import set_threads  # noqa: E402
 
 set_threads(snakemake.threads)  # noqa: F821
-
-import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 from redi.train.launch import run_training  # noqa: E402
 
 sm = snakemake  # noqa: F821
-logging.basicConfig(filename=sm.log[0], level=logging.INFO,
-                    format="%(asctime)s %(name)s %(levelname)s %(message)s")
 run_training(
     dict(sm.params.run),
     model_path=str(sm.input.model),
     data_path=str(sm.input.data),
     out_dir=str(Path(sm.output.model).parent),
-    ref_logps_path=sm.input.get("ref_logps"),
+    ref_logps_path=sm.input.get("ref_logps") or None,
     threads=sm.threads,
     gpus=int(sm.resources.get("gpu", 0) or 0),
     accelerate_config=sm.params.get("accelerate_config", None),

@@ -142,6 +142,9 @@ def train(
     from .batching import Collator, ExampleDataset, GlobalBatchSampler, attach_reference, load_tokenized
     from .trainer import REDI_STATE, RediTrainer, latest_resumable
 
+    for what, path in (("start model", model_path), ("data", data_path), ("reference log-probs", ref_logps_path)):
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(f"{what} not found: {path}")
     out = Path(out_dir)
     run = dict(run)
     run.setdefault("name", out.name)

@@ -1,15 +1,13 @@
 import json
 import re
-import shlex
 import sys
 from pathlib import Path
-
-from snakemake.settings.types import DeploymentMethod
 
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
+from redi.data.sources import hub_cache_dir  # noqa: E402
 from redi.plan import all_runs, check_consistency, sft_runs, stage2_runs  # noqa: E402
 
 check_consistency(config)
@@ -21,6 +19,7 @@ EVAL = config["evaluation"]
 BENCHMARKS = EVAL["benchmarks"]
 RES = config["resources"]
 SYNTHETIC_TEST = "results/data/corpus/test.json"
+HUB_CORPUS = hub_cache_dir(config["corpus"]["hub"]["name"])
 
 
 wildcard_constraints:
@@ -55,7 +54,7 @@ def corpus_input(wildcards):
     if source == "synthetic":
         return "results/data/corpus/train.parquet"
     if source == "hub":
-        return "resources/corpus/" + config["corpus"]["hub"]["name"].replace("/", "__")
+        return HUB_CORPUS
     return config["corpus"]["local_path"]
 
 
@@ -80,41 +79,24 @@ def decontamination_benchmarks(wildcards):
 # ---- training --------------------------------------------------------------------------
 
 
-def run_json(run):
-    return shlex.quote(json.dumps(RUNS[run], sort_keys=True))
-
-
-# With --use-conda a shell job runs in its env's python; in a plain virtualenv it must use
-# the interpreter that runs Snakemake (the venv need not be activated).
-PYTHON = (
-    "python"
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-    else sys.executable
-)
-
-
-def launcher(wildcards):
-    """python for CPU or one GPU; accelerate launch with one process per GPU otherwise
-    (one Snakemake job per run holds all its GPUs)."""
-    gpus = RES["train"]["gpu"]
-    if gpus > 1:
-        cfg = RES["accelerate_config"] or "accelerate/ddp.yaml"
-        return f"{PYTHON} -m accelerate.commands.launch --config_file {cfg} --num_processes {gpus}"
-    return PYTHON
-
-
 def stage2_start_model(wildcards):
     return f"results/train/{STAGE2_RUNS[wildcards.stage2_run]['start']}/model"
 
 
-def reference_run_json(wildcards):
+def reference_run(wildcards):
     """Truncation settings for the reference pass: those of the DPO runs from this start
     (they must agree, since the cached log-probs are shared)."""
-    dpo = [r for r in STAGE2_RUNS.values() if r["objective"] == "dpo" and r["start"] == wildcards.sft_run]
+    dpo = [
+        r
+        for r in STAGE2_RUNS.values()
+        if r["objective"] == "dpo" and r["start"] == wildcards.sft_run
+    ]
     keys = ("max_prompt_length", "max_response_length")
     if len({tuple(r.get(k) for k in keys) for r in dpo}) > 1:
-        raise ValueError(f"DPO runs from '{wildcards.sft_run}' disagree on {keys}; they share reference log-probs")
-    return shlex.quote(json.dumps(dpo[0], sort_keys=True))
+        raise ValueError(
+            f"DPO runs from '{wildcards.sft_run}' disagree on {keys}; they share reference log-probs"
+        )
+    return dpo[0]
 
 
 def stage2_ref_logps(wildcards):
@@ -124,26 +106,14 @@ def stage2_ref_logps(wildcards):
     return []
 
 
-def n_training_examples(run):
-    """Examples a run trains on: known once the `curate` checkpoint has run."""
-    outputs = checkpoints.curate.get().output
-    path = outputs.sft if RUNS[run]["objective"] == "sft" else outputs.pref
-    with open(path) as handle:
-        return sum(1 for line in handle if line.strip())
-
-
 def saved_steps(run):
-    from redi.train.schedule import checkpoint_steps
-
-    spec = RUNS[run]
-    return checkpoint_steps(
-        n_examples=n_training_examples(run),
-        global_batch=spec["global_batch_size"],
-        epochs=spec["epochs"],
-        save_steps=spec["save_steps"],
-        save_each_epoch=spec["save_each_epoch"],
-        max_steps=spec.get("max_steps"),
-    )
+    """The steps a run saved a checkpoint at (known once its training job has finished)."""
+    if RUNS[run]["objective"] == "sft":
+        summary = checkpoints.train_sft.get(sft_run=run).output.summary
+    else:
+        summary = checkpoints.train_stage2.get(stage2_run=run).output.summary
+    with open(summary) as handle:
+        return json.load(handle)["saved_checkpoints"]
 
 
 # ---- evaluation ------------------------------------------------------------------------
@@ -187,7 +157,11 @@ def final_metrics():
 
 
 def sampling_params(kind):
-    return {**EVAL["sampling"], "n_samples": EVAL[kind]["n_samples"], "limit": EVAL[kind]["limit"]}
+    return {
+        **EVAL["sampling"],
+        "n_samples": EVAL[kind]["n_samples"],
+        "limit": EVAL[kind]["limit"],
+    }
 
 
 def reference_model(name):

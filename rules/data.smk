@@ -2,38 +2,38 @@ rule synthesize_corpus:
     output:
         train="results/data/corpus/train.parquet",
         test=SYNTHETIC_TEST,
-    params:
-        cfg=config["corpus"]["synthetic"],
     log:
         "logs/data/synthesize_corpus.log",
     benchmark:
         "benchmarks/data/synthesize_corpus.tsv"
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         **gpu_resources("data"),
-    conda:
-        "../envs/data.yaml"
+    params:
+        cfg=config["corpus"]["synthetic"],
     script:
         "../workflow/scripts/data_corpus.py"
 
 
 rule download_corpus:
     output:
-        directory("resources/corpus/" + config["corpus"]["hub"]["name"].replace("/", "__")),
-    params:
-        name=config["corpus"]["hub"]["name"],
-        revision=config["corpus"]["hub"]["revision"],
-        split=config["corpus"]["hub"]["split"],
+        directory(HUB_CORPUS),
     log:
         "logs/data/download_corpus.log",
     benchmark:
         "benchmarks/data/download_corpus.tsv"
+    localrule: True
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         **gpu_resources("data"),
-    conda:
-        "../envs/data.yaml"
-    localrule: True
+    params:
+        name=config["corpus"]["hub"]["name"],
+        revision=config["corpus"]["hub"]["revision"],
+        split=config["corpus"]["hub"]["split"],
     script:
         "../workflow/scripts/data_download.py"
 
@@ -48,11 +48,11 @@ rule normalize_corpus:
         "logs/data/normalize_corpus.log",
     benchmark:
         "benchmarks/data/normalize_corpus.tsv"
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         **gpu_resources("data"),
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow/scripts/data_normalize.py"
 
@@ -62,20 +62,20 @@ rule verify_shard:
         "results/data/canonical.parquet",
     output:
         "results/data/verify/shard-{i}-of-{n}.parquet",
+    log:
+        "logs/data/verify/shard-{i}-of-{n}.log",
+    benchmark:
+        "benchmarks/data/verify/shard-{i}-of-{n}.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: config["verify"]["workers"]
+    resources:
+        **gpu_resources("verify"),
     params:
         shard_index="{i}",
         n_shards="{n}",
         timeout_s=config["verify"]["timeout_s"],
         memory_mb=config["verify"]["memory_mb"],
-    log:
-        "logs/data/verify/shard-{i}-of-{n}.log",
-    benchmark:
-        "benchmarks/data/verify/shard-{i}-of-{n}.tsv"
-    threads: config["verify"]["workers"]
-    resources:
-        **gpu_resources("verify"),
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow/scripts/data_verify.py"
 
@@ -91,11 +91,11 @@ rule gather_verification:
         "logs/data/gather_verification.log",
     benchmark:
         "benchmarks/data/gather_verification.tsv"
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         **gpu_resources("data"),
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow/scripts/data_gather.py"
 
@@ -111,17 +111,17 @@ checkpoint curate:
         report_json="results/data/curation_report.json",
         report_md="results/data/curation_report.md",
         rejects="results/data/rejects.jsonl",
-    params:
-        cfg=config["curation"],
-        benchmarks=decontamination_benchmarks(None),
     log:
         "logs/data/curate.log",
     benchmark:
         "benchmarks/data/curate.tsv"
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         **gpu_resources("data"),
-    conda:
-        "../envs/data.yaml"
+    params:
+        cfg=config["curation"],
+        benchmarks=decontamination_benchmarks(None),
     script:
         "../workflow/scripts/data_curate.py"

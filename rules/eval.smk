@@ -11,21 +11,21 @@ rule eval_checkpoint:
     output:
         metrics="results/eval/{run}/step-{step}/{bench}/metrics.json",
         samples="results/eval/{run}/step-{step}/{bench}/samples.parquet",
+    log:
+        "logs/eval/{run}/step-{step}/{bench}.log",
+    benchmark:
+        "benchmarks/eval/{run}/step-{step}/{bench}.tsv"
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    threads: res("eval", "threads")
+    resources:
+        **gpu_resources("eval"),
     params:
         model_path="results/train/{run}/checkpoints/checkpoint-{step}",
         run="{run}",
         checkpoint="step-{step}",
         sampling=sampling_params("intermediate"),
         eval=EVAL,
-    log:
-        "logs/eval/{run}/step-{step}/{bench}.log",
-    benchmark:
-        "benchmarks/eval/{run}/step-{step}/{bench}.tsv"
-    threads: res("eval", "threads")
-    resources:
-        **gpu_resources("eval"),
-    conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     script:
         "../workflow/scripts/eval_run.py"
 
@@ -37,21 +37,20 @@ rule eval_student:
     output:
         metrics="results/eval/student/base/{bench}/metrics.json",
         samples="results/eval/student/base/{bench}/samples.parquet",
-    params:
-        model_path="results/model/student",
-        run="student",
-        checkpoint="base",
-        sampling=sampling_params("intermediate"),
-        eval=EVAL,
     log:
         "logs/eval/student/base/{bench}.log",
     benchmark:
         "benchmarks/eval/student/base/{bench}.tsv"
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     threads: res("eval", "threads")
     resources:
         **gpu_resources("eval"),
-    conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    params:
+        run="student",
+        checkpoint="base",
+        sampling=sampling_params("intermediate"),
+        eval=EVAL,
     script:
         "../workflow/scripts/eval_run.py"
 
@@ -65,11 +64,11 @@ rule select_best:
         "logs/eval/{run}/select_best.log",
     benchmark:
         "benchmarks/eval/{run}/select_best.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         **gpu_resources("data"),
-    conda:
-        "../envs/train.yaml"
     script:
         "../workflow/scripts/eval_select_best.py"
 
@@ -82,22 +81,22 @@ rule eval_final:
     output:
         metrics="results/eval/{run}/{ckpt}/{bench}/metrics.json",
         samples="results/eval/{run}/{ckpt}/{bench}/samples.parquet",
+    log:
+        "logs/eval/{run}/{ckpt}/{bench}.log",
+    benchmark:
+        "benchmarks/eval/{run}/{ckpt}/{bench}.tsv"
     wildcard_constraints:
         ckpt="best|final",
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    threads: res("eval", "threads")
+    resources:
+        **gpu_resources("eval"),
     params:
         run="{run}",
         checkpoint="{ckpt}",
         sampling=sampling_params("final"),
         eval=EVAL,
-    log:
-        "logs/eval/{run}/{ckpt}/{bench}.log",
-    benchmark:
-        "benchmarks/eval/{run}/{ckpt}/{bench}.tsv"
-    threads: res("eval", "threads")
-    resources:
-        **gpu_resources("eval"),
-    conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     script:
         "../workflow/scripts/eval_run.py"
 
@@ -109,20 +108,19 @@ rule eval_reference:
     output:
         metrics="results/eval/reference-{ref}/final/{bench}/metrics.json",
         samples="results/eval/reference-{ref}/final/{bench}/samples.parquet",
-    params:
-        model_path="resources/models/reference-{ref}",
-        run="reference-{ref}",
-        checkpoint="final",
-        sampling=sampling_params("final"),
-        eval=EVAL,
     log:
         "logs/eval/reference-{ref}/{bench}.log",
     benchmark:
         "benchmarks/eval/reference-{ref}/{bench}.tsv"
+    conda:
+        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     threads: res("eval", "threads")
     resources:
         **gpu_resources("eval"),
-    conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    params:
+        run="reference-{ref}",
+        checkpoint="final",
+        sampling=sampling_params("final"),
+        eval=EVAL,
     script:
         "../workflow/scripts/eval_run.py"

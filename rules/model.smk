@@ -5,17 +5,17 @@ if config["student"]["kind"] == "tiny":
             "results/data/canonical.parquet",
         output:
             directory("results/model/student"),
-        params:
-            cfg=config["student"]["tiny"],
         log:
             "logs/model/build_student.log",
         benchmark:
             "benchmarks/model/build_student.tsv"
+        conda:
+            "../envs/train.yaml"
         threads: 1
         resources:
             **gpu_resources("data"),
-        conda:
-            "../envs/train.yaml"
+        params:
+            cfg=config["student"]["tiny"],
         script:
             "../workflow/scripts/model_build_student.py"
 
@@ -24,18 +24,18 @@ else:
     rule prepare_student:
         output:
             directory("results/model/student"),
-        params:
-            student=config["student"],
         log:
             "logs/model/prepare_student.log",
         benchmark:
             "benchmarks/model/prepare_student.tsv"
+        localrule: True
+        conda:
+            "../envs/train.yaml"
         threads: 1
         resources:
             **gpu_resources("data"),
-        conda:
-            "../envs/train.yaml"
-        localrule: True
+        params:
+            student=config["student"],
         script:
             "../workflow/scripts/model_prepare_base.py"
 
@@ -43,18 +43,18 @@ else:
 rule prepare_reference:
     output:
         directory("resources/models/reference-{ref}"),
-    params:
-        ref=lambda wc: reference_model(wc.ref),
-        trust_remote_code=config["student"]["trust_remote_code"],
     log:
         "logs/model/prepare_reference-{ref}.log",
     benchmark:
         "benchmarks/model/prepare_reference-{ref}.tsv"
+    localrule: True
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         **gpu_resources("data"),
-    conda:
-        "../envs/train.yaml"
-    localrule: True
+    params:
+        ref=lambda wc: reference_model(wc.ref),
+        trust_remote_code=config["student"]["trust_remote_code"],
     script:
         "../workflow/scripts/model_prepare_base.py"

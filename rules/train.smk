@@ -1,10 +1,11 @@
-# Training jobs are shell commands so that one job can start one process per GPU through
-# `accelerate launch`. Resumable checkpoints live in results/train/{run}/checkpoints/, which
-# is not a declared output: Snakemake deletes declared outputs of a failed job, and a job
-# killed at its time limit must resume from them when it is rerun.
+# Resumable checkpoints live in results/train/{run}/checkpoints/, which is not a declared
+# output: Snakemake deletes declared outputs of a failed job, and a job killed at its time
+# limit resumes from them when rerun. Training rules are Snakemake checkpoints so that
+# evaluation follows the checkpoints a run really saved (a collapse guard may stop it early).
+# With resources.train.gpu > 1 the job starts one worker per GPU through accelerate launch.
 
 
-rule train_sft:
+checkpoint train_sft:
     input:
         model="results/model/student",
         data="results/data/sft.jsonl",
@@ -12,23 +13,20 @@ rule train_sft:
         model=directory("results/train/{sft_run}/model"),
         metrics="results/train/{sft_run}/metrics.jsonl",
         summary="results/train/{sft_run}/summary.json",
-    params:
-        run=lambda wc: run_json(wc.sft_run),
-        launcher=launcher,
-        src=SRC,
     log:
         "logs/train/{sft_run}.log",
     benchmark:
         "benchmarks/train/{sft_run}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: res("train", "threads")
     resources:
         **gpu_resources("train"),
-    conda:
-        "../envs/train.yaml"
-    shell:
-        "PYTHONPATH={params.src}:${{PYTHONPATH:-}} {params.launcher} -m redi.cli train run"
-        " --run-json {params.run} --model {input.model} --data {input.data}"
-        " --out results/train/{wildcards.sft_run} --threads {threads} > {log} 2>&1"
+    params:
+        run=lambda wc: RUNS[wc.sft_run],
+        accelerate_config=RES["accelerate_config"],
+    script:
+        "../workflow/scripts/train_run.py"
 
 
 rule reference_logps:
@@ -37,26 +35,22 @@ rule reference_logps:
         data="results/data/pref.jsonl",
     output:
         "results/train/{sft_run}/ref_logps.parquet",
-    params:
-        run=reference_run_json,
-        src=SRC,
-        python=PYTHON,
     log:
         "logs/train/{sft_run}-ref_logps.log",
     benchmark:
         "benchmarks/train/{sft_run}-ref_logps.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: res("train", "threads")
     resources:
         **gpu_resources("train"),
-    conda:
-        "../envs/train.yaml"
-    shell:
-        "PYTHONPATH={params.src}:${{PYTHONPATH:-}} {params.python} -m redi.cli train ref-logps"
-        " --run-json {params.run} --model {input.model} --data {input.data}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+    params:
+        run=reference_run,
+    script:
+        "../workflow/scripts/train_ref_logps.py"
 
 
-rule train_stage2:
+checkpoint train_stage2:
     input:
         model=stage2_start_model,
         data="results/data/pref.jsonl",
@@ -65,21 +59,17 @@ rule train_stage2:
         model=directory("results/train/{stage2_run}/model"),
         metrics="results/train/{stage2_run}/metrics.jsonl",
         summary="results/train/{stage2_run}/summary.json",
-    params:
-        run=lambda wc: run_json(wc.stage2_run),
-        launcher=launcher,
-        src=SRC,
-        ref=lambda wc, input: f"--ref-logps {input.ref_logps}" if input.ref_logps else "",
     log:
         "logs/train/{stage2_run}.log",
     benchmark:
         "benchmarks/train/{stage2_run}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: res("train", "threads")
     resources:
         **gpu_resources("train"),
-    conda:
-        "../envs/train.yaml"
-    shell:
-        "PYTHONPATH={params.src}:${{PYTHONPATH:-}} {params.launcher} -m redi.cli train run"
-        " --run-json {params.run} --model {input.model} --data {input.data} {params.ref}"
-        " --out results/train/{wildcards.stage2_run} --threads {threads} > {log} 2>&1"
+    params:
+        run=lambda wc: RUNS[wc.stage2_run],
+        accelerate_config=RES["accelerate_config"],
+    script:
+        "../workflow/scripts/train_run.py"

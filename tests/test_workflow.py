@@ -33,14 +33,14 @@ def test_snakefmt_clean():
 
 
 def test_lint_reports_nothing():
-    result = snakemake("--lint", "--cores", "1", check=False)
+    result = snakemake("--lint", "--cores", "1", "--nolock", check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Lints for" not in output, output
 
 
 def test_paper_dag_builds_offline():
-    result = snakemake("-n", "--configfile", "config/paper.yaml", "--cores", "1", "--quiet", "rules")
+    result = snakemake("-n", "--nolock", "--configfile", "config/paper.yaml", "--cores", "1", "--quiet", "rules")
     out = result.stdout + result.stderr
     for rule in ("download_corpus", "normalize_corpus", "verify_shard", "gather_verification", "curate", "prepare_student"):
         assert rule in out, out
@@ -53,6 +53,6 @@ def test_paper_dag_builds_offline():
 def test_invalid_config_fails_before_any_job_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  stage2:\n    runs:\n      - {objective: redi, alpha: 1.5, learning_rate: 1.0e-6}\n")
-    result = snakemake("-n", "--configfile", str(bad), "--cores", "1", check=False)
+    result = snakemake("-n", "--nolock", "--configfile", str(bad), "--cores", "1", check=False)
     assert result.returncode != 0
     assert "alpha" in result.stdout + result.stderr

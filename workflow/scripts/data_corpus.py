@@ -4,6 +4,8 @@ output.train (parquet, Raw schema), output.test (JSON list); params.cfg (dict, o
 log[0].
 """
 
+import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+
 import json
 import logging
 

@@ -5,6 +5,8 @@ named by file stem unless params.benchmarks maps name -> path); params.cfg (cura
 output.sft, output.pref, output.report_json, output.report_md, output.rejects; threads; log[0].
 """
 
+import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+
 import logging
 from pathlib import Path
 

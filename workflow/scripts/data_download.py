@@ -3,6 +3,8 @@
 params.name, params.revision, params.split; output[0] (directory); log[0].
 """
 
+import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+
 import logging
 
 from redi.data.sources import download_hub

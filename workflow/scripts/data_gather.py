@@ -3,6 +3,8 @@
 input.shards (list), input.canonical; output.verified, output.report (JSON); log[0].
 """
 
+import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+
 import logging
 
 from redi.data.verify_stage import gather

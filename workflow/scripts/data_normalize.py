@@ -4,6 +4,8 @@ input.corpus (or input[0]: file, directory or save_to_disk dir); output.canonica
 output.rejects; log[0].
 """
 
+import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+
 import logging
 
 from redi.data.schema import normalize

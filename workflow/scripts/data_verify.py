@@ -5,6 +5,8 @@ params.timeout_s (default 5), params.memory_mb (default 2048); threads = worker 
 log[0].
 """
 
+import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+
 import logging
 
 from redi.data.verify_stage import verify_shard

@@ -22,6 +22,11 @@ LOCAL_HINT = (
 )
 
 
+def hub_cache_dir(name: str, root: str = "resources/corpus") -> str:
+    """Where the workflow caches a hub dataset: ``open-r1/X`` -> ``resources/corpus/open-r1__X``."""
+    return f"{root}/{name.replace('/', '__')}"
+
+
 def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
     """Download ``name``@``revision`` split ``split`` with ``datasets`` and ``save_to_disk`` it.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from redi.plan import format_number
+from redi.plan import OBJECTIVE_PARAMS, format_number
 from redi.report import paper
 from redi.report.collect import REFERENCE_PREFIX, Results, number, read_benchmark_tsv, step_of
 from redi.report.layout import TABLES, run_label
@@ -44,6 +44,12 @@ class Notes:
             out.append(f"{MISSING} = not available yet (not evaluated / not run): {listed}{more}.")
         return out
 
+
+
+def _param(run: dict, key: str):
+    """An objective parameter, only where the run's objective uses it (run dicts carry every
+    knob with its default, e.g. alpha on a DPO run)."""
+    return run.get(key) if key in OBJECTIVE_PARAMS.get(run["objective"], ()) else None
 
 def _frame(rows: list[dict], columns: list[str] | None = None):
     import pandas as pd
@@ -435,9 +441,9 @@ def sweep_table(results: Results) -> Table:
                 [
                     name,
                     run["objective"],
-                    format_number(run["alpha"]) if run.get("alpha") is not None else "",
-                    format_number(run["beta"]) if run.get("beta") is not None else "",
-                    format_number(run["gamma"]) if run.get("gamma") is not None else "",
+                    format_number(_param(run, "alpha")) if _param(run, "alpha") is not None else "",
+                    format_number(_param(run, "beta")) if _param(run, "beta") is not None else "",
+                    format_number(_param(run, "gamma")) if _param(run, "gamma") is not None else "",
                     format_number(run["learning_rate"]),
                     run["start"],
                     paper.display_benchmark(bench),
@@ -455,9 +461,9 @@ def sweep_table(results: Results) -> Table:
                 {
                     "run": name,
                     "objective": run["objective"],
-                    "alpha": run.get("alpha"),
-                    "beta": run.get("beta"),
-                    "gamma": run.get("gamma"),
+                    "alpha": _param(run, "alpha"),
+                    "beta": _param(run, "beta"),
+                    "gamma": _param(run, "gamma"),
                     "learning_rate": run["learning_rate"],
                     "start": run["start"],
                     "benchmark": bench,

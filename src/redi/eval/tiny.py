@@ -10,14 +10,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-# Qwen2's pre-tokenisation regex (transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX).
-QWEN2_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-
 # Qwen2.5(-Math) style chat template (no tool calls): default system turn, ChatML turns.
 QWEN25_CHAT_TEMPLATE = (
     "{%- if messages[0]['role'] == 'system' %}"
@@ -80,43 +72,12 @@ def corpus() -> list[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _trained_tokenizer_json(vocab_size: int) -> str:
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus(), trainer)
-    return tok.to_str()
-
-
 def build_tokenizer(vocab_size: int = 1000):
-    """A Qwen2-style ``PreTrainedTokenizerFast`` (special tokens <|endoftext|> (eos, pad),
-    <|im_start|>, <|im_end|>) with a Qwen2.5 chat template."""
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
+    """A Qwen2 tokenizer (the student's builder) trained on :func:`corpus`, with the Qwen2.5
+    chat template and its default system turn."""
+    from redi.model.student import train_tokenizer
 
-    tok = Tokenizer.from_str(_trained_tokenizer_json(vocab_size))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-        chat_template=QWEN25_CHAT_TEMPLATE,
-        model_max_length=32768,
-    )
+    return train_tokenizer(corpus(), vocab_size, chat_template=QWEN25_CHAT_TEMPLATE)
 
 
 def build_tiny_qwen2(
@@ -133,32 +94,21 @@ def build_tiny_qwen2(
 ) -> Path:
     """Save a randomly initialised Qwen2 causal LM + the test tokenizer to ``out_dir``."""
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
-    out = Path(out_dir)
+    from redi.model.student import qwen2_config, save_student
+
     tokenizer = build_tokenizer(vocab_size)
-    vocab = len(tokenizer)
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    config = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size or 4 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        pad_token_id=eos,
+    config = qwen2_config(
+        tokenizer,
+        {
+            "hidden_size": hidden_size,
+            "intermediate_size": intermediate_size or 4 * hidden_size,
+            "num_hidden_layers": num_layers,
+            "num_attention_heads": num_heads,
+            "num_key_value_heads": num_kv_heads,
+            "max_position_embeddings": max_position_embeddings,
+        },
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=eos, eos_token_id=[im_end, eos], pad_token_id=eos
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_student(Qwen2ForCausalLM(config), tokenizer, str(out_dir))

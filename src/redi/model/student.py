@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -56,7 +56,8 @@ def _qwen2_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     )
 
 
-def _corpus_texts(canonical_path: str, instruction: str) -> Iterator[str]:
+def corpus_texts(canonical_path: str, instruction: str = OPENR1_INSTRUCTION) -> Iterator[str]:
+    """Tokenizer training text: every prompt (instruction + problem) and every generation."""
     table = pd.read_parquet(canonical_path, columns=["problem", "generations"])
     for problem, generations in zip(table["problem"], table["generations"]):
         # The instruction opens every prompt: give BPE the chance to compress it.
@@ -65,8 +66,9 @@ def _corpus_texts(canonical_path: str, instruction: str) -> Iterator[str]:
             yield str(text)
 
 
-def train_tokenizer(canonical_path: str, vocab_size: int, instruction: str = OPENR1_INSTRUCTION):
-    """Train a byte-level BPE on the corpus with Qwen2's pre-tokenizer; return a Qwen2Tokenizer."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int, chat_template: str = CHAT_TEMPLATE):
+    """Train a byte-level BPE with Qwen2's pre-tokenizer on ``texts``; return a Qwen2Tokenizer
+    (eos ``<|im_end|>``, pad ``<|endoftext|>``) with ``chat_template``."""
     from transformers import Qwen2Tokenizer
 
     bpe = Tokenizer(models.BPE())
@@ -79,25 +81,23 @@ def train_tokenizer(canonical_path: str, vocab_size: int, instruction: str = OPE
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_corpus_texts(canonical_path, instruction), trainer=trainer)
+    bpe.train_from_iterator(texts, trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
     tokenizer = Qwen2Tokenizer(vocab=state["vocab"], merges=merges)
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
     tokenizer.eos_token = "<|im_end|>"
     tokenizer.pad_token = "<|endoftext|>"
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     return tokenizer
 
 
-def build_tiny_student(canonical_path: str, out_dir: str, cfg: dict | None = None) -> dict:
-    """Train the tokenizer on the corpus and save a randomly initialised Qwen2 student."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
+def qwen2_config(tokenizer, cfg: dict | None = None):
+    """A Qwen2 config sized by ``cfg`` (keys of TINY_DEFAULTS) for ``tokenizer``'s vocabulary."""
+    from transformers import Qwen2Config
 
     cfg = {**TINY_DEFAULTS, **(cfg or {})}
-    tokenizer = train_tokenizer(canonical_path, cfg["vocab_size"])
-    config = Qwen2Config(
+    return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=cfg["hidden_size"],
         intermediate_size=cfg["intermediate_size"],
@@ -111,8 +111,10 @@ def build_tiny_student(canonical_path: str, out_dir: str, cfg: dict | None = Non
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(cfg["seed"])
-    model = AutoModelForCausalLM.from_config(config)
+
+
+def save_student(model, tokenizer, out_dir: str) -> Path:
+    """Save model + tokenizer; generation stops at ``<|im_end|>`` or ``<|endoftext|>``."""
     model.generation_config.eos_token_id = [
         tokenizer.convert_tokens_to_ids("<|im_end|>"),
         tokenizer.convert_tokens_to_ids("<|endoftext|>"),
@@ -122,6 +124,19 @@ def build_tiny_student(canonical_path: str, out_dir: str, cfg: dict | None = Non
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_student(canonical_path: str, out_dir: str, cfg: dict | None = None) -> dict:
+    """Train the tokenizer on the corpus and save a randomly initialised Qwen2 student."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = {**TINY_DEFAULTS, **(cfg or {})}
+    tokenizer = train_tokenizer(corpus_texts(canonical_path), cfg["vocab_size"])
+    torch.manual_seed(cfg["seed"])
+    model = AutoModelForCausalLM.from_config(qwen2_config(tokenizer, cfg))
+    out = save_student(model, tokenizer, out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny student: %d parameters, vocabulary %d, saved to %s", n_params, len(tokenizer), out)
     return {"parameters": n_params, "vocab_size": len(tokenizer), "path": str(out)}

@@ -1,116 +1,102 @@
-"""Generation throughput of the transformers backend on a tiny random Qwen2 student (CPU).
+"""Generation throughput (generated tokens/s) of the transformers backend on the tiny student.
 
-Builds the student (hidden 128, 4 layers, 4 heads / 2 KV heads, vocab ~2000; the test
-tokenizer), then, in a fresh process per setting (torch's thread pools are fixed per process),
-samples ``--samples`` responses for each of ``--prompts`` Open-R1 prompts with
-``--max-new-tokens`` and reports generated tokens per second. Prints one JSON object.
-
-    .venv/bin/python bench/bench_generate.py [--threads 1 2] [--batch-sizes 1 8]
+The student has the demo's architecture (``config/config.yaml`` ``student.tiny``: Qwen2, hidden
+128, 4 layers, 4/2 heads) with random weights and the test tokenizer
+(``redi.eval.tiny.build_tiny_qwen2``). Each setting (torch threads x prompts per batch) runs in a
+fresh process (thread pools are fixed per process): a short warm-up call, then ``prompts``
+Open-R1 prompts x ``samples`` samples with ``max_new_tokens`` (temperature 0.6, top-p 0.95),
+through ``redi.eval.generate.TransformersBackend`` exactly as the evaluation stage calls it.
+A random model rarely emits the stop token, so nearly every sample runs to ``max_new_tokens``
+(``truncated`` counts them).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import subprocess
-import sys
-import tempfile
 import time
 
+from benchlib import REPO, interleaved, median, ratio, rnd, run_worker
 
-def child(args) -> dict:
-    from redi.runtime import set_threads
 
-    set_threads(args.threads[0])
+def build(out_dir: str) -> dict:
+    import yaml
+
+    from redi.eval.tiny import build_tiny_qwen2
+
+    t = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["student"]["tiny"]
+    build_tiny_qwen2(out_dir, vocab_size=t["vocab_size"], hidden_size=t["hidden_size"],
+                     num_layers=t["num_hidden_layers"], num_heads=t["num_attention_heads"],
+                     num_kv_heads=t["num_key_value_heads"], intermediate_size=t["intermediate_size"],
+                     max_position_embeddings=t["max_position_embeddings"])  # fmt: skip
+    return {"path": out_dir, "config": t}
+
+
+def measure(model: str, threads: int, batch_size: int, prompts: int, samples: int, max_new_tokens: int) -> dict:
+    from benchlib import set_threads
+
+    set_threads(threads)
     import torch
 
     from redi.eval.generate import GenerationJob, SamplingConfig, TransformersBackend
     from redi.prompts import prompt_token_ids
 
-    backend = TransformersBackend(args.model, batch_size=args.batch_sizes[0], device="cpu")
-    problems = [
-        f"Let $x = {k}$. Compute $x^2 + {k + 1}x + {2 * k}$ and simplify the result."
-        for k in range(args.prompts)
-    ]
+    backend = TransformersBackend(model, batch_size=batch_size, device="cpu")
+    problems = [f"Let $x = {k}$. Compute $x^2 + {k + 1}x + {2 * k}$ and simplify the result." for k in range(prompts)]
     jobs = [
-        GenerationJob(f"p{k}", tuple(prompt_token_ids(backend.tokenizer, p)), tuple(range(args.samples)))
+        GenerationJob(f"p{k}", tuple(prompt_token_ids(backend.tokenizer, p)), tuple(range(samples)))
         for k, p in enumerate(problems)
     ]
-    sampling = SamplingConfig(temperature=0.6, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0)
-    warm = [GenerationJob("w", jobs[0].prompt_ids, (0,))]
-    backend.generate(warm, SamplingConfig(max_new_tokens=8), lambda g, s: None)
-    lengths = []
+    sampling = SamplingConfig(temperature=0.6, top_p=0.95, max_new_tokens=max_new_tokens, seed=0)
+    backend.generate([GenerationJob("w", jobs[0].prompt_ids, (0,))], SamplingConfig(max_new_tokens=8),
+                     lambda g, s: None)  # fmt: skip
+    lengths: list[int] = []
     t0 = time.perf_counter()
     backend.generate(jobs, sampling, lambda gens, secs: lengths.extend(g.length for g in gens))
     seconds = time.perf_counter() - t0
     return {
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "threads": args.threads[0],
+        "threads": threads,
         "torch_threads": torch.get_num_threads(),
-        "batch_size_prompts": args.batch_sizes[0],
+        "batch_size_prompts": batch_size,
+        "sequences_per_batch": batch_size * samples,
         "sequences": len(lengths),
         "prompt_tokens": len(jobs[0].prompt_ids),
         "generated_tokens": sum(lengths),
-        "truncated": sum(1 for n in lengths if n == args.max_new_tokens),
-        "seconds": round(seconds, 3),
-        "tokens_per_second": round(sum(lengths) / seconds, 1),
+        "truncated": sum(1 for n in lengths if n == max_new_tokens),
+        "seconds": rnd(seconds, 3),
+        "tokens_per_s": rnd(sum(lengths) / seconds, 1),
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="prompts per batch")
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args)))
-        return 0
+def run(quick: bool, repeats: int, workdir: str, log=print) -> dict:
+    import os
 
-    from redi.eval.tiny import build_tiny_qwen2
-
-    results = []
-    load_before = os.getloadavg()  # other jobs on the machine distort these numbers
-    with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_qwen2(
-            tmp, vocab_size=2000, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
-            intermediate_size=384,
-        )  # fmt: skip
-        for threads in args.threads:
-            for bs in args.batch_sizes:
-                cmd = [
-                    sys.executable, __file__, "--child", "--model", str(model),
-                    "--threads", str(threads), "--batch-sizes", str(bs),
-                    "--prompts", str(args.prompts), "--samples", str(args.samples),
-                    "--max-new-tokens", str(args.max_new_tokens),
-                ]  # fmt: skip
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                results.append(json.loads(out.strip().splitlines()[-1]))
-    print(
-        json.dumps(
-            {
-                "backend": "transformers",
-                "device": "cpu",
-                "model": "tiny Qwen2 (hidden 128, 4 layers, 4/2 heads, vocab 2000, fp32)",
-                "prompts": args.prompts,
-                "samples_per_prompt": args.samples,
-                "max_new_tokens": args.max_new_tokens,
-                "cpu": platform.processor() or platform.machine(),
-                "cpu_count": os.cpu_count(),
-                "load_average_before": [round(x, 2) for x in load_before],
-                "results": results,
-            },
-            indent=2,
-        )
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if quick:
+        prompts, samples, max_new, settings = 2, 2, 16, [(1, 2)]
+    else:
+        prompts, samples, max_new, settings = 16, 4, 128, [(1, 1), (1, 16), (2, 16)]
+    model = os.path.join(workdir, "gen-student")
+    info = run_worker("bench_generate:build", {"out_dir": model})
+    if "error" in info:
+        return {"error": "building the student failed", "detail": info}
+    variants = {
+        f"threads{t}_batch{b}": (lambda t=t, b=b: run_worker(
+            "bench_generate:measure", {"model": model, "threads": t, "batch_size": b, "prompts": prompts,
+                                       "samples": samples, "max_new_tokens": max_new}, threads=t, timeout=3600))
+        for t, b in settings
+    }  # fmt: skip
+    log(f"  {prompts} prompts x {samples} samples x {max_new} new tokens: {', '.join(variants)}")
+    runs = interleaved(variants, repeats, log)
+    summary = {}
+    for name, rs in runs.items():
+        summary[name] = {
+            "tokens_per_s_median": rnd(median([r.get("tokens_per_s") for r in rs]), 1),
+            "tokens_per_s_all": [r.get("tokens_per_s") for r in rs],
+            "generated_tokens": next((r["generated_tokens"] for r in rs if "generated_tokens" in r), None),
+            "truncated": next((r["truncated"] for r in rs if "truncated" in r), None),
+            "errors": [r["error"] for r in rs if "error" in r],
+        }
+    first = next(iter(summary))
+    for name in summary:
+        summary[name]["ratio_vs_" + first] = ratio(summary[name]["tokens_per_s_median"], summary[first]["tokens_per_s_median"])
+    return {"backend": "transformers", "device": "cpu", "model": info.get("config"), "prompts": prompts,
+            "samples_per_prompt": samples, "max_new_tokens": max_new, "repeats": repeats, "settings": summary,
+            "runs": runs}  # fmt: skip

@@ -1,34 +1,31 @@
-"""Peak memory and time of one REDI loss forward+backward on ONE pair, vs response length:
-the chunked log-prob head (``logprob_chunk_size=512``) against naive full logits.
+"""Log-prob memory and time: one REDI loss forward+backward on ONE pair vs response length,
+the chunked log-prob head (``logprob_chunk_size=512``, ours) against naive full logits.
 
-Model: Qwen2 with the real vocabulary (151,936), hidden size 64, one layer, fp32, so the
-vocabulary projection dominates, as it does for long responses of a 1.5B model. Each
-measurement runs in its own process (peak RSS from ``getrusage``), with ``--threads`` torch
-threads. Naive runs predicted (linear fit of the earlier ones) to exceed ``--limit-gib`` or the
-machine's available memory are skipped and recorded as such.
+Model: Qwen2 with the real vocabulary (151,936), hidden size 64, one layer, fp32, so that the
+vocabulary projection dominates, as it does for long responses of a 1.5B model. The batch is
+our collator's (``redi.train.batching.Collator``), the loss our trainer's (``batch_objective``
+with ``objective: redi, alpha: 0.8``) through ``redi.train.logprobs.response_logprobs``
+(``chunk_size=0`` is the naive reference path: the model's own full logits, then log-softmax).
 
-    .venv/bin/python bench/bench_logprobs.py [--out bench.json] [--lengths 1024,2048,...]
-
-Prints one JSON document (also written to ``--out``).
+Every measurement is its own process (peak RSS from ``getrusage``): a short warm-up step, then the
+timed step. Naive runs predicted (linear fit of the last two naive peaks) to exceed
+``limit_gib`` or the memory available at the time are skipped and recorded as skipped.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
-import sys
 import time
 
+from benchlib import GIB, interleaved, median, peak_rss_gib, ratio, rnd, run_worker
+
 VOCAB = 151_936
+HIDDEN = 64
 PROMPT = 64
 
 
-def worker(method: str, length: int, threads: int, chunk: int) -> dict:
-    from redi.runtime import set_threads
+def measure(method: str, length: int, threads: int = 1, chunk: int = 512) -> dict:
+    """One timed forward+backward of the REDI loss on one pair (in this fresh process)."""
+    from benchlib import set_threads
 
     set_threads(threads)
     import numpy as np
@@ -41,120 +38,158 @@ def worker(method: str, length: int, threads: int, chunk: int) -> dict:
     from redi.train.logprobs import response_logprobs
     from redi.train.trainer import batch_objective
 
-    model = tiny.make_model(vocab_size=VOCAB, hidden_size=64, num_layers=1, num_heads=4,
-                            num_kv_heads=2, intermediate_size=128,
-                            max_position_embeddings=PROMPT + length + 8)
-    rng = np.random.default_rng(0)
-    ids = lambda n: rng.integers(0, VOCAB, size=n).astype(np.int32)  # noqa: E731
-    data = TokenizedData(ids=["x"], prompts=[ids(PROMPT)], chosen=[ids(length)], rejected=[ids(length)])
+    model = tiny.make_model(vocab_size=VOCAB, hidden_size=HIDDEN, num_layers=1, num_heads=4, num_kv_heads=2,
+                            intermediate_size=128, max_position_embeddings=PROMPT + length + 8)  # fmt: skip
     cfg = RunConfig.from_dict({"objective": "redi", "alpha": 0.8})
-    batch = Collator(data, 0, padding_free=False, sft_units=False)([{"index": 0, "weight": 1.0}])
     chunk_size = chunk if method == "chunked" else 0
-    baseline = psutil.Process().memory_info().rss
-    t0 = time.perf_counter()
-    tok = response_logprobs(model, batch["input_ids"], batch["score_index"], batch["targets"],
-                            attention_mask=batch["attention_mask"], chunk_size=chunk_size)
-    loss = batch_objective(cfg, tok, batch).loss
-    loss.backward()
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    gib = 2**30
+    rng = np.random.default_rng(0)
+
+    def step(n: int):
+        def ids(k):
+            return rng.integers(0, VOCAB, size=k).astype(np.int32)
+
+        data = TokenizedData(ids=["x"], prompts=[ids(PROMPT)], chosen=[ids(n)], rejected=[ids(n)])
+        batch = Collator(data, 0, padding_free=False, sft_units=False)([{"index": 0, "weight": 1.0}])
+        t0 = time.perf_counter()
+        tok = response_logprobs(model, batch["input_ids"], batch["score_index"], batch["targets"],
+                                attention_mask=batch["attention_mask"], chunk_size=chunk_size)  # fmt: skip
+        loss = batch_objective(cfg, tok, batch).loss
+        loss.backward()
+        seconds = time.perf_counter() - t0
+        model.zero_grad(set_to_none=True)
+        return seconds, float(loss), int(batch["input_ids"].numel())
+
+    step(min(64, length))  # warm-up (allocator, kernels); far below the timed step's peak
+    baseline = psutil.Process().memory_info().rss / GIB
+    seconds, loss, tokens = step(length)
+    peak = peak_rss_gib()
     return {
         "method": method,
         "response_tokens": length,
-        "tokens": int(batch["input_ids"].numel()),
-        "seconds": round(seconds, 3),
-        "peak_rss_gib": round(peak / gib, 3),
-        "baseline_rss_gib": round(baseline / gib, 3),
-        "step_peak_gib": round((peak - baseline) / gib, 3),
-        "loss": float(loss),
-        "fp32_logits_gib": round(batch["input_ids"].numel() * VOCAB * 4 / gib, 3),
+        "tokens": tokens,
+        "seconds": rnd(seconds, 3),
+        "peak_rss_gib": rnd(peak, 3),
+        "baseline_rss_gib": rnd(baseline, 3),
+        "step_peak_gib": rnd(peak - baseline, 3),
+        "loss": loss,
+        "fp32_logits_gib": rnd(tokens * VOCAB * 4 / GIB, 3),
         "threads": torch.get_num_threads(),
     }
 
 
-def run_one(method, length, threads, chunk) -> dict:
-    cmd = [sys.executable, __file__, "--worker", method, str(length), "--threads", str(threads),
-           "--chunk", str(chunk)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return {"method": method, "response_tokens": length, "error": proc.stderr[-2000:],
-                "returncode": proc.returncode}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def predict(points: list[tuple[int, float]], length: int) -> float | None:
+def _predict(points: list[tuple[int, float]], length: int) -> float | None:
     if len(points) < 2:
         return None
     (x0, y0), (x1, y1) = points[-2], points[-1]
     return y1 + (y1 - y0) / (x1 - x0) * (length - x1)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", nargs=2, metavar=("METHOD", "LENGTH"), help=argparse.SUPPRESS)
-    ap.add_argument("--lengths", default="1024,2048,4096,8192,16384")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=512)
-    ap.add_argument("--limit-gib", type=float, default=20.0)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.threads, args.chunk)))
-        return 0
-
+def run(quick: bool, repeats: int, threads: int = 1, chunk: int = 512, limit_gib: float = 18.0, log=print) -> dict:
     import psutil
 
-    lengths = [int(x) for x in args.lengths.split(",")]
-    results = []
+    lengths = [256, 1024] if quick else [1024, 2048, 4096, 8192, 16384]
+    runs: dict[int, dict] = {}
     naive_points: list[tuple[int, float]] = []
     for length in lengths:
-        results.append(run_one("chunked", length, args.threads, args.chunk))
-        print(json.dumps(results[-1]), file=sys.stderr)
-        available = psutil.virtual_memory().available / 2**30
-        limit = min(args.limit_gib, available - 2.0)
-        guess = predict(naive_points, length)
+        available = psutil.virtual_memory().available / GIB
+        limit = min(limit_gib, available - 2.0)
+        guess = _predict(naive_points, length)
+        variants = {"chunked": lambda n=length: run_worker(
+            "bench_logprobs:measure", {"method": "chunked", "length": n, "threads": threads, "chunk": chunk},
+            threads=threads, timeout=3600)}  # fmt: skip
+        skipped = None
         if guess is not None and guess > limit:
-            results.append({"method": "naive", "response_tokens": length, "skipped": True,
-                            "predicted_peak_rss_gib": round(guess, 2), "limit_gib": round(limit, 2)})
+            skipped = {"skipped": True, "predicted_peak_rss_gib": rnd(guess, 2), "limit_gib": rnd(limit, 2),
+                       "reason": f"predicted peak {guess:.1f} GiB > limit {limit:.1f} GiB "
+                                 f"(min of {limit_gib} GiB and available memory - 2 GiB)"}  # fmt: skip
         else:
-            r = run_one("naive", length, args.threads, args.chunk)
-            results.append(r)
-            if "peak_rss_gib" in r:
-                naive_points.append((length, r["peak_rss_gib"]))
-        print(json.dumps(results[-1]), file=sys.stderr)
+            variants["naive"] = lambda n=length: run_worker(
+                "bench_logprobs:measure", {"method": "naive", "length": n, "threads": threads, "chunk": chunk},
+                threads=threads, timeout=3600)  # fmt: skip
+        log(f"  response length {length}: {', '.join(variants)}" + (f" (naive skipped: {skipped['reason']})" if skipped else ""))
+        res = interleaved(variants, repeats, log)
+        runs[length] = {"chunked": res["chunked"], "naive": res.get("naive") or [skipped]}
+        ok = [r for r in res.get("naive", []) if "peak_rss_gib" in r]
+        if ok:
+            naive_points.append((length, median([r["peak_rss_gib"] for r in ok])))
 
-    def get(method, length):
-        return next((r for r in results if r["method"] == method and r["response_tokens"] == length), {})
+    def agg(rs, key):
+        return median([r.get(key) for r in rs if isinstance(r, dict) and key in r])
 
     summary = []
     for length in lengths:
-        c, n = get("chunked", length), get("naive", length)
-        naive_peak = n.get("peak_rss_gib", n.get("predicted_peak_rss_gib"))
-        row = {"response_tokens": length, "chunked_peak_gib": c.get("peak_rss_gib"),
-               "chunked_seconds": c.get("seconds"), "naive_peak_gib": naive_peak,
-               "naive_measured": "peak_rss_gib" in n, "naive_seconds": n.get("seconds")}
-        if naive_peak and c.get("peak_rss_gib"):
-            row["chunked_over_naive"] = round(c["peak_rss_gib"] / naive_peak, 3)
+        c, n = runs[length]["chunked"], runs[length]["naive"]
+        n_measured = any("peak_rss_gib" in r for r in n if isinstance(r, dict))
+        row = {
+            "response_tokens": length,
+            "chunked_peak_rss_gib": rnd(agg(c, "peak_rss_gib"), 3),
+            "chunked_step_peak_gib": rnd(agg(c, "step_peak_gib"), 3),
+            "chunked_seconds": rnd(agg(c, "seconds"), 3),
+            "naive_measured": n_measured,
+            "naive_peak_rss_gib": rnd(agg(n, "peak_rss_gib"), 3) if n_measured else None,
+            "naive_step_peak_gib": rnd(agg(n, "step_peak_gib"), 3) if n_measured else None,
+            "naive_predicted_peak_rss_gib": None if n_measured else n[0].get("predicted_peak_rss_gib"),
+            "naive_seconds": rnd(agg(n, "seconds"), 3) if n_measured else None,
+            "fp32_logits_gib": rnd(agg(c, "fp32_logits_gib"), 3),
+            "errors": [r["error"] for r in c + n if isinstance(r, dict) and "error" in r],
+        }
+        if n_measured:
+            row["peak_ratio_chunked_over_naive"] = ratio(row["chunked_peak_rss_gib"], row["naive_peak_rss_gib"])
+            row["speedup_chunked_over_naive"] = ratio(row["naive_seconds"], row["chunked_seconds"])
         summary.append(row)
-    doc = {
-        "benchmark": "REDI loss forward+backward, one pair (chosen and rejected of equal length)",
-        "model": {"vocab": VOCAB, "hidden": 64, "layers": 1, "dtype": "float32", "prompt_tokens": PROMPT},
-        "chunk_size": args.chunk,
-        "threads": args.threads,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
-        "results": results,
+    return {
+        "benchmark": "REDI loss forward+backward, one pair (chosen and rejected of equal length), batch size 1",
+        "model": {"vocab": VOCAB, "hidden": HIDDEN, "layers": 1, "dtype": "float32", "prompt_tokens": PROMPT},
+        "chunk_size": chunk,
+        "threads": threads,
+        "repeats": repeats,
+        "limit_gib": limit_gib,
         "summary": summary,
+        "runs": {str(k): v for k, v in runs.items()},
     }
-    text = json.dumps(doc, indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def goal(res: dict, at: int = 8192) -> dict:
+    """Chunked peak at ``at`` tokens <= 25 % of naive; flat beyond one chunk."""
+    rows = {r["response_tokens"]: r for r in res.get("summary", [])}
+    out = {"goal": f"chunked log-prob peak memory at {at} response tokens <= 25% of naive; flat beyond one chunk"}
+    if at not in rows:
+        return {**out, "status": "not_measured", "note": f"{at} tokens not in this run (--quick?)"}
+    c = rows[at]
+    measured = [r for r in rows.values() if r["naive_measured"]]
+    if c["naive_measured"]:
+        frac = c["peak_ratio_chunked_over_naive"]
+        out.update(measured=f"chunked {c['chunked_peak_rss_gib']} GiB vs naive {c['naive_peak_rss_gib']} GiB "
+                            f"= {frac:.1%}", value=frac)  # fmt: skip
+        met = frac is not None and frac <= 0.25
+    elif measured:
+        # naive could not run at `at`: compare with the largest naive length that did run (a lower
+        # bound on naive at `at`, since naive grows with length) and the predicted naive peak
+        big = max(measured, key=lambda r: r["response_tokens"])
+        frac = ratio(c["chunked_peak_rss_gib"], big["naive_peak_rss_gib"])
+        pred = c.get("naive_predicted_peak_rss_gib")
+        out.update(measured=(f"naive at {at} not run (predicted {pred} GiB); chunked at {at} "
+                             f"{c['chunked_peak_rss_gib']} GiB vs naive at {big['response_tokens']} (largest "
+                             f"feasible, a lower bound on naive at {at}) {big['naive_peak_rss_gib']} GiB = {frac:.1%}"
+                             + (f"; vs predicted naive at {at}: {ratio(c['chunked_peak_rss_gib'], pred):.1%}"
+                                if pred else "")),
+                   value=frac)  # fmt: skip
+        met = frac is not None and frac <= 0.25
+    else:
+        return {**out, "status": "not_measured", "note": "no naive measurement succeeded"}
+    # flatness: growth of the chunked peak from the smallest length >= one chunk to the largest,
+    # against the naive path's growth over the same span (extrapolated linearly if needed)
+    lens = sorted(rows)
+    lo, hi = lens[0], lens[-1]
+    grow_c = rows[hi]["chunked_peak_rss_gib"] - rows[lo]["chunked_peak_rss_gib"]
+    if len(measured) >= 2:
+        m = sorted(measured, key=lambda r: r["response_tokens"])
+        slope = (m[-1]["naive_peak_rss_gib"] - m[0]["naive_peak_rss_gib"]) / (m[-1]["response_tokens"] - m[0]["response_tokens"])
+        grow_n = slope * (hi - lo)
+        flat = grow_c <= 0.05 * grow_n
+        out["flatness"] = (f"chunked peak grows {grow_c:.3f} GiB from {lo} to {hi} tokens (x{rows[hi]['chunked_peak_rss_gib'] / rows[lo]['chunked_peak_rss_gib']:.2f}); "
+                           f"naive grows {slope * 1024:.2f} GiB per 1k tokens, {grow_n:.1f} GiB over the same span; "
+                           f"flat = chunked growth <= 5% of naive growth: {flat}")  # fmt: skip
+        met = met and flat
+    out["status"] = "met" if met else "missed"
+    return out

@@ -1,47 +1,67 @@
-"""Verification throughput: redi.verify.verify_many (1 and 2 worker processes) against a plain
-single-process loop over math_verify parse/verify, on the same items from the synthetic corpus.
+"""Verification throughput (items/s): our bounded Math-Verify against a plain loop.
 
-    .venv/bin/python bench/bench_verify.py [--items 2000] [--repeats 1]
+Variants, each timed in a fresh process (no parse caches inherited), on the same items:
 
-Prints JSON. Pool start-up is included in verify_many's time (it is part of every call).
+* ``plain_loop``: one process, ``math_verify.parse`` / ``verify`` in a Python loop (no bounds);
+* ``verify_many_w1`` / ``verify_many_w2``: ``redi.verify.verify_many`` with 1 and 2 worker
+  processes (pool start-up included: it is part of every call);
+* ``stage_2_shards``: the pipeline's sharded stage as the demo config runs it
+  (``verify: {shards: 2, workers: 1}``): two concurrent processes, each
+  ``redi.data.verify_stage.verify_shard`` on its half of a canonical parquet (read, verify, write);
+  time = first start to last end.
+
+Item sets: ``corpus`` (final answers of the synthetic teacher traces, as the pipeline sees them;
+many repeated answers) and ``distinct`` (all-distinct fractions, half wrong: no cache hits).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
-import platform
-import subprocess
-import sys
+import threading
 import time
 
+from benchlib import interleaved, median, ratio, rnd, run_worker
 
-def corpus_items(n: int, seed: int = 0) -> list[tuple[str, str | None]]:
+VARIANTS = ("plain_loop", "verify_many_w1", "verify_many_w2", "stage_2_shards")
+
+
+def _corpus_rows(n_items: int, seed: int = 0) -> list[dict]:
     from redi.data.synthetic import generate
-    from redi.verify import final_answer_segment
 
-    rows, _ = generate(
-        {"seed": seed, "n_train_problems": max(200, n), "n_test_problems": 1, "malformed_rows": 0}
-    )
-    items = [(r["answer"], final_answer_segment(g)) for r in rows for g in r["generations"]]
-    return items[:n]
+    rows, _ = generate({"seed": seed, "n_train_problems": max(200, n_items), "n_test_problems": 1, "malformed_rows": 0})
+    out, total = [], 0
+    for i, r in enumerate(rows):
+        gens = list(r["generations"])[: n_items - total]
+        out.append({"row_index": i, "answer": r["answer"], "generations": gens})
+        total += len(gens)
+        if total >= n_items:
+            break
+    return out
 
 
-def distinct_items(n: int) -> list[tuple[str, str]]:
+def _distinct_rows(n_items: int) -> list[dict]:
     """All-distinct answers (no parse cache hits): fractions, half of them wrong."""
     return [
-        (
-            f"\\frac{{{k}}}{{{k + 1}}}",
-            f"Therefore, the final answer is: $\\boxed{{\\frac{{{2 * k}}}{{{2 * k + 2 + (k % 2)}}}}}$. I hope it is correct",
-        )
-        for k in range(1, n + 1)
+        {
+            "row_index": k,
+            "answer": f"\\frac{{{k}}}{{{k + 1}}}",
+            "generations": [
+                f"<think>\nwork\n</think>\n\nTherefore, the final answer is: "
+                f"$\\boxed{{\\frac{{{2 * k}}}{{{2 * k + 2 + (k % 2)}}}}}$. I hope it is correct"
+            ],
+        }
+        for k in range(1, n_items + 1)
     ]
 
 
-def get_items(which: str, n: int):
-    return corpus_items(n) if which == "corpus" else distinct_items(n)
+def _rows(which: str, n_items: int) -> list[dict]:
+    return _corpus_rows(n_items) if which == "corpus" else _distinct_rows(n_items)
+
+
+def _items(rows):
+    from redi.verify import final_answer_segment
+
+    return [(r["answer"], final_answer_segment(g)) for r in rows for g in r["generations"]]
 
 
 def plain_loop(items) -> list[bool]:
@@ -59,17 +79,15 @@ def plain_loop(items) -> list[bool]:
     return out
 
 
-VARIANTS = ("plain_loop", "verify_many_w1", "verify_many_w2")
+def measure(variant: str, which: str, n_items: int) -> dict:
+    """One timed run of ``variant`` in this fresh process."""
+    import resource
 
-
-def run_variant(name: str, n_items: int, which: str) -> dict:
-    """One timed run in this (fresh) process: no answer caches inherited from other variants."""
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     from redi.verify import verify_many
 
-    items = get_items(which, n_items)
+    items = _items(_rows(which, n_items))
     plain_loop([("1", "\\boxed{1}")])  # import + parser warm-up outside the timing
-    import resource
 
     def cpu() -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)
@@ -77,68 +95,97 @@ def run_variant(name: str, n_items: int, which: str) -> dict:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     c0, t0 = cpu(), time.perf_counter()
-    if name == "plain_loop":
+    if variant == "plain_loop":
         out = plain_loop(items)
     else:
-        out = [v.correct for v in verify_many(items, workers=int(name[-1]))]
+        out = [v.correct for v in verify_many(items, workers=int(variant[-1]))]
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "cpu_seconds": cpu() - c0, "correct": out}
+    return {"variant": variant, "items": len(items), "seconds": rnd(dt, 4), "cpu_seconds": rnd(cpu() - c0, 3),
+            "correct": out}  # fmt: skip
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--items", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=3, help="fresh processes per variant; best time is kept")
-    ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
-    ap.add_argument(
-        "--set", dest="which", choices=("corpus", "distinct"), default="corpus", help=argparse.SUPPRESS
-    )
-    args = ap.parse_args()
-    if args.variant:
-        print(json.dumps(run_variant(args.variant, args.items, args.which)))
-        return
-    out = {
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "note": "each run in a fresh process (best of --repeats); verify_many time includes pool start-up",
-    }
+def write_canonical(path: str, which: str, n_items: int) -> dict:
+    import pandas as pd
+
+    rows = _rows(which, n_items)
+    pd.DataFrame(rows).to_parquet(path)
+    return {"rows": len(rows), "items": sum(len(r["generations"]) for r in rows)}
+
+
+def shard(canonical: str, index: int, n_shards: int, out: str) -> dict:
+    """One shard of the pipeline's verification stage, timed with wall-clock stamps."""
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    logging.getLogger("redi").setLevel(logging.WARNING)
+    import pyarrow.parquet as pq
+
+    from redi.data.verify_stage import verify_shard
+
+    t0 = time.time()
+    summary = verify_shard(canonical, index, n_shards, out, timeout_s=5.0, workers=1)
+    t1 = time.time()
+    t = pq.read_table(out, columns=["row_index", "gen_index", "mv_recomputed"]).to_pylist()
+    return {"start": t0, "end": t1, "items": summary["items"], "verdicts": t}
+
+
+def _stage(canonical: str, tmp: str, n_shards: int = 2) -> dict:
+    results: list = [None] * n_shards
+
+    def go(i):
+        results[i] = run_worker("bench_verify:shard", {"canonical": canonical, "index": i, "n_shards": n_shards,
+                                                       "out": f"{tmp}/shard-{i}.parquet"}, timeout=1800)  # fmt: skip
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n_shards)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        return {"variant": "stage_2_shards", "error": "; ".join(errors)}
+    verdicts = sorted((v["row_index"], v["gen_index"], v["mv_recomputed"]) for r in results for v in r["verdicts"])
+    span = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return {"variant": "stage_2_shards", "items": sum(r["items"] for r in results), "seconds": rnd(span, 4),
+            "correct": [bool(v[2]) for v in verdicts]}  # fmt: skip
+
+
+def run(quick: bool, repeats: int, log=print, workdir: str = "/tmp") -> dict:
+    import os
+    import tempfile
+
+    n_items = 200 if quick else 2000
+    out = {"items_requested": n_items, "repeats": repeats,
+           "note": "seconds exclude interpreter start-up and imports; verify_many includes its pool start-up; "
+                   "stage_2_shards is two concurrent verify_shard processes (parquet read + verify + write)"}  # fmt: skip
     for which in ("corpus", "distinct"):
-        out[which] = bench_set(which, args)
-    out["loadavg_at_end"] = os.getloadavg()
-    print(json.dumps(out, indent=1))
-
-
-def bench_set(which: str, args) -> dict:
-    items = get_items(which, args.items)
-    results: dict = {"items": len(items), "distinct_pairs": len(set(items)), "runs": {}}
-    reference = None
-    for name in VARIANTS:
-        times, cpus = [], []
-        for _ in range(args.repeats):
-            proc = subprocess.run(
-                [sys.executable, __file__, "--variant", name, "--items", str(args.items), "--set", which],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            res = json.loads(proc.stdout.strip().splitlines()[-1])
-            times.append(res["seconds"])
-            cpus.append(res["cpu_seconds"])
-            out = res["correct"]
-        if reference is None:
-            reference = out
-        best = min(times)
-        results["runs"][name] = {
-            "seconds_best": round(best, 3),
-            "seconds_all": [round(t, 3) for t in times],
-            "items_per_s": round(len(items) / best, 1),
-            "cpu_ms_per_item_best": round(1000 * min(cpus) / len(items), 3),
-            "agrees_with_plain_loop": sum(a == b for a, b in zip(out, reference)) / len(items),
-            "correct_fraction": sum(out) / len(items),
-        }
-    return results
-
-
-if __name__ == "__main__":
-    main()
+        with tempfile.TemporaryDirectory(prefix="bench-verify-", dir=workdir) as tmp:
+            canonical = os.path.join(tmp, "canonical.parquet")
+            info = run_worker("bench_verify:write_canonical", {"path": canonical, "which": which, "n_items": n_items})
+            variants = {
+                v: (lambda v=v: run_worker("bench_verify:measure", {"variant": v, "which": which, "n_items": n_items},
+                                           timeout=1800))  # fmt: skip
+                for v in VARIANTS
+                if v != "stage_2_shards"
+            }
+            variants["stage_2_shards"] = lambda: _stage(canonical, tmp)
+            log(f"  {which} items ({info.get('items')}): {', '.join(variants)}")
+            runs = interleaved(variants, repeats, log)
+        ref = runs["plain_loop"][0].get("correct")
+        res: dict = {"items": info.get("items"), "variants": {}}
+        plain_s = median([r.get("seconds") for r in runs["plain_loop"]])
+        for v, rs in runs.items():
+            secs = median([r.get("seconds") for r in rs])
+            n = next((r["items"] for r in rs if "items" in r), None)
+            last = next((r for r in reversed(rs) if "correct" in r), {})
+            res["variants"][v] = {
+                "seconds_median": rnd(secs, 3),
+                "seconds_all": [r.get("seconds") for r in rs],
+                "items_per_s": rnd(n / secs, 1) if secs and n else None,
+                "speedup_vs_plain_loop": ratio(plain_s, secs),
+                "cpu_ms_per_item": rnd(1000 * median([r.get("cpu_seconds") for r in rs]) / n, 3)
+                if n and any(r.get("cpu_seconds") for r in rs) else None,
+                "agrees_with_plain_loop": rnd(sum(a == b for a, b in zip(last.get("correct", []), ref or [])) / n, 4)
+                if ref and n else None,
+                "errors": [r["error"] for r in rs if "error" in r],
+            }
+        out[which] = res
+    return out

@@ -21,6 +21,10 @@ Steps, in order (each counted in the report; every dropped row gets a reject lin
 7. ``decontaminate``: drop rows whose problem shares a normalised (lower-cased,
    whitespace-split, as in Open-R1's ``scripts/decontaminate.py``) word n-gram with any
    benchmark problem. Problems shorter than n words have no n-grams and are never dropped.
+
+An empty D_SFT or D_Pref stops curation (``ValueError``) naming the step that removed the last
+row, with the count after every step; the report is written first, the data files are not, so
+no training job starts on an empty set.
 """
 
 from __future__ import annotations
@@ -264,6 +268,7 @@ def curate(
                 "normalize",
                 normalize_meta.get("canonical_rows"),
                 Counter(normalize_meta.get("reject_reasons", {})),
+                notes=normalize_meta.get("notes", {}),
             )
         )
         src = normalize_meta.get("rejects_path")
@@ -385,8 +390,11 @@ def curate(
     prompt_len = dict(
         zip([r["row_index"] for r, _ in sft_sel], counter.prompt_lengths([r["problem"] for r, _ in sft_sel]))
     )
-    ch_len = counter.response_lengths([texts[(r["row_index"], i)] for r, i, _ in pref_sel])
-    rj_len = counter.response_lengths([texts[(r["row_index"], j)] for r, _, j in pref_sel])
+    # each selected generation is tokenised once (a pair's chosen is also the row's SFT example)
+    keys = sorted(texts)
+    resp_len = dict(zip(keys, counter.response_lengths([texts[k] for k in keys])))
+    ch_len = [resp_len[(r["row_index"], i)] for r, i, _ in pref_sel]
+    rj_len = [resp_len[(r["row_index"], j)] for r, _, j in pref_sel]
     pref_ok = []
     for (row, i, j), lc, lr in zip(pref_sel, ch_len, rj_len):
         lp = prompt_len[row["row_index"]]
@@ -414,7 +422,7 @@ def curate(
             max_response_tokens=max_r,
         )
     )
-    sft_resp_len = counter.response_lengths([texts[(r["row_index"], i)] for r, i in sft_sel])
+    sft_resp_len = [resp_len[(r["row_index"], i)] for r, i in sft_sel]
     sft_ok = []
     if cfg["length_filter_sft"]:
         for (row, i), lr in zip(sft_sel, sft_resp_len):
@@ -476,35 +484,8 @@ def curate(
         steps.append(_step("decontaminate_pref", len(pref_ok), d_pref, ngram=n))
     rejects.close()
 
-    # ---- write outputs (shuffled order)
     def rid(row):
         return f"{row['problem_id']}-{row['row_index']}"
-
-    with JsonlWriter(out_sft) as w:
-        for row, i in sft_ok:
-            w.write(
-                {
-                    "id": rid(row),
-                    "row_index": row["row_index"],
-                    "source": row["source"],
-                    "messages": [
-                        {"role": "user", "content": user_content(row["problem"], instruction)},
-                        {"role": "assistant", "content": texts[(row["row_index"], i)]},
-                    ],
-                }
-            )
-    with JsonlWriter(out_pref) as w:
-        for row, i, j in pref_ok:
-            w.write(
-                {
-                    "id": rid(row),
-                    "row_index": row["row_index"],
-                    "source": row["source"],
-                    "prompt": [{"role": "user", "content": user_content(row["problem"], instruction)}],
-                    "chosen": [{"role": "assistant", "content": texts[(row["row_index"], i)]}],
-                    "rejected": [{"role": "assistant", "content": texts[(row["row_index"], j)]}],
-                }
-            )
 
     expected = cfg["expected"] or {}
     comparisons = []
@@ -545,8 +526,63 @@ def curate(
     }
     write_json(report_json, report)
     mkparent(report_md).write_text(render_markdown(report), encoding="utf-8")
+    for name, final, which in (("D_SFT", sft_ok, "sft"), ("D_Pref", pref_ok, "pref")):
+        if not final:
+            for stale in (out_sft, out_pref):  # no earlier run's file may pass for this one
+                Path(stale).unlink(missing_ok=True)
+            raise ValueError(_empty_message(name, steps, which, report_md, rejects_path))
+
+    # ---- write outputs (shuffled order)
+    with JsonlWriter(out_sft) as w:
+        for row, i in sft_ok:
+            w.write(
+                {
+                    "id": rid(row),
+                    "row_index": row["row_index"],
+                    "source": row["source"],
+                    "messages": [
+                        {"role": "user", "content": user_content(row["problem"], instruction)},
+                        {"role": "assistant", "content": texts[(row["row_index"], i)]},
+                    ],
+                }
+            )
+    with JsonlWriter(out_pref) as w:
+        for row, i, j in pref_ok:
+            w.write(
+                {
+                    "id": rid(row),
+                    "row_index": row["row_index"],
+                    "source": row["source"],
+                    "prompt": [{"role": "user", "content": user_content(row["problem"], instruction)}],
+                    "chosen": [{"role": "assistant", "content": texts[(row["row_index"], i)]}],
+                    "rejected": [{"role": "assistant", "content": texts[(row["row_index"], j)]}],
+                }
+            )
+
     log.info("curate: sft=%d pref=%d (before length filter %d)", len(sft_ok), len(pref_ok), len(pref_sel))
     return report
+
+
+# the steps each curated set goes through, in order (a step absent from a run is skipped)
+_SET_STEPS = {
+    "sft": ("select_sft", "length_filter_sft", "decontaminate_sft"),
+    "pref": ("select_pref", "length_filter_pref", "decontaminate_pref"),
+}
+_COMMON_STEPS = ("corpus", "normalize", "input (verified rows)", "valid_only", "exclude_sources", "label_lists")
+
+
+def _empty_message(name: str, steps: list[dict], which: str, report_md, rejects_path) -> str:
+    """Why a curated set is empty: the first step that kept nothing, and the funnel."""
+    path = [s for s in steps if s["step"] in _COMMON_STEPS + _SET_STEPS[which]]
+    culprit = next((s for s in path if s.get("kept") == 0), path[-1])
+    reasons = culprit.get("reasons") or {}
+    funnel = " -> ".join(f"{s['step']} {s.get('kept')}" for s in path)
+    return (
+        f"curation: {name} is empty: step '{culprit['step']}' removed every remaining row"
+        + (f" (reasons: {reasons})" if reasons else "")
+        + f". Rows kept after each step: {funnel}. Report: {report_md}; one line per dropped row "
+        f"in {rejects_path}. Nothing was written for training."
+    )
 
 
 def render_markdown(report: dict) -> str:
@@ -576,6 +612,14 @@ def render_markdown(report: dict) -> str:
         dropped = "" if "dropped" not in s else f"{s['dropped']:,}"
         reasons = "; ".join(f"{k}: {v:,}" for k, v in s.get("reasons", {}).items())
         lines.append(f"| {s['step']} | {kept} | {dropped} | {reasons} |")
+    notes = next((s.get("notes") for s in report["steps"] if s["step"] == "normalize"), None)
+    if notes:
+        lines += [
+            "",
+            "Normalisation notes (nothing dropped): "
+            + "; ".join(f"{k}: {v:,}" for k, v in notes.items())
+            + ". Rows with the same problem are kept, as in the paper.",
+        ]
     lines += [
         "",
         f"**Final:** D_SFT {report['final']['sft']:,} examples, D_Pref {report['final']['pref']:,} pairs.",

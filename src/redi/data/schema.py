@@ -15,7 +15,15 @@ Canonical columns: see ``docs/design.md`` and :func:`redi.data.io.canonical_sche
 Malformed rows never vanish: each goes to the rejects file (JSON lines with ``row_index``,
 ``step`` = ``"normalize"``, ``reason``, ``detail``) and is counted; the counts are also stored in
 the canonical parquet's footer metadata (key ``redi.normalize``) so curation can report them.
-Null elements inside label lists are read as ``False`` (and counted).
+Null elements inside label lists are read as ``False`` (and counted); any other non-boolean
+label rejects the row (``label_not_bool``: ``bool("no")`` would be ``True``). Text that is not
+valid UTF-8 (a JSON-lines row with undecodable bytes or lone ``\\ud800`` escapes) rejects the
+row (``text_not_utf8``); control characters and NUL are valid text and are kept verbatim.
+
+Rows with the same problem text are all kept, as the paper keeps the corpus rows as they are;
+they are counted (``notes.duplicate_problem_rows``: rows whose problem was seen in an earlier
+row) and shown in the curation report. A corpus of which no row survives gives an empty
+table; curation then stops and names this step.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import logging
 from collections import Counter
 
 from redi.data.io import META_NORMALIZE, JsonlWriter, canonical_schema, mkparent
-from redi.data.sources import load_corpus
+from redi.data.sources import Unreadable, load_corpus
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +61,8 @@ SCHEMAS: dict[str, list[str]] = {
 
 def problem_id(problem: str) -> str:
     """sha1 of the whitespace-normalised problem text, first 16 hex digits."""
-    return hashlib.sha1(" ".join(problem.split()).encode("utf-8")).hexdigest()[:16]
+    # surrogatepass: an id even for text that is not valid UTF-8 (such rows are rejected)
+    return hashlib.sha1(" ".join(problem.split()).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _available_columns(schema) -> set[str]:
@@ -69,8 +78,11 @@ def _available_columns(schema) -> set[str]:
 
 
 def detect_schema(schema, path="<corpus>") -> str:
-    """Name of the first matching input schema; ValueError listing what each one misses."""
-    have = _available_columns(schema)
+    """Name of the first matching input schema; ValueError listing what each one misses.
+
+    ``schema``: a pyarrow schema, or a set of column names (``parent.child`` for struct fields,
+    as :meth:`redi.data.sources.Corpus.columns` gives)."""
+    have = set(schema) if isinstance(schema, (set, frozenset)) else _available_columns(schema)
     missing = {}
     for name, required in SCHEMAS.items():
         miss = [c for c in required if c not in have]
@@ -96,6 +108,8 @@ def _labels(value, n: int, name: str, counters: Counter):
     for v in value:
         if v is None:
             counters["null_label_elements_as_false"] += 1
+        elif not isinstance(v, (bool, int)) or v not in (0, 1):
+            return None, "label_not_bool"
         out.append(bool(v))
     return out, None
 
@@ -112,6 +126,8 @@ def _canonical_row(
     answer = row.get("answer")
     if answer is None or (isinstance(answer, str) and not answer.strip()):
         return None, "answer_missing", ""
+    if isinstance(answer, (dict, list, tuple)):
+        return None, "answer_not_string", f"type {type(answer).__name__}"
     if not isinstance(answer, str):
         answer = str(answer)
     gens = row.get("generations")
@@ -123,6 +139,11 @@ def _canonical_row(
         return None, "generations_empty", ""
     if any(not isinstance(g, str) for g in gens):
         return None, "generation_not_string", ""
+    # empty traces are kept as they are (paper), but counted
+    counters["empty_generation_strings"] += sum(not g.strip() for g in gens)
+    texts = [problem, answer, *gens, row.get("source"), row.get("problem_is_valid")]
+    if not all(_is_utf8(t) for t in texts if isinstance(t, str)):
+        return None, "text_not_utf8", "a text field holds bytes that are not valid UTF-8"
     n = len(gens)
 
     label_llama = label_mv = None
@@ -194,6 +215,14 @@ def _len(x):
     return len(x) if isinstance(x, (list, tuple)) else None
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
 def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) -> dict:
     """Normalise a corpus (file or directory, see :func:`redi.data.sources.load_corpus`) into the
     canonical parquet ``output_path``; malformed rows go to ``rejects_path`` (JSON lines).
@@ -204,34 +233,41 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
     import pyarrow.parquet as pq
 
     corpus = load_corpus(input_path)
-    schema_name = detect_schema(corpus.schema, corpus.path)
-    log.info("%s: detected schema %r (%s rows)", corpus.path, schema_name, corpus.num_rows)
+    schema_name = detect_schema(corpus.columns(), corpus.path)
+    log.info("%s: detected schema %r", corpus.path, schema_name)
     out_schema = canonical_schema()
     counters: Counter = Counter()
     reasons: Counter = Counter()
     row_index = 0
     n_out = 0
+    seen: set[str] = set()  # problem ids of the rows kept so far (duplicates are counted)
     writer = pq.ParquetWriter(str(mkparent(output_path)), out_schema)
     try:
         with JsonlWriter(rejects_path) as rejects:
-            for batch in corpus.iter_batches(batch_size=batch_size):
+            for batch in corpus.iter_records(batch_size=batch_size):
                 out_rows = []
-                for row in batch.to_pylist():
-                    canon, reason, detail = _canonical_row(row, row_index, schema_name, counters)
+                for row in batch:
+                    if isinstance(row, Unreadable):
+                        canon, reason, detail, row = None, row.reason, row.detail, {}
+                    else:
+                        canon, reason, detail = _canonical_row(row, row_index, schema_name, counters)
                     if canon is None:
                         reasons[reason] += 1
-                        problem = row.get("problem")
+                        problem, source = row.get("problem"), row.get("source")
                         rejects.write(
                             {
                                 "row_index": row_index,
                                 "problem_id": problem_id(problem) if isinstance(problem, str) else None,
-                                "source": row.get("source"),
+                                "source": source if isinstance(source, str) and _is_utf8(source) else None,
                                 "step": "normalize",
                                 "reason": reason,
                                 "detail": detail,
                             }
                         )
                     else:
+                        if canon["problem_id"] in seen:
+                            counters["duplicate_problem_rows"] += 1
+                        seen.add(canon["problem_id"])
                         out_rows.append(canon)
                     row_index += 1
                 if out_rows:
@@ -252,6 +288,8 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
     finally:
         writer.close()
     log.info("normalize: %s", summary)
+    if n_out == 0:
+        log.error("normalize kept no rows (%s); curation will stop", summary["reject_reasons"])
     return summary
 
 

@@ -2,6 +2,13 @@
 
 ``load_corpus`` streams record batches so a multi-GB corpus (OpenR1-Math-Raw) is never loaded
 whole: parquet via ``pyarrow.dataset``, save_to_disk datasets memory-mapped via ``datasets``.
+
+Corpus text is untrusted. :meth:`Corpus.iter_records` (what normalisation reads) never fails on
+one bad row: a JSON-lines row that is not valid JSON or not an object, or a parquet row whose
+text is not valid UTF-8, comes back as an :class:`Unreadable` record (normalisation rejects it
+with its reason) and the rows around it are read as usual. JSON lines are parsed one line at a
+time, so one row with an unexpected type (a number where the others have text) does not stop
+the file; bytes that are not UTF-8 survive as lone surrogates and are rejected per row.
 """
 
 from __future__ import annotations
@@ -48,6 +55,33 @@ def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
     info = {"name": name, "revision": revision, "split": split, "rows": len(ds), "columns": ds.column_names}
     (out_dir / "redi_download.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A corpus row that could not be read as a record; normalisation rejects it with ``reason``."""
+
+    reason: str  # "invalid_json" | "not_a_json_object" | "text_not_utf8"
+    detail: str = ""
+
+
+def _parse_json_line(line: bytes) -> dict | Unreadable:
+    # surrogateescape: bytes that are not UTF-8 become lone surrogates, rejected per row later
+    text = line.decode("utf-8", errors="surrogateescape")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return Unreadable("invalid_json", str(exc)[:200])
+    if not isinstance(value, dict):
+        return Unreadable("not_a_json_object", f"a JSON {type(value).__name__}")
+    return value
+
+
+def _dotted_names(record: dict, names: set[str]) -> None:
+    for key, value in record.items():
+        names.add(key)
+        if isinstance(value, dict):
+            names.update(f"{key}.{sub}" for sub in value)
 
 
 @dataclass
@@ -102,6 +136,61 @@ class Corpus:
                     ds = ds.flatten_indices()
                 self._table = ds.data.table
         return self._table
+
+    def columns(self) -> set[str]:
+        """Every column name, with ``parent.child`` for the fields of struct (object) columns:
+        the union over all files (parquet: their footers; JSON lines: every row)."""
+        if self.kind == "jsonl":
+            names: set[str] = set()
+            for batch in self.iter_records():
+                for record in batch:
+                    if isinstance(record, dict):
+                        _dotted_names(record, names)
+            return names
+        import pyarrow as pa
+
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            schemas = [pq.read_schema(f) for f in self.files]
+        else:
+            schemas = [self.schema]
+        names = set()
+        for schema in schemas:
+            for f in schema:
+                names.add(f.name)
+                if pa.types.is_struct(f.type):
+                    names.update(f"{f.name}.{sub.name}" for sub in f.type)
+        return names
+
+    def iter_records(self, batch_size: int = 2048) -> Iterator[list[dict | Unreadable]]:
+        """Lists of row dicts in corpus row order; a row that cannot be read is an
+        :class:`Unreadable` in its place (never an exception)."""
+        if self.kind == "jsonl":
+            records: list[dict | Unreadable] = []
+            for f in self.files:
+                with open(f, "rb") as fh:
+                    for line in fh:
+                        if not line.strip():
+                            continue  # blank lines are not rows
+                        records.append(_parse_json_line(line))
+                        if len(records) >= batch_size:
+                            yield records
+                            records = []
+            if records:
+                yield records
+            return
+        for batch in self.iter_batches(batch_size=batch_size):
+            try:
+                yield batch.to_pylist()
+            except UnicodeDecodeError:  # a string column holds bytes that are not UTF-8
+                rows: list[dict | Unreadable] = []
+                for i in range(batch.num_rows):
+                    try:
+                        rows.append(batch.slice(i, 1).to_pylist()[0])
+                    except UnicodeDecodeError as exc:
+                        rows.append(Unreadable("text_not_utf8", str(exc)[:200]))
+                yield rows
 
     def iter_batches(self, batch_size: int = 2048, columns: list[str] | None = None) -> Iterator:
         """Yields ``pyarrow.RecordBatch`` in corpus row order."""

@@ -105,9 +105,9 @@ class Problem:
 
 
 def _addsub(r: random.Random) -> Problem:
-    a, b = r.randint(10, 59), r.randint(10, 59)
+    a, b = r.randint(2, 19), r.randint(2, 19)
     if r.random() < 0.5:
-        c = r.randint(2, 29)
+        c = r.randint(2, 9)
         s = a + b
         ans = s - c
         text = f"Compute {a} + {b} - {c}."
@@ -124,7 +124,7 @@ def _addsub(r: random.Random) -> Problem:
         mistakes.append(("sign_slip", [steps[0], steps[1], f"{s} + {c} = {s + c}."], s + c))
     else:
         a, b = max(a, b), min(a, b)
-        c = r.randint(2, 39)
+        c = r.randint(2, 9)
         d = a - b
         ans = d + c
         text = f"Compute {a} - {b} + {c}."
@@ -156,7 +156,7 @@ def _precedence(r: random.Random) -> Problem:
     b, c = r.randint(2, 9), r.randint(2, 9)
     p = b * c
     if r.random() < 0.5:
-        a = r.randint(2, 40)
+        a = r.randint(2, 19)
         ans = a + p
         text = f"Compute {a} + {b} * {c}."
         steps = ["Multiplication comes first.", f"{b} * {c} = {p}.", f"{a} + {p} = {ans}."]
@@ -173,7 +173,7 @@ def _precedence(r: random.Random) -> Problem:
                 )
             )
     else:
-        a = r.randint(p + 1, p + 60)
+        a = r.randint(p + 1, p + 19)
         ans = a - p
         text = f"Compute {a} - {b} * {c}."
         steps = ["Multiplication comes first.", f"{b} * {c} = {p}.", f"{a} - {p} = {ans}."]
@@ -193,7 +193,7 @@ def _precedence(r: random.Random) -> Problem:
 
 
 def _paren(r: random.Random) -> Problem:
-    a, b, c = r.randint(2, 19), r.randint(2, 19), r.randint(2, 6)
+    a, b, c = r.randint(2, 9), r.randint(2, 9), r.randint(2, 5)
     s = a + b
     ans = s * c
     text = f"Compute ({a} + {b}) * {c}."
@@ -211,7 +211,7 @@ def _paren(r: random.Random) -> Problem:
 
 
 def _linear(r: random.Random) -> Problem:
-    a, x, b = r.randint(2, 9), r.randint(1, 12), r.randint(1, 30)
+    a, x, b = r.randint(2, 5), r.randint(1, 9), r.randint(1, 9)
     if r.random() < 0.5:
         c = a * x + b
         text = f"Solve for x: {a}x + {b} = {c}."
@@ -282,13 +282,12 @@ def _linear(r: random.Random) -> Problem:
     return Problem(text, Fraction(x), "linear", "Algebra", steps, mistakes)
 
 
-_PERCENTS = [10, 20, 25, 30, 40, 50, 75]
+_PERCENTS = [10, 20, 50]
 
 
 def _percent(r: random.Random) -> Problem:
     p = r.choice(_PERCENTS)
-    step = 100 // _gcd(p, 100)
-    n = step * r.randint(1, max(1, 200 // step))
+    n = 10 * r.randint(1, 9)
     prod = n * p
     ans = prod // 100
     text = f"What is {p}% of {n}?"
@@ -315,9 +314,9 @@ _ITEMS = ["apples", "marbles", "stickers", "coins", "books", "cards"]
 def _word(r: random.Random) -> Problem:
     name, _ = r.choice(_NAMES)
     item = r.choice(_ITEMS)
-    a = r.randint(20, 79)
-    b = r.randint(3, a - 5)
-    c = r.randint(3, 39)
+    a = r.randint(10, 29)
+    b = r.randint(2, 9)
+    c = r.randint(2, 9)
     d = a - b
     ans = d + c
     # Kept under ~10 words so every word 8-gram contains all three numbers: unrelated problems
@@ -352,12 +351,6 @@ def _word(r: random.Random) -> Problem:
     return Problem(
         text, Fraction(ans), "word", "Algebra", steps, [(m, s, Fraction(w)) for m, s, w in mistakes]
     )
-
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
 
 
 FAMILIES: list[Callable[[random.Random], Problem]] = [_addsub, _precedence, _paren, _linear, _percent, _word]

@@ -1,0 +1,76 @@
+"""The default CPU demo's wall time: ``snakemake --cores N`` on ``config/config.yaml`` in a scratch
+copy (``config/`` and ``data/`` copied into a temporary directory, run with ``-s <repo>/Snakefile
+-d <tmp>``), plus the sums of the rules' ``benchmark:`` files per stage (``benchmarks/<stage>/``).
+
+Slow (minutes) and it occupies every core it is given: run it alone (``--only pipeline``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchlib import REPO, rnd
+
+
+def _bench_sums(root: Path) -> dict:
+    stages: dict = defaultdict(lambda: {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "max_rss_mb": 0.0})
+    for f in sorted((root / "benchmarks").rglob("*.tsv")):
+        stage = f.relative_to(root / "benchmarks").parts[0]
+        with open(f, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        for row in rows[-1:]:  # one line per benchmark repeat; the workflow runs one
+            st = stages[stage]
+            st["jobs"] += 1
+            st["wall_s"] += float(row.get("s") or 0)
+            try:
+                st["cpu_s"] += float(row.get("cpu_time") or 0)
+                st["max_rss_mb"] = max(st["max_rss_mb"], float(row.get("max_rss") or 0))
+            except ValueError:  # "NA" where psutil could not read a value
+                pass
+    return {k: {kk: rnd(vv, 2) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in stages.items()}
+
+
+def run(cores: int = 2, log=print, keep: bool = False, timeout_s: int = 3600) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        for d in ("config", "data"):
+            shutil.copytree(REPO / d, tmp / d)
+        cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "-s", str(REPO / "Snakefile"), "-d", str(tmp)]
+        env = dict(os.environ)
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        log(f"  {' '.join(cmd)}")
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, cwd=str(tmp), env=env, capture_output=True, text=True, timeout=timeout_s)
+            rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-3000:]
+        except subprocess.TimeoutExpired:
+            rc, tail = None, f"timed out after {timeout_s} s"
+        wall = time.perf_counter() - t0
+        stages = _bench_sums(tmp)
+        out = {
+            "command": "snakemake --cores %d -s <repo>/Snakefile -d <scratch copy of config/ and data/>" % cores,
+            "cores": cores,
+            "returncode": rc,
+            "wall_s": rnd(wall, 1),
+            "stages": stages,
+            "sum_of_job_wall_s": rnd(sum(s["wall_s"] for s in stages.values()), 1),
+            "sum_of_job_cpu_s": rnd(sum(s["cpu_s"] for s in stages.values()), 1),
+            "jobs": sum(s["jobs"] for s in stages.values()),
+        }
+        if rc != 0:
+            out["error"] = "snakemake failed" if rc is not None else "timed out"
+            out["log_tail"] = tail
+        if keep:
+            out["scratch"] = str(tmp)
+        return out
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)

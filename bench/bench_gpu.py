@@ -336,7 +336,7 @@ class GpuSuite:
         flops = model_flops(self.arch, r["tokens"], r["sum_seq_len_sq"])
         full = model_flops(self.arch, r["tokens"], r["sum_seq_len_sq"], full_attention=True)
         tf = flops / r["seconds"] / 1e12
-        r = dict(r, model_tflops_per_s=rnd(tf, 1), model_tflops_per_s_full_attn=rnd(full / r["seconds"] / 1e12, 1))
+        r = dict(r, model_tflops_per_s=rnd(tf, 3), model_tflops_per_s_full_attn=rnd(full / r["seconds"] / 1e12, 3))
         ceiling = (self.items.get("matmul") or {}).get("tflops_best")
         sheet = (self.items.get("matmul") or {}).get("datasheet_bf16_tflops")
         r["mfu_vs_matmul_ceiling"] = rnd(tf / ceiling, 4) if ceiling else None
@@ -488,7 +488,7 @@ class GpuSuite:
                     if name.startswith("ours_") and name not in ("ours_redi", "ours_sft"):
                         self.steps_pair(length, name, None)
         self.generation()
-        for name in ("trl_dpo_precomputed", "ours_redi_naive", "trl_dpo_ref_model", "ours_sft"):
+        for name in ("trl_dpo_precomputed", "ours_redi_naive", "trl_dpo_ref_model"):
             if name in self.variants():
                 self.longest(name)
         return self.result()

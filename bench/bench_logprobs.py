@@ -87,7 +87,7 @@ def _predict(points: list[tuple[int, float]], length: int) -> float | None:
 def run(quick: bool, repeats: int, threads: int = 1, chunk: int = 512, limit_gib: float = 18.0, log=print) -> dict:
     import psutil
 
-    lengths = [256, 1024] if quick else [1024, 2048, 4096, 8192, 16384]
+    lengths = [128, 512] if quick else [1024, 2048, 4096, 8192, 16384]
     runs: dict[int, dict] = {}
     naive_points: list[tuple[int, float]] = []
     for length in lengths:

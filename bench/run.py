@@ -81,6 +81,8 @@ def evaluate_goals(doc: dict) -> list[dict]:
                            "not_measured"))  # fmt: skip
 
     gpu = sec.get("gpu") or {}
+    if gpu.get("simulate"):  # the GPU code path exercised on a CPU: no GPU figures
+        gpu = {}
     items = gpu.get("items") or {}
     cmp_ = gpu.get("comparisons") or {}
     card = ((items.get("matmul") or {}).get("device")) or None
@@ -105,8 +107,8 @@ def evaluate_goals(doc: dict) -> list[dict]:
         is_h100 = card is not None and "H100" in card
         goals.append(_goal("redi_step_mfu_8k_h100", "REDI step at 8k on an H100 at >= 40% MFU",
                            ("met" if mfu >= 0.40 else "missed") if is_h100 else "not_measured",
-                           f"{mfu:.1%} of the datasheet peak, {st.get('mfu_vs_matmul_ceiling_median'):.1%} of the "
-                           f"measured matmul ceiling, on {card}", mfu, 0.40,
+                           f"{mfu:.1%} of the datasheet peak, {_fmt(st.get('mfu_vs_matmul_ceiling_median'), 3)} of "
+                           f"the measured matmul ceiling, on {card}", mfu, 0.40,
                            None if is_h100 else "measured on a card that is not an H100"))  # fmt: skip
     else:
         goals.append(_goal("redi_step_mfu_8k_h100", "REDI step at 8k on an H100 at >= 40% MFU", "not_measured",

@@ -202,6 +202,63 @@ def test_evaluation_killed_after_its_first_batch_reuses_it_and_ends_the_same(eva
     assert strip(metrics) == strip(ref_metrics)
 
 
+class CountingBackend:
+    """Deterministic stand-in for the model: one batch per prompt, text from (problem, index)."""
+
+    def __init__(self):
+        self.generated = []
+
+    def generate(self, jobs, sampling, on_batch):
+        from redi.eval.generate import Generation
+
+        for job in jobs:
+            gens = [Generation(job.problem_id, i, f"<think>\n{job.problem_id}:{i}\n</think> \\boxed{{{i}}}", 5,
+                               "stop") for i in job.sample_indices]  # fmt: skip
+            self.generated += [(g.problem_id, g.sample_index) for g in gens]
+            on_batch(gens, 0.01)
+
+    def close(self):
+        pass
+
+
+def test_disk_full_while_journalling_an_evaluation(eval_inputs, tmp_path, monkeypatch):
+    """ENOSPC half-way through appending the second batch to the journal: the evaluation stops
+    with the error; the rerun drops the torn line, keeps every complete sample and generates
+    only the rest."""
+    import redi.eval.run as run_mod
+    from redi.eval.run import Journal, evaluate
+
+    real_append = Journal.append
+    calls = {"n": 0}
+
+    def full_disk(self, records):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            line = json.dumps(records[0])
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n" + line[: len(line) // 2])  # one record, then a torn one
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        return real_append(self, records)
+
+    args = dict(run="r", checkpoint="final", n_samples=2, verify_timeout_s=5.0, threads=1)
+    out = tmp_path / "ev"
+    monkeypatch.setattr(Journal, "append", full_disk)
+    monkeypatch.setattr(run_mod, "make_backend", lambda *a, **k: CountingBackend())
+    with pytest.raises(OSError) as err:
+        evaluate(eval_inputs["model"], "toy", eval_inputs["bench"], out, **args)
+    assert err.value.errno == errno.ENOSPC and not (out / "metrics.json").exists()
+
+    monkeypatch.setattr(Journal, "append", real_append)
+    backend = CountingBackend()
+    monkeypatch.setattr(run_mod, "make_backend", lambda *a, **k: backend)
+    metrics = evaluate(eval_inputs["model"], "toy", eval_inputs["bench"], out, **args)
+    assert metrics["reused_samples"] == 3  # batch 1 (2 samples) + the complete line of batch 2
+    assert len(backend.generated) == 16 - 3
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples) == 16 and not samples.duplicated(["problem_id", "sample_index"]).any()
+    assert metrics["pass@1"] == pytest.approx(1 / 16)  # only "0" for problem 0 (gold 0) is right
+
+
 # ----------------------------------------------------------------------------- hub token
 
 

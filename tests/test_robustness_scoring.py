@@ -169,8 +169,8 @@ def test_every_sample_is_recorded_with_a_status(scored):
         row = samples.loc[name]
         assert row["status"] in allowed, (name, row["status"])
         assert bool(row["correct"]) == (name in CONTROLS), (name, row["status"], row["extracted"])
-        if row["status"] in ("too_deep", "timeout", "error", "no_think_close"):
-            assert pd.isna(row["extracted"])  # no value is made up for a failed sample
+        if row["status"] in ("too_deep", "timeout", "no_think_close"):
+            assert pd.isna(row["extracted"])  # no value is made up for an unscored sample
         else:
             assert pd.isna(row["extracted"]) or len(row["extracted"]) <= 1000
     counts = scored["metrics"]["status_counts"]
@@ -225,3 +225,63 @@ def test_hostile_gold_answers_from_the_corpus(tmp_path):
     assert (out[4].status, out[4].correct) == ("unparseable", False)
     assert (out[5].status, out[5].correct) == ("ok", True)
     assert psutil.Process().children(recursive=True) == []
+
+
+def test_a_worker_that_dies_marks_only_its_item(monkeypatch):
+    """A verification worker killed mid-item (the OOM killer, a crash in a C extension): the
+    item is recorded as ``error``, the others of its batch are re-run and scored."""
+    import os
+    import signal
+
+    from redi import verify as V
+
+    real = V._check_one
+
+    def crashing(gold, answer):
+        if "crash" in answer:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer does
+        return real(gold, answer)
+
+    monkeypatch.setattr(V, "_check_one", crashing)  # inherited by the forked workers
+    pairs = [("4", "\\boxed{4}"), ("4", "\\boxed{crash}"), ("5", "\\boxed{5}"), ("4", "\\boxed{3}")]
+    out = verify_many(pairs, timeout_s=TIMEOUT_S * 5, workers=1)
+    assert [(v.status, v.correct) for v in out] == [("ok", True), ("error", False), ("ok", True), ("ok", False)]
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """The per-item bound is enforced by the parent; if the parent is SIGKILLed (a job's time
+    limit) while a worker computes a power tower, the worker must not live on."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "from redi.verify import verify_many\n"
+        "print('go', flush=True)\n"
+        "verify_many([('4', '\\\\boxed{9^{9^{9^{9}}}}'), ('4', '2**10**10')], timeout_s=600, workers=2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    workers: list[psutil.Process] = []
+    try:
+        assert proc.stdout.readline().strip() == "go"
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while len(parent.children()) < 2:
+            assert time.monotonic() < deadline, "no workers started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the workers are inside the hostile items now
+        workers = parent.children(recursive=True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, [w.pid for w in alive]
+    finally:  # never leave this test's own processes behind, whatever failed
+        if proc.poll() is None:
+            proc.kill()
+        for worker in workers:
+            try:
+                worker.kill()
+            except psutil.Error:
+                pass
+        proc.stdout.close()

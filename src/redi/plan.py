@@ -7,6 +7,7 @@ name and hyper-parameters are defined in exactly one place.
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 from pathlib import Path
 
@@ -77,13 +78,66 @@ def check_consistency(config: dict) -> None:
         raise ConfigError("config key 'student': kind 'pretrained' needs 'hub_name' or 'local_path'")
     if config["corpus"]["source"] == "local" and not config["corpus"]["local_path"]:
         raise ConfigError("config key 'corpus.local_path': required when corpus.source is 'local'")
-    sft = sft_runs(config)
-    for name, run in stage2_runs(config).items():
+    sft, stage2 = sft_runs(config), stage2_runs(config)
+    for name, run in stage2.items():
         if run["start"] not in sft:
             raise ConfigError(
                 f"config key 'training.stage2.runs': run '{name}' starts from unknown SFT run "
                 f"'{run['start']}' (known: {', '.join(sft)})"
             )
+    check_consumers(config, {**sft, **stage2})
+
+
+def check_consumers(config: dict, runs: dict[str, dict]) -> None:
+    """Values the schema lets through but the code that reads them would reject when its job
+    runs (hours later, for an evaluation or a stage-2 job) or would silently ignore: each is
+    checked here with that code's own rule, so the workflow stops before any job starts."""
+    from redi.data.synthetic import resolve_cfg as synthetic_cfg
+    from redi.eval.generate import SamplingConfig, VLLMBackend
+    from redi.model.student import TINY_DEFAULTS
+    from redi.train.config import RunConfig
+    from redi.train.launch import accelerate_config_path
+
+    try:
+        SamplingConfig(**config["evaluation"]["sampling"])
+    except ValueError as error:  # its messages start with the field's name
+        raise ConfigError(f"config key 'evaluation.sampling.{str(error).split()[0]}': {error}") from error
+    world_size = max(1, int(config["resources"]["train"]["gpu"]))
+    for run in runs.values():  # a stage-2 job must not find this out after SFT has run
+        try:
+            RunConfig.from_dict(run).gradient_accumulation(world_size)
+        except ValueError as error:
+            raise ConfigError(f"config key 'training' (with resources.train.gpu {world_size}): {error}") from error
+    for i, ref in enumerate(config["evaluation"]["reference_models"]):
+        if not (ref.get("hub_name") or ref.get("local_path")):
+            raise ConfigError(
+                f"config key 'evaluation.reference_models.{i}': reference model '{ref['name']}' needs "
+                "'hub_name' or 'local_path'"
+            )
+    if config["resources"]["accelerate_config"]:
+        try:
+            accelerate_config_path(config["resources"]["accelerate_config"])
+        except FileNotFoundError as error:
+            raise ConfigError(f"config key 'resources.accelerate_config': {error}") from error
+    vllm_keys = set(inspect.signature(VLLMBackend.__init__).parameters) - {"self", "model_path", "tokenizer",
+                                                                        "trust_remote_code"}  # fmt: skip
+    unknown = sorted(set(config["evaluation"]["vllm"]) - vllm_keys - {"data_parallel"})
+    if unknown:
+        raise ConfigError(f"config key 'evaluation.vllm': unknown option(s) {unknown}; known: {sorted(vllm_keys)}")
+    tiny = {**TINY_DEFAULTS, **config["student"]["tiny"]}
+    unknown = sorted(set(tiny) - set(TINY_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"config key 'student.tiny': unknown key(s) {unknown}; known: {sorted(TINY_DEFAULTS)}")
+    heads, kv_heads = int(tiny["num_attention_heads"]), int(tiny["num_key_value_heads"])
+    if heads < 1 or kv_heads < 1 or tiny["hidden_size"] % heads or heads % kv_heads:
+        raise ConfigError(
+            "config key 'student.tiny': hidden_size must be a multiple of num_attention_heads, and "
+            f"num_attention_heads of num_key_value_heads (got {tiny['hidden_size']}, {heads}, {kv_heads})"
+        )
+    try:
+        synthetic_cfg(config["corpus"]["synthetic"])
+    except ValueError as error:
+        raise ConfigError(f"config key 'corpus.synthetic': {error}") from error
 
 
 def format_number(value: float) -> str:

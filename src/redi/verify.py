@@ -20,6 +20,11 @@ Memory: each worker sets ``RLIMIT_AS`` to its address-space size at start-up plu
 absolute cap could be below what the process already maps). A ``MemoryError`` gives status
 ``error``; a worker killed by the OS gives ``error`` too.
 
+Lifetime: the wall-clock bound is enforced by the parent, so a worker must not outlive it. On
+Linux each worker asks the kernel (``PR_SET_PDEATHSIG``) to be killed when the process that
+started it dies - a job killed by its time limit, the OOM killer or Ctrl-C does not leave a
+worker computing ``9^{9^{9^{9}}}`` behind.
+
 Inputs: NUL bytes are stripped; more than ``MAX_FRAC_DEPTH`` nested ``\\frac`` is reported as
 ``too_deep`` without calling Math-Verify (Math-Verify silently parses depth > ~110 as the
 innermost fraction). Nothing is ever ``eval``-ed here.
@@ -197,8 +202,24 @@ def _address_space_bytes() -> int:
         return 0
 
 
-def _worker_init(memory_mb: int) -> None:
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Linux: have the kernel SIGKILL this worker when its parent dies (see module doc)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's timeout is the only bound
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before prctl
+        os._exit(1)
+
+
+def _worker_init(memory_mb: int, parent_pid: int | None = None) -> None:
     import resource
+
+    _die_with_parent(parent_pid)
 
     if memory_mb and memory_mb > 0:
         limit = _address_space_bytes() + int(memory_mb) * 1024 * 1024
@@ -295,7 +316,7 @@ def verify_many_timed(
     with ProcessPool(
         max_workers=workers,
         initializer=_worker_init,
-        initargs=(memory_mb,),
+        initargs=(memory_mb, os.getpid()),
         context=_fork_context(),
     ) as pool:
         # Completed futures are pushed onto a queue by done-callbacks: O(1) per completion,

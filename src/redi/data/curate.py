@@ -175,7 +175,7 @@ class TokenCounter:
     def __init__(self, tokenizer_path, instruction: str):
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(str(tokenizer_path))
+        self.tok = AutoTokenizer.from_pretrained(str(tokenizer_path), trust_remote_code=False)
         if not getattr(self.tok, "chat_template", None):
             raise ValueError(f"{tokenizer_path}: the student tokenizer has no chat template")
         self.instruction = instruction

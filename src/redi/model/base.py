@@ -11,7 +11,8 @@ HUB_HELP = (
     "Could not load '{name}' (revision {revision}) from the Hugging Face hub: {error}\n"
     "If this machine is offline, download the model elsewhere (e.g. `huggingface-cli download "
     "{name} --revision {revision} --local-dir /path/to/model`) and set `student.local_path: "
-    "/path/to/model` in your config."
+    "/path/to/model` in your config (for a reference model: the `local_path` of its entry in "
+    "`evaluation.reference_models`)."
 )
 
 

@@ -52,12 +52,13 @@ def compute_reference_logps(
     env = resolve_environment(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    # the pipeline's own model directory: remote code stays off (see docs/robustness.md)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     data = load_tokenized(pref_path, tokenizer, model_path, cfg)
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, attn_implementation=env.attn_implementation
+        model_path, dtype=torch.float32, attn_implementation=env.attn_implementation, trust_remote_code=False
     ).to(device)
     model.eval()
     collate = Collator(data, tokenizer.pad_token_id, env.padding_free, sft_units=False)

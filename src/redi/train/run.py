@@ -184,7 +184,8 @@ def train(
     state.wait_for_everyone()
 
     # -- data ------------------------------------------------------------------------------
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    # the pipeline's own model directory: remote code stays off (see docs/robustness.md)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     with state.main_process_first():
@@ -209,7 +210,7 @@ def train(
 
     # -- model + trainer -------------------------------------------------------------------
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, attn_implementation=env.attn_implementation
+        model_path, dtype=torch.float32, attn_implementation=env.attn_implementation, trust_remote_code=False
     )
     model.config.use_cache = False
     args = TrainingArguments(

@@ -353,7 +353,44 @@ def _word(r: random.Random) -> Problem:
     )
 
 
-FAMILIES: list[Callable[[random.Random], Problem]] = [_addsub, _precedence, _paren, _linear, _percent, _word]
+def _single(r: random.Random) -> Problem:
+    """One operation: the easy end of the mix, where a small student first gets answers right."""
+    op = r.choice("+-*")
+    if op == "*":
+        a, b = r.randint(2, 12), r.randint(2, 12)
+        ans = a * b
+        mistakes = [
+            ("times_table", [f"{a} * {b} = {ans + a}."], ans + a),
+            ("off_by_one", [f"{a} * {b} = {ans + 1}."], ans + 1),
+        ]
+    elif op == "+":
+        a, b = r.randint(2, 39), r.randint(2, 19)
+        ans = a + b
+        mistakes = [("off_by_one", [f"{a} + {b} = {ans + 1}."], ans + 1)]
+        if add_no_carry(a, b) != ans:
+            mistakes.append(("dropped_carry", [f"{a} + {b} = {add_no_carry(a, b)}."], add_no_carry(a, b)))
+    else:
+        a = r.randint(10, 49)
+        b = r.randint(2, 9)
+        ans = a - b
+        mistakes = [("sign_slip", [f"{a} - {b} = {a + b}."], a + b)]
+        if sub_no_borrow(a, b) != ans:
+            mistakes.append(("borrow_error", [f"{a} - {b} = {sub_no_borrow(a, b)}."], sub_no_borrow(a, b)))
+    text = f"Compute {a} {op} {b}."
+    mistakes = [(m, lines, Fraction(w)) for m, lines, w in mistakes]
+    return Problem(text, Fraction(ans), "single", "Algebra", [f"{a} {op} {b} = {ans}."], mistakes)
+
+
+FAMILIES: list[Callable[[random.Random], Problem]] = [
+    _single,
+    _single,
+    _addsub,
+    _precedence,
+    _paren,
+    _linear,
+    _percent,
+    _word,
+]
 
 _OPENERS = ["", "Let me compute this step by step.\n", "Okay, step by step.\n"]
 

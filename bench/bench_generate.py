@@ -23,10 +23,16 @@ def build(out_dir: str) -> dict:
     from redi.eval.tiny import build_tiny_qwen2
 
     t = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["student"]["tiny"]
-    build_tiny_qwen2(out_dir, vocab_size=t["vocab_size"], hidden_size=t["hidden_size"],
-                     num_layers=t["num_hidden_layers"], num_heads=t["num_attention_heads"],
-                     num_kv_heads=t["num_key_value_heads"], intermediate_size=t["intermediate_size"],
-                     max_position_embeddings=t["max_position_embeddings"])  # fmt: skip
+    build_tiny_qwen2(
+        out_dir,
+        vocab_size=t["vocab_size"],
+        hidden_size=t["hidden_size"],
+        num_layers=t["num_hidden_layers"],
+        num_heads=t["num_attention_heads"],
+        num_kv_heads=t["num_key_value_heads"],
+        intermediate_size=t["intermediate_size"],
+        max_position_embeddings=t["max_position_embeddings"],
+    )
     return {"path": out_dir, "config": t}
 
 
@@ -46,8 +52,9 @@ def measure(model: str, threads: int, batch_size: int, prompts: int, samples: in
         for k, p in enumerate(problems)
     ]
     sampling = SamplingConfig(temperature=0.6, top_p=0.95, max_new_tokens=max_new_tokens, seed=0)
-    backend.generate([GenerationJob("w", jobs[0].prompt_ids, (0,))], SamplingConfig(max_new_tokens=8),
-                     lambda g, s: None)  # fmt: skip
+    backend.generate(
+        [GenerationJob("w", jobs[0].prompt_ids, (0,))], SamplingConfig(max_new_tokens=8), lambda g, s: None
+    )
     lengths: list[int] = []
     t0 = time.perf_counter()
     backend.generate(jobs, sampling, lambda gens, secs: lengths.extend(g.length for g in gens))
@@ -78,11 +85,23 @@ def run(quick: bool, repeats: int, workdir: str, log=print) -> dict:
     if "error" in info:
         return {"error": "building the student failed", "detail": info}
     variants = {
-        f"threads{t}_batch{b}": (lambda t=t, b=b: run_worker(
-            "bench_generate:measure", {"model": model, "threads": t, "batch_size": b, "prompts": prompts,
-                                       "samples": samples, "max_new_tokens": max_new}, threads=t, timeout=3600))
+        f"threads{t}_batch{b}": (
+            lambda t=t, b=b: run_worker(
+                "bench_generate:measure",
+                {
+                    "model": model,
+                    "threads": t,
+                    "batch_size": b,
+                    "prompts": prompts,
+                    "samples": samples,
+                    "max_new_tokens": max_new,
+                },
+                threads=t,
+                timeout=3600,
+            )
+        )
         for t, b in settings
-    }  # fmt: skip
+    }
     log(f"  {prompts} prompts x {samples} samples x {max_new} new tokens: {', '.join(variants)}")
     runs = interleaved(variants, repeats, log)
     summary = {}
@@ -96,7 +115,17 @@ def run(quick: bool, repeats: int, workdir: str, log=print) -> dict:
         }
     first = next(iter(summary))
     for name in summary:
-        summary[name]["ratio_vs_" + first] = ratio(summary[name]["tokens_per_s_median"], summary[first]["tokens_per_s_median"])
-    return {"backend": "transformers", "device": "cpu", "model": info.get("config"), "prompts": prompts,
-            "samples_per_prompt": samples, "max_new_tokens": max_new, "repeats": repeats, "settings": summary,
-            "runs": runs}  # fmt: skip
+        summary[name]["ratio_vs_" + first] = ratio(
+            summary[name]["tokens_per_s_median"], summary[first]["tokens_per_s_median"]
+        )
+    return {
+        "backend": "transformers",
+        "device": "cpu",
+        "model": info.get("config"),
+        "prompts": prompts,
+        "samples_per_prompt": samples,
+        "max_new_tokens": max_new,
+        "repeats": repeats,
+        "settings": summary,
+        "runs": runs,
+    }

@@ -48,24 +48,48 @@ ARCHS = {
     # Qwen/Qwen2.5-Math-1.5B config.json, with the paper's edit (max_position_embeddings 32768,
     # rope_theta 300000)
     "qwen2.5-math-1.5b": {
-        "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-        "num_attention_heads": 12, "num_key_value_heads": 2, "tie_word_embeddings": True,
-        "max_position_embeddings": 32768, "rope_theta": 300000.0, "rms_norm_eps": 1e-6,
+        "vocab_size": 151936,
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": True,
+        "max_position_embeddings": 32768,
+        "rope_theta": 300000.0,
+        "rms_norm_eps": 1e-6,
     },
     # for exercising this module on a CPU (--gpu-simulate)
     "tiny": {
-        "vocab_size": 4096, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True,
-        "max_position_embeddings": 1024, "rope_theta": 300000.0, "rms_norm_eps": 1e-6,
+        "vocab_size": 4096,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": True,
+        "max_position_embeddings": 1024,
+        "rope_theta": 300000.0,
+        "rms_norm_eps": 1e-6,
     },
-}  # fmt: skip
+}
 
 # dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendor datasheets; first match wins
 DATASHEET_BF16_TFLOPS = [
-    ("GH200", 989.4), ("H200", 989.4), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.4),
-    ("H800", 989.4), ("B200", 2250.0), ("B100", 1750.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0),
-    ("L4", 121.0), ("A10G", 70.0),
-]  # fmt: skip
+    ("GH200", 989.4),
+    ("H200", 989.4),
+    ("H100 NVL", 835.0),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.4),
+    ("H800", 989.4),
+    ("B200", 2250.0),
+    ("B100", 1750.0),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10G", 70.0),
+]
 
 PROMPT_DIGITS = 120  # the prompt: "Compute " + digits (Qwen2's pre-tokenizer splits digits: 1 token each)
 SEED = 0
@@ -121,9 +145,15 @@ def matmul(n: int = 8192, iters: int = 50, dtype: str = "bfloat16") -> dict:
             times.append(t)
     flop = 2.0 * n**3
     name = torch.cuda.get_device_name(0) if dev == "cuda" else "cpu"
-    return {"device": name, "n": n, "dtype": dtype, "iters": iters,
-            "tflops_best": rnd(flop / min(times) / 1e12, 1), "tflops_median": rnd(flop / median(times) / 1e12, 1),
-            "datasheet_bf16_tflops": datasheet_tflops(name) if dev == "cuda" else None}  # fmt: skip
+    return {
+        "device": name,
+        "n": n,
+        "dtype": dtype,
+        "iters": iters,
+        "tflops_best": rnd(flop / min(times) / 1e12, 1),
+        "tflops_median": rnd(flop / median(times) / 1e12, 1),
+        "datasheet_bf16_tflops": datasheet_tflops(name) if dev == "cuda" else None,
+    }
 
 
 def prepare_model(workdir: str, arch: str) -> dict:
@@ -136,8 +166,13 @@ def prepare_model(workdir: str, arch: str) -> dict:
     a = ARCHS[arch]
     texts = ["Compute 0123456789 <think> </think> Therefore, the final answer is: $\\boxed{42}$."] * 4
     tok = train_tokenizer(texts, 300)
-    config = Qwen2Config(**a, bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                         pad_token_id=tok.pad_token_id, use_cache=False)  # fmt: skip
+    config = Qwen2Config(
+        **a,
+        bos_token_id=None,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.pad_token_id,
+        use_cache=False,
+    )
     torch.manual_seed(SEED)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(dev):
@@ -145,12 +180,18 @@ def prepare_model(workdir: str, arch: str) -> dict:
     model = model.to(torch.bfloat16).cpu()
     out = save_student(model, tok, str(Path(workdir) / "model"))
     n = sum(p.numel() for p in model.parameters())
-    return {"path": str(out), "arch": arch, "parameters": n, "matmul_parameters": matmul_flops_params(a),
-            "tokenizer_size": len(tok)}  # fmt: skip
+    return {
+        "path": str(out),
+        "arch": arch,
+        "parameters": n,
+        "matmul_parameters": matmul_flops_params(a),
+        "tokenizer_size": len(tok),
+    }
 
 
-def prepare_data(workdir: str, model_dir: str, length: int, n_pairs: int, n_sft: int, equal: bool,
-                 settings: dict) -> dict:  # fmt: skip
+def prepare_data(
+    workdir: str, model_dir: str, length: int, n_pairs: int, n_sft: int, equal: bool, settings: dict
+) -> dict:
     """``sft.jsonl`` / ``pref.jsonl`` with exact response lengths (digits: one token each)."""
     from transformers import AutoTokenizer
 
@@ -166,18 +207,24 @@ def prepare_data(workdir: str, model_dir: str, length: int, n_pairs: int, n_sft:
     def reply(n_digits):
         return {"role": "assistant", "content": "<think>\n" + "7" * n_digits}
 
-    probe = tokenize_records([{"id": "p", "prompt": [user], "chosen": [reply(100)], "rejected": [reply(50)]}], tok,
-                             RunConfig.from_dict({"objective": "redi"}))  # fmt: skip
+    probe = tokenize_records(
+        [{"id": "p", "prompt": [user], "chosen": [reply(100)], "rejected": [reply(50)]}],
+        tok,
+        RunConfig.from_dict({"objective": "redi"}),
+    )
     overhead = len(probe.chosen[0]) - 100
     rng = random.Random(SEED + length)
 
     def other():
         return length if equal else rng.randint(length // 2, length)
 
-    pairs = [{"id": f"p{k}", "prompt": [user], "chosen": [reply(length - overhead)],
-              "rejected": [reply(other() - overhead)]} for k in range(n_pairs)]  # fmt: skip
-    sft = [{"id": f"s{k}", "messages": [user, reply((length if k % 2 == 0 else other()) - overhead)]}
-           for k in range(n_sft)]  # fmt: skip
+    pairs = [
+        {"id": f"p{k}", "prompt": [user], "chosen": [reply(length - overhead)], "rejected": [reply(other() - overhead)]}
+        for k in range(n_pairs)
+    ]
+    sft = [
+        {"id": f"s{k}", "messages": [user, reply((length if k % 2 == 0 else other()) - overhead)]} for k in range(n_sft)
+    ]
     for name, rows in (("pref.jsonl", pairs), ("sft.jsonl", sft)):
         with open(work / name, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -188,23 +235,40 @@ def prepare_data(workdir: str, model_dir: str, length: int, n_pairs: int, n_sft:
     return {"prompt_tokens": len(check.prompts[0]), "response_tokens": length, "pairs": n_pairs, "sft": n_sft}
 
 
-def generate(model_dir: str, backend: str, prompts: int, samples: int, max_new_tokens: int,
-             max_model_len: int) -> dict:  # fmt: skip
+def generate(model_dir: str, backend: str, prompts: int, samples: int, max_new_tokens: int, max_model_len: int) -> dict:
     """Generated tokens/s for long samples (every sample runs to ``max_new_tokens``: EOS ignored)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    prompt = tok.apply_chat_template([{"role": "user", "content": "Compute " + "3" * PROMPT_DIGITS}],
-                                     add_generation_prompt=True, tokenize=False) + "<think>\n"  # fmt: skip
+    prompt = (
+        tok.apply_chat_template(
+            [{"role": "user", "content": "Compute " + "3" * PROMPT_DIGITS}], add_generation_prompt=True, tokenize=False
+        )
+        + "<think>\n"
+    )
     ids = tok(prompt, add_special_tokens=False)["input_ids"]
     if backend == "vllm":
         from vllm import LLM, SamplingParams
 
-        llm = LLM(model=model_dir, dtype="bfloat16", max_model_len=max_model_len, enable_prefix_caching=True,
-                  gpu_memory_utilization=0.9, generation_config="vllm", seed=SEED)  # fmt: skip
+        llm = LLM(
+            model=model_dir,
+            dtype="bfloat16",
+            max_model_len=max_model_len,
+            enable_prefix_caching=True,
+            gpu_memory_utilization=0.9,
+            generation_config="vllm",
+            seed=SEED,
+        )
         # random weights: ids beyond the small tokenizer are sampled, so no detokenisation; EOS ignored
-        params = SamplingParams(n=samples, temperature=0.6, top_p=0.95, max_tokens=max_new_tokens,
-                                ignore_eos=True, detokenize=False, seed=SEED)  # fmt: skip
+        params = SamplingParams(
+            n=samples,
+            temperature=0.6,
+            top_p=0.95,
+            max_tokens=max_new_tokens,
+            ignore_eos=True,
+            detokenize=False,
+            seed=SEED,
+        )
         reqs = [{"prompt_token_ids": list(ids)} for _ in range(prompts)]
         llm.generate(reqs[:1], SamplingParams(max_tokens=16, detokenize=False))  # warm-up
         t0 = time.perf_counter()
@@ -220,8 +284,13 @@ def generate(model_dir: str, backend: str, prompts: int, samples: int, max_new_t
 
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") and dev == "cuda" else "sdpa"
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if dev == "cuda" else torch.float32,
-                                                     attn_implementation=attn).to(dev).eval()  # fmt: skip
+        model = (
+            AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch.bfloat16 if dev == "cuda" else torch.float32, attn_implementation=attn
+            )
+            .to(dev)
+            .eval()
+        )
         x = torch.tensor([ids] * (prompts * samples), device=dev)
         kw = dict(do_sample=True, temperature=0.6, top_p=0.95, top_k=0, use_cache=True, pad_token_id=tok.pad_token_id)
         with torch.no_grad():
@@ -235,9 +304,17 @@ def generate(model_dir: str, backend: str, prompts: int, samples: int, max_new_t
             secs = time.perf_counter() - t0
         n = int((out.shape[1] - x.shape[1]) * out.shape[0])
         version = None
-    return {"backend": backend, "backend_version": version, "prompts": prompts, "samples": samples,
-            "sequences": prompts * samples, "max_new_tokens": max_new_tokens, "generated_tokens": n,
-            "seconds": rnd(secs, 3), "tokens_per_s": rnd(n / secs, 1)}  # fmt: skip
+    return {
+        "backend": backend,
+        "backend_version": version,
+        "prompts": prompts,
+        "samples": samples,
+        "sequences": prompts * samples,
+        "max_new_tokens": max_new_tokens,
+        "generated_tokens": n,
+        "seconds": rnd(secs, 3),
+        "tokens_per_s": rnd(n / secs, 1),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,8 +322,19 @@ def generate(model_dir: str, backend: str, prompts: int, samples: int, max_new_t
 
 
 class GpuSuite:
-    def __init__(self, workdir, quick, repeats, budget_s, log, simulate=False, vllm_python=None,
-                 lengths=None, done=None, save=None):  # fmt: skip
+    def __init__(
+        self,
+        workdir,
+        quick,
+        repeats,
+        budget_s,
+        log,
+        simulate=False,
+        vllm_python=None,
+        lengths=None,
+        done=None,
+        save=None,
+    ):
         self.work = Path(workdir)
         self.quick, self.repeats, self.log = quick, repeats, log
         self.budget_s = budget_s
@@ -280,8 +368,9 @@ class GpuSuite:
         self.save()
 
     def _want(self, key, cost_s=60) -> bool:
-        if key in self.items and "error" not in self.items[key]:
-            return False  # done in an earlier (resumed) run
+        prev = self.items.get(key)
+        if prev is not None and ("error" not in prev or prev.get("oom")):
+            return False  # done in an earlier (resumed) run (an out-of-memory result is a result)
         if self.left() < cost_s:
             if key not in self.skipped:
                 self.skipped.append(key)
@@ -296,19 +385,36 @@ class GpuSuite:
             "scratch": str(self.work),
             "per_device_batch_size": 1,
             "sft": {"per_device_batch_size": 2, "global_batch_size": 4, "max_length": 40000, "learning_rate": 1e-5},
-            "pairs": {"per_device_batch_size": 1, "global_batch_size": 4, "max_prompt_length": 800,
-                      "max_response_length": 40000, "learning_rate": 1e-6, "alpha": 0.8, "beta": 0.1},
-            "run_overrides": {"bf16": on_gpu, "gradient_checkpointing": True, "attn_implementation": attn,
-                              "padding_free": self.flash, "logprob_chunk_size": 512},
-            "trl_args": {"bf16": on_gpu, "gradient_checkpointing": True, "attn_implementation": attn,
-                         "padding_free": self.flash},
-        }  # fmt: skip
+            "pairs": {
+                "per_device_batch_size": 1,
+                "global_batch_size": 4,
+                "max_prompt_length": 800,
+                "max_response_length": 40000,
+                "learning_rate": 1e-6,
+                "alpha": 0.8,
+                "beta": 0.1,
+            },
+            "run_overrides": {
+                "bf16": on_gpu,
+                "gradient_checkpointing": True,
+                "attn_implementation": attn,
+                "padding_free": self.flash,
+                "logprob_chunk_size": 512,
+            },
+            "trl_args": {
+                "bf16": on_gpu,
+                "gradient_checkpointing": True,
+                "attn_implementation": attn,
+                "padding_free": self.flash,
+            },
+        }
 
     def ensure_model(self) -> bool:
         if self.model is None:
             self.log(f"  building the random-weight {self.arch_name} model ...")
-            self.model = run_worker("bench_gpu:prepare_model", {"workdir": str(self.work), "arch": self.arch_name},
-                                    timeout=1800)  # fmt: skip
+            self.model = run_worker(
+                "bench_gpu:prepare_model", {"workdir": str(self.work), "arch": self.arch_name}, timeout=1800
+            )
             self.items["model"] = self.model
         return "error" not in self.model
 
@@ -321,10 +427,19 @@ class GpuSuite:
                 s["pairs"]["global_batch_size"] = s["sft"]["global_batch_size"] = global_batch
                 s["sft"]["per_device_batch_size"] = min(s["sft"]["per_device_batch_size"], global_batch)
             steps = n or self.steps
-            res = run_worker("bench_gpu:prepare_data", {
-                "workdir": str(d), "model_dir": self.model["path"], "length": length, "equal": equal,
-                "n_pairs": steps * s["pairs"]["global_batch_size"], "n_sft": steps * s["sft"]["global_batch_size"],
-                "settings": s}, timeout=900)  # fmt: skip
+            res = run_worker(
+                "bench_gpu:prepare_data",
+                {
+                    "workdir": str(d),
+                    "model_dir": self.model["path"],
+                    "length": length,
+                    "equal": equal,
+                    "n_pairs": steps * s["pairs"]["global_batch_size"],
+                    "n_sft": steps * s["sft"]["global_batch_size"],
+                    "settings": s,
+                },
+                timeout=900,
+            )
             self.data[key] = None if "error" in res else str(d)
             if "error" in res:
                 self.log(f"    data for {length} failed: {res['error']} {res.get('log_tail', '')[-500:]}")
@@ -365,9 +480,20 @@ class GpuSuite:
         data = data or self.data_dir(length, equal=False)
         if data is None:
             return {"error": "no data"}
-        r = run_worker("bench_trainers:measure", {"impl": impl, "variant": variant, "workdir": data,
-                       "steps": steps or self.steps, "warmup": self.warmup, "overrides": overrides, "liger": liger},
-                       threads=4, timeout=900)  # fmt: skip
+        r = run_worker(
+            "bench_trainers:measure",
+            {
+                "impl": impl,
+                "variant": variant,
+                "workdir": data,
+                "steps": steps or self.steps,
+                "warmup": self.warmup,
+                "overrides": overrides,
+                "liger": liger,
+            },
+            threads=4,
+            timeout=900,
+        )
         return self._mfu(r)
 
     # -- items ----------------------------------------------------------------------------------
@@ -385,13 +511,16 @@ class GpuSuite:
             ok = [r for r in rs if "error" not in r]
             best = {
                 "tokens_per_s_median": rnd(median([r["tokens_per_s"] for r in ok]), 1) if ok else None,
-                "mfu_vs_matmul_ceiling_median": rnd(median([r.get("mfu_vs_matmul_ceiling") for r in ok]), 4) if ok else None,
+                "mfu_vs_matmul_ceiling_median": (
+                    rnd(median([r.get("mfu_vs_matmul_ceiling") for r in ok]), 4) if ok else None
+                ),
                 "mfu_vs_datasheet_median": rnd(median([r.get("mfu_vs_datasheet") for r in ok]), 4) if ok else None,
                 "cuda_peak_allocated_gib": max((r.get("cuda_peak_allocated_gib") or 0) for r in rs) or None,
                 "runs": rs,
             }
             if not ok:
                 best["error"] = rs[-1].get("error", "failed")
+                best["oom"] = all(r.get("oom") for r in rs)
             self._record(f"steps/{length}/{n}", best)
 
     def longest(self, name: str, max_probes: int = 6):
@@ -408,11 +537,19 @@ class GpuSuite:
             r = self._measure(length, name, steps=2, data=data) if data else {"error": "no data"}
             fits = "error" not in r
             oom = r.get("oom") or r.get("returncode") in (-9, 137) or "out of memory" in str(r.get("error", "")).lower()
-            probes.append({"response_tokens": length, "fits": fits, "oom": bool(oom) if not fits else False,
-                           "cuda_peak_allocated_gib": r.get("cuda_peak_allocated_gib"),
-                           "error": None if fits else str(r.get("error"))[:300]})  # fmt: skip
-            self.log(f"    {name} at 2 x {length}: {'fits' if fits else 'does not fit'}"
-                     f" (peak {r.get('cuda_peak_allocated_gib')} GiB)")  # fmt: skip
+            probes.append(
+                {
+                    "response_tokens": length,
+                    "fits": fits,
+                    "oom": bool(oom) if not fits else False,
+                    "cuda_peak_allocated_gib": r.get("cuda_peak_allocated_gib"),
+                    "error": None if fits else str(r.get("error"))[:300],
+                }
+            )
+            self.log(
+                f"    {name} at 2 x {length}: {'fits' if fits else 'does not fit'}"
+                f" (peak {r.get('cuda_peak_allocated_gib')} GiB)"
+            )
             if not fits and not oom:
                 break  # a real failure, not memory: stop searching
             if fits:
@@ -435,10 +572,17 @@ class GpuSuite:
                 length = ((lo + hi) // 2) // gran * gran
                 if length <= lo:
                     break
-        self._record(key, {"longest_fitting_response_tokens": lo, "smallest_failing_response_tokens": hi,
-                           "search_limit": limit, "probes": probes,
-                           "note": "pair = chosen and rejected both of this length, ~128-token prompt, 2 "
-                                   "optimizer steps, gradient checkpointing, bf16 autocast, fp32 AdamW"})  # fmt: skip
+        self._record(
+            key,
+            {
+                "longest_fitting_response_tokens": lo,
+                "smallest_failing_response_tokens": hi,
+                "search_limit": limit,
+                "probes": probes,
+                "note": "pair = chosen and rejected both of this length, ~128-token prompt, 2 "
+                "optimizer steps, gradient checkpointing, bf16 autocast, fp32 AdamW",
+            },
+        )
 
     def generation(self):
         key = "generate"
@@ -453,14 +597,26 @@ class GpuSuite:
         if self.simulate:
             args = {"prompts": 2, "samples": 2, "max_new_tokens": 32, "max_model_len": 1024}
         elif backend == "vllm":
-            args = {"prompts": 8 if self.quick else 32, "samples": 4, "max_new_tokens": 2048 if self.quick else 8192,
-                    "max_model_len": 32768}  # fmt: skip
+            args = {
+                "prompts": 8 if self.quick else 32,
+                "samples": 4,
+                "max_new_tokens": 2048 if self.quick else 8192,
+                "max_model_len": 32768,
+            }
         else:
-            args = {"prompts": 4 if self.quick else 8, "samples": 4, "max_new_tokens": 512 if self.quick else 2048,
-                    "max_model_len": 32768}  # fmt: skip
+            args = {
+                "prompts": 4 if self.quick else 8,
+                "samples": 4,
+                "max_new_tokens": 512 if self.quick else 2048,
+                "max_model_len": 32768,
+            }
         self.log(f"  generation ({backend}): {args}")
-        r = run_worker("bench_gpu:generate", {"model_dir": self.model["path"], "backend": backend, **args},
-                       python=python, timeout=min(1200, max(120, self.left())))  # fmt: skip
+        r = run_worker(
+            "bench_gpu:generate",
+            {"model_dir": self.model["path"], "backend": backend, **args},
+            python=python,
+            timeout=min(1200, max(120, self.left())),
+        )
         self._record(key, r)
 
     def run(self) -> dict:
@@ -494,27 +650,42 @@ class GpuSuite:
         return self.result()
 
     def result(self) -> dict:
-        return {"arch": self.arch_name, "arch_config": self.arch, "simulate": self.simulate,
-                "flash_attn": self.flash, "liger": self.liger, "lengths": self.lengths, "main_length": self.main_length,
-                "steps": self.steps, "warmup_steps": self.warmup, "repeats": self.repeats, "budget_s": self.budget_s,
-                "skipped_for_budget": self.skipped, "flops_formula": "6*N*T + 6*layers*d_attn*sum(S^2) (causal)",
-                "items": self.items, "comparisons": comparisons(self.items, self.main_length)}  # fmt: skip
+        return {
+            "arch": self.arch_name,
+            "arch_config": self.arch,
+            "simulate": self.simulate,
+            "flash_attn": self.flash,
+            "liger": self.liger,
+            "lengths": self.lengths,
+            "main_length": self.main_length,
+            "steps": self.steps,
+            "warmup_steps": self.warmup,
+            "repeats": self.repeats,
+            "budget_s": self.budget_s,
+            "skipped_for_budget": self.skipped,
+            "flops_formula": "6*N*T + 6*layers*d_attn*sum(S^2) (causal)",
+            "items": self.items,
+            "comparisons": comparisons(self.items, self.main_length),
+        }
 
 
 def comparisons(items: dict, main_length: int) -> dict:
     out = {}
     lengths = sorted({int(k.split("/")[1]) for k in items if k.startswith("steps/")})
     for L in lengths:
+
         def tps(name, L=L):
             return (items.get(f"steps/{L}/{name}") or {}).get("tokens_per_s_median")
 
-        for label, a, b in (("redi_vs_trl_dpo_precomputed", "ours_redi", "trl_dpo_precomputed"),
-                            ("redi_vs_trl_dpo_ref_model", "ours_redi", "trl_dpo_ref_model"),
-                            ("sft_vs_trl_sft", "ours_sft", "trl_sft"),
-                            ("redi_chunked_vs_naive", "ours_redi", "ours_redi_naive"),
-                            ("redi_default_vs_padded", "ours_redi", "ours_redi_padded"),
-                            ("redi_padding_free_vs_default", "ours_redi_padding_free", "ours_redi"),
-                            ("redi_liger_vs_default", "ours_redi_liger", "ours_redi")):  # fmt: skip
+        for label, a, b in (
+            ("redi_vs_trl_dpo_precomputed", "ours_redi", "trl_dpo_precomputed"),
+            ("redi_vs_trl_dpo_ref_model", "ours_redi", "trl_dpo_ref_model"),
+            ("sft_vs_trl_sft", "ours_sft", "trl_sft"),
+            ("redi_chunked_vs_naive", "ours_redi", "ours_redi_naive"),
+            ("redi_default_vs_padded", "ours_redi", "ours_redi_padded"),
+            ("redi_padding_free_vs_default", "ours_redi_padding_free", "ours_redi"),
+            ("redi_liger_vs_default", "ours_redi_liger", "ours_redi"),
+        ):
             r = ratio(tps(a), tps(b))
             if r is not None:
                 out[f"{L}/{label}"] = r

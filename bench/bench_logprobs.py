@@ -38,8 +38,15 @@ def measure(method: str, length: int, threads: int = 1, chunk: int = 512) -> dic
     from redi.train.logprobs import response_logprobs
     from redi.train.trainer import batch_objective
 
-    model = tiny.make_model(vocab_size=VOCAB, hidden_size=HIDDEN, num_layers=1, num_heads=4, num_kv_heads=2,
-                            intermediate_size=128, max_position_embeddings=PROMPT + length + 8)  # fmt: skip
+    model = tiny.make_model(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_layers=1,
+        num_heads=4,
+        num_kv_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=PROMPT + length + 8,
+    )
     cfg = RunConfig.from_dict({"objective": "redi", "alpha": 0.8})
     chunk_size = chunk if method == "chunked" else 0
     rng = np.random.default_rng(0)
@@ -51,8 +58,14 @@ def measure(method: str, length: int, threads: int = 1, chunk: int = 512) -> dic
         data = TokenizedData(ids=["x"], prompts=[ids(PROMPT)], chosen=[ids(n)], rejected=[ids(n)])
         batch = Collator(data, 0, padding_free=False, sft_units=False)([{"index": 0, "weight": 1.0}])
         t0 = time.perf_counter()
-        tok = response_logprobs(model, batch["input_ids"], batch["score_index"], batch["targets"],
-                                attention_mask=batch["attention_mask"], chunk_size=chunk_size)  # fmt: skip
+        tok = response_logprobs(
+            model,
+            batch["input_ids"],
+            batch["score_index"],
+            batch["targets"],
+            attention_mask=batch["attention_mask"],
+            chunk_size=chunk_size,
+        )
         loss = batch_objective(cfg, tok, batch).loss
         loss.backward()
         seconds = time.perf_counter() - t0
@@ -94,19 +107,34 @@ def run(quick: bool, repeats: int, threads: int = 1, chunk: int = 512, limit_gib
         available = psutil.virtual_memory().available / GIB
         limit = min(limit_gib, available - 2.0)
         guess = _predict(naive_points, length)
-        variants = {"chunked": lambda n=length: run_worker(
-            "bench_logprobs:measure", {"method": "chunked", "length": n, "threads": threads, "chunk": chunk},
-            threads=threads, timeout=3600)}  # fmt: skip
+        variants = {
+            "chunked": lambda n=length: run_worker(
+                "bench_logprobs:measure",
+                {"method": "chunked", "length": n, "threads": threads, "chunk": chunk},
+                threads=threads,
+                timeout=3600,
+            )
+        }
         skipped = None
         if guess is not None and guess > limit:
-            skipped = {"skipped": True, "predicted_peak_rss_gib": rnd(guess, 2), "limit_gib": rnd(limit, 2),
-                       "reason": f"predicted peak {guess:.1f} GiB > limit {limit:.1f} GiB "
-                                 f"(min of {limit_gib} GiB and available memory - 2 GiB)"}  # fmt: skip
+            skipped = {
+                "skipped": True,
+                "predicted_peak_rss_gib": rnd(guess, 2),
+                "limit_gib": rnd(limit, 2),
+                "reason": f"predicted peak {guess:.1f} GiB > limit {limit:.1f} GiB "
+                f"(min of {limit_gib} GiB and available memory - 2 GiB)",
+            }
         else:
             variants["naive"] = lambda n=length: run_worker(
-                "bench_logprobs:measure", {"method": "naive", "length": n, "threads": threads, "chunk": chunk},
-                threads=threads, timeout=3600)  # fmt: skip
-        log(f"  response length {length}: {', '.join(variants)}" + (f" (naive skipped: {skipped['reason']})" if skipped else ""))
+                "bench_logprobs:measure",
+                {"method": "naive", "length": n, "threads": threads, "chunk": chunk},
+                threads=threads,
+                timeout=3600,
+            )
+        log(
+            f"  response length {length}: {', '.join(variants)}"
+            + (f" (naive skipped: {skipped['reason']})" if skipped else "")
+        )
         res = interleaved(variants, repeats, log)
         runs[length] = {"chunked": res["chunked"], "naive": res.get("naive") or [skipped]}
         ok = [r for r in res.get("naive", []) if "peak_rss_gib" in r]
@@ -159,8 +187,10 @@ def goal(res: dict, at: int = 8192) -> dict:
     measured = [r for r in rows.values() if r["naive_measured"]]
     if c["naive_measured"]:
         frac = c["peak_ratio_chunked_over_naive"]
-        out.update(measured=f"chunked {c['chunked_peak_rss_gib']} GiB vs naive {c['naive_peak_rss_gib']} GiB "
-                            f"= {frac:.1%}", value=frac)  # fmt: skip
+        out.update(
+            measured=f"chunked {c['chunked_peak_rss_gib']} GiB vs naive {c['naive_peak_rss_gib']} GiB " f"= {frac:.1%}",
+            value=frac,
+        )
         met = frac is not None and frac <= 0.25
     elif measured:
         # naive could not run at `at`: compare with the largest naive length that did run (a lower
@@ -168,12 +198,15 @@ def goal(res: dict, at: int = 8192) -> dict:
         big = max(measured, key=lambda r: r["response_tokens"])
         frac = ratio(c["chunked_peak_rss_gib"], big["naive_peak_rss_gib"])
         pred = c.get("naive_predicted_peak_rss_gib")
-        out.update(measured=(f"naive at {at} not run (predicted {pred} GiB); chunked at {at} "
-                             f"{c['chunked_peak_rss_gib']} GiB vs naive at {big['response_tokens']} (largest "
-                             f"feasible, a lower bound on naive at {at}) {big['naive_peak_rss_gib']} GiB = {frac:.1%}"
-                             + (f"; vs predicted naive at {at}: {ratio(c['chunked_peak_rss_gib'], pred):.1%}"
-                                if pred else "")),
-                   value=frac)  # fmt: skip
+        out.update(
+            measured=(
+                f"naive at {at} not run (predicted {pred} GiB); chunked at {at} "
+                f"{c['chunked_peak_rss_gib']} GiB vs naive at {big['response_tokens']} (largest "
+                f"feasible, a lower bound on naive at {at}) {big['naive_peak_rss_gib']} GiB = {frac:.1%}"
+                + (f"; vs predicted naive at {at}: {ratio(c['chunked_peak_rss_gib'], pred):.1%}" if pred else "")
+            ),
+            value=frac,
+        )
         met = frac is not None and frac <= 0.25
     else:
         return {**out, "status": "not_measured", "note": "no naive measurement succeeded"}
@@ -184,12 +217,17 @@ def goal(res: dict, at: int = 8192) -> dict:
     grow_c = rows[hi]["chunked_peak_rss_gib"] - rows[lo]["chunked_peak_rss_gib"]
     if len(measured) >= 2:
         m = sorted(measured, key=lambda r: r["response_tokens"])
-        slope = (m[-1]["naive_peak_rss_gib"] - m[0]["naive_peak_rss_gib"]) / (m[-1]["response_tokens"] - m[0]["response_tokens"])
+        slope = (m[-1]["naive_peak_rss_gib"] - m[0]["naive_peak_rss_gib"]) / (
+            m[-1]["response_tokens"] - m[0]["response_tokens"]
+        )
         grow_n = slope * (hi - lo)
         flat = grow_c <= 0.05 * grow_n
-        out["flatness"] = (f"chunked peak grows {grow_c:.3f} GiB from {lo} to {hi} tokens (x{rows[hi]['chunked_peak_rss_gib'] / rows[lo]['chunked_peak_rss_gib']:.2f}); "
-                           f"naive grows {slope * 1024:.2f} GiB per 1k tokens, {grow_n:.1f} GiB over the same span; "
-                           f"flat = chunked growth <= 5% of naive growth: {flat}")  # fmt: skip
+        factor = rows[hi]["chunked_peak_rss_gib"] / rows[lo]["chunked_peak_rss_gib"]
+        out["flatness"] = (
+            f"chunked peak grows {grow_c:.3f} GiB from {lo} to {hi} tokens (x{factor:.2f}); "
+            f"naive grows {slope * 1024:.2f} GiB per 1k tokens, {grow_n:.1f} GiB over the same span; "
+            f"flat = chunked growth <= 5% of naive growth: {flat}"
+        )
         met = met and flat
     out["status"] = "met" if met else "missed"
     return out

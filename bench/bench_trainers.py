@@ -82,31 +82,46 @@ def prepare(workdir: str, n_sft: int, n_pairs: int) -> dict:
         if good and len(sft) < n_sft:
             sft.append({**base, "messages": [user, {"role": "assistant", "content": good[0]}]})
         if good and bad and len(pref) < n_pairs:
-            pref.append({**base, "prompt": [user], "chosen": [{"role": "assistant", "content": good[0]}],
-                         "rejected": [{"role": "assistant", "content": bad[0]}]})  # fmt: skip
+            pref.append(
+                {
+                    **base,
+                    "prompt": [user],
+                    "chosen": [{"role": "assistant", "content": good[0]}],
+                    "rejected": [{"role": "assistant", "content": bad[0]}],
+                }
+            )
     if len(sft) < n_sft or len(pref) < n_pairs:
         raise RuntimeError(f"synthetic corpus too small: {len(sft)} SFT rows, {len(pref)} pairs")
     for name, recs in (("sft.jsonl", sft), ("pref.jsonl", pref)):
         with open(work / name, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in recs)
     canonical = work / "canonical.parquet"
-    pd.DataFrame({"problem": [r["problem"] for r in rows], "generations": [list(r["generations"]) for r in rows]}
-                 ).to_parquet(canonical)  # fmt: skip
+    pd.DataFrame(
+        {"problem": [r["problem"] for r in rows], "generations": [list(r["generations"]) for r in rows]}
+    ).to_parquet(canonical)
     student = build_tiny_student(str(canonical), str(work / "student"), cfg["student"]["tiny"])
     tr = cfg["training"]
     settings = {
         "per_device_batch_size": tr["defaults"]["per_device_batch_size"],
-        "sft": {"global_batch_size": tr["sft"]["defaults"]["global_batch_size"],
-                "max_length": tr["sft"]["defaults"]["max_length"], "learning_rate": 1e-3},
-        "pairs": {"global_batch_size": tr["stage2"]["defaults"]["global_batch_size"],
-                  "max_prompt_length": tr["stage2"]["defaults"]["max_prompt_length"],
-                  "max_response_length": tr["stage2"]["defaults"]["max_response_length"],
-                  "learning_rate": 1e-4, "alpha": 0.8, "beta": 0.1},
+        "sft": {
+            "global_batch_size": tr["sft"]["defaults"]["global_batch_size"],
+            "max_length": tr["sft"]["defaults"]["max_length"],
+            "learning_rate": 1e-3,
+        },
+        "pairs": {
+            "global_batch_size": tr["stage2"]["defaults"]["global_batch_size"],
+            "max_prompt_length": tr["stage2"]["defaults"]["max_prompt_length"],
+            "max_response_length": tr["stage2"]["defaults"]["max_response_length"],
+            "learning_rate": 1e-4,
+            "alpha": 0.8,
+            "beta": 0.1,
+        },
         "student": student,
-    }  # fmt: skip
+    }
     dpo_run = _run_dict("dpo", settings, steps=1)
-    compute_reference_logps(str(work / "student"), str(work / "pref.jsonl"), str(work / "ref_logps.parquet"),
-                            dpo_run, threads=1)  # fmt: skip
+    compute_reference_logps(
+        str(work / "student"), str(work / "pref.jsonl"), str(work / "ref_logps.parquet"), dpo_run, threads=1
+    )
     (work / "settings.json").write_text(json.dumps(settings, indent=1))
     return {"sft_examples": len(sft), "pairs": len(pref), "student": student}
 
@@ -226,8 +241,9 @@ class _Meter:
         }
 
 
-def measure(impl: str, variant: str, workdir: str, steps: int, warmup: int, overrides: dict | None = None,
-            liger: bool = False) -> dict:
+def measure(
+    impl: str, variant: str, workdir: str, steps: int, warmup: int, overrides: dict | None = None, liger: bool = False
+) -> dict:
     """Train ``steps`` optimizer steps with ``impl`` ("ours" / "trl") and ``variant`` (our
     objective, or "sft" / "dpo_precomputed" / "dpo_ref_model" for TRL) in this fresh process.
 
@@ -250,8 +266,9 @@ def measure(impl: str, variant: str, workdir: str, steps: int, warmup: int, over
     if liger:
         from liger_kernel.transformers import apply_liger_kernel_to_qwen2
 
-        apply_liger_kernel_to_qwen2(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
-                                    fused_linear_cross_entropy=False)  # fmt: skip
+        apply_liger_kernel_to_qwen2(
+            rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
+        )
     meter = _Meter()
     error = None
     with tempfile.TemporaryDirectory(prefix=f"bench-{impl}-{variant}-", dir=settings.get("scratch", work)) as out:
@@ -266,8 +283,15 @@ def measure(impl: str, variant: str, workdir: str, steps: int, warmup: int, over
             if "out of memory" not in str(exc).lower():
                 raise
             error = f"out of memory: {str(exc).splitlines()[0][:300]}"
-    res = {"impl": impl, "variant": variant, "overrides": overrides or {}, "liger": liger, "steps": steps,
-           "warmup": warmup, "torch_threads": torch.get_num_threads()}  # fmt: skip
+    res = {
+        "impl": impl,
+        "variant": variant,
+        "overrides": overrides or {},
+        "liger": liger,
+        "steps": steps,
+        "warmup": warmup,
+        "torch_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         res["cuda_peak_allocated_gib"] = rnd(torch.cuda.max_memory_allocated() / 2**30, 3)
         res["cuda_peak_reserved_gib"] = rnd(torch.cuda.max_memory_reserved() / 2**30, 3)
@@ -302,7 +326,9 @@ def _train_ours(objective, work: Path, settings: dict, steps: int, out: str, met
         data = work / ("sft.jsonl" if objective == "sft" else "pref.jsonl")
         ref = str(work / "ref_logps.parquet") if objective == "dpo" else None
         run = {**_run_dict(objective, settings, steps), **settings.get("run_overrides", {}), **overrides}
-        train(run, _model_dir(work, settings), str(data), out, ref_logps_path=ref, threads=int(settings.get("threads", 1)))
+        train(
+            run, _model_dir(work, settings), str(data), out, ref_logps_path=ref, threads=int(settings.get("threads", 1))
+        )
     finally:
         trainer_mod.RediTrainer = base
 
@@ -328,18 +354,31 @@ def _train_trl(variant: str, work: Path, settings: dict, steps: int, out: str, m
     trl_args = dict(settings.get("trl_args", {}))
     attn = trl_args.pop("attn_implementation", "sdpa")
     common = dict(
-        output_dir=out, max_steps=steps, lr_scheduler_type="linear",
-        warmup_steps=0.1, weight_decay=1e-4, optim="adamw_torch_fused" if cuda else "adamw_torch", bf16=False,
-        fp16=False, gradient_checkpointing=False, save_strategy="no", eval_strategy="no", report_to="none",
-        disable_tqdm=True, seed=42, use_cpu=not cuda, dataloader_num_workers=0,
-    )  # fmt: skip
+        output_dir=out,
+        max_steps=steps,
+        lr_scheduler_type="linear",
+        warmup_steps=0.1,
+        weight_decay=1e-4,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=42,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+    )
     common.update(trl_args)
     common.update(overrides)
 
     def load_model():
         # fp32 master weights (+ bf16 autocast where bf16=True), exactly as our trainer loads them
-        return AutoModelForCausalLM.from_pretrained(_model_dir(work, settings), dtype=torch.float32,
-                                                    attn_implementation=attn)  # fmt: skip
+        return AutoModelForCausalLM.from_pretrained(
+            _model_dir(work, settings), dtype=torch.float32, attn_implementation=attn
+        )
 
     if variant == "sft":
         from trl import SFTConfig, SFTTrainer
@@ -352,9 +391,15 @@ def _train_trl(variant: str, work: Path, settings: dict, steps: int, out: str, m
             for p, c in zip(data.prompts, data.chosen)
         ]
         common.setdefault("padding_free", False)
-        args = SFTConfig(**common, per_device_train_batch_size=pb, gradient_accumulation_steps=s["global_batch_size"] // pb,
-                         learning_rate=s["learning_rate"], max_length=s["max_length"], completion_only_loss=True,
-                         packing=False)  # fmt: skip
+        args = SFTConfig(
+            **common,
+            per_device_train_batch_size=pb,
+            gradient_accumulation_steps=s["global_batch_size"] // pb,
+            learning_rate=s["learning_rate"],
+            max_length=s["max_length"],
+            completion_only_loss=True,
+            packing=False,
+        )
         trainer = SFTTrainer(model=load_model(), args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
     else:
         from trl import DPOConfig, DPOTrainer
@@ -374,18 +419,30 @@ def _train_trl(variant: str, work: Path, settings: dict, steps: int, out: str, m
         ]
         precompute = variant == "dpo_precomputed"
         common.pop("padding_free", None)  # TRL 1.16 DPO: disabled (warns, pads)
-        args = DPOConfig(**common, per_device_train_batch_size=pb, gradient_accumulation_steps=s["global_batch_size"] // pb,
-                         learning_rate=s["learning_rate"], beta=s["beta"], loss_type=["sigmoid"],
-                         max_length=None, precompute_ref_log_probs=precompute,
-                         precompute_ref_batch_size=pb)  # fmt: skip
+        args = DPOConfig(
+            **common,
+            per_device_train_batch_size=pb,
+            gradient_accumulation_steps=s["global_batch_size"] // pb,
+            learning_rate=s["learning_rate"],
+            beta=s["beta"],
+            loss_type=["sigmoid"],
+            max_length=None,
+            precompute_ref_log_probs=precompute,
+            precompute_ref_batch_size=pb,
+        )
         ds = Dataset.from_list(rows)
         if precompute:  # TRL caches the precomputed log-probs beside an on-disk dataset
             from datasets import load_from_disk
 
             ds.save_to_disk(os.path.join(out, "ds"))
             ds = load_from_disk(os.path.join(out, "ds"))
-        trainer = PretokenizedDPOTrainer(model=load_model(), ref_model=None if precompute else load_model(),
-                                         args=args, train_dataset=ds, processing_class=tok)  # fmt: skip
+        trainer = PretokenizedDPOTrainer(
+            model=load_model(),
+            ref_model=None if precompute else load_model(),
+            args=args,
+            train_dataset=ds,
+            processing_class=tok,
+        )
     trainer.model.register_forward_pre_hook(meter.hook, with_kwargs=True)
     trainer.add_callback(meter.callback())
     trainer.train()
@@ -412,9 +469,12 @@ def run(workdir: str, quick: bool, repeats: int, log=print, only_pairs=None) -> 
 
     def call(impl, variant):
         def f():
-            return run_worker("bench_trainers:measure",
-                              {"impl": impl, "variant": variant, "workdir": workdir, "steps": steps,
-                               "warmup": warmup}, timeout=1800)  # fmt: skip
+            return run_worker(
+                "bench_trainers:measure",
+                {"impl": impl, "variant": variant, "workdir": workdir, "steps": steps, "warmup": warmup},
+                timeout=1800,
+            )
+
         return f
 
     results = {}

@@ -100,8 +100,13 @@ def measure(variant: str, which: str, n_items: int) -> dict:
     else:
         out = [v.correct for v in verify_many(items, workers=int(variant[-1]))]
     dt = time.perf_counter() - t0
-    return {"variant": variant, "items": len(items), "seconds": rnd(dt, 4), "cpu_seconds": rnd(cpu() - c0, 3),
-            "correct": out}  # fmt: skip
+    return {
+        "variant": variant,
+        "items": len(items),
+        "seconds": rnd(dt, 4),
+        "cpu_seconds": rnd(cpu() - c0, 3),
+        "correct": out,
+    }
 
 
 def write_canonical(path: str, which: str, n_items: int) -> dict:
@@ -132,8 +137,11 @@ def _stage(canonical: str, tmp: str, n_shards: int = 2) -> dict:
     results: list = [None] * n_shards
 
     def go(i):
-        results[i] = run_worker("bench_verify:shard", {"canonical": canonical, "index": i, "n_shards": n_shards,
-                                                       "out": f"{tmp}/shard-{i}.parquet"}, timeout=1800)  # fmt: skip
+        results[i] = run_worker(
+            "bench_verify:shard",
+            {"canonical": canonical, "index": i, "n_shards": n_shards, "out": f"{tmp}/shard-{i}.parquet"},
+            timeout=1800,
+        )
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(n_shards)]
     for t in threads:
@@ -145,8 +153,12 @@ def _stage(canonical: str, tmp: str, n_shards: int = 2) -> dict:
         return {"variant": "stage_2_shards", "error": "; ".join(errors)}
     verdicts = sorted((v["row_index"], v["gen_index"], v["mv_recomputed"]) for r in results for v in r["verdicts"])
     span = max(r["end"] for r in results) - min(r["start"] for r in results)
-    return {"variant": "stage_2_shards", "items": sum(r["items"] for r in results), "seconds": rnd(span, 4),
-            "correct": [bool(v[2]) for v in verdicts]}  # fmt: skip
+    return {
+        "variant": "stage_2_shards",
+        "items": sum(r["items"] for r in results),
+        "seconds": rnd(span, 4),
+        "correct": [bool(v[2]) for v in verdicts],
+    }
 
 
 def run(quick: bool, repeats: int, log=print, workdir: str = "/tmp") -> dict:
@@ -154,16 +166,22 @@ def run(quick: bool, repeats: int, log=print, workdir: str = "/tmp") -> dict:
     import tempfile
 
     n_items = 200 if quick else 2000
-    out = {"items_requested": n_items, "repeats": repeats,
-           "note": "seconds exclude interpreter start-up and imports; verify_many includes its pool start-up; "
-                   "stage_2_shards is two concurrent verify_shard processes (parquet read + verify + write)"}  # fmt: skip
+    out = {
+        "items_requested": n_items,
+        "repeats": repeats,
+        "note": "seconds exclude interpreter start-up and imports; verify_many includes its pool start-up; "
+        "stage_2_shards is two concurrent verify_shard processes (parquet read + verify + write)",
+    }
     for which in ("corpus", "distinct"):
         with tempfile.TemporaryDirectory(prefix="bench-verify-", dir=workdir) as tmp:
             canonical = os.path.join(tmp, "canonical.parquet")
             info = run_worker("bench_verify:write_canonical", {"path": canonical, "which": which, "n_items": n_items})
             variants = {
-                v: (lambda v=v: run_worker("bench_verify:measure", {"variant": v, "which": which, "n_items": n_items},
-                                           timeout=1800))  # fmt: skip
+                v: (
+                    lambda v=v: run_worker(
+                        "bench_verify:measure", {"variant": v, "which": which, "n_items": n_items}, timeout=1800
+                    )
+                )
                 for v in VARIANTS
                 if v != "stage_2_shards"
             }
@@ -182,10 +200,14 @@ def run(quick: bool, repeats: int, log=print, workdir: str = "/tmp") -> dict:
                 "seconds_all": [r.get("seconds") for r in rs],
                 "items_per_s": rnd(n / secs, 1) if secs and n else None,
                 "speedup_vs_plain_loop": ratio(plain_s, secs),
-                "cpu_ms_per_item": rnd(1000 * median([r.get("cpu_seconds") for r in rs]) / n, 3)
-                if n and any(r.get("cpu_seconds") for r in rs) else None,
-                "agrees_with_plain_loop": rnd(sum(a == b for a, b in zip(last.get("correct", []), ref or [])) / n, 4)
-                if ref and n else None,
+                "cpu_ms_per_item": (
+                    rnd(1000 * median([r.get("cpu_seconds") for r in rs]) / n, 3)
+                    if n and any(r.get("cpu_seconds") for r in rs)
+                    else None
+                ),
+                "agrees_with_plain_loop": (
+                    rnd(sum(a == b for a, b in zip(last.get("correct", []), ref or [])) / n, 4) if ref and n else None
+                ),
                 "errors": [r["error"] for r in rs if "error" in r],
             }
         out[which] = res

@@ -201,9 +201,21 @@ def hardware() -> dict:
 
 
 PACKAGES = (
-    "torch", "transformers", "trl", "accelerate", "math-verify", "datasets", "tokenizers", "numpy",
-    "pebble", "snakemake", "liger-kernel", "flash-attn", "vllm", "triton",
-)  # fmt: skip
+    "torch",
+    "transformers",
+    "trl",
+    "accelerate",
+    "math-verify",
+    "datasets",
+    "tokenizers",
+    "numpy",
+    "pebble",
+    "snakemake",
+    "liger-kernel",
+    "flash-attn",
+    "vllm",
+    "triton",
+)
 
 
 def versions(vllm_python: str | None = None) -> dict:
@@ -220,9 +232,12 @@ def versions(vllm_python: str | None = None) -> dict:
     except Exception:  # noqa: BLE001
         out["redi"] = None
     try:
-        out["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip() or None
+        out["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+            or None
+        )
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
         out["git_dirty"] = bool(dirty.stdout.strip())
     except OSError:
@@ -231,7 +246,9 @@ def versions(vllm_python: str | None = None) -> dict:
         try:
             v = subprocess.run(
                 [vllm_python, "-c", "import vllm, torch; print(vllm.__version__, torch.__version__)"],
-                capture_output=True, text=True, timeout=300,
+                capture_output=True,
+                text=True,
+                timeout=300,
             ).stdout.split()
             out["vllm_env"] = {"python": vllm_python, "vllm": v[0], "torch": v[1]} if len(v) == 2 else None
         except (OSError, subprocess.TimeoutExpired):

@@ -47,8 +47,15 @@ def log(msg: str) -> None:
 
 
 def _goal(name, goal, status, measured=None, value=None, target=None, note=None):
-    return {"name": name, "goal": goal, "status": status, "measured": measured, "value": value, "target": target,
-            "note": note}  # fmt: skip
+    return {
+        "name": name,
+        "goal": goal,
+        "status": status,
+        "measured": measured,
+        "value": value,
+        "target": target,
+        "note": note,
+    }
 
 
 def evaluate_goals(doc: dict) -> list[dict]:
@@ -61,24 +68,46 @@ def evaluate_goals(doc: dict) -> list[dict]:
     lp = sec.get("logprobs")
     if lp and "summary" in lp:
         g = bench_logprobs.goal(lp)
-        goals.append(_goal("logprob_memory_cpu", g["goal"], g["status"], g.get("measured"), g.get("value"), 0.25,
-                           g.get("flatness") or g.get("note")))  # fmt: skip
+        goals.append(
+            _goal(
+                "logprob_memory_cpu",
+                g["goal"],
+                g["status"],
+                g.get("measured"),
+                g.get("value"),
+                0.25,
+                g.get("flatness") or g.get("note"),
+            )
+        )
     else:
-        goals.append(_goal("logprob_memory_cpu", "chunked log-prob peak memory at 8k <= 25% of naive; flat beyond "
-                           "one chunk", "not_measured"))  # fmt: skip
+        goals.append(
+            _goal(
+                "logprob_memory_cpu",
+                "chunked log-prob peak memory at 8k <= 25% of naive; flat beyond " "one chunk",
+                "not_measured",
+            )
+        )
 
     # 2. SFT step on CPU vs TRL
     tr = (sec.get("trainers") or {}).get("comparisons") or {}
     sft = tr.get("sft")
     if sft and sft.get("ratio_ours_over_trl") is not None:
         r = sft["ratio_ours_over_trl"]
-        goals.append(_goal("sft_step_cpu_vs_trl", "our SFT step at least as fast as TRL's SFTTrainer on CPU",
-                           "met" if r >= 1.0 else "missed",
-                           f"{sft['ours_tokens_per_s_median']} vs {sft['trl_tokens_per_s_median']} tokens/s "
-                           f"= {r:.2f}x (median of per-repeat ratios {sft['ratio_per_repeat']})", r, 1.0))  # fmt: skip
+        goals.append(
+            _goal(
+                "sft_step_cpu_vs_trl",
+                "our SFT step at least as fast as TRL's SFTTrainer on CPU",
+                "met" if r >= 1.0 else "missed",
+                f"{sft['ours_tokens_per_s_median']} vs {sft['trl_tokens_per_s_median']} tokens/s "
+                f"= {r:.2f}x (median of per-repeat ratios {sft['ratio_per_repeat']})",
+                r,
+                1.0,
+            )
+        )
     else:
-        goals.append(_goal("sft_step_cpu_vs_trl", "our SFT step at least as fast as TRL's SFTTrainer on CPU",
-                           "not_measured"))  # fmt: skip
+        goals.append(
+            _goal("sft_step_cpu_vs_trl", "our SFT step at least as fast as TRL's SFTTrainer on CPU", "not_measured")
+        )
 
     gpu = sec.get("gpu") or {}
     if gpu.get("simulate"):  # the GPU code path exercised on a CPU: no GPU figures
@@ -91,53 +120,105 @@ def evaluate_goals(doc: dict) -> list[dict]:
     if key in cmp_:
         r = cmp_[key]
         ref = cmp_.get("8192/redi_vs_trl_dpo_ref_model")
-        goals.append(_goal("redi_step_gpu_vs_trl_dpo", ">= 1.3x TRL's DPOTrainer for the REDI step on GPU (8k)",
-                           "met" if r >= 1.3 else "missed",
-                           f"{r:.2f}x DPOTrainer with precomputed reference log-probs"
-                           + (f"; {ref:.2f}x DPOTrainer with a reference model" if ref else "") + f" on {card}",
-                           r, 1.3))  # fmt: skip
+        goals.append(
+            _goal(
+                "redi_step_gpu_vs_trl_dpo",
+                ">= 1.3x TRL's DPOTrainer for the REDI step on GPU (8k)",
+                "met" if r >= 1.3 else "missed",
+                f"{r:.2f}x DPOTrainer with precomputed reference log-probs"
+                + (f"; {ref:.2f}x DPOTrainer with a reference model" if ref else "")
+                + f" on {card}",
+                r,
+                1.3,
+            )
+        )
     else:
-        goals.append(_goal("redi_step_gpu_vs_trl_dpo", ">= 1.3x TRL's DPOTrainer for the REDI step on GPU",
-                           "not_measured", note="needs a CUDA device"))  # fmt: skip
+        goals.append(
+            _goal(
+                "redi_step_gpu_vs_trl_dpo",
+                ">= 1.3x TRL's DPOTrainer for the REDI step on GPU",
+                "not_measured",
+                note="needs a CUDA device",
+            )
+        )
 
     # 4. MFU at 8k on an H100
     st = items.get("steps/8192/ours_redi") or {}
     mfu = st.get("mfu_vs_datasheet_median")
     if mfu is not None:
         is_h100 = card is not None and "H100" in card
-        goals.append(_goal("redi_step_mfu_8k_h100", "REDI step at 8k on an H100 at >= 40% MFU",
-                           ("met" if mfu >= 0.40 else "missed") if is_h100 else "not_measured",
-                           f"{mfu:.1%} of the datasheet peak, {_fmt(st.get('mfu_vs_matmul_ceiling_median'), 3)} of "
-                           f"the measured matmul ceiling, on {card}", mfu, 0.40,
-                           None if is_h100 else "measured on a card that is not an H100"))  # fmt: skip
+        goals.append(
+            _goal(
+                "redi_step_mfu_8k_h100",
+                "REDI step at 8k on an H100 at >= 40% MFU",
+                ("met" if mfu >= 0.40 else "missed") if is_h100 else "not_measured",
+                f"{mfu:.1%} of the datasheet peak, {_fmt(st.get('mfu_vs_matmul_ceiling_median'), 3)} of "
+                f"the measured matmul ceiling, on {card}",
+                mfu,
+                0.40,
+                None if is_h100 else "measured on a card that is not an H100",
+            )
+        )
     else:
-        goals.append(_goal("redi_step_mfu_8k_h100", "REDI step at 8k on an H100 at >= 40% MFU", "not_measured",
-                           note="needs a CUDA device"))  # fmt: skip
+        goals.append(
+            _goal(
+                "redi_step_mfu_8k_h100",
+                "REDI step at 8k on an H100 at >= 40% MFU",
+                "not_measured",
+                note="needs a CUDA device",
+            )
+        )
 
     # 5. 2 x 19k pair on one 80 GB card
     lg = items.get("longest/ours_redi") or {}
     if lg.get("probes"):
         best = lg.get("longest_fitting_response_tokens")
         mem = ((doc.get("hardware") or {}).get("gpus") or [{}])[0].get("memory_gib")
-        goals.append(_goal("pair_2x19k_one_card", "a pair of 2 x 19k response tokens trains on one 80 GB card",
-                           "met" if best and best >= 19000 else "missed",
-                           f"longest pair that trains: 2 x {best} response tokens (search limit "
-                           f"{lg.get('search_limit')}) on {card} ({mem} GiB)", best, 19000))  # fmt: skip
+        goals.append(
+            _goal(
+                "pair_2x19k_one_card",
+                "a pair of 2 x 19k response tokens trains on one 80 GB card",
+                "met" if best and best >= 19000 else "missed",
+                f"longest pair that trains: 2 x {best} response tokens (search limit "
+                f"{lg.get('search_limit')}) on {card} ({mem} GiB)",
+                best,
+                19000,
+            )
+        )
     else:
-        goals.append(_goal("pair_2x19k_one_card", "a pair of 2 x 19k response tokens trains on one 80 GB card",
-                           "not_measured", note="needs a CUDA device"))  # fmt: skip
+        goals.append(
+            _goal(
+                "pair_2x19k_one_card",
+                "a pair of 2 x 19k response tokens trains on one 80 GB card",
+                "not_measured",
+                note="needs a CUDA device",
+            )
+        )
 
     # 6. CPU demo wall time
     pl = sec.get("pipeline")
     if pl and pl.get("wall_s") is not None:
         ok = pl.get("returncode") == 0
-        goals.append(_goal("cpu_demo_wall", "default CPU demo under 10 minutes wall on 2 cores",
-                           ("met" if pl["wall_s"] < 600 else "missed") if ok else "missed",
-                           f"{pl['wall_s']:.0f} s wall with --cores {pl.get('cores')}"
-                           + ("" if ok else f" (snakemake failed: rc {pl.get('returncode')})"), pl["wall_s"], 600))  # fmt: skip
+        goals.append(
+            _goal(
+                "cpu_demo_wall",
+                "default CPU demo under 10 minutes wall on 2 cores",
+                ("met" if pl["wall_s"] < 600 else "missed") if ok else "missed",
+                f"{pl['wall_s']:.0f} s wall with --cores {pl.get('cores')}"
+                + ("" if ok else f" (snakemake failed: rc {pl.get('returncode')})"),
+                pl["wall_s"],
+                600,
+            )
+        )
     else:
-        goals.append(_goal("cpu_demo_wall", "default CPU demo under 10 minutes wall on 2 cores", "not_measured",
-                           note="run with --pipeline (takes ~10 min and all cores)"))  # fmt: skip
+        goals.append(
+            _goal(
+                "cpu_demo_wall",
+                "default CPU demo under 10 minutes wall on 2 cores",
+                "not_measured",
+                note="run with --pipeline (takes ~10 min and all cores)",
+            )
+        )
     return goals
 
 
@@ -156,18 +237,23 @@ def _fmt(x, digits=2):
 def render_md(doc: dict) -> str:
     hw, v = doc["hardware"], doc["versions"]
     L = [f"# Benchmarks {doc['date']} on {doc['host']}", ""]
-    L.append(f"Generated by `bench/run.py` ({'quick' if doc.get('quick') else 'full'}); raw figures in "
-             f"`{doc['date']}-{doc['host']}.json`. Every comparison is a ratio measured side by side in one run "
-             "(variants interleaved, median of repeats).")  # fmt: skip
+    L.append(
+        f"Generated by `bench/run.py` ({'quick' if doc.get('quick') else 'full'}); raw figures in "
+        f"`{doc['date']}-{doc['host']}.json`. Every comparison is a ratio measured side by side in one run "
+        "(variants interleaved, median of repeats)."
+    )
     L += ["", "## Machine", ""]
     gpus = ", ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in hw.get("gpus", [])) or "none"
-    L.append(f"- CPU: {hw['cpu_model']}, {hw['cpu_usable']} usable cores ({hw['cpu_logical']} logical), "
-             f"{hw['memory_gib']} GiB RAM; GPU: {gpus}")  # fmt: skip
+    L.append(
+        f"- CPU: {hw['cpu_model']}, {hw['cpu_usable']} usable cores ({hw['cpu_logical']} logical), "
+        f"{hw['memory_gib']} GiB RAM; GPU: {gpus}"
+    )
     L.append("- " + ", ".join(f"{k} {val}" for k, val in v.items() if val and k not in ("vllm_env",)))
     for name, s in doc.get("sections", {}).items():
-        L.append(f"- `{name}`: ran {s.get('ran_at')} for {s.get('seconds')} s, load average "
-                 f"{s.get('load_average_start')} -> {s.get('load_average_end')}"
-                 + (" (quick)" if s.get("quick") else ""))  # fmt: skip
+        L.append(
+            f"- `{name}`: ran {s.get('ran_at')} for {s.get('seconds')} s, load average "
+            f"{s.get('load_average_start')} -> {s.get('load_average_end')}" + (" (quick)" if s.get("quick") else "")
+        )
     L += ["", "## Goals", "", "| goal | status | measured |", "|---|---|---|"]
     for g in doc.get("goals", []):
         m = (g.get("measured") or g.get("note") or "").replace("|", "/")
@@ -180,51 +266,86 @@ def render_md(doc: dict) -> str:
     lp = (sec.get("logprobs") or {}).get("result") or {}
     if lp.get("summary"):
         m = lp["model"]
-        L += ["", "## 1. Log-prob memory and time (CPU)", "",
-              f"REDI loss forward+backward on one pair, vocab {m['vocab']:,}, hidden {m['hidden']}, "
-              f"{m['layers']} layer, {m['dtype']}, prompt {m['prompt_tokens']} tokens, chunk {lp['chunk_size']}, "
-              f"{lp['threads']} thread(s), {lp['repeats']} repeat(s); peak = process peak RSS.", "",
-              "| response tokens | chunked peak GiB | naive peak GiB | chunked / naive | chunked s | naive s | "
-              "speed-up | fp32 logits GiB |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        L += [
+            "",
+            "## 1. Log-prob memory and time (CPU)",
+            "",
+            f"REDI loss forward+backward on one pair, vocab {m['vocab']:,}, hidden {m['hidden']}, "
+            f"{m['layers']} layer, {m['dtype']}, prompt {m['prompt_tokens']} tokens, chunk {lp['chunk_size']}, "
+            f"{lp['threads']} thread(s), {lp['repeats']} repeat(s); peak = process peak RSS.",
+            "",
+            "| response tokens | chunked peak GiB | naive peak GiB | chunked / naive | chunked s | naive s | "
+            "speed-up | fp32 logits GiB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in lp["summary"]:
-            naive = _fmt(r["naive_peak_rss_gib"]) if r["naive_measured"] else \
-                f"not run (predicted {_fmt(r.get('naive_predicted_peak_rss_gib'), 1)})"
-            L.append(f"| {r['response_tokens']:,} | {_fmt(r['chunked_peak_rss_gib'])} | {naive} | "
-                     f"{_fmt(r.get('peak_ratio_chunked_over_naive'), 3)} | {_fmt(r['chunked_seconds'])} | "
-                     f"{_fmt(r['naive_seconds'])} | {_fmt(r.get('speedup_chunked_over_naive'))} | "
-                     f"{_fmt(r['fp32_logits_gib'])} |")  # fmt: skip
+            naive = (
+                _fmt(r["naive_peak_rss_gib"])
+                if r["naive_measured"]
+                else f"not run (predicted {_fmt(r.get('naive_predicted_peak_rss_gib'), 1)})"
+            )
+            L.append(
+                f"| {r['response_tokens']:,} | {_fmt(r['chunked_peak_rss_gib'])} | {naive} | "
+                f"{_fmt(r.get('peak_ratio_chunked_over_naive'), 3)} | {_fmt(r['chunked_seconds'])} | "
+                f"{_fmt(r['naive_seconds'])} | {_fmt(r.get('speedup_chunked_over_naive'))} | "
+                f"{_fmt(r['fp32_logits_gib'])} |"
+            )
 
     tr = (sec.get("trainers") or {}).get("result") or {}
     if tr.get("comparisons"):
         st = tr["settings"]
-        L += ["", "## 2. Trainer step throughput, tiny student (CPU)", "",
-              f"Tiny student ({st['student']['parameters']:,} parameters, vocabulary {st['student']['vocab_size']}), "
-              f"{tr['threads']} torch thread, fp32, micro-batch {st['per_device_batch_size']}, SFT global batch "
-              f"{st['sft']['global_batch_size']}, pairs global batch {st['pairs']['global_batch_size']}; steps "
-              f"{tr['warmup_steps'] + 1}..{tr['steps']} timed, {tr['repeats']} interleaved repeats; tokens = "
-              "non-padding tokens through the policy.", "",
-              "| comparison | ours tokens/s | TRL tokens/s | ours / TRL | per repeat | padding ours / TRL |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+        L += [
+            "",
+            "## 2. Trainer step throughput, tiny student (CPU)",
+            "",
+            f"Tiny student ({st['student']['parameters']:,} parameters, vocabulary {st['student']['vocab_size']}), "
+            f"{tr['threads']} torch thread, fp32, micro-batch {st['per_device_batch_size']}, SFT global batch "
+            f"{st['sft']['global_batch_size']}, pairs global batch {st['pairs']['global_batch_size']}; steps "
+            f"{tr['warmup_steps'] + 1}..{tr['steps']} timed, {tr['repeats']} interleaved repeats; tokens = "
+            "non-padding tokens through the policy.",
+            "",
+            "| comparison | ours tokens/s | TRL tokens/s | ours / TRL | per repeat | padding ours / TRL "
+            "| ours / TRL per computed position (padding included) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, c in tr["comparisons"].items():
-            L.append(f"| {name} ({c['ours']} vs {c['trl']}) | {_fmt(c['ours_tokens_per_s_median'], 0)} | "
-                     f"{_fmt(c['trl_tokens_per_s_median'], 0)} | **{_fmt(c['ratio_ours_over_trl'])}** | "
-                     f"{c['ratio_per_repeat']} | {_fmt(c['ours_padding_fraction'], 3)} / "
-                     f"{_fmt(c['trl_padding_fraction'], 3)} |")  # fmt: skip
+            padded = benchlib.ratio(c.get("ours_padded_tokens_per_s_median"), c.get("trl_padded_tokens_per_s_median"))
+            L.append(
+                f"| {name} ({c['ours']} vs {c['trl']}) | {_fmt(c['ours_tokens_per_s_median'], 0)} | "
+                f"{_fmt(c['trl_tokens_per_s_median'], 0)} | **{_fmt(c['ratio_ours_over_trl'])}** | "
+                f"{c['ratio_per_repeat']} | {_fmt(c['ours_padding_fraction'], 3)} / "
+                f"{_fmt(c['trl_padding_fraction'], 3)} | {_fmt(padded)} |"
+            )
 
     vf = (sec.get("verify") or {}).get("result") or {}
     if vf.get("corpus"):
-        L += ["", "## 3. Verification throughput (CPU)", "", vf.get("note", ""), "",
-              "| items | variant | items/s | vs plain loop | agrees with plain loop |", "|---|---|---|---|---|"]
+        L += [
+            "",
+            "## 3. Verification throughput (CPU)",
+            "",
+            vf.get("note", ""),
+            "",
+            "| items | variant | items/s | vs plain loop | agrees with plain loop |",
+            "|---|---|---|---|---|",
+        ]
         for which in ("corpus", "distinct"):
             for name, r in (vf.get(which) or {}).get("variants", {}).items():
-                L.append(f"| {which} ({vf[which]['items']}) | {name} | {_fmt(r['items_per_s'], 0)} | "
-                         f"{_fmt(r['speedup_vs_plain_loop'])} | {_fmt(r['agrees_with_plain_loop'], 4)} |")  # fmt: skip
+                L.append(
+                    f"| {which} ({vf[which]['items']}) | {name} | {_fmt(r['items_per_s'], 0)} | "
+                    f"{_fmt(r['speedup_vs_plain_loop'])} | {_fmt(r['agrees_with_plain_loop'], 4)} |"
+                )
 
     ge = (sec.get("generate") or {}).get("result") or {}
     if ge.get("settings"):
-        L += ["", "## 4. Generation throughput, transformers backend, tiny student (CPU)", "",
-              f"{ge['prompts']} prompts x {ge['samples_per_prompt']} samples x {ge['max_new_tokens']} new tokens.", "",
-              "| setting | generated tokens/s | all repeats |", "|---|---|---|"]  # fmt: skip
+        L += [
+            "",
+            "## 4. Generation throughput, transformers backend, tiny student (CPU)",
+            "",
+            f"{ge['prompts']} prompts x {ge['samples_per_prompt']} samples x {ge['max_new_tokens']} new tokens.",
+            "",
+            "| setting | generated tokens/s | all repeats |",
+            "|---|---|---|",
+        ]
         for name, r in ge["settings"].items():
             L.append(f"| {name} | {_fmt(r['tokens_per_s_median'], 0)} | {r['tokens_per_s_all']} |")
 
@@ -232,28 +353,40 @@ def render_md(doc: dict) -> str:
     if gp.get("items"):
         it = gp["items"]
         mm = it.get("matmul") or {}
-        L += ["", "## 5-7. GPU", "",
-              f"Model: random-weight {gp['arch']}{' (SIMULATED on CPU)' if gp.get('simulate') else ''}; flash-attn "
-              f"{gp['flash_attn']}, Liger {gp['liger']}. Matmul ceiling (bf16 {mm.get('n')}^3): "
-              f"{mm.get('tflops_best')} TFLOP/s best, {mm.get('tflops_median')} median; datasheet "
-              f"{mm.get('datasheet_bf16_tflops')} TFLOP/s. Model FLOPs: {gp['flops_formula']}.", "",
-              "| item | tokens/s | MFU (datasheet) | MFU (ceiling) | peak GiB |", "|---|---|---|---|---|"]  # fmt: skip
+        L += [
+            "",
+            "## 5-7. GPU",
+            "",
+            f"Model: random-weight {gp['arch']}{' (SIMULATED on CPU)' if gp.get('simulate') else ''}; flash-attn "
+            f"{gp['flash_attn']}, Liger {gp['liger']}. Matmul ceiling (bf16 {mm.get('n')}^3): "
+            f"{mm.get('tflops_best')} TFLOP/s best, {mm.get('tflops_median')} median; datasheet "
+            f"{mm.get('datasheet_bf16_tflops')} TFLOP/s. Model FLOPs: {gp['flops_formula']}.",
+            "",
+            "| item | tokens/s | MFU (datasheet) | MFU (ceiling) | peak GiB |",
+            "|---|---|---|---|---|",
+        ]
         for k, r in it.items():
             if k.startswith("steps/"):
-                L.append(f"| {k} | {_fmt(r.get('tokens_per_s_median'), 0)} | {_fmt(r.get('mfu_vs_datasheet_median'), 3)} "
-                         f"| {_fmt(r.get('mfu_vs_matmul_ceiling_median'), 3)} | {_fmt(r.get('cuda_peak_allocated_gib'))} |"
-                         + (f" error: {r['error'][:80]}" if r.get("error") else ""))  # fmt: skip
+                L.append(
+                    f"| {k} | {_fmt(r.get('tokens_per_s_median'), 0)} | {_fmt(r.get('mfu_vs_datasheet_median'), 3)} "
+                    f"| {_fmt(r.get('mfu_vs_matmul_ceiling_median'), 3)} | {_fmt(r.get('cuda_peak_allocated_gib'))} |"
+                    + (f" error: {r['error'][:80]}" if r.get("error") else "")
+                )
         L += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in gp.get("comparisons", {}).items()]
         for k, r in it.items():
             if k.startswith("longest/"):
-                L.append(f"\n- {k}: longest fitting pair 2 x {r.get('longest_fitting_response_tokens')} response "
-                         f"tokens; smallest failing {r.get('smallest_failing_response_tokens')}; probes "
-                         + ", ".join(f"{p['response_tokens']}:{'ok' if p['fits'] else 'fail'}" for p in r["probes"]))
+                L.append(
+                    f"\n- {k}: longest fitting pair 2 x {r.get('longest_fitting_response_tokens')} response "
+                    f"tokens; smallest failing {r.get('smallest_failing_response_tokens')}; probes "
+                    + ", ".join(f"{p['response_tokens']}:{'ok' if p['fits'] else 'fail'}" for p in r["probes"])
+                )
         if it.get("generate"):
             g = it["generate"]
-            L.append(f"\n- generation: {g.get('backend')} {_fmt(g.get('tokens_per_s'), 0)} tokens/s "
-                     f"({g.get('sequences')} sequences x {g.get('max_new_tokens')} new tokens)"
-                     + (f" error: {g['error']}" if g.get("error") else ""))  # fmt: skip
+            L.append(
+                f"\n- generation: {g.get('backend')} {_fmt(g.get('tokens_per_s'), 0)} tokens/s "
+                f"({g.get('sequences')} sequences x {g.get('max_new_tokens')} new tokens)"
+                + (f" error: {g['error']}" if g.get("error") else "")
+            )
         if gp.get("skipped_for_budget"):
             L.append(f"\n- skipped for the time budget: {', '.join(gp['skipped_for_budget'])}")
     elif sec.get("gpu"):
@@ -261,9 +394,15 @@ def render_md(doc: dict) -> str:
 
     pl = (sec.get("pipeline") or {}).get("result") or {}
     if pl.get("wall_s") is not None:
-        L += ["", "## Default CPU demo (snakemake)", "",
-              f"`{pl['command']}`: **{pl['wall_s']} s** wall, {pl['jobs']} jobs, return code {pl['returncode']}.", "",
-              "| stage | jobs | sum of job wall s | sum of job CPU s | max RSS MB |", "|---|---|---|---|---|"]
+        L += [
+            "",
+            "## Default CPU demo (snakemake)",
+            "",
+            f"`{pl['command']}`: **{pl['wall_s']} s** wall, {pl['jobs']} jobs, return code {pl['returncode']}.",
+            "",
+            "| stage | jobs | sum of job wall s | sum of job CPU s | max RSS MB |",
+            "|---|---|---|---|---|",
+        ]
         for name, s in pl.get("stages", {}).items():
             L.append(f"| {name} | {s['jobs']} | {s['wall_s']} | {s['cpu_s']} | {s['max_rss_mb']} |")
     errors = [(k, s.get("error")) for k, s in sec.items() if s.get("error")]
@@ -286,15 +425,32 @@ def main(argv=None) -> int:
         return benchlib.worker_main(argv[1], argv[2])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smallest sizes, 1 repeat (smoke test / CI)")
-    ap.add_argument("--only", nargs="+", choices=SECTIONS, metavar="NAME", help=f"run only these: {', '.join(SECTIONS)}")
-    ap.add_argument("--out", default=None, help="results folder (default bench/results; bench/results/quick with --quick)")
-    ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats per comparison (default 3; 1 with --quick)")
-    ap.add_argument("--pipeline", action="store_true", help="also run the default CPU demo (snakemake, ~10 min, all cores)")
+    ap.add_argument(
+        "--only", nargs="+", choices=SECTIONS, metavar="NAME", help=f"run only these: {', '.join(SECTIONS)}"
+    )
+    ap.add_argument(
+        "--out", default=None, help="results folder (default bench/results; bench/results/quick with --quick)"
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats per comparison (default 3; 1 with --quick)"
+    )
+    ap.add_argument(
+        "--pipeline", action="store_true", help="also run the default CPU demo (snakemake, ~10 min, all cores)"
+    )
     ap.add_argument("--pipeline-cores", type=int, default=2)
     ap.add_argument("--logprob-threads", type=int, default=1, help="torch threads of the log-prob benchmark")
     ap.add_argument("--gpu-budget-s", type=float, default=1500, help="stop starting GPU items after this many seconds")
-    ap.add_argument("--gpu-lengths", type=int, nargs="+", help="response lengths of the GPU step benchmark (default 8192 4096 16384)")
-    ap.add_argument("--gpu-simulate", action="store_true", help="run the GPU section on the CPU with a tiny model (tests the code path)")
+    ap.add_argument(
+        "--gpu-lengths",
+        type=int,
+        nargs="+",
+        help="response lengths of the GPU step benchmark (default 8192 4096 16384)",
+    )
+    ap.add_argument(
+        "--gpu-simulate",
+        action="store_true",
+        help="run the GPU section on the CPU with a tiny model (tests the code path)",
+    )
     ap.add_argument("--vllm-python", help="python of a separate vLLM environment for the GPU generation benchmark")
     ap.add_argument("--workdir", help="scratch folder (default: a new temporary folder, removed at the end)")
     ap.add_argument("--no-merge", action="store_true", help="do not keep sections of an existing result file")
@@ -311,7 +467,9 @@ def main(argv=None) -> int:
     if args.only:
         selected = list(args.only)
     else:
-        selected = list(CPU_SECTIONS) + (["gpu"] if cuda or args.gpu_simulate else []) + (["pipeline"] if args.pipeline else [])
+        # the GPU figures are the scarce ones (device time is lent): they go first
+        selected = (["gpu"] if cuda or args.gpu_simulate else []) + list(CPU_SECTIONS)
+        selected += ["pipeline"] if args.pipeline else []
 
     doc: dict = {}
     if json_path.exists() and not args.no_merge:
@@ -320,8 +478,14 @@ def main(argv=None) -> int:
         except json.JSONDecodeError:
             doc = {}
     now = datetime.datetime.now().isoformat(timespec="seconds")
-    doc.update(schema=SCHEMA, date=date, host=host, updated_at=now, quick=bool(args.quick),
-               command="bench/run.py " + " ".join(argv))  # fmt: skip
+    doc.update(
+        schema=SCHEMA,
+        date=date,
+        host=host,
+        updated_at=now,
+        quick=bool(args.quick),
+        command="bench/run.py " + " ".join(argv),
+    )
     doc.setdefault("created_at", now)
     doc["hardware"] = benchlib.hardware()
     doc["versions"] = benchlib.versions(args.vllm_python)
@@ -338,14 +502,20 @@ def main(argv=None) -> int:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="redi-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    log(f"host {host}, {doc['hardware']['cpu_model']}, {doc['hardware']['cpu_usable']} cores, "
+    log(
+        f"host {host}, {doc['hardware']['cpu_model']}, {doc['hardware']['cpu_usable']} cores, "
         f"{'GPU ' + doc['hardware']['gpus'][0]['name'] if cuda else 'no GPU'}; sections: {', '.join(selected)}; "
-        f"repeats {repeats}; load average {doc['load_average']['start']}; results -> {json_path}")  # fmt: skip
+        f"repeats {repeats}; load average {doc['load_average']['start']}; results -> {json_path}"
+    )
     failed = False
     try:
         for name in selected:
-            entry = {"ran_at": datetime.datetime.now().isoformat(timespec="seconds"), "quick": bool(args.quick),
-                     "repeats": repeats, "load_average_start": benchlib.loadavg()}  # fmt: skip
+            entry = {
+                "ran_at": datetime.datetime.now().isoformat(timespec="seconds"),
+                "quick": bool(args.quick),
+                "repeats": repeats,
+                "load_average_start": benchlib.loadavg(),
+            }
             t0 = time.time()
             log(f"== {name}")
             try:
@@ -380,11 +550,18 @@ def main(argv=None) -> int:
                                 entry["seconds"] = round(time.time() - t0, 1)
                                 save()
 
-                        suite = bench_gpu.GpuSuite(str(workdir / "gpu"), args.quick, repeats, args.gpu_budget_s, log,
-                                                   simulate=args.gpu_simulate and not cuda,
-                                                   vllm_python=args.vllm_python, lengths=args.gpu_lengths,
-                                                   done=None if args.no_merge else previous,
-                                                   save=lambda: save_gpu([suite]))  # fmt: skip
+                        suite = bench_gpu.GpuSuite(
+                            str(workdir / "gpu"),
+                            args.quick,
+                            repeats,
+                            args.gpu_budget_s,
+                            log,
+                            simulate=args.gpu_simulate and not cuda,
+                            vllm_python=args.vllm_python,
+                            lengths=args.gpu_lengths,
+                            done=None if args.no_merge else previous,
+                            save=lambda: save_gpu([suite]),
+                        )
                         (workdir / "gpu").mkdir(parents=True, exist_ok=True)
                         entry["result"] = suite.run()
                 elif name == "pipeline":

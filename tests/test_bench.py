@@ -13,16 +13,34 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import run as bench_run  # noqa: E402
 
-GOALS = {"logprob_memory_cpu", "sft_step_cpu_vs_trl", "redi_step_gpu_vs_trl_dpo", "redi_step_mfu_8k_h100",
-         "pair_2x19k_one_card", "cpu_demo_wall"}  # fmt: skip
+GOALS = {
+    "logprob_memory_cpu",
+    "sft_step_cpu_vs_trl",
+    "redi_step_gpu_vs_trl_dpo",
+    "redi_step_mfu_8k_h100",
+    "pair_2x19k_one_card",
+    "cpu_demo_wall",
+}
 
 
 @pytest.mark.slow
 def test_quick_run_writes_the_record(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "verify", "generate", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--only",
+            "verify",
+            "generate",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (json_path,) = tmp_path.glob("*.json")
     assert json_path.with_suffix(".md").exists()
@@ -47,44 +65,122 @@ def test_quick_run_writes_the_record(tmp_path):
 
 
 def _doc(**sections):
-    return {"date": "2026-01-01", "host": "h", "quick": False,
-            "hardware": {"cpu_model": "x", "cpu_usable": 2, "cpu_logical": 2, "memory_gib": 8, "gpus": []},
-            "versions": {"torch": "2"}, "sections": {k: {"result": v} for k, v in sections.items()}}  # fmt: skip
+    return {
+        "date": "2026-01-01",
+        "host": "h",
+        "quick": False,
+        "hardware": {"cpu_model": "x", "cpu_usable": 2, "cpu_logical": 2, "memory_gib": 8, "gpus": []},
+        "versions": {"torch": "2"},
+        "sections": {k: {"result": v} for k, v in sections.items()},
+    }
 
 
 def test_goals_are_judged_from_the_figures():
-    row = {"naive_measured": True, "naive_predicted_peak_rss_gib": None, "chunked_step_peak_gib": 0.1,
-           "chunked_seconds": 1.0, "naive_seconds": 2.0, "naive_step_peak_gib": 1.0, "fp32_logits_gib": 1.0,
-           "errors": [], "speedup_chunked_over_naive": 2.0}  # fmt: skip
-    logprobs = {"model": {"vocab": 151936, "hidden": 64, "layers": 1, "dtype": "float32", "prompt_tokens": 64},
-                "chunk_size": 512, "threads": 1, "repeats": 1, "summary": [
-                    dict(row, response_tokens=4096, chunked_peak_rss_gib=1.1, naive_peak_rss_gib=14.5,
-                         peak_ratio_chunked_over_naive=0.076),
-                    dict(row, response_tokens=8192, chunked_peak_rss_gib=1.2, naive_measured=False,
-                         naive_peak_rss_gib=None, naive_predicted_peak_rss_gib=29.0),
-                    dict(row, response_tokens=2048, chunked_peak_rss_gib=1.1, naive_peak_rss_gib=7.5,
-                         peak_ratio_chunked_over_naive=0.147)]}  # fmt: skip
+    row = {
+        "naive_measured": True,
+        "naive_predicted_peak_rss_gib": None,
+        "chunked_step_peak_gib": 0.1,
+        "chunked_seconds": 1.0,
+        "naive_seconds": 2.0,
+        "naive_step_peak_gib": 1.0,
+        "fp32_logits_gib": 1.0,
+        "errors": [],
+        "speedup_chunked_over_naive": 2.0,
+    }
+    logprobs = {
+        "model": {"vocab": 151936, "hidden": 64, "layers": 1, "dtype": "float32", "prompt_tokens": 64},
+        "chunk_size": 512,
+        "threads": 1,
+        "repeats": 1,
+        "summary": [
+            dict(
+                row,
+                response_tokens=4096,
+                chunked_peak_rss_gib=1.1,
+                naive_peak_rss_gib=14.5,
+                peak_ratio_chunked_over_naive=0.076,
+            ),
+            dict(
+                row,
+                response_tokens=8192,
+                chunked_peak_rss_gib=1.2,
+                naive_measured=False,
+                naive_peak_rss_gib=None,
+                naive_predicted_peak_rss_gib=29.0,
+            ),
+            dict(
+                row,
+                response_tokens=2048,
+                chunked_peak_rss_gib=1.1,
+                naive_peak_rss_gib=7.5,
+                peak_ratio_chunked_over_naive=0.147,
+            ),
+        ],
+    }
     logprobs["summary"].sort(key=lambda r: r["response_tokens"])
-    sft = {"ours": "ours_sft", "trl": "trl_sft", "ours_tokens_per_s_median": 900.0, "trl_tokens_per_s_median": 1000.0,
-           "ratio_ours_over_trl": 0.9, "ratio_per_repeat": [0.9], "ours_padding_fraction": 0.1,
-           "trl_padding_fraction": 0.1}  # fmt: skip
-    gpu = {"arch": "qwen2.5-math-1.5b", "simulate": False, "flash_attn": True, "liger": False,
-           "flops_formula": "f", "comparisons": {"8192/redi_vs_trl_dpo_precomputed": 1.5},
-           "items": {"matmul": {"device": "NVIDIA H100 80GB HBM3", "n": 8192, "tflops_best": 700.0,
-                                "datasheet_bf16_tflops": 989.4},
-                     "steps/8192/ours_redi": {"tokens_per_s_median": 1e4, "mfu_vs_datasheet_median": 0.35,
-                                              "mfu_vs_matmul_ceiling_median": 0.5},
-                     "longest/ours_redi": {"longest_fitting_response_tokens": 24576, "search_limit": 32632,
-                                           "probes": [{"response_tokens": 19000, "fits": True}]}}}  # fmt: skip
-    doc = _doc(logprobs=logprobs, trainers={"comparisons": {"sft": sft}, "threads": 1, "warmup_steps": 2, "steps": 12, "repeats": 3,
-                                                   "settings": {"student": {"parameters": 1, "vocab_size": 2},
-                                                                "per_device_batch_size": 16,
-                                                                "sft": {"global_batch_size": 32},
-                                                                "pairs": {"global_batch_size": 16}}}, gpu=gpu,
-               pipeline={"wall_s": 500.0, "returncode": 0, "cores": 2, "command": "c", "jobs": 3, "stages": {}})
+    sft = {
+        "ours": "ours_sft",
+        "trl": "trl_sft",
+        "ours_tokens_per_s_median": 900.0,
+        "trl_tokens_per_s_median": 1000.0,
+        "ratio_ours_over_trl": 0.9,
+        "ratio_per_repeat": [0.9],
+        "ours_padding_fraction": 0.1,
+        "trl_padding_fraction": 0.1,
+    }
+    gpu = {
+        "arch": "qwen2.5-math-1.5b",
+        "simulate": False,
+        "flash_attn": True,
+        "liger": False,
+        "flops_formula": "f",
+        "comparisons": {"8192/redi_vs_trl_dpo_precomputed": 1.5},
+        "items": {
+            "matmul": {
+                "device": "NVIDIA H100 80GB HBM3",
+                "n": 8192,
+                "tflops_best": 700.0,
+                "datasheet_bf16_tflops": 989.4,
+            },
+            "steps/8192/ours_redi": {
+                "tokens_per_s_median": 1e4,
+                "mfu_vs_datasheet_median": 0.35,
+                "mfu_vs_matmul_ceiling_median": 0.5,
+            },
+            "longest/ours_redi": {
+                "longest_fitting_response_tokens": 24576,
+                "search_limit": 32632,
+                "probes": [{"response_tokens": 19000, "fits": True}],
+            },
+        },
+    }
+    doc = _doc(
+        logprobs=logprobs,
+        trainers={
+            "comparisons": {"sft": sft},
+            "threads": 1,
+            "warmup_steps": 2,
+            "steps": 12,
+            "repeats": 3,
+            "settings": {
+                "student": {"parameters": 1, "vocab_size": 2},
+                "per_device_batch_size": 16,
+                "sft": {"global_batch_size": 32},
+                "pairs": {"global_batch_size": 16},
+            },
+        },
+        gpu=gpu,
+        pipeline={"wall_s": 500.0, "returncode": 0, "cores": 2, "command": "c", "jobs": 3, "stages": {}},
+    )
     goals = {g["name"]: g["status"] for g in bench_run.evaluate_goals(doc)}
-    assert goals == {"logprob_memory_cpu": "met", "sft_step_cpu_vs_trl": "missed", "redi_step_gpu_vs_trl_dpo": "met",
-                     "redi_step_mfu_8k_h100": "missed", "pair_2x19k_one_card": "met", "cpu_demo_wall": "met"}
+    assert goals == {
+        "logprob_memory_cpu": "met",
+        "sft_step_cpu_vs_trl": "missed",
+        "redi_step_gpu_vs_trl_dpo": "met",
+        "redi_step_mfu_8k_h100": "missed",
+        "pair_2x19k_one_card": "met",
+        "cpu_demo_wall": "met",
+    }
     doc["goals"] = bench_run.evaluate_goals(doc)
     md = bench_run.render_md(doc)
     assert "| 8,192 |" in md and "not run (predicted 29.0)" in md and "**missed**" in md

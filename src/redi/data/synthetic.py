@@ -105,7 +105,7 @@ class Problem:
 
 
 def _addsub(r: random.Random) -> Problem:
-    a, b = r.randint(2, 19), r.randint(2, 19)
+    a, b = r.randint(2, 9), r.randint(2, 9)
     if r.random() < 0.5:
         c = r.randint(2, 9)
         s = a + b
@@ -156,7 +156,7 @@ def _precedence(r: random.Random) -> Problem:
     b, c = r.randint(2, 9), r.randint(2, 9)
     p = b * c
     if r.random() < 0.5:
-        a = r.randint(2, 19)
+        a = r.randint(2, 9)
         ans = a + p
         text = f"Compute {a} + {b} * {c}."
         steps = ["Multiplication comes first.", f"{b} * {c} = {p}.", f"{a} + {p} = {ans}."]
@@ -173,7 +173,7 @@ def _precedence(r: random.Random) -> Problem:
                 )
             )
     else:
-        a = r.randint(p + 1, p + 19)
+        a = r.randint(p + 1, p + 9)
         ans = a - p
         text = f"Compute {a} - {b} * {c}."
         steps = ["Multiplication comes first.", f"{b} * {c} = {p}.", f"{a} - {p} = {ans}."]
@@ -314,7 +314,7 @@ _ITEMS = ["apples", "marbles", "stickers", "coins", "books", "cards"]
 def _word(r: random.Random) -> Problem:
     name, _ = r.choice(_NAMES)
     item = r.choice(_ITEMS)
-    a = r.randint(10, 29)
+    a = r.randint(10, 18)
     b = r.randint(2, 9)
     c = r.randint(2, 9)
     d = a - b
@@ -357,20 +357,20 @@ def _single(r: random.Random) -> Problem:
     """One operation: the easy end of the mix, where a small student first gets answers right."""
     op = r.choice("+-*")
     if op == "*":
-        a, b = r.randint(2, 12), r.randint(2, 12)
+        a, b = r.randint(2, 9), r.randint(2, 9)
         ans = a * b
         mistakes = [
             ("times_table", [f"{a} * {b} = {ans + a}."], ans + a),
             ("off_by_one", [f"{a} * {b} = {ans + 1}."], ans + 1),
         ]
     elif op == "+":
-        a, b = r.randint(2, 39), r.randint(2, 19)
+        a, b = r.randint(2, 9), r.randint(2, 9)
         ans = a + b
         mistakes = [("off_by_one", [f"{a} + {b} = {ans + 1}."], ans + 1)]
         if add_no_carry(a, b) != ans:
             mistakes.append(("dropped_carry", [f"{a} + {b} = {add_no_carry(a, b)}."], add_no_carry(a, b)))
     else:
-        a = r.randint(10, 49)
+        a = r.randint(10, 18)
         b = r.randint(2, 9)
         ans = a - b
         mistakes = [("sign_slip", [f"{a} - {b} = {a + b}."], a + b)]

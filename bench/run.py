@@ -252,7 +252,9 @@ def render_md(doc: dict) -> str:
     for name, s in doc.get("sections", {}).items():
         L.append(
             f"- `{name}`: ran {s.get('ran_at')} for {s.get('seconds')} s, load average "
-            f"{s.get('load_average_start')} -> {s.get('load_average_end')}" + (" (quick)" if s.get("quick") else "")
+            f"{s.get('load_average_start')} -> {s.get('load_average_end')}"
+            + (" (quick)" if s.get("quick") else "")
+            + (f"; note: {s['note']}" if s.get("note") else "")
         )
     L += ["", "## Goals", "", "| goal | status | measured |", "|---|---|---|"]
     for g in doc.get("goals", []):
@@ -511,6 +513,9 @@ def main(argv=None) -> int:
     try:
         for name in selected:
             entry = {
+                "command": doc["command"],
+                "git_commit": doc["versions"].get("git_commit"),
+                "git_dirty": doc["versions"].get("git_dirty"),
                 "ran_at": datetime.datetime.now().isoformat(timespec="seconds"),
                 "quick": bool(args.quick),
                 "repeats": repeats,

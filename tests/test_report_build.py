@@ -259,7 +259,10 @@ def partial(tmp_path_factory):
     root = handmade_tree.write_tree(tmp_path_factory.mktemp("partial") / "tree", ROOT / "config" / "config.yaml")
     res = root / "results"
     shutil.rmtree(res / "eval" / "dpo-b0.1-lr1e-4" / "best")
-    shutil.rmtree(res / "eval" / "redi-a0.5-lr1e-4" / "step-40")
+    # one intermediate evaluation of a run, whichever steps the config saves
+    steps = sorted((res / "eval" / "redi-a0.5-lr1e-4").glob("step-*"), key=lambda p: int(p.name[5:]))
+    shutil.rmtree(steps[len(steps) // 2])
+    (root / "removed_step.txt").write_text(f"{steps[len(steps) // 2].name} {len(steps)}")
     shutil.rmtree(res / "train" / "simpo-b2-g1-lr1e-4")
     shutil.rmtree(res / "eval" / "simpo-b2-g1-lr1e-4")
     (res / "data" / "curation_report.json").unlink()
@@ -299,10 +302,11 @@ def test_missing_never_becomes_zero_anywhere(partial):
 def test_partial_sweep_and_data_tables(partial):
     header, body = md_rows(partial / "tables" / "sweep.md")
     rows = {cells[0]: dict(zip(header, cells)) for cells in body}
-    assert rows["redi-a0.5-lr1e-4"]["Evaluated"] == "2/3"
+    removed, n_steps = (partial.parent / "removed_step.txt").read_text().split()
+    assert rows["redi-a0.5-lr1e-4"]["Evaluated"] == f"{int(n_steps) - 1}/{n_steps}"
     assert rows["simpo-b2-g1-lr1e-4"]["Collapsed"] == MISSING
     assert rows["simpo-b2-g1-lr1e-4"]["Peak ± SEM"] == MISSING
-    assert "redi-a0.5-lr1e-4/step-40/synthetic" in (partial / "tables" / "sweep.md").read_text()
+    assert f"redi-a0.5-lr1e-4/{removed}/synthetic" in (partial / "tables" / "sweep.md").read_text()
     for name in ("curation", "verification"):
         text = (partial / "tables" / f"{name}.md").read_text()
         assert MISSING in text and f"{name}_report.json" in text

@@ -58,19 +58,7 @@ def tok():
 
 
 def _pairs(n=5, seed=1):
-    import random
-
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        user = {"role": "user", "content": f"Problem {i}: add {rng.randint(1, 99)} and {rng.randint(1, 99)}."}
-        out.append({
-            "id": f"q{i}",
-            "prompt": [user],
-            "chosen": [{"role": "assistant", "content": tiny._trace(rng, True, rng.randint(0, 25))}],
-            "rejected": [{"role": "assistant", "content": tiny._trace(rng, False, rng.randint(0, 25))}],
-        })
-    return out
+    return tiny.pair_records(n, seed, max_filler=25)
 
 
 def _grads(model):

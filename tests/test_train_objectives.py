@@ -4,7 +4,6 @@ step normalisation makes micro-batching irrelevant."""
 
 import copy
 import math
-import random
 from types import SimpleNamespace
 
 import pytest
@@ -38,17 +37,7 @@ def model(tok):
 
 
 def _records(n=4, seed=7):
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        user = {"role": "user", "content": f"Compute {rng.randint(1, 99)} + {rng.randint(1, 99)}, item {i}."}
-        out.append({
-            "id": f"r{i}",
-            "prompt": [user],
-            "chosen": [{"role": "assistant", "content": tiny._trace(rng, True, rng.randint(0, 20))}],
-            "rejected": [{"role": "assistant", "content": tiny._trace(rng, False, rng.randint(0, 20))}],
-        })
-    return out
+    return tiny.pair_records(n, seed, max_filler=20)
 
 
 def _reference_logps(model, tok, prompt_msgs, answer_msg):

@@ -92,6 +92,25 @@ def _trace(rng, correct: bool, filler: int) -> str:
     )
 
 
+def pair_records(n: int = 5, seed: int = 1, max_filler: int = 25) -> list[dict]:
+    """``n`` preference records (the D_Pref format) with traces of varied length."""
+    import random
+
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        user = {"role": "user", "content": f"Problem {i}: add {rng.randint(1, 99)} and {rng.randint(1, 99)}."}
+        records.append(
+            {
+                "id": f"q{i}",
+                "prompt": [user],
+                "chosen": [{"role": "assistant", "content": _trace(rng, True, rng.randint(0, max_filler))}],
+                "rejected": [{"role": "assistant", "content": _trace(rng, False, rng.randint(0, max_filler))}],
+            }
+        )
+    return records
+
+
 def write_data(directory: str | Path, n: int = 24, seed: int = 0, max_filler: int = 30) -> tuple[Path, Path]:
     """Write ``sft.jsonl`` and ``pref.jsonl`` (the curated formats of docs/design.md)."""
     import json

@@ -63,10 +63,6 @@ def verify_shards(wildcards):
     return [f"results/data/verify/shard-{i}-of-{n}.parquet" for i in range(n)]
 
 
-def benchmark_path(name):
-    return BENCHMARKS[name]
-
-
 def benchmark_inputs(names):
     """Benchmark files a rule reads (the synthetic test set is produced by the pipeline)."""
     return {name: BENCHMARKS[name] for name in names}

@@ -15,7 +15,7 @@ from redi.eval.benchmarks import (
     normalise_answer,
     problem_id,
 )
-from redi.eval.score import score_generations, score_gold
+from redi.eval.score import SAMPLE_COLUMNS, score_generations, score_gold
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = {
@@ -88,16 +88,7 @@ def test_score_rules(tmp_path):
         (True, "ok"),
         (False, "ok"),
     ]
-    assert list(df.columns) == [
-        "problem_id",
-        "sample_index",
-        "text",
-        "extracted",
-        "correct",
-        "status",
-        "length",
-        "finish_reason",
-    ]
+    assert list(df.columns) == list(SAMPLE_COLUMNS)
     assert df.loc[0, "extracted"] is not None
 
 

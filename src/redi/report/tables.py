@@ -46,6 +46,15 @@ class Notes:
 
 
 
+def _paper_cells(value, paper_value, paper_sem) -> tuple[list[str], float | None]:
+    """The 'paper' and 'difference' cells beside one of our values (a fraction; paper in %)."""
+    if paper_value is None:
+        return [NA, NA], None
+    diff = 100 * value - paper_value if value is not None else None
+    paper_text = f"{paper_value:.1f}" + (f" ± {paper_sem:.1f}" if paper_sem is not None else "")
+    return [paper_text, signed(diff)], diff
+
+
 def _param(run: dict, key: str):
     """An objective parameter, only where the run's objective uses it (run dicts carry every
     knob with its default, e.g. alpha on a DPO run)."""
@@ -211,11 +220,8 @@ def accuracy_table(
             paper_value = paper_sem = diff = None
             if with_paper:
                 paper_value, paper_sem = _paper_lookup(key, bench, kind) if bench in paper.BENCHMARKS else (None, None)
-                if paper_value is None:
-                    row += [NA, NA]
-                else:
-                    diff = 100 * value - paper_value if value is not None else None
-                    row += [f"{paper_value:.1f}" + (f" ± {paper_sem:.1f}" if paper_sem is not None else ""), signed(diff)]
+                cells, diff = _paper_cells(value, paper_value, paper_sem)
+                row += cells
             data.append(
                 {
                     "table": name,
@@ -254,11 +260,8 @@ def accuracy_table(
             if with_paper:
                 if kind == "pass1" and set(benches) == set(paper.BENCHMARKS):
                     paper_value, paper_sem = _paper_lookup(key, "avg", kind)
-                if paper_value is None:
-                    row += [NA, NA]
-                else:
-                    diff = 100 * value - paper_value if value is not None else None
-                    row += [f"{paper_value:.1f}" + (f" ± {paper_sem:.1f}" if paper_sem is not None else ""), signed(diff)]
+                cells, diff = _paper_cells(value, paper_value, paper_sem)
+                row += cells
             data.append(
                 {
                     "table": name,

@@ -2,18 +2,25 @@
 
 Steps, in order (each counted in the report; every dropped row gets a reject line):
 
-1. ``valid_only``: keep ``problem_is_valid.strip().lower() == "yes"``. Corpora without the
-   column (220k-flat / MV-only: null) are kept when ``keep_unknown_validity`` (default) and
-   counted separately.
+1. ``valid_only``: keep ``problem_is_valid.strip().lower() == "yes"`` (the paper). A null value
+   in a corpus that has the column (Raw) is dropped (``problem_is_valid null``), as the paper's
+   ``.strip()`` rule drops it; rows of corpora without the column (220k-flat / MV-only) are kept
+   when ``keep_unknown_validity`` (default) and counted separately (issue 11).
 2. ``exclude_sources``: drop rows whose ``source`` is listed (default ``["cn_k12"]``).
-3. ``label_lists``: drop rows whose label lists needed by ``label_rule`` are missing or do not
-   match the number of generations.
+3. ``label_lists``: drop rows that lack a label list ``label_rule`` reads (see
+   :data:`RULE_LISTS`), or whose list does not match the number of generations; the reason
+   names the rule, the list and its corpus field (``label_rule mv needs label_mv
+   (correctness_math_verify): null``). Lists the rule does not read are never required: a 220k
+   row with ``correctness_llama = null`` is kept under ``mv``.
 4. ``shuffle``: order rows as ``datasets.Dataset.shuffle(seed)`` orders the *original* corpus
    (``numpy.random.default_rng(seed).permutation(n_corpus_rows)``); ``row_index`` is kept.
 5. ``select``: a generation is positive when ``label_rule`` holds: ``llama_and_mv`` (default:
    Llama judge AND corpus Math-Verify), ``llama_or_mv``, ``mv``, ``recomputed`` (our bounded
-   Math-Verify label). D_SFT: first positive generation of every row that has one. D_Pref:
-   first positive = chosen, first non-positive = rejected, for rows that have both. The
+   Math-Verify label). A truncated generation (``is_reasoning_complete`` false or
+   ``finish_reasons`` "length", 220k) is never positive; it may be the rejected trace only when
+   ``truncated_as_rejected`` (default false: a cut-off answer teaches nothing about a wrong one).
+   D_SFT: first positive generation of every row that has one. D_Pref: first positive =
+   chosen, first non-positive (allowed) generation = rejected, for rows that have both. The
    ``expected`` numbers (paper: 77,629 / 53,175) are compared with the counts at this step.
 6. ``length_filter`` (D_Pref; D_SFT too if ``length_filter_sft``): prompt tokens =
    ``len(apply_chat_template([user], add_generation_prompt=True))`` with the student's
@@ -35,6 +42,7 @@ from collections import Counter
 from pathlib import Path
 
 from redi.data.io import META_NORMALIZE, JsonlWriter, mkparent, read_kv_meta, write_json
+from redi.data.schema import LABEL_FIELDS
 from redi.prompts import OPENR1_INSTRUCTION, user_content
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,7 @@ DEFAULT_CFG: dict = {
     "keep_unknown_validity": True,
     "exclude_sources": ["cn_k12"],
     "label_rule": "llama_and_mv",
+    "truncated_as_rejected": False,
     "shuffle_seed": 42,
     "max_prompt_tokens": 800,
     "max_response_tokens": 19000,
@@ -85,13 +94,17 @@ def is_valid(value) -> bool | None:
     return str(value).strip().lower() == "yes"
 
 
+# label_rule -> the canonical label lists it reads (the only ones a row must have)
+RULE_LISTS: dict[str, tuple[str, ...]] = {
+    "llama_and_mv": ("label_llama", "label_mv"),
+    "llama_or_mv": ("label_llama", "label_mv"),
+    "mv": ("label_mv",),
+    "recomputed": ("label_recomputed",),
+}
+
+
 def rule_lists(rule: str) -> list[str]:
-    return {
-        "llama_and_mv": ["label_llama", "label_mv"],
-        "llama_or_mv": ["label_llama", "label_mv"],
-        "mv": ["label_mv"],
-        "recomputed": ["label_recomputed"],
-    }[rule]
+    return list(RULE_LISTS[rule])
 
 
 def positives(row: dict, rule: str) -> list[bool]:
@@ -104,21 +117,46 @@ def positives(row: dict, rule: str) -> list[bool]:
     return [bool(x) for x in row["label_recomputed"]]
 
 
+def corpus_field(col: str, schema: str | None) -> str:
+    """The corpus field a canonical label list comes from in ``schema`` (see LABEL_FIELDS)."""
+    if col == "label_recomputed":
+        return "verify stage"
+    return LABEL_FIELDS.get(schema or "", {}).get(col, f"absent from the {schema} layout")
+
+
 def label_problem(row: dict, rule: str, n_generations: int) -> tuple[str, str] | None:
-    """(reason, detail) when the row's label lists cannot be used, else None."""
-    for col in rule_lists(rule):
+    """(reason, detail) when a label list the rule reads cannot be used, else None. The reason
+    names the rule, the list and its corpus field; lists the rule does not read are ignored."""
+    for col in RULE_LISTS[rule]:
         labels = row.get(col)
+        what = f"label_rule {rule} needs {col} ({corpus_field(col, row.get('schema'))})"
         if labels is None:
-            return "labels_missing", f"{col} is null"
+            return f"{what}: null", f"{col} is null"
         if len(labels) != n_generations:
-            return "label_length_mismatch", f"{col} has {len(labels)} labels for {n_generations} generations"
+            return (
+                f"{what}: length mismatch",
+                f"{col} has {len(labels)} labels for {n_generations} generations",
+            )
     return None
 
 
-def select(pos: list[bool]) -> tuple[int | None, int | None]:
-    """(first positive index, first non-positive index)."""
-    first_pos = next((i for i, p in enumerate(pos) if p), None)
-    first_neg = next((i for i, p in enumerate(pos) if not p), None)
+def truncated(row: dict, n_generations: int) -> list[bool]:
+    """Per generation: was it cut off (``is_reasoning_complete`` false or ``finish_reasons``
+    "length", OpenR1-Math-220k)? All false for corpora without these fields."""
+    complete = row.get("is_reasoning_complete") or [None] * n_generations
+    finish = row.get("finish_reasons") or [None] * n_generations
+    return [c is False or f == "length" for c, f in zip(complete, finish)]
+
+
+def select(pos: list[bool], cut: list[bool] | None = None, truncated_as_rejected: bool = False):
+    """(first positive index, first non-positive index); a truncated generation (``cut``) is
+    never positive and is a rejected candidate only if ``truncated_as_rejected``."""
+    cut = cut or [False] * len(pos)
+    first_pos = next((i for i, (p, c) in enumerate(zip(pos, cut)) if p and not c), None)
+    first_neg = next(
+        (i for i, (p, c) in enumerate(zip(pos, cut)) if (c and truncated_as_rejected) or (not p and not c)),
+        None,
+    )
     return first_pos, first_neg
 
 
@@ -286,6 +324,9 @@ def curate(
         raise ValueError(
             f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)"
         )
+    # where the corpus has a problem_is_valid column a null value is dropped; verified tables
+    # without normalise metadata (hand-written) say it through their schema name
+    has_validity = (normalize_meta or {}).get("has_problem_is_valid")
     n_in = 0
     drop_valid, drop_src, drop_labels = Counter(), Counter(), Counter()
     validity_unknown = 0
@@ -299,6 +340,11 @@ def curate(
             row["n_generations"] = int(n_gen or 0)
             if cfg["valid_only"]:
                 v = is_valid(row.get("problem_is_valid"))
+                column = has_validity if has_validity is not None else row.get("schema") == "raw"
+                if v is None and column:
+                    drop_valid["problem_is_valid null"] += 1
+                    reject(row, "valid_only", "problem_is_valid null", "the corpus has the column")
+                    continue
                 if v is None:
                     if not cfg["keep_unknown_validity"]:
                         drop_valid["problem_is_valid missing"] += 1
@@ -335,7 +381,7 @@ def curate(
     steps.append(
         _step("exclude_sources", n_after_valid - sum(drop_src.values()), drop_src, excluded=sorted(excluded))
     )
-    steps.append(_step("label_lists", len(kept), drop_labels, label_rule=rule))
+    steps.append(_step("label_lists", len(kept), drop_labels, label_rule=rule, reads=rule_lists(rule)))
 
     # ---- shuffle (as Dataset.shuffle(seed) over the original corpus), keep row_index
     max_ri = max((r["row_index"] for r in kept), default=-1)
@@ -348,23 +394,42 @@ def curate(
     sft_sel: list[tuple[dict, int]] = []
     pref_sel: list[tuple[dict, int, int]] = []
     drop_sft, drop_pref = Counter(), Counter()
+    as_rejected = bool(cfg["truncated_as_rejected"])
+    n_cut = n_cut_pos = 0
     for row in kept:
         pos = positives(row, rule)
-        i_pos, i_neg = select(pos)
+        cut = truncated(row, row["n_generations"])
+        n_cut += sum(cut)
+        n_cut_pos += sum(p and c for p, c in zip(pos, cut))
+        i_pos, i_neg = select(pos, cut, as_rejected)
         if i_pos is None:
-            drop_sft["no positive generation"] += 1
-            reject(row, "select_sft", "no positive generation")
-            drop_pref["no positive generation"] += 1
-            reject(row, "select_pref", "no positive generation")
+            why = "no positive generation"
+            if any(p and c for p, c in zip(pos, cut)):
+                why = "positive generations all truncated"
+            drop_sft[why] += 1
+            reject(row, "select_sft", why)
+            drop_pref[why] += 1
+            reject(row, "select_pref", why)
             continue
         sft_sel.append((row, i_pos))
         if i_neg is None:
-            drop_pref["no non-positive generation"] += 1
-            reject(row, "select_pref", "no non-positive generation")
+            why = "no non-positive generation"
+            if any(c and i != i_pos for i, c in enumerate(cut)):
+                why = "non-positive generations all truncated (truncated_as_rejected false)"
+            drop_pref[why] += 1
+            reject(row, "select_pref", why)
             continue
         pref_sel.append((row, i_pos, i_neg))
-    steps.append(_step("select_sft", len(sft_sel), drop_sft))
-    steps.append(_step("select_pref", len(pref_sel), drop_pref))
+    steps.append(
+        _step(
+            "select_sft",
+            len(sft_sel),
+            drop_sft,
+            truncated_generations=n_cut,
+            truncated_labelled_positive=n_cut_pos,
+        )
+    )
+    steps.append(_step("select_pref", len(pref_sel), drop_pref, truncated_as_rejected=as_rejected))
 
     # ---- pass 2: fetch only the selected generation texts
     need: dict[int, set[int]] = {}
@@ -523,6 +588,12 @@ def curate(
         "rejects": str(rejects_path),
         "rejects_count": rejects.count,
         "normalize": normalize_meta,
+        "label_lists": {
+            "schema": (normalize_meta or {}).get("schema"),
+            "corpus": (normalize_meta or {}).get("label_lists"),
+            "by_schema": LABEL_FIELDS,
+            "rule_reads": rule_lists(rule),
+        },
     }
     write_json(report_json, report)
     mkparent(report_md).write_text(render_markdown(report), encoding="utf-8")
@@ -585,6 +656,31 @@ def _empty_message(name: str, steps: list[dict], which: str, report_md, rejects_
     )
 
 
+def _label_list_lines(info: dict | None, rule: str) -> list[str]:
+    """Which label lists each schema has, which ones ``rule`` reads, and this corpus' counts."""
+    if not info:
+        return []
+    corpus = info.get("corpus") or {}
+    lines = [
+        "",
+        "## Label lists",
+        "",
+        f"`label_rule: {rule}` reads {', '.join(f'`{c}`' for c in info['rule_reads'])}; a row without "
+        "one of them is dropped at `label_lists`, lists the rule does not read are never required.",
+        "",
+        "| schema | label list | corpus field | read by the rule | rows with it (this corpus) |",
+        "|---|---|---|---|---:|",
+    ]
+    for schema, fields in info["by_schema"].items():
+        for col, field in fields.items():
+            here = corpus.get(col) if schema == info.get("schema") else None
+            count = f"{here['rows_with_list']:,} of {here['canonical_rows']:,}" if here else ""
+            mark = " (this corpus)" if schema == info.get("schema") else ""
+            read = "yes" if col in info["rule_reads"] else "no"
+            lines.append(f"| {schema}{mark} | `{col}` | `{field}` | {read} | {count} |")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     lines = ["# Curation report", ""]
     cfg = report["cfg"]
@@ -606,6 +702,7 @@ def render_markdown(report: dict) -> str:
         lines.append(
             f"| {c['quantity']} | {c['at_step']} | {exp} | {c['actual']:,} | {match} | {c['paper']:,} |"
         )
+    lines += _label_list_lines(report.get("label_lists"), cfg["label_rule"])
     lines += ["", "## Steps", "", "| step | kept | dropped | reasons |", "|---|---:|---:|---|"]
     for s in report["steps"]:
         kept = "—" if s.get("kept") is None else f"{s['kept']:,}"
@@ -648,4 +745,4 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["curate", "resolve_cfg", "DEFAULT_CFG", "LABEL_RULES"]
+__all__ = ["curate", "resolve_cfg", "DEFAULT_CFG", "LABEL_RULES", "RULE_LISTS"]

@@ -25,6 +25,7 @@ def canonical_schema():
             ("label_llama", lb),
             ("label_mv", lb),
             ("is_reasoning_complete", lb),
+            ("finish_reasons", pa.list_(pa.string())),
             ("schema", pa.string()),
         ]
     )

@@ -11,14 +11,29 @@ Detected input schemas (first match wins):
 Canonical columns: see ``docs/design.md`` and :func:`redi.data.io.canonical_schema`.
 ``label_mv`` is the corpus' Math-Verify label on the re-parsed answer (Raw) or
 ``correctness_math_verify`` (flat schemas). ``source`` missing -> ``"unknown"``.
+:data:`LABEL_FIELDS` says which corpus field fills each canonical label list, per schema.
 
 Malformed rows never vanish: each goes to the rejects file (JSON lines with ``row_index``,
 ``step`` = ``"normalize"``, ``reason``, ``detail``) and is counted; the counts are also stored in
 the canonical parquet's footer metadata (key ``redi.normalize``) so curation can report them.
-Null elements inside label lists are read as ``False`` (and counted); any other non-boolean
-label rejects the row (``label_not_bool``: ``bool("no")`` would be ``True``). Text that is not
+
+Label lists are never required here (issue 11): which lists a row needs depends on the
+curation ``label_rule``, so a null or unusable list becomes null in the canonical table and is
+counted (``notes.<label>_null``, ``notes.<label>_not_a_list_set_null``,
+``notes.<label>_not_bool_set_null``); curation drops the row only when its rule reads that list
+(OpenR1-Math-220k has ``correctness_llama = null`` on the ~88 % of rows Math-Verify alone
+decided). A list whose length differs from the generations is kept as it is and judged by
+curation the same way. Null elements inside a list are read as ``False`` (and counted); any other
+non-boolean element makes the list unusable (``bool("no")`` would be ``True``).
+``is_reasoning_complete`` and ``finish_reasons`` (220k) are kept when they have one entry per
+generation (else set null, counted); curation reads them to keep truncated traces out of D_SFT
+and D_Pref. Text that is not
 valid UTF-8 (a JSON-lines row with undecodable bytes or lone ``\\ud800`` escapes) rejects the
 row (``text_not_utf8``); control characters and NUL are valid text and are kept verbatim.
+
+The normalise footer (``redi.normalize``) also records ``has_problem_is_valid`` (whether the
+corpus has that column: curation drops null validity only where it has) and ``label_lists``
+(for each canonical list: the corpus field and how many rows have it).
 
 Rows with the same problem text are all kept, as the paper keeps the corpus rows as they are;
 they are counted (``notes.duplicate_problem_rows``: rows whose problem was seen in an earlier
@@ -59,6 +74,27 @@ SCHEMAS: dict[str, list[str]] = {
 }
 
 
+# canonical label list -> the corpus field it is read from, per schema (one home: normalise
+# fills them, the curation report prints them, and curation names them when a rule lacks one)
+LABEL_FIELDS: dict[str, dict[str, str]] = {
+    "raw": {
+        "label_llama": "correctness.llama_verification",
+        "label_mv": "correctness.math_verify_reparsed_answer",
+    },
+    "flat": {"label_llama": "correctness_llama", "label_mv": "correctness_math_verify"},
+    "mv_only": {"label_mv": "correctness_math_verify"},
+}
+
+
+def _field(row: dict, dotted: str):
+    value = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 def problem_id(problem: str) -> str:
     """sha1 of the whitespace-normalised problem text, first 16 hex digits."""
     # surrogatepass: an id even for text that is not valid UTF-8 (such rows are rejected)
@@ -96,22 +132,36 @@ def detect_schema(schema, path="<corpus>") -> str:
     )
 
 
-def _labels(value, n: int, name: str, counters: Counter):
-    """Returns (list[bool] | None, error reason | None)."""
+def _labels(value, name: str, counters: Counter) -> list[bool] | None:
+    """A label list as booleans, or None (counted) when it is null or unusable. Never rejects:
+    whether the row needs this list is the curation rule's business."""
     if value is None:
-        return None, f"{name}_missing"
+        counters[f"{name}_null"] += 1
+        return None
     if not isinstance(value, (list, tuple)):
-        return None, f"{name}_not_a_list"
-    if len(value) != n:
-        return None, "label_length_mismatch"
+        counters[f"{name}_not_a_list_set_null"] += 1
+        return None
     out = []
+    nulls = 0
     for v in value:
         if v is None:
-            counters["null_label_elements_as_false"] += 1
+            nulls += 1
         elif not isinstance(v, (bool, int)) or v not in (0, 1):
-            return None, "label_not_bool"
+            counters[f"{name}_not_bool_set_null"] += 1
+            return None
         out.append(bool(v))
-    return out, None
+    counters["null_label_elements_as_false"] += nulls
+    return out
+
+
+def _per_generation(value, n: int, name: str, counters: Counter, cast):
+    """A per-generation list (``is_reasoning_complete``, ``finish_reasons``) or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        counters[f"{name}_set_null"] += 1
+        return None
+    return [None if x is None else cast(x) for x in value]
 
 
 def _canonical_row(
@@ -146,49 +196,13 @@ def _canonical_row(
         return None, "text_not_utf8", "a text field holds bytes that are not valid UTF-8"
     n = len(gens)
 
-    label_llama = label_mv = None
-    if schema_name == "raw":
-        corr = row.get("correctness")
-        if not isinstance(corr, dict):
-            return None, "labels_missing", "correctness is null"
-        label_llama, err = _labels(corr.get("llama_verification"), n, "label_llama", counters)
-        if err:
-            return (
-                None,
-                err,
-                f"llama_verification has {_len(corr.get('llama_verification'))} labels for {n} generations",
-            )
-        label_mv, err = _labels(corr.get("math_verify_reparsed_answer"), n, "label_mv", counters)
-        if err:
-            return (
-                None,
-                err,
-                f"math_verify_reparsed_answer has {_len(corr.get('math_verify_reparsed_answer'))} labels for {n} generations",
-            )
-    else:
-        if schema_name == "flat":
-            label_llama, err = _labels(row.get("correctness_llama"), n, "label_llama", counters)
-            if err:
-                return (
-                    None,
-                    err,
-                    f"correctness_llama has {_len(row.get('correctness_llama'))} labels for {n} generations",
-                )
-        label_mv, err = _labels(row.get("correctness_math_verify"), n, "label_mv", counters)
-        if err:
-            return (
-                None,
-                err,
-                f"correctness_math_verify has {_len(row.get('correctness_math_verify'))} labels for {n} generations",
-            )
-
-    complete = row.get("is_reasoning_complete")
-    if complete is not None:
-        if not isinstance(complete, (list, tuple)) or len(complete) != n:
-            counters["is_reasoning_complete_set_null"] += 1
-            complete = None
-        else:
-            complete = [bool(x) for x in complete]
+    fields = LABEL_FIELDS[schema_name]
+    labels = {
+        name: _labels(_field(row, fields[name]), name, counters) if name in fields else None
+        for name in ("label_llama", "label_mv")
+    }
+    complete = _per_generation(row.get("is_reasoning_complete"), n, "is_reasoning_complete", counters, bool)
+    finish = _per_generation(row.get("finish_reasons"), n, "finish_reasons", counters, str)
 
     validity = row.get("problem_is_valid")
     source = row.get("source")
@@ -201,9 +215,10 @@ def _canonical_row(
             "answer": answer,
             "problem_is_valid": None if validity is None else str(validity),
             "generations": list(gens),
-            "label_llama": label_llama,
-            "label_mv": label_mv,
+            "label_llama": labels["label_llama"],
+            "label_mv": labels["label_mv"],
             "is_reasoning_complete": complete,
+            "finish_reasons": finish,
             "schema": schema_name,
         },
         None,
@@ -233,13 +248,15 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
     import pyarrow.parquet as pq
 
     corpus = load_corpus(input_path)
-    schema_name = detect_schema(corpus.columns(), corpus.path)
+    columns = corpus.columns()
+    schema_name = detect_schema(columns, corpus.path)
     log.info("%s: detected schema %r", corpus.path, schema_name)
     out_schema = canonical_schema()
     counters: Counter = Counter()
     reasons: Counter = Counter()
     row_index = 0
     n_out = 0
+    with_list: Counter = Counter()  # canonical rows that have each label list
     seen: set[str] = set()  # problem ids of the rows kept so far (duplicates are counted)
     writer = pq.ParquetWriter(str(mkparent(output_path)), out_schema)
     try:
@@ -269,6 +286,8 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
                             counters["duplicate_problem_rows"] += 1
                         seen.add(canon["problem_id"])
                         out_rows.append(canon)
+                        for name in LABEL_FIELDS[schema_name]:
+                            with_list[name] += canon[name] is not None
                     row_index += 1
                 if out_rows:
                     writer.write_table(pa.Table.from_pylist(out_rows, schema=out_schema))
@@ -282,6 +301,12 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
             "rejected_rows": sum(reasons.values()),
             "reject_reasons": dict(sorted(reasons.items())),
             "notes": dict(sorted(counters.items())),
+            # curation drops null validity only in corpora that have the column (issue 11)
+            "has_problem_is_valid": "problem_is_valid" in columns,
+            "label_lists": {
+                name: {"field": field, "rows_with_list": with_list[name], "canonical_rows": n_out}
+                for name, field in LABEL_FIELDS[schema_name].items()
+            },
             "rejects_path": str(rejects_path),
         }
         writer.add_key_value_metadata({META_NORMALIZE: json.dumps(summary)})
@@ -303,4 +328,4 @@ def canonical_rows(path) -> list[dict]:
     return read_canonical(path).to_pylist()
 
 
-__all__ = ["SCHEMAS", "detect_schema", "normalize", "problem_id", "read_canonical", "canonical_rows"]
+__all__ = ["LABEL_FIELDS", "SCHEMAS", "detect_schema", "normalize", "problem_id", "read_canonical", "canonical_rows"]

@@ -141,7 +141,7 @@ def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
                     c["recomputed_true"] += r
                     c[f"status_{stat[gi]}"] += 1
                     for name, labels in (("mv", row["label_mv"]), ("llama", row["label_llama"])):
-                        if labels is None:
+                        if labels is None or len(labels) != len(rec):  # curation drops such rows
                             continue
                         c[f"{name}_compared"] += 1
                         c[f"{name}_true"] += labels[gi]

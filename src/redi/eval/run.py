@@ -300,6 +300,14 @@ def evaluate(
         "benchmark_path": str(benchmark_path),
         "limit": limit,
     }
+    from redi import provenance
+
+    metrics["provenance"] = provenance.record(
+        model=model_path,
+        data={"benchmark": benchmark_path},
+        config={"backend": backend, "sampling": asdict(sampling), "n_samples": n_samples, "limit": limit,
+                "verify_timeout_s": float(verify_timeout_s), "backend_options": backend_options or {}},
+    )
     import pandas as pd
 
     csv_tmp = out / f".{METRICS_CSV}.tmp"

@@ -48,10 +48,54 @@ class Environment:
     attn_implementation: str
     padding_free: bool
     gradient_checkpointing: bool
+    deepspeed: bool = False
+
+    @property
+    def precision(self) -> str:
+        """How the forward pass computes (see :func:`precision_mode`)."""
+        return precision_mode(self.bf16, self.deepspeed)
+
+    def numerics(self) -> dict:
+        """What actually ran, for the run summary (issue 13, item 14)."""
+        return {
+            "precision": self.precision,
+            "attention": self.attn_implementation,
+            "padding": "packed (position_ids, no padding)" if self.padding_free else "padded (attention_mask)",
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "deepspeed": self.deepspeed,
+        }
 
 
-def resolve_environment(cfg: RunConfig, world_size: int = 1) -> Environment:
-    """Turn the ``auto`` settings into concrete ones for this machine."""
+PRECISION_MODES = {
+    "fp32": "fp32 weights, fp32 compute",
+    "bf16-autocast": "fp32 master weights, bf16 autocast (single device, DDP, FSDP)",
+    "bf16": "bf16 weights, no autocast (DeepSpeed bf16; fp32 master copy inside its optimizer)",
+}
+
+
+def precision_mode(bf16: bool, deepspeed: bool) -> str:
+    """The forward numerics of a training job: a key of :data:`PRECISION_MODES`.
+
+    The DPO reference pass must use the same mode as the policy, or the step-0 loss is not
+    ``log 2`` (issue 13, item 9): DeepSpeed converts the module to bf16 and runs without
+    autocast, while accelerate's DDP/FSDP keep fp32 weights under bf16 autocast.
+    """
+    if not bf16:
+        return "fp32"
+    return "bf16" if deepspeed else "bf16-autocast"
+
+
+def under_deepspeed() -> bool:
+    """True inside a worker that ``accelerate launch`` started with a DeepSpeed config."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
+
+
+def resolve_environment(cfg: RunConfig, world_size: int = 1, deepspeed: bool | None = None) -> Environment:
+    """Turn the ``auto`` settings into concrete ones for this machine.
+
+    ``deepspeed``: whether the training job runs under DeepSpeed (default: this process's
+    accelerate environment); the reference pass passes the training job's value.
+    """
     import torch
 
     cuda = torch.cuda.is_available()
@@ -70,11 +114,34 @@ def resolve_environment(cfg: RunConfig, world_size: int = 1) -> Environment:
                 pass
     padding_free = cfg.padding_free
     if padding_free == "auto":
-        padding_free = attn.startswith("flash")
+        # packed rows need an attention that reads sequence boundaries without an O(S^2) mask
+        # (FlashAttention varlen, FlexAttention block masks); SDPA would get a dense block mask
+        padding_free = attn.startswith(("flash", "flex"))
     gc = cfg.gradient_checkpointing
     if gc == "auto":
         gc = cuda
-    return Environment(device, n_gpus, world_size, bool(bf16), attn, bool(padding_free), bool(gc))
+    ds = under_deepspeed() if deepspeed is None else bool(deepspeed)
+    return Environment(device, n_gpus, world_size, bool(bf16), attn, bool(padding_free), bool(gc), ds)
+
+
+def check_reference_numerics(ref_logps_path: str, env: Environment) -> None:
+    """Refuse cached reference log-probs computed in another precision mode than this run's.
+
+    Raises:
+        ValueError: naming both modes (the DPO loss would not start at ``log 2``).
+    """
+    import pyarrow.parquet as pq
+
+    meta = json.loads((pq.read_schema(ref_logps_path).metadata or {}).get(b"redi", b"{}"))
+    made = meta.get("precision")
+    if made is None:
+        log.warning("%s records no precision mode; cannot check it matches this run's %r", ref_logps_path, env.precision)
+    elif made != env.precision:
+        raise ValueError(
+            f"{ref_logps_path}: reference log-probs were computed in precision mode {made!r} but this "
+            f"run trains in {env.precision!r} ({PRECISION_MODES[env.precision]}); the DPO loss would not "
+            "start at log 2. Recompute them with the training job's accelerate config and bf16 setting."
+        )
 
 
 def _fingerprint(cfg: RunConfig, model_path, data_path, ref_logps_path) -> str:
@@ -138,6 +205,8 @@ def train(
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
+    from redi import tracking
+
     from . import schedule
     from .batching import Collator, ExampleDataset, GlobalBatchSampler, attach_reference, load_tokenized
     from .trainer import REDI_STATE, RediTrainer, latest_resumable
@@ -154,7 +223,8 @@ def train(
     if cfg.objective == "dpo" and not ref_logps_path:
         raise ValueError(f"run {cfg.name!r}: objective 'dpo' needs ref_logps_path (cached reference log-probs)")
 
-    state = PartialState()
+    # cpu=True without CUDA: else every gloo rank thinks it is the main process (issue 13, item 15)
+    state = PartialState(cpu=not torch.cuda.is_available())
     main = state.is_main_process
     env = resolve_environment(cfg, state.num_processes)
     ga = cfg.gradient_accumulation(state.num_processes)
@@ -192,6 +262,7 @@ def train(
         data = load_tokenized(data_path, tokenizer, model_path, cfg, cache_dir=ckpt_dir)
     if cfg.objective == "dpo":
         attach_reference(data, ref_logps_path, cfg)
+        check_reference_numerics(ref_logps_path, env)
     n_examples = len(data)
     total = schedule.total_steps(n_examples, cfg.global_batch_size, cfg.epochs, cfg.max_steps)
     save_at = schedule.checkpoint_steps(n_examples, cfg.global_batch_size, cfg.epochs,
@@ -234,7 +305,7 @@ def train(
         logging_strategy="no",
         save_strategy="no",
         eval_strategy="no",
-        report_to="none",
+        **tracking.trainer_arguments(tracking.resolve(), cfg.to_dict(), out),
         disable_tqdm=True,
         seed=cfg.seed,
         remove_unused_columns=False,
@@ -311,6 +382,7 @@ def train(
         "attn_implementation": env.attn_implementation,
         "padding_free": env.padding_free,
         "gradient_checkpointing": env.gradient_checkpointing,
+        "numerics": env.numerics(),
         "tokenization": data.stats,
         "config": cfg.to_dict(),
         "model_path": str(model_path),
@@ -318,6 +390,13 @@ def train(
         "ref_logps_path": ref_logps_path,
     }
     if main:
+        from redi import provenance
+
+        summary["provenance"] = provenance.record(
+            config=cfg.to_dict(), model=model_path,
+            data={"train": data_path, "reference log-probs": ref_logps_path,
+                  "corpus": provenance.corpus_of(data_path)},
+        )
         shutil.copyfile(metrics_live, out / ".metrics.jsonl.tmp")
         os.replace(out / ".metrics.jsonl.tmp", out / "metrics.jsonl")
         _write_atomic(out / "summary.json", json.dumps(summary, indent=1))

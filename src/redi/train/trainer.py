@@ -39,6 +39,9 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from . import objectives
+from redi import tracking
+from redi.progress import Progress
+
 from .collapse import CollapseDetector
 from .logprobs import install_logprob_head, response_logprobs, sequence_sums
 
@@ -242,6 +245,7 @@ class StepMetricsCallback(TrainerCallback):
         cfg = trainer.run_cfg.collapse
         self.detector = CollapseDetector(cfg.window, cfg.drop)
         self._mark = None
+        self.progress = None
 
     def prime(self, records: list[dict]) -> None:
         """Replay earlier metrics (after a resume) into the collapse detector."""
@@ -254,6 +258,9 @@ class StepMetricsCallback(TrainerCallback):
         tr._session_start = time.time()
         tr._wall_at_start = float(tr.redi_state["wall_seconds"])
         self._mark = time.perf_counter()
+        # one progress line per 30 s (and at every save): steps, tokens/s, ETA (issue 15)
+        self.progress = Progress(f"training {tr.run_cfg.name}", state.max_steps, "steps", logger=log,
+                                 start_done=state.global_step)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         tr = self.trainer
@@ -309,13 +316,15 @@ class StepMetricsCallback(TrainerCallback):
                 f.write(json.dumps(record) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            log.info(
-                "step %d/%d loss %.5f chosen %.4f rejected %s |g| %s |dtheta| %.3g lr %.3g %.0f tok/s",
-                state.global_step, state.max_steps, record["loss"], chosen,
-                "-" if rejected is None else f"{rejected:.4f}",
-                "-" if record["grad_norm"] is None else f"{record['grad_norm']:.3g}", update_norm,
-                record["learning_rate"], record["tokens_per_second"],
+            self.progress.update(
+                1, tokens=tokens, force=state.global_step in tr.save_steps_set or bool(flag),
+                note="step {} loss {:.5f} chosen {:.4f} rejected {} |g| {} |dtheta| {:.3g} lr {:.3g}".format(
+                    state.global_step, record["loss"], chosen, "-" if rejected is None else f"{rejected:.4f}",
+                    "-" if record["grad_norm"] is None else f"{record['grad_norm']:.3g}", update_norm,
+                    record["learning_rate"],
+                ),
             )
+        tr.log(tracking.scalars(record))  # the Trainer's report_to integrations (TensorBoard, W&B, MLflow)
         if state.global_step in tr.save_steps_set:
             control.should_save = True
         return control

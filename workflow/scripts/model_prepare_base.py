@@ -13,5 +13,6 @@ prepare_base(
     revision=spec.get("revision"),
     local_path=spec.get("local_path"),
     config_overrides=spec.get("config_overrides"),
+    chat_template=spec.get("chat_template"),
     trust_remote_code=spec.get("trust_remote_code", snakemake.params.get("trust_remote_code", False)),
 )

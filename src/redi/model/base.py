@@ -37,11 +37,14 @@ def prepare_base(
     local_path: str | None = None,
     config_overrides: dict | None = None,
     trust_remote_code: bool = False,
+    chat_template: str | None = None,
 ) -> dict:
     """Save the student to ``out_dir`` with ``config_overrides`` applied to its config.
 
     The paper edits Qwen2.5-Math-1.5B to ``max_position_embeddings=32768`` and
-    ``rope_theta=300000`` so that 19k-token traces fit.
+    ``rope_theta=300000`` so that 19k-token traces fit. ``chat_template``: a Jinja file that
+    replaces the tokenizer's template (a template that rewrites assistant turns is refused by
+    training, see :func:`redi.train.batching.check_template_keeps_content`).
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -62,6 +65,8 @@ def prepare_base(
         _edit_config(config, key, value)
     model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype="auto", **kwargs)
     out = Path(out_dir)
+    if chat_template:
+        tokenizer.chat_template = Path(chat_template).read_text(encoding="utf-8")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"source": source, "revision": revision, "overrides": dict(config_overrides or {})}

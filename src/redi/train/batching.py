@@ -5,6 +5,10 @@ Tokenisation (the student's own chat template, see ``redi.prompts``):
 * prompt ids = ``apply_chat_template([user], add_generation_prompt=True)``;
 * full ids = ``apply_chat_template([user, assistant])``; it must start with the prompt ids
   (checked; an error names the example otherwise);
+* the response must be the assistant content, token for token: once per call the first example
+  is rendered and its response ids compared with the tokenised content (+ end-of-turn); a
+  template that rewrites assistant turns (DeepSeek-R1-Distill's keeps only the text after
+  ``</think>``) stops the run with :class:`ChatTemplateError` (issue 11);
 * response ids = the rest of the full ids, up to and including the template's end-of-turn token
   (``<|im_end|>``; the tokenizer's EOS if the template has none). The ``"\\n"`` the Qwen template
   writes after ``<|im_end|>`` is dropped: it is not a response token, is never scored and never
@@ -99,6 +103,52 @@ def _split_response(full: np.ndarray, prompt: np.ndarray, eot: int | None, ex_id
     return response
 
 
+class ChatTemplateError(ValueError):
+    """The student's chat template does not write the assistant content unchanged."""
+
+
+def _template_name(tokenizer) -> str:
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else str(tokenizer.chat_template)
+    digest = hashlib.sha1(template.encode("utf-8")).hexdigest()[:12]
+    return f"the chat template of {getattr(tokenizer, 'name_or_path', '') or 'the tokenizer'!r} (sha1 {digest})"
+
+
+def check_template_keeps_content(tokenizer, messages: list[dict], eot: int | None, ex_id: str) -> None:
+    """Render ``messages`` (ending in an assistant turn) and require the response ids to equal
+    ``tokenizer(content) + [end-of-turn]``. Raises :class:`ChatTemplateError` naming the template
+    and the fix otherwise. Called once per :func:`tokenize_records` (one example is enough: a
+    template rewrites every assistant turn the same way)."""
+    content = messages[-1]["content"]
+    prompt = _encode(tokenizer, [_template(tokenizer, messages[:-1], True)])[0]
+    full = _encode(tokenizer, [_template(tokenizer, messages, False)])[0]
+    expected = _encode(tokenizer, [content])[0]
+    if eot is not None:
+        expected = np.append(expected, np.int32(eot))
+    n = len(prompt)
+    response = full[n:] if len(full) >= n and np.array_equal(full[:n], prompt) else None
+    if response is not None and eot is not None:
+        hits = np.nonzero(response == eot)[0]
+        response = response[: hits[-1] + 1] if len(hits) else response
+    if response is not None and np.array_equal(response, expected):
+        return
+    if response is None:
+        what = "the rendered conversation does not start with the rendered generation prompt"
+    else:
+        diff = next((k for k, (a, b) in enumerate(zip(response, expected)) if a != b), min(len(response), len(expected)))
+        shown = tokenizer.decode(response[:40].tolist())
+        what = (
+            f"the assistant turn renders as {len(response)} tokens, its content is {len(expected)} tokens "
+            f"(+ end of turn); they differ from token {diff}; the rendered response starts {shown!r}"
+        )
+    raise ChatTemplateError(
+        f"example {ex_id!r}: {_template_name(tokenizer)} does not keep the assistant content: {what}. "
+        "Training would not learn the traces as written (a DeepSeek-R1-Distill-style template drops "
+        "the reasoning before </think>). Fix: set `student.chat_template` to a Jinja file whose "
+        "assistant turn writes the content unchanged (e.g. the base model's Qwen2.5 template) and "
+        "prepare the student again."
+    )
+
+
 @dataclass
 class TokenizedData:
     """Token ids of every example (int32 arrays), in file order."""
@@ -158,6 +208,8 @@ def tokenize_records(records: list[dict], tokenizer, cfg) -> TokenizedData:
             conv_a.append(msgs)
     if len(set(ids)) != len(ids):
         raise ValueError("example ids are not unique")
+    if conv_a:
+        check_template_keeps_content(tokenizer, conv_a[0], eot, ids[0])
     prompts = _encode(tokenizer, [_template(tokenizer, m, True) for m in prompt_msgs])
     full_a = _encode(tokenizer, [_template(tokenizer, m, False) for m in conv_a])
     chosen = [_split_response(f, p, eot, i) for f, p, i in zip(full_a, prompts, ids)]

@@ -51,6 +51,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from redi.progress import Progress
+
 log = logging.getLogger(__name__)
 
 THINK_END = "</think>"
@@ -313,6 +315,8 @@ def verify_many_timed(
 
     t0 = time.monotonic()
     n_batch_fail = 0
+    # items/s in the job's log, one line per 30 s at most (issue 15)
+    progress = Progress("verification", len(todo), "items", logger=log)
     with ProcessPool(
         max_workers=workers,
         initializer=_worker_init,
@@ -346,9 +350,11 @@ def verify_many_timed(
                     status = "timeout" if isinstance(exc, cf.TimeoutError) else "error"
                     secs = float(timeout_s) if status == "timeout" else 0.0
                     results[idx[0]] = (Verdict(False, status, None), secs)
+                    progress.update(1)
                 continue
             for i, (ok, status, extracted, secs) in zip(idx, out):
                 results[i] = (Verdict(bool(ok), status, extracted), float(secs))
+            progress.update(len(idx))
     log.debug(
         "verified %d items (%d batches re-run singly) in %.2fs",
         len(todo),

@@ -17,9 +17,9 @@ Config (``tracking`` in config/config.yaml; config/README.md)::
   ``project``. Off by default and never required: naming one that is not installed fails the
   job at its start with the package to install.
 
-Snakemake passes the config to the training job through the ``REDI_TRACKING`` environment
-variable (so it also reaches ``accelerate launch`` workers, and changing it never invalidates a
-finished run).
+Snakemake passes the config to every job through the ``REDI_TRACKING`` environment variable
+(set by ``rules/tracking.smk`` when the workflow is read, so it also reaches ``accelerate
+launch`` workers and SLURM jobs, and changing it never invalidates a finished run).
 """
 
 from __future__ import annotations
@@ -90,6 +90,17 @@ def scalars(record: dict) -> dict:
         if value == value and abs(value) != float("inf"):
             out[key] = float(value)
     return out
+
+
+def run_dir_of(model_path: str | Path) -> Path | None:
+    """The training run folder a model belongs to (``results/train/{run}/checkpoints/checkpoint-N``
+    or ``results/train/{run}/model``), or None (the student, a reference model)."""
+    p = Path(model_path)
+    if p.parent.name == "checkpoints" and p.name.startswith("checkpoint-"):
+        return p.parent.parent
+    if p.name == "model" and (p.parent / "summary.json").is_file():
+        return p.parent
+    return None
 
 
 def log_evaluation(run_dir: str | Path, metrics: dict, tracking: dict | None = None) -> Path | None:

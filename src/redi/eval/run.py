@@ -32,6 +32,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
+from redi.progress import Progress
+
+from redi import tracking
 from redi.eval.benchmarks import Problem, load_benchmark
 from redi.eval.generate import (
     Generation,
@@ -234,6 +237,8 @@ def evaluate(
         backend,
     )
     if jobs:
+        progress = Progress(f"generation {run}/{checkpoint}/{benchmark_name}", len(problems) * n_samples,
+                            "samples", logger=log, start_done=len(problems) * n_samples - n_todo)
 
         def on_batch(gens: list[Generation], seconds: float) -> None:
             share = seconds / max(1, len(gens))
@@ -244,6 +249,7 @@ def evaluate(
             journal.append(recs)
             for r in recs:
                 done.setdefault((r["problem_id"], r["sample_index"]), r)
+            progress.update(len(gens), tokens=sum(g.length for g in gens))
 
         engine = make_backend(
             backend,
@@ -314,6 +320,9 @@ def evaluate(
     pd.DataFrame([tidy_row(metrics)]).to_csv(csv_tmp, index=False)
     os.replace(csv_tmp, out / METRICS_CSV)
     _atomic_write_text(out / METRICS_JSON, json.dumps(metrics, indent=2) + "\n")
+    run_dir = tracking.run_dir_of(model_path)
+    if run_dir is not None:  # a checkpoint's accuracy lands on its run's live curves
+        tracking.log_evaluation(run_dir, metrics)
     log.info(
         "%s/%s/%s: pass@1 %.4f +- %.4f over %d samples (%d truncated, %d timeouts)",
         run,

@@ -8,7 +8,14 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from redi.data.sources import hub_cache_dir  # noqa: E402
-from redi.plan import all_runs, check_consistency, sft_runs, stage2_runs  # noqa: E402
+from redi.plan import (  # noqa: E402
+    all_runs,
+    check_consistency,
+    reference_resources,
+    sft_runs,
+    stage2_runs,
+    stage_resources,
+)
 
 check_consistency(config)
 
@@ -31,19 +38,21 @@ wildcard_constraints:
 
 
 def res(stage, key):
+    if stage == "reference":
+        return (RES.get("reference") or reference_resources(RES["train"]))[key]
     return RES[stage][key]
 
 
 def gpu_resources(stage):
-    """Resources of a rule: SLURM reads gpu/cpus_per_gpu/mem_mb/runtime; locally a profile caps gpu."""
-    spec = RES[stage]
-    out = {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"]}
-    if spec["gpu"]:
-        out["gpu"] = spec["gpu"]
-        out["cpus_per_gpu"] = spec["cpus_per_gpu"]
-        if spec["gpu_model"]:
-            out["gpu_model"] = spec["gpu_model"]
-    return out
+    """Resources of a rule: SLURM reads gpu/cpus_per_gpu/nodes/mem_mb/runtime (redi.plan.stage_resources)."""
+    return stage_resources(config, stage)
+
+
+def dpo_trains_under_deepspeed():
+    """The DPO jobs run under DeepSpeed (bf16 weights): the reference pass must match them."""
+    from redi.train.launch import trains_under_deepspeed
+
+    return trains_under_deepspeed(RES["accelerate_config"], RES["train"]["gpu"])
 
 
 # ---- data ------------------------------------------------------------------------------
@@ -158,6 +167,23 @@ def sampling_params(kind):
         "n_samples": EVAL[kind]["n_samples"],
         "limit": EVAL[kind]["limit"],
     }
+
+
+def reference_sampling(wildcards):
+    """Final-evaluation sampling with the reference model's own budget, if it names one."""
+    ref = reference_model(wildcards.ref)
+    out = sampling_params("final")
+    if ref.get("max_new_tokens"):
+        out["max_new_tokens"] = ref["max_new_tokens"]
+    return out
+
+
+def reference_eval(wildcards):
+    """The evaluation config with the reference model's own vLLM context, if it names one."""
+    ref = reference_model(wildcards.ref)
+    if not ref.get("max_model_len"):
+        return EVAL
+    return {**EVAL, "vllm": {**EVAL["vllm"], "max_model_len": ref["max_model_len"]}}
 
 
 def reference_model(name):

@@ -120,7 +120,7 @@ rule eval_reference:
     params:
         run="reference-{ref}",
         checkpoint="final",
-        sampling=sampling_params("final"),
-        eval=EVAL,
+        sampling=reference_sampling,
+        eval=reference_eval,
     script:
         "../workflow/scripts/eval_run.py"

@@ -41,11 +41,12 @@ rule reference_logps:
         "benchmarks/train/{sft_run}-ref_logps.tsv"
     conda:
         "../envs/train.yaml"
-    threads: res("train", "threads")
+    threads: res("reference", "threads")
     resources:
-        **gpu_resources("train"),
+        **gpu_resources("reference"),
     params:
         run=reference_run,
+        deepspeed=dpo_trains_under_deepspeed(),
     script:
         "../workflow/scripts/train_ref_logps.py"
 

@@ -94,7 +94,7 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     checked here with that code's own rule, so the workflow stops before any job starts."""
     from redi.data.synthetic import resolve_cfg as synthetic_cfg
     from redi.eval.generate import SamplingConfig, VLLMBackend
-    from redi.model.student import TINY_DEFAULTS
+    from redi.model.shape import TINY_DEFAULTS
     from redi.train.config import RunConfig
     from redi.train.launch import accelerate_config_path
 
@@ -138,6 +138,46 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
         synthetic_cfg(config["corpus"]["synthetic"])
     except ValueError as error:
         raise ConfigError(f"config key 'corpus.synthetic': {error}") from error
+
+
+def stage_resources(config: dict, stage: str) -> dict:
+    """The Snakemake ``resources`` of a rule of ``stage`` (a key of config ``resources``, or
+    ``reference`` for the DPO reference pass), as the SLURM executor plugin reads them.
+
+    GPU rules get ``nodes: 1`` (issue 13, item 3): the jobstep plugin runs the job as
+    ``srun -n1 --gpus=N --nodes=1``, so an allocation spread over two nodes cannot host it;
+    training and evaluation are single-node jobs (one task; ``accelerate launch`` or the vLLM
+    engines start one worker per GPU inside it). ``reference`` defaults to one GPU of the
+    training node shape (the pass uses one device; issue 13, item 11).
+    """
+    res = config["resources"]
+    if stage == "reference":
+        spec = res.get("reference") or reference_resources(res["train"])
+    else:
+        spec = res[stage]
+    out = {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"]}
+    if spec["gpu"]:
+        out["gpu"] = spec["gpu"]
+        out["cpus_per_gpu"] = spec["cpus_per_gpu"]
+        out["nodes"] = 1
+        if spec.get("gpu_model"):
+            out["gpu_model"] = spec["gpu_model"]
+    return out
+
+
+def reference_resources(train: dict) -> dict:
+    """Default resources of the reference pass: one of the training job's GPUs with its share
+    of the node's memory and cores, and the training job's time limit."""
+    gpus = int(train["gpu"])
+    share = max(1, gpus)
+    return {
+        "gpu": min(gpus, 1),
+        "cpus_per_gpu": train["cpus_per_gpu"],
+        "mem_mb": max(8000, int(train["mem_mb"]) // share),
+        "runtime": train["runtime"],
+        "threads": train["cpus_per_gpu"] if gpus else train["threads"],
+        "gpu_model": train.get("gpu_model"),
+    }
 
 
 def format_number(value: float) -> str:

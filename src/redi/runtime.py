@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 
 def set_threads(n: int) -> None:
@@ -22,3 +28,169 @@ def set_threads(n: int) -> None:
         torch.set_num_interop_threads(n)
     except RuntimeError:  # already set once in this process
         pass
+
+
+# ---- child processes find the package (issue 13, item 1) -----------------------------------
+
+def src_path() -> str:
+    """The folder that holds the ``redi`` package (``src/`` of a checkout)."""
+    import redi
+
+    return str(Path(redi.__file__).resolve().parents[1])
+
+
+def worker_env(base: dict | None = None, **extra: str) -> dict:
+    """Environment for a Python child process (``accelerate launch``/``torchrun`` workers, vLLM
+    engines) with the package's folder first on ``PYTHONPATH``.
+
+    Snakemake 9.27 removes ``PYTHONPATH`` from conda jobs, and the env files do not install the
+    package (a conda env cannot know where the checkout is), so a worker started with
+    ``-m redi...`` would die with ``No module named 'redi'`` unless the path is passed here.
+    """
+    env = dict(os.environ if base is None else base)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != src_path()]
+    env["PYTHONPATH"] = os.pathsep.join([src_path(), *rest])
+    env.update(extra)
+    return env
+
+
+# ---- GPUs: fail fast, and never share a GPU between two local jobs (items 6, 7) -------------
+
+CUDA12_HINT = (
+    "The torch wheels on PyPI for the pinned versions are CUDA 13 builds and need an NVIDIA driver "
+    "of release 580 or newer. On an older driver install the CUDA 12 build of the same torch "
+    "version from the PyTorch index (pip install torch==<version> --index-url "
+    "https://download.pytorch.org/whl/cu12<minor>, as listed on pytorch.org for that version), "
+    "or ask for nodes with a newer driver."
+)
+
+
+def driver_version() -> str | None:
+    """The NVIDIA kernel driver's version, or None where no driver is installed."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+        for word in text.split():
+            if word[:1].isdigit() and word.count(".") >= 1:
+                return word
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30,
+        )
+        return out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def require_cuda(n: int, what: str = "this job") -> None:
+    """Raise when ``n > 0`` GPUs are requested and torch cannot use that many.
+
+    Without this, a job that asked SLURM for 8 GPUs on a node whose driver is older than the
+    wheel's CUDA would train on the CPU for days (torch falls back silently).
+
+    Raises:
+        RuntimeError: naming the torch version, its CUDA build, the driver version and
+            ``CUDA_VISIBLE_DEVICES``, with the CUDA 12 install hint.
+    """
+    if int(n) <= 0:
+        return
+    import torch
+
+    usable = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if usable >= int(n):
+        return
+    raise RuntimeError(
+        f"{what} requests {int(n)} GPU(s) but torch can use {usable}: torch {torch.__version__} "
+        f"(built for CUDA {torch.version.cuda or 'none: a CPU-only build'}), NVIDIA driver "
+        f"{driver_version() or 'not found'}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}. "
+        f"{CUDA12_HINT} To run on the CPU instead, set resources.<stage>.gpu: 0."
+    )
+
+
+def _local_gpu_ids() -> list[str]:
+    """GPUs this process may use, without initialising CUDA (which would fix the device set
+    before ``CUDA_VISIBLE_DEVICES`` is narrowed): ``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi``."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def gpu_lock_dir() -> Path:
+    """Where local GPU leases live: one machine-wide folder per user (``REDI_GPU_LOCK_DIR``)."""
+    default = Path(tempfile.gettempdir()) / f"redi-gpu-locks-{os.getuid()}"
+    return Path(os.environ.get("REDI_GPU_LOCK_DIR", default))
+
+
+@contextlib.contextmanager
+def gpu_lease(n: int, *, poll_s: float = 10.0, log=None):
+    """Hold ``n`` of this machine's GPUs for the duration of the block and pin the process (and
+    every child) to them through ``CUDA_VISIBLE_DEVICES``.
+
+    Snakemake never sets ``CUDA_VISIBLE_DEVICES`` and, without ``--resources gpu=N``, starts every
+    GPU job at once: on one box ``snakemake --cores all`` would put 15 vLLM engines (each taking
+    90 % of the memory) and two training runs on the same cards. Each local GPU job therefore
+    takes an exclusive ``flock`` on one file per GPU and waits (logging why) until ``n`` are
+    free. Under SLURM (``SLURM_JOB_ID`` set) the allocation is already exclusive and pinned:
+    nothing is locked. Locks vanish with the process, so a killed job never leaves one behind.
+
+    Raises:
+        RuntimeError: more GPUs requested than the machine shows.
+    """
+    n = int(n)
+    if n <= 0 or os.environ.get("SLURM_JOB_ID"):
+        yield os.environ.get("CUDA_VISIBLE_DEVICES")
+        return
+    ids = _local_gpu_ids()
+    if n > len(ids):
+        raise RuntimeError(
+            f"this job requests {n} GPU(s) but this machine shows {len(ids)} "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}, nvidia-smi -L); "
+            "lower resources.<stage>.gpu or free/expose more GPUs. " + CUDA12_HINT
+        )
+    folder = gpu_lock_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    held: list[tuple[str, object]] = []
+    waited = False
+    try:
+        while True:
+            for gpu in ids:
+                if len(held) == n:
+                    break
+                handle = open(folder / f"gpu-{gpu}.lock", "a+")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    handle.close()
+                    continue
+                held.append((gpu, handle))
+            if len(held) == n:
+                break
+            for _, handle in held:  # never sit on some GPUs while waiting for more
+                handle.close()
+            held.clear()
+            if not waited and log is not None:
+                log(f"waiting for {n} free GPU(s) of {ids} (leases in {folder})")
+            waited = True
+            time.sleep(poll_s)
+        chosen = ",".join(g for g, _ in held)
+        previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+        os.environ["CUDA_VISIBLE_DEVICES"] = chosen
+        if log is not None:
+            log(f"GPU lease: CUDA_VISIBLE_DEVICES={chosen}")
+        try:
+            yield chosen
+        finally:
+            if previous is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = previous
+    finally:
+        for _, handle in held:
+            handle.close()

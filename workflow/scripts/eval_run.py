@@ -21,7 +21,10 @@ from redi.runtime import set_threads  # noqa: E402
 
 set_threads(snakemake.threads)
 
+import logging  # noqa: E402
+
 from redi.eval.run import evaluate  # noqa: E402
+from redi.runtime import gpu_lease, require_cuda  # noqa: E402
 
 
 def _get(namedlist, key, default=None):
@@ -53,25 +56,29 @@ if model_path is None:
 
 backend = _get(params, "backend") or cfg.get("backend", "transformers")
 metrics_path = Path(snakemake.output.metrics)
-evaluate(
-    str(model_path),
-    bench,
-    str(bench_path),
-    metrics_path.parent,
-    run=run,
-    checkpoint=checkpoint,
-    step=step,
-    n_samples=int(_get(params, "n_samples") or sampling["n_samples"]),
-    backend=backend,
-    temperature=float(sampling.get("temperature", 0.6)),
-    top_p=float(sampling.get("top_p", 0.95)),
-    max_new_tokens=int(sampling.get("max_new_tokens", 32768)),
-    seed=int(sampling.get("seed", 0)),
-    limit=sampling.get("limit"),
-    batch_size=cfg.get("batch_size"),
-    verify_timeout_s=float(cfg.get("verify_timeout_s", 5.0)),
-    threads=snakemake.threads,
-    backend_options=dict(cfg.get("vllm") or {}) if backend == "vllm" else None,
-)
+gpus = int(snakemake.resources.get("gpu", 0) or 0)
+with gpu_lease(gpus, log=logging.getLogger("eval_run").info):  # local runs: exclusive GPUs
+    if backend != "vllm":  # vLLM may run in its own interpreter (evaluation.vllm.python)
+        require_cuda(gpus, f"evaluation of {run}/{checkpoint} on {bench}")
+    evaluate(
+        str(model_path),
+        bench,
+        str(bench_path),
+        metrics_path.parent,
+        run=run,
+        checkpoint=checkpoint,
+        step=step,
+        n_samples=int(_get(params, "n_samples") or sampling["n_samples"]),
+        backend=backend,
+        temperature=float(sampling.get("temperature", 0.6)),
+        top_p=float(sampling.get("top_p", 0.95)),
+        max_new_tokens=int(sampling.get("max_new_tokens", 32768)),
+        seed=int(sampling.get("seed", 0)),
+        limit=sampling.get("limit"),
+        batch_size=cfg.get("batch_size"),
+        verify_timeout_s=float(cfg.get("verify_timeout_s", 5.0)),
+        threads=snakemake.threads,
+        backend_options=dict(cfg.get("vllm") or {}) if backend == "vllm" else None,
+    )
 if metrics_path.name != "metrics.json" or not metrics_path.exists():
     raise RuntimeError(f"eval_run: expected {metrics_path} to be the written metrics.json")

@@ -281,6 +281,44 @@ class TransformersBackend(Backend):
 # ----------------------------------------------------------------------------- vLLM
 
 
+def model_context_length(model_path: str | os.PathLike) -> int | None:
+    """``max_position_embeddings`` of a saved model (``config.json``), or None if absent."""
+    cfg = Path(model_path) / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text())
+    value = data.get("max_position_embeddings") or (data.get("text_config") or {}).get("max_position_embeddings")
+    return int(value) if value else None
+
+
+def generation_budget(
+    prompt_lengths: Sequence[int], max_new_tokens: int, max_model_len: int | None, where: str = "evaluation"
+) -> dict:
+    """Check that every prompt gets its full ``max_new_tokens`` within ``max_model_len``.
+
+    vLLM does not refuse ``max_tokens > max_model_len - prompt`` (it silently cuts the sample at
+    ``max_model_len``), and a model keeps its own context length (4,096 for Qwen2.5-Math-1.5B)
+    unless told otherwise: the recorded ``max_new_tokens`` would then not be what the samples had
+    (issue 13, item 10). Returns the budget actually given, for the metrics.
+
+    Raises:
+        ValueError: naming ``where``, the longest prompt, the budget and the context.
+    """
+    longest = max((int(n) for n in prompt_lengths), default=0)
+    if max_model_len is not None and longest + int(max_new_tokens) > int(max_model_len):
+        raise ValueError(
+            f"{where}: the longest prompt ({longest} tokens) + max_new_tokens ({int(max_new_tokens)}) "
+            f"exceeds the context max_model_len ({int(max_model_len)}); the samples would be cut short "
+            "silently. Lower evaluation.sampling.max_new_tokens (or the reference model's "
+            "max_new_tokens), or raise max_model_len if the model's positions allow it."
+        )
+    return {
+        "max_new_tokens": int(max_new_tokens),
+        "max_model_len": None if max_model_len is None else int(max_model_len),
+        "longest_prompt_tokens": longest,
+    }
+
+
 def visible_gpus() -> list[str]:
     """GPU ids this job may use: ``CUDA_VISIBLE_DEVICES`` when set, else every device torch sees."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -437,9 +475,13 @@ class VLLMBackend(Backend):
         max_num_seqs: int | None = None,
         trust_remote_code: bool = False,
         gpus: Sequence[str] | None = None,
+        python: str | None = None,
     ):
         from transformers import AutoTokenizer
 
+        # vLLM 0.33 pins torch 2.14 and transformers < 5.21: outside conda it lives in its own
+        # virtualenv, named here (evaluation.vllm.python); every engine then runs there
+        self.python = str(python) if python else None
         self.model_path = str(model_path)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
             self.model_path, trust_remote_code=trust_remote_code
@@ -473,7 +515,7 @@ class VLLMBackend(Backend):
         jobs = list(jobs)
         if not jobs:
             return
-        if len(self.groups) == 1:
+        if len(self.groups) == 1 and self.python is None:
             if self._llm is None:
                 self._llm = _vllm_engine(self.model_path, self.llm_kwargs)
             _vllm_generate_chunks(
@@ -495,9 +537,8 @@ class VLLMBackend(Backend):
         import sys
         import tempfile
 
-        import redi
+        from redi.runtime import worker_env
 
-        src = str(Path(redi.__file__).resolve().parents[1])
         workdir = Path(tempfile.mkdtemp(prefix="redi-vllm-dp-"))
         workers = []
         try:
@@ -516,13 +557,10 @@ class VLLMBackend(Backend):
                 spec_path = workdir / f"spec-{rank}.json"
                 spec_path.write_text(json.dumps(spec))
                 Path(spec["out"]).touch()
-                env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpus))
-                env["PYTHONPATH"] = os.pathsep.join(
-                    [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-                )
+                env = worker_env(CUDA_VISIBLE_DEVICES=",".join(gpus))
                 err = open(workdir / f"stderr-{rank}.log", "wb")
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "redi.eval.generate", str(spec_path)],
+                    [self.python or sys.executable, "-m", "redi.eval.generate", str(spec_path)],
                     env=env,
                     stdout=err,
                     stderr=subprocess.STDOUT,

@@ -41,7 +41,9 @@ from redi.eval.generate import (
     GenerationJob,
     SamplingConfig,
     contiguous_runs,
+    generation_budget,
     make_backend,
+    model_context_length,
 )
 
 log = logging.getLogger(__name__)
@@ -212,6 +214,16 @@ def evaluate(
         str(model_path), trust_remote_code=trust_remote_code
     )
     prompts = {p.problem_id: prompt_token_ids(tokenizer, p.problem) for p in problems}
+    # every sample gets the full recorded budget, or the job stops here (issue 13, item 10)
+    backend_options = dict(backend_options or {})
+    budget = generation_budget(
+        [len(ids) for ids in prompts.values()],
+        sampling.max_new_tokens,
+        backend_options.get("max_model_len") or model_context_length(model_path),
+        where=f"{run}/{checkpoint}/{benchmark_name} ({model_path})",
+    )
+    if backend == "vllm":
+        backend_options["max_model_len"] = budget["max_model_len"]  # explicit, never the model's
     hashes = {pid: prompt_hash(ids) for pid, ids in prompts.items()}
 
     fingerprint = {"model": model_fingerprint(model_path), "sampling": asdict(sampling)}
@@ -301,6 +313,7 @@ def evaluate(
         ),
         "backend": backend,
         "sampling": asdict(sampling),
+        "generation_budget": budget,
         "verify_timeout_s": float(verify_timeout_s),
         "reused_samples": len(reused_keys),
         "benchmark_path": str(benchmark_path),

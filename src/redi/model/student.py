@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from redi.model.shape import TINY_DEFAULTS  # noqa: F401  (re-exported; one home in shape.py)
 from redi.prompts import OPENR1_INSTRUCTION
 
 log = logging.getLogger(__name__)
@@ -31,18 +32,6 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-TINY_DEFAULTS = {
-    "vocab_size": 1024,
-    "hidden_size": 128,
-    "intermediate_size": 384,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 2048,
-    "rope_theta": 10000.0,
-    "tie_word_embeddings": True,
-    "seed": 0,
-}
 
 
 def _qwen2_pre_tokenizer() -> pre_tokenizers.PreTokenizer:

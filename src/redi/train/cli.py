@@ -58,7 +58,7 @@ def _cmd_train(args) -> int:
     summary = run_training(
         _run_dict(args), args.model, args.data, args.out,
         ref_logps_path=args.ref_logps, threads=args.threads, gpus=args.gpus,
-        accelerate_config=args.accelerate_config,
+        accelerate_config=args.accelerate_config, cpu_processes=args.cpu_processes,
     )
     print(json.dumps({k: summary[k] for k in ("run", "steps", "stopped_reason", "collapsed")}))
     return 0
@@ -97,6 +97,7 @@ def register(subparsers) -> None:
     p.add_argument("--ref-logps", default=None, help="cached reference log-probs (dpo)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--gpus", type=int, default=0, help=">1: launch with accelerate")
+    p.add_argument("--cpu-processes", type=int, default=1, help="with --gpus 0: >1 trains with gloo DDP on the CPU")
     p.add_argument("--accelerate-config", default="zero2",
                    help="ddp | zero2 | zero3 | fsdp, or a path (with --gpus > 1)")
     p.set_defaults(func=_cmd_train)

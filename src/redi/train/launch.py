@@ -27,10 +27,24 @@ def accelerate_config_path(name_or_path: str | None) -> Path:
     p = Path(name)
     if p.is_file():
         return p
-    candidate = ACCELERATE_CONFIGS / (name if name.endswith(".yaml") else f"{name}.yaml")
+    # a relative "accelerate/zero2.yaml" also names the shipped file when the workflow's
+    # working directory (snakemake -d) is not the repository
+    file_name = p.name if p.name.endswith(".yaml") else f"{p.name}.yaml"
+    candidate = ACCELERATE_CONFIGS / file_name
     if not candidate.is_file():
         raise FileNotFoundError(f"accelerate config {name!r} not found (looked in {ACCELERATE_CONFIGS})")
     return candidate
+
+
+def trains_under_deepspeed(accelerate_config: str | None, gpus: int) -> bool:
+    """Whether a training job with these settings runs under DeepSpeed: only multi-GPU jobs go
+    through ``accelerate launch`` (one GPU trains in-process, without DeepSpeed)."""
+    if int(gpus) <= 1:
+        return False
+    import yaml
+
+    spec = yaml.safe_load(accelerate_config_path(accelerate_config).read_text()) or {}
+    return spec.get("distributed_type") == "DEEPSPEED"
 
 
 def in_distributed_worker() -> bool:
@@ -47,12 +61,25 @@ def launch_command(
     threads: int,
     gpus: int,
     accelerate_config: str | None,
+    cpu_processes: int = 0,
 ) -> list[str]:
-    per_worker = max(1, int(threads) // max(1, gpus))
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(accelerate_config_path(accelerate_config)),
-        "--num_processes", str(gpus),
+    """The command that starts one worker per GPU (``accelerate launch`` with the named config),
+    or, with ``gpus == 0`` and ``cpu_processes > 1``, ``cpu_processes`` CPU workers
+    (``torch.distributed.run``; gloo; accelerate's own CPU launcher needs MPI).
+
+    Run it with :func:`redi.runtime.worker_env` so that the workers import this package.
+    """
+    n = int(gpus) if int(gpus) > 0 else int(cpu_processes)
+    per_worker = max(1, int(threads) // max(1, n))
+    if int(gpus) > 0:
+        head = [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--config_file", str(accelerate_config_path(accelerate_config)),
+            "--num_processes", str(n),
+        ]
+    else:
+        head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
+    cmd = head + [
         "-m", "redi.train.cli", "run",
         "--config", str(run_json),
         "--model", str(model_path),
@@ -76,9 +103,21 @@ def run_training(
     gpus: int = 0,
     accelerate_config: str | None = None,
     log_file: str | None = None,
+    cpu_processes: int = 1,
 ) -> dict:
-    """``train()`` in this process (``gpus <= 1``) or under ``accelerate launch`` (``gpus > 1``)."""
-    if int(gpus) <= 1 or in_distributed_worker():
+    """``train()`` in this process (one GPU, or the CPU) or one worker per GPU under
+    ``accelerate launch`` (``gpus > 1``); ``cpu_processes > 1`` with ``gpus == 0`` trains with
+    that many CPU processes (gloo DDP; used by the tests and for CPU clusters).
+
+    Raises:
+        RuntimeError: ``gpus > 0`` and torch cannot use that many GPUs (``require_cuda``).
+    """
+    from redi.runtime import require_cuda, worker_env
+
+    if not in_distributed_worker():
+        require_cuda(int(gpus), f"training run {run.get('name')!r}")
+    workers = int(gpus) if int(gpus) > 0 else int(cpu_processes)
+    if workers <= 1 or in_distributed_worker():
         from .run import train
 
         return train(run, model_path, data_path, out_dir, ref_logps_path=ref_logps_path, threads=threads)
@@ -87,11 +126,13 @@ def run_training(
     run_json = out / "checkpoints" / "launch_run.json"
     run_json.write_text(json.dumps(run, indent=1))
     cmd = launch_command(run_json, model_path, data_path, out_dir, ref_logps_path=ref_logps_path,
-                         threads=threads, gpus=int(gpus), accelerate_config=accelerate_config)
+                         threads=threads, gpus=int(gpus), accelerate_config=accelerate_config,
+                         cpu_processes=int(cpu_processes))  # fmt: skip
     log.info("launching: %s", " ".join(cmd))
     stream = open(log_file, "a") if log_file else None
     try:
-        subprocess.run(cmd, check=True, stdout=stream, stderr=subprocess.STDOUT if stream else None)
+        subprocess.run(cmd, check=True, env=worker_env(), stdout=stream,
+                       stderr=subprocess.STDOUT if stream else None)  # fmt: skip
     finally:
         if stream:
             stream.close()

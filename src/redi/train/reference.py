@@ -3,8 +3,10 @@
 DPO needs ``log pi_ref(y|x)`` for every chosen and rejected response. Computing them once, before
 training, means the DPO job holds one model (the paper's setup needed ZeRO-3 to hold two). The
 pass uses the same tokenisation, truncation, chunked log-prob head and (on GPU) bf16 autocast as
-training, so at step 0 the policy's log-probs equal the cached ones and the DPO loss is
-``log 2``.
+training, and the same precision mode as the training job (``run.precision_mode``: fp32,
+fp32 weights under bf16 autocast, or bf16 weights as DeepSpeed trains; issue 13, item 9), so at
+step 0 the policy's log-probs equal the cached ones and the DPO loss is ``log 2``. The mode is
+recorded in the file and training refuses a file of another mode.
 
 Output parquet: ``id, ref_chosen_logp, ref_rejected_logp`` (float64 sums over response tokens),
 with the truncation settings in the schema metadata (key ``redi``); training refuses a file made
@@ -27,8 +29,13 @@ def compute_reference_logps(
     out_path: str,
     run_cfg: dict,
     threads: int = 1,
+    deepspeed: bool = False,
 ) -> dict:
-    """Write the reference parquet for ``pref_path``; returns a small summary dict."""
+    """Write the reference parquet for ``pref_path``; returns a small summary dict.
+
+    ``deepspeed``: the DPO training job runs under DeepSpeed (bf16 weights, no autocast); see
+    :func:`redi.train.launch.trains_under_deepspeed`.
+    """
     from redi.runtime import set_threads
 
     set_threads(threads)
@@ -49,7 +56,7 @@ def compute_reference_logps(
     cfg = RunConfig.from_dict(run_cfg)
     if not cfg.is_pairwise:
         raise ValueError(f"reference log-probs are for pair data; objective is {cfg.objective!r}")
-    env = resolve_environment(cfg)
+    env = resolve_environment(cfg, deepspeed=deepspeed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     # the pipeline's own model directory: remote code stays off (see docs/robustness.md)
@@ -57,8 +64,9 @@ def compute_reference_logps(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     data = load_tokenized(pref_path, tokenizer, model_path, cfg)
+    weights = torch.bfloat16 if env.precision == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, attn_implementation=env.attn_implementation, trust_remote_code=False
+        model_path, dtype=weights, attn_implementation=env.attn_implementation, trust_remote_code=False
     ).to(device)
     model.eval()
     collate = Collator(data, tokenizer.pad_token_id, env.padding_free, sft_units=False)
@@ -68,7 +76,7 @@ def compute_reference_logps(
     chosen = np.zeros(n, dtype=np.float64)
     rejected = np.zeros(n, dtype=np.float64)
     bs = cfg.per_device_batch_size
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=env.bf16):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=env.precision == "bf16-autocast"):
         for s in range(0, n, bs):
             idx = [int(i) for i in order[s : s + bs]]
             batch = collate([{"index": i, "weight": 1.0} for i in idx])
@@ -94,6 +102,7 @@ def compute_reference_logps(
         "max_prompt_length": cfg.max_prompt_length,
         "max_response_length": cfg.max_response_length,
         "bf16": env.bf16,
+        "precision": env.precision,
         "logprob_chunk_size": cfg.logprob_chunk_size,
         "n": n,
     }

@@ -11,6 +11,8 @@ import importlib
 import sys
 
 STAGES = ("data", "model", "train", "eval", "report")
+# stage-independent commands: name -> module with ``register_command(parser)``
+COMMANDS = {"status": "redi.status"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"redi.{stage}.cli")
         stage_parser = stages.add_parser(stage, help=module.__doc__.strip().splitlines()[0])
         module.register(stage_parser.add_subparsers(dest="command", required=True))
+    for name, path in COMMANDS.items():
+        module = importlib.import_module(path)
+        module.register_command(stages.add_parser(name, help=module.__doc__.strip().splitlines()[0]))
     return parser
 
 

@@ -52,7 +52,7 @@ class CollapseDetector:
 
 RULE_TEXT = (
     "A stage-2 run is flagged **collapsed** when (a) its chosen per-token log-prob, smoothed with "
-    "an exponential moving average over {span} steps, ends at least {chosen_drop:g} nats/token "
+    "a running median over {span} steps (robust to single wild batches), ends at least {chosen_drop:g} nats/token "
     "below its level over the first {span} steps (and stays there to the last step), and (b) its "
     "held-out accuracy at a later checkpoint is below its peak (step 0 = the start model "
     "included) by more than {sem_factor:g} combined SEMs; or when the in-training guard fired "
@@ -68,7 +68,7 @@ class CollapseRule:
     """Thresholds of :func:`assess` (defaults chosen so that the issue-15 run is caught:
     chosen -0.06 -> -0.28 nats/token while held-out accuracy fell 22.4 % -> 7.4 %)."""
 
-    span: int = 10  # EMA span (steps) of the chosen per-token log-prob; also the baseline window
+    span: int = 10  # running-median window (steps) of the chosen per-token log-prob; also the baseline window
     chosen_drop: float = 0.1  # nats/token the smoothed chosen log-prob must fall below its start
     sem_factor: float = 2.0  # accuracy drop from the peak, in combined SEMs
 
@@ -107,6 +107,19 @@ def ema(values: list[float], span: int) -> list[float]:
     return out
 
 
+def running_median(values: list[float], span: int) -> list[float]:
+    """Median of the last ``span`` finite values at each position (NaN before the first)."""
+    import statistics
+
+    window: deque = deque(maxlen=max(1, int(span)))
+    out = []
+    for v in values:
+        if v is not None and math.isfinite(float(v)):
+            window.append(float(v))
+        out.append(statistics.median(window) if window else float("nan"))
+    return out
+
+
 def _finite(v) -> bool:
     try:
         return v is not None and math.isfinite(float(v))
@@ -131,7 +144,7 @@ def assess(records: list[dict] | None, curve: list[tuple] | None, rule: Collapse
         chosen = [float(r["chosen_logp_per_token"]) for r in rows]
         head = chosen[: rule.span]
         out.chosen_start = sum(head) / len(head)
-        smooth = ema(chosen, rule.span)
+        smooth = running_median(chosen, rule.span)
         out.chosen_end = smooth[-1]
         bar = out.chosen_start - rule.chosen_drop
         if len(rows) > rule.span and smooth[-1] <= bar:

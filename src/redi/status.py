@@ -1,0 +1,276 @@
+"""``redi status``: one table of every planned training run and evaluation, and where each stands.
+
+Reads only small files, never a model, so it is fast on a paper-size tree and safe while
+Snakemake runs (issue 15). The plan comes from :mod:`redi.plan` (the same runs Snakemake
+builds), checkpoint steps from :func:`redi.train.schedule.checkpoint_steps` (or the run's
+``summary.json`` once it has finished). States:
+
+* ``done``     - the declared output exists (``summary.json`` / ``metrics.json``); shows the
+  final loss and collapse verdict, or pass@1 ± SEM.
+* ``running``  - partial state that was written to in the last ``stale_s`` seconds (a training
+  run's live ``checkpoints/metrics.jsonl``: step n of N, last loss, last accuracy; an
+  evaluation's ``generations.jsonl``: samples done of total).
+* ``failed``   - the newest Snakemake log reports an error for the job's output, or partial
+  state has not moved for ``stale_s`` seconds; the job's log path is shown.
+* ``not started`` - none of the above.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from redi.plan import all_runs
+
+STALE_S = 3600.0  # partial state older than this (and no Snakemake error) counts as failed
+
+
+@dataclass
+class Row:
+    kind: str  # train | eval
+    name: str  # run, or run/checkpoint/benchmark
+    state: str  # not started | running | done | failed
+    progress: str = ""  # "step 40/104", "384/800 samples"
+    detail: str = ""  # last loss / accuracy / collapse verdict
+    log: str = ""  # the job's log (for running and failed jobs)
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _last_lines(path: Path, n: int = 1, max_bytes: int = 65536) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in data.splitlines() if line.strip()][-n:]
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
+def snakemake_failures(root: Path) -> dict[str, str]:
+    """Output path -> log path of every job the newest ``.snakemake/log/*.snakemake.log`` reports
+    as failed ("Error in rule ..." blocks)."""
+    logs = sorted((root / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return {}
+    failures: dict[str, str] = {}
+    block: list[str] | None = None
+    for line in logs[-1].read_text(errors="replace").splitlines() + [""]:
+        if line.startswith("Error in rule"):
+            block = []
+            continue
+        if block is not None:
+            if line.strip() == "" or line.startswith(("Shutting down", "Exiting", "Complete log", "[")):
+                outputs = [x for b in block if b.strip().startswith("output:") for x in b.split(":", 1)[1].split(",")]
+                logfile = next((b.split(":", 1)[1].split("(")[0].strip() for b in block if b.strip().startswith("log:")), "")
+                for out in outputs:
+                    failures[out.strip()] = logfile
+                block = None
+            else:
+                block.append(line)
+    return failures
+
+
+class Status:
+    """The status of one results tree (``root``: the Snakemake working directory)."""
+
+    def __init__(self, config: dict, root: str | Path = ".", *, stale_s: float = STALE_S, now: float | None = None):
+        self.config = config
+        self.root = Path(root)
+        self.results = self.root / "results"
+        self.stale_s = stale_s
+        self.now = time.time() if now is None else now
+        self.failures = snakemake_failures(self.root)
+        self.curated = (_json(self.results / "data" / "curation_report.json") or {}).get("final") or {}
+        self._problems: dict = {}
+
+    def _failed(self, *outputs: str) -> str | None:
+        for out in outputs:
+            if out in self.failures:
+                return self.failures[out] or "see .snakemake/log"
+        return None
+
+    def _fresh(self, path: Path) -> bool:
+        try:
+            return self.now - path.stat().st_mtime < self.stale_s
+        except OSError:
+            return False
+
+    def planned_steps(self, name: str, run: dict) -> tuple[int | None, list[int] | None]:
+        """(total steps, checkpoint steps) from the curated data size and the trainer's schedule."""
+        from redi.train import schedule
+
+        summary = _json(self.results / "train" / name / "summary.json")
+        if summary:
+            return summary.get("total_steps"), summary.get("saved_checkpoints")
+        n = self.curated.get("sft" if run["objective"] == "sft" else "pref")
+        if not n:
+            return None, None
+        args = (int(n), run["global_batch_size"], run["epochs"])
+        total = schedule.total_steps(*args, run.get("max_steps"))
+        steps = schedule.checkpoint_steps(*args, run["save_steps"], run["save_each_epoch"], run.get("max_steps"))
+        return total, steps
+
+    def train_row(self, name: str, run: dict, total: int | None) -> Row:
+        from redi.train.collapse import assess
+
+        run_dir = self.results / "train" / name
+        log = f"logs/train/{name}.log"
+        summary = _json(run_dir / "summary.json")
+        if summary is not None:
+            last = _last_lines(run_dir / "metrics.jsonl")
+            loss = (json.loads(last[0]).get("loss") if last else None)
+            detail = f"loss {loss:.4g}" if isinstance(loss, (int, float)) else ""
+            if run["objective"] != "sft":
+                records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()] \
+                    if (run_dir / "metrics.jsonl").is_file() else []
+                verdict = assess(records, self.curve(name, run)).verdict
+                detail += f", collapse: {verdict}"
+            return Row("train", name, "done", f"step {summary.get('steps')}/{summary.get('total_steps')}", detail.strip(", "))
+        failed = self._failed(str(Path("results/train") / name / "summary.json"), str(Path("results/train") / name / "model"))
+        live = run_dir / "checkpoints" / "metrics.jsonl"
+        last = _last_lines(live)
+        if last or failed:
+            rec = json.loads(last[0]) if last else {}
+            progress = f"step {rec.get('step', 0)}/{total if total else '?'}"
+            detail = f"loss {rec['loss']:.4g}" if isinstance(rec.get("loss"), (int, float)) else ""
+            acc = self.last_accuracy(name)
+            if acc:
+                detail += f", last acc {acc}"
+            state = "failed" if failed or not (self._fresh(live) or self._fresh(self.root / log)) else "running"
+            return Row("train", name, state, progress, detail.strip(", "), failed or log)
+        return Row("train", name, "not started", f"0/{total}" if total else "")
+
+    def curve(self, name: str, run: dict) -> list[tuple]:
+        """(step, pass@1, sem) of the run's evaluated checkpoints on the first intermediate
+        benchmark, step 0 = its start run's last evaluated checkpoint."""
+        benches = self.config["evaluation"]["intermediate"]["benchmarks"]
+        if not benches:
+            return []
+        points = []
+        for path in (self.results / "eval" / name).glob(f"step-*/{benches[0]}/metrics.json"):
+            m = _json(path) or {}
+            if isinstance(m.get("pass@1"), (int, float)):
+                points.append((int(path.parts[-3][5:]), m["pass@1"], m.get("sem")))
+        start = run.get("start")
+        if start and run["objective"] != "sft":
+            prior = self.curve(start, {"objective": "sft"})
+            if prior:
+                last = max(prior)
+                points.append((0, last[1], last[2]))
+        return sorted(points)
+
+    def last_accuracy(self, name: str) -> str:
+        benches = self.config["evaluation"]["intermediate"]["benchmarks"]
+        found = []
+        for bench in benches:
+            for path in (self.results / "eval" / name).glob(f"step-*/{bench}/metrics.json"):
+                m = _json(path) or {}
+                if isinstance(m.get("pass@1"), (int, float)):
+                    found.append((int(path.parts[-3][5:]), bench, m))
+        if not found:
+            return ""
+        step, bench, m = max(found, key=lambda x: x[0])
+        return f"{100 * m['pass@1']:.1f}% ({bench}, step {step})"
+
+    def n_problems(self, bench: str, run: str, ckpt: str) -> int | None:
+        """Problems of a benchmark as evaluated (after ``limit``), from its JSON list."""
+        ev = self.config["evaluation"]
+        kind = "intermediate" if ckpt.startswith("step-") or ckpt == "base" else "final"
+        key = (bench, kind)
+        if key not in self._problems:
+            path = Path(ev["benchmarks"].get(bench, ""))
+            path = path if path.is_absolute() else self.root / path
+            data = _json(path)
+            n = len(data) if isinstance(data, list) else None
+            limit = ev[kind].get("limit")
+            self._problems[key] = min(n, limit) if n is not None and limit else n
+        return self._problems[key]
+
+    def eval_row(self, run: str, ckpt: str, bench: str, n_samples: int) -> Row:
+        name = f"{run}/{ckpt}/{bench}"
+        folder = self.results / "eval" / run / ckpt / bench
+        log = f"logs/eval/{run}/{ckpt}/{bench}.log"
+        metrics = _json(folder / "metrics.json")
+        if metrics is not None:
+            sem = metrics.get("sem")
+            detail = f"pass@1 {100 * metrics['pass@1']:.1f}%" + (f" ± {100 * sem:.1f}" if isinstance(sem, (int, float)) else " ± n/a")
+            return Row("eval", name, "done", f"{metrics.get('n_samples')} samples/problem", detail)
+        failed = self._failed(str(Path("results/eval") / run / ckpt / bench / "metrics.json"))
+        journal = folder / "generations.jsonl"
+        if journal.is_file() or failed:
+            done = _count_lines(journal)
+            problems = self.n_problems(bench, run, ckpt)
+            progress = f"{done}/{problems * n_samples} samples" if problems else f"{done} samples ({n_samples}/problem)"
+            state = "failed" if failed or not (self._fresh(journal) or self._fresh(self.root / log)) else "running"
+            return Row("eval", name, state, progress, "", failed or log)
+        return Row("eval", name, "not started")
+
+    def rows(self) -> list[Row]:
+        ev = self.config["evaluation"]
+        inter, final = ev["intermediate"], ev["final"]
+        rows = []
+        for bench in inter["benchmarks"]:
+            rows.append(self.eval_row("student", "base", bench, inter["n_samples"]))
+        for name, run in all_runs(self.config).items():
+            total, steps = self.planned_steps(name, run)
+            rows.append(self.train_row(name, run, total))
+            if steps is None:
+                rows.append(Row("eval", f"{name}/step-*", "not started", "checkpoints known after curation"))
+            for step in steps or []:
+                for bench in inter["benchmarks"]:
+                    rows.append(self.eval_row(name, f"step-{step}", bench, inter["n_samples"]))
+            for ckpt in final["checkpoints"]:
+                for bench in final["benchmarks"]:
+                    rows.append(self.eval_row(name, ckpt, bench, final["n_samples"]))
+        for ref in ev.get("reference_models", []):
+            for bench in final["benchmarks"]:
+                rows.append(self.eval_row(f"reference-{ref['name']}", "final", bench, final["n_samples"]))
+        return rows
+
+
+def render(rows: list[Row]) -> str:
+    from tabulate import tabulate
+
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    table = tabulate([[r.kind, r.name, r.state, r.progress, r.detail, r.log] for r in rows],
+                     headers=["job", "name", "state", "progress", "last", "log"], tablefmt="simple")
+    order = ("done", "running", "failed", "not started")
+    return table + "\n\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in order) + f" (of {len(rows)})\n"
+
+
+def register_command(parser) -> None:
+    parser.add_argument("--config", default="config/config.yaml", help="the workflow config (default: config/config.yaml)")
+    parser.add_argument("--root", default=".", help="the Snakemake working directory holding results/ and logs/")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--stale-s", type=float, default=STALE_S,
+                        help="partial state idle this long (and no Snakemake error) counts as failed")
+    parser.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    from redi.plan import load_config
+
+    rows = Status(load_config(args.config), args.root, stale_s=args.stale_s).rows()
+    print(json.dumps([asdict(r) for r in rows], indent=1) if args.json else render(rows), end="")
+    return 0

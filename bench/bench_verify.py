@@ -212,3 +212,79 @@ def run(quick: bool, repeats: int, log=print, workdir: str = "/tmp") -> dict:
             }
         out[which] = res
     return out
+
+
+def compare_versions(before_src: str, *, repeats: int = 3, n_items: int = 2000, log=print) -> dict:
+    """``verify_many`` throughput of this checkout against another ``src/`` tree (e.g. the
+    commit before a scoring change, exported with ``git show``), interleaved run by run in
+    fresh processes on the same items, so machine load hits both alike (issue 12's "within
+    10 %" check). Returns medians per item set and variant, and after/before ratios."""
+    from benchlib import REPO
+
+    versions = {"before": before_src, "after": str(REPO / "src")}
+    out: dict = {"before_src": before_src, "repeats": repeats, "items_requested": n_items, "sets": {}}
+    for which in ("corpus", "distinct"):
+        res: dict = {}
+        for variant in ("verify_many_w1", "verify_many_w2"):
+            runs: dict = {v: [] for v in versions}
+            for r in range(repeats):
+                for name, src in versions.items():
+                    rec = run_worker(
+                        "bench_verify:measure",
+                        {"variant": variant, "which": which, "n_items": n_items},
+                        timeout=1800,
+                        env={"PYTHONPATH": src},
+                    )
+                    rec.pop("correct", None)
+                    runs[name].append(rec)
+                    log(f"  {which} {variant} {name} run {r}: {rec.get('seconds')} s")
+            entry = {}
+            for name, rs in runs.items():
+                secs = median([x.get("seconds") for x in rs])
+                n = next((x["items"] for x in rs if "items" in x), None)
+                entry[name] = {
+                    "seconds_all": [x.get("seconds") for x in rs],
+                    "seconds_median": rnd(secs, 3),
+                    "items_per_s": rnd(n / secs, 1) if secs and n else None,
+                }
+            b, a = entry["before"]["items_per_s"], entry["after"]["items_per_s"]
+            entry["after_over_before"] = rnd(a / b, 3) if a and b else None
+            res[variant] = entry
+        out["sets"][which] = res
+    return out
+
+
+def compare_markdown(doc: dict) -> str:
+    lines = [
+        f"`verify_many` throughput, this checkout vs `{doc['before_src']}` "
+        f"({doc['repeats']} interleaved runs each, medians; fresh process per run).",
+        "",
+        "| items | variant | before items/s | after items/s | after/before |",
+        "|---|---|---|---|---|",
+    ]
+    for which, res in doc["sets"].items():
+        for variant, e in res.items():
+            lines.append(
+                f"| {which} ({doc['items_requested']}) | {variant} | {e['before']['items_per_s']} | "
+                f"{e['after']['items_per_s']} | {e['after_over_before']} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description="compare verify_many throughput with another src/ tree")
+    ap.add_argument("--before-src", required=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--out", required=True, help="path stem: writes <out>.json and <out>.md")
+    args = ap.parse_args()
+    doc = compare_versions(args.before_src, repeats=args.repeats, n_items=args.items,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    Path(args.out + ".json").write_text(json.dumps(doc, indent=1))
+    Path(args.out + ".md").write_text(compare_markdown(doc) + "\n")
+    print(compare_markdown(doc))

@@ -145,31 +145,217 @@ def _mv():
         mv_logger.propagate = False
         if _RECORDER not in mv_logger.handlers:
             mv_logger.addHandler(_RECORDER)
+        import math_verify.grader as grader
         from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+        # The one patch point: Math-Verify's numeric comparison is replaced by ours for every
+        # path that calls it (see numeric_equal). Idempotent.
+        global _MV_NUMERIC_EQ
+        if _MV_NUMERIC_EQ is None:
+            _MV_NUMERIC_EQ = grader.sympy_numeric_eq
+        grader.sympy_numeric_eq = numeric_equal
         cfg = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
         _MV = (parse, verify, cfg)
     return _MV
 
 
-def _wrap_gold(gold: str) -> str:
-    g = gold.strip()
-    if "\\boxed" in g or "$" in g or "\\(" in g or "\\[" in g:
-        return g
-    return "\\boxed{" + g + "}"
+# ----------------------------------------------------------------------------- scoring rules
+# Our decisions around Math-Verify live here, and only here (issue 12). Both corpus labelling
+# (``label_rule: recomputed``, :mod:`redi.data.verify_stage`) and evaluation scoring
+# (:mod:`redi.eval.score`) reach Math-Verify through :func:`check_answer`.
+
+#: Relative tolerance of the numeric comparison when either side is a float (a decimal point or
+#: scientific notation): ``|a - b| <= REL_TOL * max(|a|, |b|)``, i.e. agreement to about six
+#: significant digits at every magnitude. Two rationals (integers, fractions, powers) compare
+#: exactly.
+REL_TOL = 1e-6
+
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# Text allowed between two boxes of ONE answer: math delimiters, whitespace/line breaks, commas,
+# semicolons, "and"/"or", spacing commands, alignment marks, and a variable label (``y =``).
+_BOX_SEP = re.compile(
+    r"(?:\s|\$|\\[()\[\]]|[,;&~]|\\\\|\\[,;:!]|\\q?quad\b|\band\b|\bor\b"
+    r"|\\text\{\s*(?:,?\s*(?:and|or)|,)?\s*\}|[A-Za-z](?:_\{?\w+\}?)?\s*=)*"
+)
+_TEXT_NUMBER = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{\s*(-?(?:\d[\d,]*)?\.?\d+)\s*\}")
+# A mixed number in plain text or a box: "5 12/7" (integer, space, integer/integer).
+_MIXED = re.compile(r"(?<![\w.,/^{}])(\d+)\s+(\d+)\s*/\s*(\d+)(?![\w/]|[.,]\d)")
+
+
+def _mixed_value(m: re.Match) -> str:
+    """``5 12/7`` -> ``47/7``: a mixed number is one value (integer plus fraction)."""
+    whole, num, den = (int(x) for x in m.groups())
+    return f"{whole * den + num}/{den}" if den else m.group(0)
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, content)`` of every top-level ``\\boxed{...}``/``\\fbox{...}`` (balanced
+    braces; an unclosed box runs to the end of the text)."""
+    out = []
+    pos = 0
+    while True:
+        m = _BOX_OPEN.search(text, pos)
+        if not m:
+            return out
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            c = text[i]
+            if c == "\\":
+                i += 2
+                continue
+            depth += c == "{"
+            depth -= c == "}"
+            i += 1
+        content = text[m.end() : i - 1] if depth == 0 else text[m.end() :]
+        out.append((m.start(), i, content))
+        pos = i
+
+
+def _clean_content(expr: str) -> str:
+    """Content-level rewrites shared by golds and answers: ``\\text{12}`` -> ``12``; a mixed
+    number ``5 12/7`` -> ``47/7`` (its value, as LaTeX ``5\\frac{12}{7}`` already reads);
+    a trailing full stop dropped (not an ellipsis)."""
+    s = _TEXT_NUMBER.sub(r"\1", expr)
+    s = _MIXED.sub(_mixed_value, s)
+    s = s.strip()
+    while s.endswith(".") and not s.endswith(".."):
+        s = s[:-1].rstrip()
+    return s
+
+
+def normalize_gold(text: str) -> str:
+    """A gold answer as the bare expression that is boxed and parsed.
+
+    Strips surrounding whitespace, NUL bytes and **unescaped** ``$`` math delimiters
+    (``"$69$,$84$"`` -> ``"69,84"``; an escaped dollar ``\\$18.90`` is LaTeX and stays), then
+    applies the content rules of :func:`_clean_content`. Idempotent. Used by
+    :func:`redi.eval.benchmarks.clean_gold` and, for corpus golds, by :func:`check_answer`.
+    """
+    s = _UNESCAPED_DOLLAR.sub("", text.replace("\x00", "")).strip()
+    return _clean_content(s)
+
+
+def answer_expression(segment: str) -> tuple[str, bool]:
+    """(text to parse, boxed?) of a final-answer segment: the extraction order's first step.
+
+    Several boxes: boxes separated only by math delimiters, whitespace or line breaks, commas,
+    semicolons, "and"/"or" or a variable label (``$x=\\boxed{2}$, $y=\\boxed{3}$``) form ONE
+    answer, graded as the whole set: ``\\boxed{c1, c2, ...}``. Boxes separated by other text are
+    different answers and the LAST group is the answer (an earlier box is an intermediate
+    result). A single box gives ``\\boxed{content}``. Without a box, the segment itself (mixed
+    numbers rewritten) goes to Math-Verify's anchored LaTeX/expression extraction.
+    """
+    boxes = _boxes(segment)
+    if not boxes:
+        return _MIXED.sub(_mixed_value, segment), False
+    group = [boxes[-1]]
+    for prev in reversed(boxes[:-1]):
+        between = segment[prev[1] : group[0][0]]
+        if _BOX_SEP.fullmatch(between) is None:
+            break
+        group.insert(0, prev)
+    contents = [c for c in (_clean_content(b[2]) for b in group) if c]
+    return "\\boxed{" + ", ".join(contents) + "}", True
+
+
+def _number(expr):
+    """(exact value, is_float, is_percent) of a closed-form real/complex number, else None."""
+    from math_verify.grader import get_pct_val, safe_sympy_doit
+    from sympy import Float, Rational
+
+    base = get_pct_val(expr)
+    pct = base is not None
+    x = safe_sympy_doit(base if pct else expr)
+    if not getattr(x, "is_number", False) or x.free_symbols:
+        return None
+    if x.has(*_infinities()):
+        return None
+    is_float = bool(x.atoms(Float))
+    if x.is_Float:  # exact value of the decimal as written, so 0.333333 is 333333/10^6
+        x = Rational(str(x))
+    return x, is_float, pct
+
+
+_INF = None
+
+
+def _infinities():
+    global _INF
+    if _INF is None:
+        from sympy import nan, oo, zoo
+
+        _INF = (oo, -oo, zoo, nan)
+    return _INF
+
+
+def _close(x, y, is_float: bool) -> bool:
+    from sympy import Rational
+
+    if not is_float and x.is_Rational and y.is_Rational:
+        return bool(x == y)
+    tol = Rational(str(REL_TOL))  # exact 10^-6: 0.333333 vs 1/3 is not decided by binary noise
+    if x.is_Rational and y.is_Rational:
+        return bool(abs(x - y) <= tol * max(abs(x), abs(y)))
+    d = abs((x - y).evalf(30))
+    m = max(abs(x.evalf(30)), abs(y.evalf(30)))
+    return bool(d <= tol * m)
+
+
+def numeric_equal(a, b, float_rounding: int = 6, numeric_precision: int = 15) -> bool:
+    """Our numeric comparison, installed as Math-Verify's ``grader.sympy_numeric_eq`` (which
+    every comparison path - plain values, set/tuple elements, interval ends, matrix entries,
+    relation sides - calls). Math-Verify's own compares floats rounded to 6 decimals and other
+    numbers with an absolute ~1e-15 ``chop``, so all tiny values were equal.
+
+    Two numbers: exact when both are rationals; relative (:data:`REL_TOL`) when either holds a
+    float; irrational closed forms (``\\sqrt{2}/2``) at 30 digits, relative. A percent on ONE
+    side is optional: ``35\\%`` equals ``35`` and ``0.35`` (both sides percent: bases compared).
+    Anything else (symbols, matrices) goes to Math-Verify's rule.
+    """
+    try:
+        na, nb = _number(a), _number(b)
+    except Exception:  # noqa: BLE001 - exotic SymPy objects: Math-Verify's rule decides
+        na = nb = None
+    if na is None or nb is None:
+        return _MV_NUMERIC_EQ(a, b, float_rounding, numeric_precision)
+    (xa, fa, pa), (xb, fb, pb) = na, nb
+    is_float = fa or fb
+    try:
+        if pa == pb:
+            return _close(xa, xb, is_float)
+        from sympy import Rational
+
+        pct, other = (xa, xb) if pa else (xb, xa)
+        return _close(pct, other, is_float) or _close(pct * Rational(1, 100), other, is_float)
+    except (TypeError, ValueError):
+        return _MV_NUMERIC_EQ(a, b, float_rounding, numeric_precision)
+
+
+_MV_NUMERIC_EQ = None
 
 
 def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
-    """Runs in a worker. Returns (correct, status, extracted)."""
+    """Runs in a worker. Returns (correct, status, extracted).
+
+    Extraction order: (1) the last group of boxes (:func:`answer_expression`), parsed as LaTeX
+    only - a box that does not parse is compared as a string, never searched for a number;
+    (2) without a box, Math-Verify's order: "final answer is ..." anchors, "answer: ..." anchors,
+    any ``$...$``/``\\(...\\)`` environment, then plain numbers/expressions, rightmost first.
+    The gold is :func:`normalize_gold`-ed, boxed and parsed the same way.
+    """
     parse, verify, cfg = _mv()
     _RECORDER.seen.clear()
     try:
-        gold_parsed = parse(_wrap_gold(gold), cfg, parsing_timeout=None, raise_on_error=True)
+        g = normalize_gold(gold)
+        g_text, g_boxed = answer_expression(g if ("\\boxed" in g or "\\fbox" in g) else "\\boxed{" + g + "}")
+        gold_parsed = parse(g_text, cfg[:1], parsing_timeout=None, raise_on_error=True)
         if not gold_parsed:
-            gold_parsed = parse(gold, cfg, parsing_timeout=None, raise_on_error=True)
+            gold_parsed = parse(g, cfg, parsing_timeout=None, raise_on_error=True)
         if not gold_parsed:
             return False, "unparseable", None
-        pred = parse(answer, cfg, parsing_timeout=None, raise_on_error=True)
+        text, boxed = answer_expression(answer)
+        pred = parse(text, cfg[:1] if boxed else cfg, parsing_timeout=None, raise_on_error=True)
         if not pred:
             return False, "no_answer", None
         extracted = str(pred[0])[:EXTRACTED_MAX_CHARS]
@@ -185,6 +371,15 @@ def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
         return False, "error", None
     except Exception:  # noqa: BLE001 - untrusted input; any failure is an "error" verdict
         return False, "error", None
+
+
+def check_answer(gold: str, answer: str) -> Verdict:
+    """One gold-first verdict in THIS process (no bound): the function every score goes
+    through (:func:`verify_many` runs it in bounded workers). For tests and small tools."""
+    verdict, item = _prepare(gold, answer)
+    if verdict is not None:
+        return verdict
+    return Verdict(*_check_one(*item))
 
 
 def _check_batch(items: list[tuple[str, str]]) -> list[tuple[bool, str, str | None, float]]:

@@ -9,9 +9,10 @@ Gold normalisation (``answer`` -> ``golds``, a tuple of acceptable alternatives)
   multi-element lists are re-formattings of one answer, e.g. ``["0.01", "0.02"]`` or
   ``["-\\frac{1}{3}", "-1/3"]``; OlympiadBench lists always hold one element, multi-part answers
   being comma-joined inside it);
-* every alternative is stripped of surrounding whitespace, of ``$`` math delimiters
-  (``"$69$,$84$"`` -> ``"69,84"``) and of a trailing full stop; duplicates are dropped, order
-  kept. The result is the bare expression: :func:`redi.verify.verify_many` wraps it in
+* every alternative goes through :func:`redi.verify.normalize_gold`: surrounding whitespace,
+  unescaped ``$`` math delimiters (``"$69$,$84$"`` -> ``"69,84"``; ``\\$18.90`` keeps its
+  escaped dollar) and a trailing full stop are removed; duplicates are dropped, order kept.
+  The result is the bare expression: :func:`redi.verify.verify_many` wraps it in
   ``\\boxed{}`` before parsing, so a gold is parsed like the answer it is compared with.
 
 Problem ids are the design's ``problem_id``: sha1 of the whitespace-normalised problem text, 16
@@ -52,12 +53,11 @@ def _scalar(value) -> str:
 
 
 def clean_gold(text: str) -> str:
-    s = text.strip()
-    if "$" in s:
-        s = s.replace("$", "").strip()
-    while s.endswith(".") and not s.endswith(".."):
-        s = s[:-1].rstrip()
-    return s
+    """One gold alternative as a bare expression: :func:`redi.verify.normalize_gold` (the one
+    home of gold normalisation, shared with corpus labelling; an escaped ``\\$`` survives)."""
+    from redi.verify import normalize_gold
+
+    return normalize_gold(text)
 
 
 def normalise_answer(answer) -> tuple[str, ...]:

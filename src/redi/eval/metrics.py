@@ -3,7 +3,7 @@
 * ``pass@1``: mean correctness over every problem and every sample.
 * ``sem`` (the paper's): with ``k`` samples per problem, ``P_j`` is the benchmark-wide accuracy
   of the ``j``-th sample of every problem; ``SEM = std(P_1..P_k, ddof=0) / sqrt(k)``. This is
-  not lighteval's stderr (std of per-problem scores / sqrt(N)).
+  not lighteval's stderr (std of per-problem scores / sqrt(N)). Undefined (``None``) for k < 2.
 * ``pass@k`` for every ``k <= n``: the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` per problem
   (Chen et al. 2021), averaged over problems.
 * Generation length statistics over all samples (generated tokens, stop token excluded).
@@ -81,11 +81,14 @@ def per_sample_scores(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(matrix, dtype=float).mean(axis=0)
 
 
-def sem(scores: Sequence[float]) -> float:
-    """The paper's SEM of pass@1: std (ddof 0) of the per-sample-index scores / sqrt(k)."""
+def sem(scores: Sequence[float]) -> float | None:
+    """The paper's SEM of pass@1: std (ddof 0) of the per-sample-index scores / sqrt(k).
+
+    ``None`` (not available) for k < 2: one sample per problem has no spread to measure, and
+    ``std`` of one score would report a false ``0.0`` (issue 12). Reports print ``n/a``."""
     s = np.asarray(scores, dtype=float)
-    if s.size == 0:
-        return float("nan")
+    if s.size < 2:
+        return None
     return float(s.std(ddof=0) / math.sqrt(s.size))
 
 

@@ -337,12 +337,12 @@ def evaluate(
     if run_dir is not None:  # a checkpoint's accuracy lands on its run's live curves
         tracking.log_evaluation(run_dir, metrics)
     log.info(
-        "%s/%s/%s: pass@1 %.4f +- %.4f over %d samples (%d truncated, %d timeouts)",
+        "%s/%s/%s: pass@1 %.4f +- %s over %d samples (%d truncated, %d timeouts)",
         run,
         checkpoint,
         benchmark_name,
         metrics["pass@1"],
-        metrics["sem"],
+        "n/a" if metrics["sem"] is None else f"{metrics['sem']:.4f}",  # SEM undefined for k < 2
         n_samples,
         metrics["truncated"],
         metrics["timeouts"],

@@ -18,7 +18,7 @@ from redi.report.tables import MISSING, ablation_entries, curve, peak_and_final
 def _fmt(value, sem) -> str:
     if value is None:
         return MISSING
-    return f"{100 * value:.1f}%" + (f" ± {100 * sem:.1f}" if sem is not None else "")
+    return f"{100 * value:.1f}%" + (f" ± {100 * sem:.1f}" if sem is not None else " ± n/a")
 
 
 def compare(a: tuple, b: tuple) -> tuple[float, float | None, bool | None]:

@@ -23,12 +23,15 @@ def pct(value, digits: int = 1) -> str:
     return f"{100 * value:.{digits}f}"
 
 
+NOT_AVAILABLE = "n/a"  # a SEM that is undefined (k < 2 samples per problem), never "0.0"
+
+
 def pm(value, sem, digits: int = 1) -> str:
-    """'45.2 ± 0.3' from fractions (sem may be missing)."""
+    """'45.2 ± 0.3' from fractions; '45.2 ± n/a' when the SEM is not available."""
     if value is None:
         return MISSING
-    if sem is None:
-        return pct(value, digits)
+    if sem is None or (isinstance(sem, float) and not math.isfinite(sem)):
+        return f"{pct(value, digits)} ± {NOT_AVAILABLE}"
     return f"{pct(value, digits)} ± {pct(sem, digits)}"
 
 

@@ -146,7 +146,7 @@ def _average(found: list[dict]):
     """(pass@1, sem, how) of the benchmark average; sem by the paper's rule when possible."""
     value = sum(m["pass@1"] for m in found) / len(found)
     per = [m.get("per_sample_pass@1") for m in found]
-    if all(p for p in per) and len({len(p) for p in per}) == 1:
+    if all(p for p in per) and len({len(p) for p in per}) == 1 and len(per[0]) >= 2:  # k=1: no SEM
         k = len(per[0])
         avg = [sum(p[j] for p in per) / len(per) for j in range(k)]
         mean = sum(avg) / k

@@ -19,9 +19,11 @@ include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
+include: "rules/publish.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets,
+        publish_targets(),

@@ -106,3 +106,28 @@ def test_summary_records_provenance(trained):
     other.write_text(Path(trained["pref"]).read_text() + "\n")
     changed = dict(prov, data={**prov["data"], "train": provenance.data_identity(other)})
     assert provenance.version_key(changed) != provenance.version_key(prov)
+
+
+def test_final_model_carries_a_model_card(trained):
+    import shutil
+
+    import yaml
+
+    from redi.model_card import write_card
+
+    text = (trained["out"] / "model" / "README.md").read_text()
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["library_name"] == "transformers" and "redi" in front["tags"]
+    for section in ("## Data", "## Objective and hyper-parameters", "## Evaluation", "## Reproduce"):
+        assert section in text
+    assert "| alpha | 1.0 |" in text and trained["summary"]["provenance"]["code"]["commit"] in text
+    assert "Not evaluated when this card was written" in text
+    # the card with its evaluation table (what rules/publish.smk writes), from real metrics.json files
+    fixture = Path(__file__).parent / "fixtures" / "results" / "eval" / "redi-a0.8-lr1e-4"
+    results = trained["root"] / "results"
+    shutil.copytree(fixture, results / "eval" / RUN["name"])
+    card = write_card(trained["out"], trained["root"] / "cards" / "README.md", results=results, base_model="org/sft")
+    full = card.read_text()
+    assert yaml.safe_load(full.split("---\n")[1])["base_model"] == "org/sft"
+    assert "| step-2 | synthetic | 2 | 0.0% ± 0.0 |" in full and "| best | synthetic | 4 |" in full

@@ -210,22 +210,35 @@ class Results:
             return steps / epochs
         return None
 
-    def collapse(self, run: str) -> tuple[bool | None, int | None]:
-        """(collapsed, first step) from summary.json, else from the metrics' collapse_flag."""
-        summary = self.summaries.get(run)
+    def collapse_assessment(self, run: str):
+        """:func:`redi.train.collapse.assess` of a run: its metrics.jsonl records (the in-training
+        guard's flags included) and its curve on the first intermediate benchmark (step 0 = the
+        start). None when the run has neither metrics nor a summary yet."""
+        from redi.train.collapse import assess
+
         frame = self.train_metrics.get(run)
-        flagged_step = None
-        if frame is not None and "collapse_flag" in frame and len(frame):
-            flags = frame[frame["collapse_flag"].fillna(False).astype(bool)]
-            if len(flags):
-                flagged_step = int(flags["step"].iloc[0])
-        if summary is not None:
-            collapsed = bool(summary.get("collapsed")) or flagged_step is not None
-            step = summary.get("collapse_step")
-            return collapsed, int(step) if step is not None else flagged_step
-        if frame is not None:
-            return flagged_step is not None, flagged_step
-        return None, None
+        if frame is None and self.summaries.get(run) is None:
+            return None
+        records = frame.to_dict("records") if frame is not None else []
+        summary = self.summaries.get(run) or {}
+        if summary.get("collapsed") or summary.get("collapse_step") is not None:  # the guard fired
+            records.append({"step": summary.get("collapse_step") or 0, "collapse_flag": True})
+        points = []
+        for bench in self.intermediate_benchmarks[:1]:
+            start = self.start_point(run, bench)
+            for point in ([start] if start else []) + self.intermediate(run, bench):
+                m = point["metrics"]
+                if m is not None and number(m.get("pass@1")) is not None:
+                    points.append((point["step"], number(m["pass@1"]), number(m.get("sem"))))
+        return assess(records, points)
+
+    def collapse(self, run: str) -> tuple[bool | None, int | None]:
+        """(collapsed, first step of the evidence) by :meth:`collapse_assessment` (the rule is
+        ``redi.train.collapse.RULE_TEXT``); (None, None) when the run has not trained yet."""
+        found = self.collapse_assessment(run)
+        if found is None:
+            return None, None
+        return found.collapsed, found.step if found.collapsed else None
 
 
 def collect(results: str | Path, config: dict, benchmarks_dir: str | Path | None = None) -> Results:

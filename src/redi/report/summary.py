@@ -10,6 +10,7 @@ import html
 import math
 
 from redi.report import paper
+from redi.train.collapse import CollapseRule
 from redi.report.collect import Results, number
 from redi.report.layout import FAMILY_LABEL, family, run_label
 from redi.report.tables import MISSING, ablation_entries, curve, peak_and_final
@@ -164,18 +165,21 @@ def build_summary(results: Results, tables=None) -> str:
 
     # ---- stability
     lines.append("## Stability (intermediate accuracy and collapse)")
-    collapsed = []
-    unknown = []
+    collapsed, suspect, unknown = [], [], []
     for name in results.stage2:
-        flag, step = results.collapse(name)
-        if flag:
-            collapsed.append(f"`{name}` (step {step})" if step is not None else f"`{name}`")
-        elif flag is None:
+        found = results.collapse_assessment(name)
+        if found is None:
             unknown.append(f"`{name}`")
+        elif found.verdict in ("collapse", "suspect"):
+            text = f"`{name}` (step {found.step}: " + "; ".join(found.reasons) + ")"
+            (collapsed if found.collapsed else suspect).append(text)
+    lines.append("- Rule: " + CollapseRule().text())
     if collapsed:
-        lines.append("- Collapse flagged (chosen and rejected per-token log-probs dropping together): " + ", ".join(collapsed) + ".")
+        lines.append("- Collapse flagged: " + ", ".join(collapsed) + ".")
     elif results.stage2:
         lines.append("- No stage-2 run flagged a collapse.")
+    if suspect:
+        lines.append("- Suspect (one signal only): " + ", ".join(suspect) + ".")
     if unknown:
         lines.append(f"- Not trained yet ({MISSING}): " + ", ".join(unknown) + ".")
     for bench in results.intermediate_benchmarks:
@@ -211,6 +215,9 @@ def build_summary(results: Results, tables=None) -> str:
                 lines.append(f"- {what}: no cell with a paper counterpart is evaluated yet ({MISSING}).")
         lines.append("")
 
+    # ---- provenance
+    lines += provenance_lines(results)
+
     # ---- missing pieces
     if results.problems:
         lines.append("## Problems reading results")
@@ -219,6 +226,46 @@ def build_summary(results: Results, tables=None) -> str:
     lines.append("Tables: `tables/` (markdown, LaTeX, CSV, HTML); figures: `figures/` (PNG, PDF). "
                  f"{MISSING} marks anything not run or not evaluated yet.")
     return "\n".join(lines) + "\n"
+
+
+def provenance_lines(results: Results) -> list[str]:
+    """The code/library/data versions behind the results, printed once; results whose version
+    (``redi.provenance.version_key``) differs from the most common one are named, by table."""
+    from redi.provenance import describe, version_key
+
+    found = {}  # label -> provenance
+    for run, summary in results.summaries.items():
+        if summary and summary.get("provenance"):
+            found[f"train/{run}"] = summary["provenance"]
+    for (run, ckpt, bench), metrics in results.evals.items():
+        if metrics.get("provenance"):
+            found[f"eval/{run}/{ckpt}/{bench}"] = metrics["provenance"]
+    lines = ["## Provenance"]
+    missing = len(results.summaries) - sum(1 for s in results.summaries.values() if s and s.get("provenance"))
+    if not found:
+        return lines + [f"- No result records its provenance ({MISSING}; written by this version's training and evaluation).", ""]
+    keys: dict = {}
+    for label, prov in found.items():
+        keys.setdefault(version_key(prov), []).append(label)
+    main_key, main_labels = max(keys.items(), key=lambda kv: len(kv[1]))
+    main = found[main_labels[0]]
+    lines.append(f"- {len(main_labels)} of {len(found)} results: {describe(main)}.")
+    corpus = (main.get("data") or {}).get("corpus") or {}
+    if corpus:
+        lines.append(f"- Corpus: `{corpus.get('path')}` " + (f"(hub {corpus['hub']}@{corpus.get('revision')})" if corpus.get("hub") else f"(sha256 {corpus.get('sha256')})") + ".")
+    if len(keys) > 1:
+        lines.append("- **Results from other code/data versions** (compare with care; they sit in the same tables):")
+        for key, labels in keys.items():
+            if key == main_key:
+                continue
+            tables = sorted({"training/sweep" if lab.startswith("train/") else ("intermediate/sweep" if "/step-" in lab else "final tables") for lab in labels})
+            lines.append(f"- Other version: {', '.join(f'`{lab}`' for lab in sorted(labels))} ({', '.join(tables)}): {describe(found[labels[0]])}.")
+    else:
+        lines.append("- Every result with a provenance record came from the same code, libraries and data.")
+    if missing > 0:
+        lines.append(f"- {missing} training summaries have no provenance record (older code or not trained yet).")
+    lines.append("")
+    return lines
 
 
 def markdown_to_html(text: str, title: str = "Summary") -> str:

@@ -15,6 +15,7 @@ from redi.report import paper
 from redi.report.collect import REFERENCE_PREFIX, Results, number, read_benchmark_tsv, step_of
 from redi.report.layout import TABLES, run_label
 from redi.report.table import MISSING, Table, duration, pct, pm, signed
+from redi.train.collapse import CollapseRule
 
 NA = "n/a"
 MAX_LISTED = 12
@@ -490,7 +491,7 @@ def sweep_table(results: Results) -> Table:
         "Intermediate pass@1 in % ± SEM. Step 0 is the start SFT run's last checkpoint evaluation; "
         "peak = highest evaluated checkpoint (earliest on ties); final = last evaluated checkpoint."
     )
-    notes.add("Collapsed: summary.json 'collapsed' or any collapse_flag in metrics.jsonl (both per-token log-probs dropping together).")
+    notes.add("Collapsed (step = first evidence): " + CollapseRule().text().replace("**", ""))
     if not results.stage2:
         notes.add("No stage-2 runs are configured.")
     title = TABLES["sweep"] + (f" ({', '.join(paper.display_benchmark(b) for b in benches)})" if benches else "")

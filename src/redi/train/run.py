@@ -400,6 +400,9 @@ def train(
         shutil.copyfile(metrics_live, out / ".metrics.jsonl.tmp")
         os.replace(out / ".metrics.jsonl.tmp", out / "metrics.jsonl")
         _write_atomic(out / "summary.json", json.dumps(summary, indent=1))
+        from redi.model_card import write_card
+
+        write_card(out, tmp_model / "README.md")  # a Hugging Face model card (redi.model_card)
         model_dir = out / "model"
         if model_dir.exists():
             shutil.rmtree(model_dir)

@@ -98,8 +98,10 @@ def verified_row(
     valid="yes",
     source="olympiads",
     answer="2",
+    schema="raw",
 ):
-    """A row of the verified table (canonical + recomputed labels)."""
+    """A row of the verified table (canonical + recomputed labels). ``schema`` "raw" has a
+    problem_is_valid column (a null is dropped), "flat" has none (a null is kept)."""
     from redi.data.schema import problem_id
 
     problem = problem if problem is not None else f"Problem number {row_index}: compute {row_index} + 2."
@@ -120,7 +122,8 @@ def verified_row(
         "label_llama": llama,
         "label_mv": mv,
         "is_reasoning_complete": None,
-        "schema": "raw",
+        "finish_reasons": None,
+        "schema": schema,
         "label_recomputed": rec if rec is not None else (list(mv) if mv is not None else None),
         "verify_status": ["ok"] * n,
     }

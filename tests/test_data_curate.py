@@ -45,7 +45,7 @@ def _rows():
         verified_row(7, llama=[F, F], mv=[F, F], valid=" YES "),  # valid (strip/case), no positive
         verified_row(8, problem=BENCH_PROBLEM, llama=[T, F], mv=[T, F]),  # contaminated
         verified_row(9, gens=[long_gen, gen(3)], llama=[T, F], mv=[T, F]),  # chosen too long
-        verified_row(10, llama=[T, F], mv=[T, F], valid=None),  # no validity info (flat schema)
+        verified_row(10, llama=[T, F], mv=[T, F], valid=None, schema="flat"),  # no validity column
         verified_row(11, problem=LONG_PROBLEM, llama=[T, F], mv=[T, F]),  # prompt too long
     ]
 
@@ -88,7 +88,8 @@ def test_paper_rules_default(tmp_path, tok):
     steps = {s["step"]: s for s in report["steps"]}
     assert steps["valid_only"]["dropped"] == 1 and steps["valid_only"]["validity_unknown_kept"] == 1
     assert steps["exclude_sources"]["reasons"] == {"source cn_k12": 1}
-    assert steps["label_lists"]["reasons"] == {"label_length_mismatch": 1}
+    assert steps["label_lists"]["reasons"] == {
+        "label_rule llama_and_mv needs label_mv (correctness.math_verify_reparsed_answer): length mismatch": 1}
     assert steps["select_sft"]["kept"] == 7  # rows 0 3 5 8 9 10 11
     assert steps["select_pref"]["kept"] == 6  # rows 0 3 8 9 10 11
     assert steps["select_pref"]["reasons"] == {"no positive generation": 2, "no non-positive generation": 1}
@@ -187,8 +188,10 @@ def test_rule_helpers():
     assert select([True, True]) == (0, None)
     assert select([False]) == (None, 0)
     assert label_problem(row, "mv", 3) is None
-    assert label_problem(row, "mv", 2)[0] == "label_length_mismatch"
-    assert label_problem({"label_llama": None, "label_mv": [True]}, "llama_and_mv", 1)[0] == "labels_missing"
+    assert label_problem(row, "mv", 2)[0] == "label_rule mv needs label_mv (absent from the None layout): length mismatch"
+    flat = {"label_llama": None, "label_mv": [True], "schema": "flat"}
+    assert label_problem(flat, "llama_and_mv", 1)[0] == "label_rule llama_and_mv needs label_llama (correctness_llama): null"
+    assert label_problem(flat, "mv", 1) is None  # a list the rule does not read is not required
     with pytest.raises(ValueError):
         resolve_cfg({"label_rule": "vibes"})
     with pytest.raises(ValueError):

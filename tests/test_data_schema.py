@@ -42,28 +42,30 @@ def test_raw_schema_with_malformed_rows(tmp_path):
     src = write_parquet(rows, tmp_path / "raw.parquet", raw_schema())
     out = normalize(src, tmp_path / "canon.parquet", tmp_path / "rej.jsonl")
     assert out["schema"] == "raw"
-    assert out["input_rows"] == 9 and out["canonical_rows"] == 3 and out["rejected_rows"] == 6
+    # label lists are judged by curation's rule, never here (issue 11): P1 and P6 are kept
+    assert out["input_rows"] == 9 and out["canonical_rows"] == 5 and out["rejected_rows"] == 4
     assert out["reject_reasons"] == {
-        "label_length_mismatch": 1,
         "generations_none": 1,
         "generations_empty": 1,
         "problem_not_string": 1,
         "answer_missing": 1,
-        "labels_missing": 1,
     }
+    assert out["notes"]["label_llama_null"] == 1 and out["notes"]["label_mv_null"] == 1
     assert out["notes"]["null_label_elements_as_false"] == 1
     rejects = read_jsonl(tmp_path / "rej.jsonl")
-    assert sorted(r["row_index"] for r in rejects) == [1, 2, 3, 4, 5, 6]
+    assert sorted(r["row_index"] for r in rejects) == [2, 3, 4, 5]
     assert all(r["step"] == "normalize" and r["reason"] for r in rejects)
     table = pq.read_table(tmp_path / "canon.parquet")
     assert table.schema.equals(canonical_schema())
     canon = table.to_pylist()
-    assert [r["row_index"] for r in canon] == [0, 7, 8]
+    assert [r["row_index"] for r in canon] == [0, 1, 6, 7, 8]
     assert canon[0]["label_llama"] == [True, False] and canon[0]["label_mv"] == [True, True]
-    assert canon[1]["label_llama"] == [False] and canon[1]["problem_is_valid"] == " Yes "
-    assert canon[2]["problem_id"] == problem_id("P8") and canon[2]["schema"] == "raw"
+    assert canon[1]["label_llama"] == [True]  # kept as it is; curation drops it under a rule reading it
+    assert canon[2]["label_llama"] is None and canon[2]["label_mv"] is None
+    assert canon[3]["label_llama"] == [False] and canon[3]["problem_is_valid"] == " Yes "
+    assert canon[4]["problem_id"] == problem_id("P8") and canon[4]["schema"] == "raw"
     meta = read_kv_meta(tmp_path / "canon.parquet", META_NORMALIZE)
-    assert meta["rejected_rows"] == 6 and meta["input_rows"] == 9
+    assert meta["rejected_rows"] == 4 and meta["input_rows"] == 9 and meta["has_problem_is_valid"]
 
 
 def _flat(problem, gens, llama, mv, complete=None, source="olympiads"):
@@ -96,12 +98,16 @@ def test_flat_220k_schema(tmp_path):
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = normalize(src, tmp_path / "canon.parquet", tmp_path / "rej.jsonl")
     assert out["schema"] == "flat"
-    assert out["reject_reasons"] == {"label_length_mismatch": 1, "label_llama_missing": 1}
+    assert out["reject_reasons"] == {}  # label lists are the curation rule's business (issue 11)
     canon = pq.read_table(tmp_path / "canon.parquet").to_pylist()
-    assert [r["row_index"] for r in canon] == [0, 3]
+    assert [r["row_index"] for r in canon] == [0, 1, 2, 3]
     assert canon[0]["label_llama"] == [True, False] and canon[0]["label_mv"] == [False, True]
     assert canon[0]["problem_is_valid"] is None and canon[0]["is_reasoning_complete"] == [True, True]
-    assert canon[1]["is_reasoning_complete"] is None
+    assert canon[0]["finish_reasons"] == ["stop", "stop"]
+    assert canon[2]["label_llama"] is None and canon[2]["label_mv"] == [True]
+    assert canon[3]["is_reasoning_complete"] is None
+    assert not out["has_problem_is_valid"]
+    assert out["label_lists"]["label_llama"] == {"field": "correctness_llama", "rows_with_list": 3, "canonical_rows": 4}
     assert out["notes"]["is_reasoning_complete_set_null"] == 1
 
 

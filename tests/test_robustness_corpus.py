@@ -56,6 +56,9 @@ def _without(row, key):
     return {k: v for k, v in row.items() if k != key}
 
 
+LABEL_LISTS = "label_lists"  # kept by normalisation, dropped by curation's label_rule (issue 11)
+
+
 def _lines():
     """(JSON line as bytes, expected normalize reject reason or None if the row is kept)."""
     dump = lambda obj: json.dumps(obj).encode()  # noqa: E731
@@ -63,14 +66,15 @@ def _lines():
         (dump(_row("Good problem one.")), None),
         (dump(_without(_row("No answer key."), "answer")), "answer_missing"),
         (dump(_without(_row("No generations key."), "generations")), "generations_none"),
-        (dump(_without(_row("No correctness key."), "correctness")), "labels_missing"),
+        # label lists are judged by the curation rule (issue 11): kept here, dropped at label_lists
+        (dump(_without(_row("No correctness key."), "correctness")), LABEL_LISTS),
         (dump({**_row("Generations null."), "generations": None}), "generations_none"),
         (dump(_row("Generations empty.", gens=[], llama=[], mv=[])), "generations_empty"),
         (dump(_row("A null generation.", gens=[None, BAD])), "generation_not_string"),
         (dump(_row("A number generation.", gens=[7, BAD])), "generation_not_string"),
-        (dump(_row("Labels too short.", llama=[True])), "label_length_mismatch"),
-        (dump(_row("Labels too long.", mv=[True, False, True])), "label_length_mismatch"),
-        (dump(_row("Labels as words.", llama=["yes", "no"])), "label_not_bool"),
+        (dump(_row("Labels too short.", llama=[True])), LABEL_LISTS),
+        (dump(_row("Labels too long.", mv=[True, False, True])), LABEL_LISTS),
+        (dump(_row("Labels as words.", llama=["yes", "no"])), LABEL_LISTS),
         (dump({**_row("x"), "problem": 12345}), "problem_not_string"),
         (dump({**_row("x"), "problem": ["a", "list"]}), "problem_not_string"),
         (dump({**_row("x"), "problem": None}), "problem_not_string"),
@@ -125,17 +129,20 @@ def test_every_bad_row_is_counted_with_its_reason(pipeline):
     cases, summary = pipeline["cases"], pipeline["normalize"]
     expected = {}
     for _, reason in cases:
-        if reason:
+        if reason and reason != LABEL_LISTS:
             expected[reason] = expected.get(reason, 0) + 1
     assert summary["input_rows"] == len(cases)  # blank lines are not rows
     assert summary["reject_reasons"] == dict(sorted(expected.items()))
-    assert summary["canonical_rows"] == sum(reason is None for _, reason in cases)
+    assert summary["canonical_rows"] == sum(reason in (None, LABEL_LISTS) for _, reason in cases)
     assert summary["notes"]["duplicate_problem_rows"] == 1
     assert summary["notes"]["empty_generation_strings"] == 1
     rejects = read_jsonl(pipeline["root"] / "rejects.jsonl")  # curation copies normalize's in
     by_row = {r["row_index"]: r for r in rejects if r["step"] == "normalize"}
+    labels = {r["row_index"]: r for r in rejects if r["step"] == "label_lists"}
     for k, (_, reason) in enumerate(cases):
-        if reason:
+        if reason == LABEL_LISTS:
+            assert k not in by_row and labels[k]["reason"].startswith("label_rule llama_and_mv needs "), k
+        elif reason:
             assert by_row[k]["reason"] == reason, (k, by_row.get(k))
         else:
             assert k not in by_row
@@ -177,8 +184,13 @@ def test_report_shows_the_counts(pipeline):
     assert steps["normalize"]["dropped"] == pipeline["normalize"]["rejected_rows"]
     assert steps["normalize"]["notes"]["duplicate_problem_rows"] == 1
     md = (root / "report.md").read_text()
-    for reason in ("text_not_utf8", "invalid_json", "label_not_bool", "label_length_mismatch"):
+    for reason in ("text_not_utf8", "invalid_json", "label_llama_not_bool_set_null"):
         assert reason in md
+    assert steps["label_lists"]["reasons"] == {
+        "label_rule llama_and_mv needs label_llama (correctness.llama_verification): length mismatch": 1,
+        "label_rule llama_and_mv needs label_llama (correctness.llama_verification): null": 2,
+        "label_rule llama_and_mv needs label_mv (correctness.math_verify_reparsed_answer): length mismatch": 1,
+    }
     assert "duplicate_problem_rows: 1" in md
     assert report["rejects_count"] == len(read_jsonl(root / "rejects.jsonl"))
 

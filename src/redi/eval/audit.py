@@ -223,6 +223,7 @@ def _single_value(g: str) -> bool:
         and "\\text" not in g
         and not re.search(r"\\(?:le|ge|ne|approx|sim)", g)
         and "[" not in g
+        and "]" not in g
         and "<" not in g
         and ">" not in g
         and "\\in" not in g

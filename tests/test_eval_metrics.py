@@ -101,8 +101,8 @@ def test_sem_and_summary_hand_example():
     assert [c for c in row if c.startswith("pass@")] == ["pass@1", "pass@2", "pass@3", "pass@4"]
 
 
-def test_sem_single_sample_is_zero_and_incomplete_grid_rejected():
-    assert summarise(_samples([[1], [0]]), 1)["sem"] == 0.0
+def test_sem_single_sample_is_not_available_and_incomplete_grid_rejected():
+    assert summarise(_samples([[1], [0]]), 1)["sem"] is None  # undefined for k = 1, never 0.0
     df = _samples([[1, 0], [0, 1]])
     with pytest.raises(ValueError):
         correctness_matrix(df.iloc[:-1], 2)  # a problem with fewer samples than claimed

@@ -1,5 +1,14 @@
 """Bounded Math-Verify: gold-first verification in worker processes with hard per-item limits.
 
+Scoring rules (issue 12; audit in docs/scoring-audit.md): Math-Verify 0.9 is the engine, and our
+decisions around it live in one layer below ("scoring rules"): :func:`normalize_gold` (keeps
+LaTeX such as ``\\$18.90``), :func:`answer_expression` (box groups: adjacent boxes are one set
+answer, else the last group; mixed numbers are one value; the extraction order),
+:func:`numeric_equal` (exact for rationals, relative :data:`REL_TOL` = 1e-6 for floats, installed
+as Math-Verify's ``grader.sympy_numeric_eq``). Every verdict - corpus labelling under
+``label_rule: recomputed`` and evaluation scoring alike - comes from :func:`check_answer`'s
+``_check_one``.
+
 Model output and corpus text are untrusted. Math-Verify's own timeouts use ``signal.alarm`` and
 cannot interrupt C-level work (a huge integer power inside SymPy), so every item here is bounded
 from *outside*: work runs in a :class:`pebble.ProcessPool` whose tasks carry a wall-clock
@@ -191,7 +200,7 @@ def _mixed_value(m: re.Match) -> str:
 
 def _boxes(text: str) -> list[tuple[int, int, str]]:
     """``(start, end, content)`` of every top-level ``\\boxed{...}``/``\\fbox{...}`` (balanced
-    braces; an unclosed box runs to the end of the text)."""
+    braces). An unclosed box is no answer (a truncated or malformed response) and ends the scan."""
     out = []
     pos = 0
     while True:
@@ -207,8 +216,9 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
             depth += c == "{"
             depth -= c == "}"
             i += 1
-        content = text[m.end() : i - 1] if depth == 0 else text[m.end() :]
-        out.append((m.start(), i, content))
+        if depth:
+            return out
+        out.append((m.start(), i, text[m.end() : i - 1]))
         pos = i
 
 

@@ -8,8 +8,9 @@ Per sample, in this order:
 3. otherwise the final answer is the text after the last ``</think>``
    (:func:`redi.verify.final_answer_segment`), checked gold-first by
    :func:`redi.verify.verify_many` (``\\boxed{}`` preferred, worker processes, hard per-item
-   wall-clock bound). Statuses ``ok``, ``no_answer``, ``unparseable``, ``too_deep``, ``timeout``,
-   ``error`` come from there.
+   wall-clock bound) under the scoring rules of :mod:`redi.verify` - the same function that
+   labels corpus traces, audited on every benchmark gold in docs/scoring-audit.md. Statuses
+   ``ok``, ``no_answer``, ``unparseable``, ``too_deep``, ``timeout``, ``error`` come from there.
 
 A problem with several acceptable golds (see :mod:`redi.eval.benchmarks`) is correct when any
 gold matches. The first gold is tried for every sample; the others only for samples that were

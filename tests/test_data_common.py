@@ -102,7 +102,7 @@ def verified_row(
 ):
     """A row of the verified table (canonical + recomputed labels). ``schema`` "raw" has a
     problem_is_valid column (a null is dropped), "flat" has none (a null is kept)."""
-    from redi.data.schema import problem_id
+    from redi.ids import problem_id
 
     problem = problem if problem is not None else f"Problem number {row_index}: compute {row_index} + 2."
     n = (

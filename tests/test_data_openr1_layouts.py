@@ -17,7 +17,7 @@ from test_data_common import build_tiny_tokenizer
 
 from redi.data.curate import curate
 from redi.data.io import read_jsonl
-from redi.data.schema import normalize
+from redi.data.normalize import normalize
 from redi.data.sources import download_hub
 from redi.data.verify_stage import gather, verify_shard
 

@@ -22,7 +22,7 @@ from test_data_common import build_tiny_tokenizer, raw_row, verified_row, write_
 
 from redi.data.curate import curate
 from redi.data.io import read_jsonl
-from redi.data.schema import normalize
+from redi.data.normalize import normalize
 from redi.data.synthetic import raw_schema
 from redi.data.verify_stage import gather, verify_shard
 

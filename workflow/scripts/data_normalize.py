@@ -8,7 +8,7 @@ import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
 
 import logging
 
-from redi.data.schema import normalize
+from redi.data.normalize import normalize
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)  # noqa: F821
 logging.captureWarnings(True)

@@ -48,7 +48,7 @@ def _download(args) -> int:
 
 def _normalize(args) -> int:
     _setup_logging()
-    from redi.data.schema import normalize
+    from redi.data.normalize import normalize
 
     return _print(normalize(args.input, args.output, args.rejects))
 

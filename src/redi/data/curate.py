@@ -42,7 +42,7 @@ from collections import Counter
 from pathlib import Path
 
 from redi.data.io import META_NORMALIZE, JsonlWriter, mkparent, read_kv_meta, write_json
-from redi.data.schema import LABEL_FIELDS
+from redi.data.normalize import LABEL_FIELDS
 from redi.prompts import OPENR1_INSTRUCTION, user_content
 
 log = logging.getLogger(__name__)

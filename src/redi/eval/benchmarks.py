@@ -21,10 +21,11 @@ hex characters (stable across runs, machines and file re-orderings).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from redi.ids import problem_id
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,6 @@ class Problem:
     def gold(self) -> str:
         """The first (display) gold."""
         return self.golds[0]
-
-
-def problem_id(text: str) -> str:
-    return hashlib.sha1(" ".join(text.split()).encode("utf-8")).hexdigest()[:16]
 
 
 def _scalar(value) -> str:

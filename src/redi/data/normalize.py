@@ -43,13 +43,13 @@ table; curation then stops and names this step.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
 
 from redi.data.io import META_NORMALIZE, JsonlWriter, canonical_schema, mkparent
 from redi.data.sources import Unreadable, load_corpus
+from redi.ids import problem_id
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,6 @@ def _field(row: dict, dotted: str):
             return None
         value = value.get(part)
     return value
-
-
-def problem_id(problem: str) -> str:
-    """sha1 of the whitespace-normalised problem text, first 16 hex digits."""
-    # surrogatepass: an id even for text that is not valid UTF-8 (such rows are rejected)
-    return hashlib.sha1(" ".join(problem.split()).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _available_columns(schema) -> set[str]:

@@ -129,12 +129,16 @@ def test_sbatch_line_of_each_gpu_rule(tmp_path):
     for f in stubs.iterdir():
         f.chmod(0o755)
     work = tmp_path / "work"
+    benchmarks = yaml.safe_load((ROOT / "config/schema.yaml").read_text())["properties"]["evaluation"]["properties"]["benchmarks"]["default"]
+    for f in ("results/data/sft.jsonl", "results/data/pref.jsonl", *benchmarks.values()):
+        (work / f).parent.mkdir(parents=True, exist_ok=True)
+        (work / f).write_text("")
+    later = time.time() + 60  # the inputs exist and are up to date: only the targets' own jobs run
     for d in ("results/model/student", "results/train/sft-3ep/model", "resources/models/reference-qwen2.5-math-1.5b"):
         (work / d).mkdir(parents=True)
         (work / d / "config.json").write_text("{}")
-    for f in ("results/data/sft.jsonl", "results/data/pref.jsonl", "data/benchmarks/math.json"):
-        (work / f).parent.mkdir(parents=True, exist_ok=True)
-        (work / f).write_text("")
+        for x in (work / d / "config.json", work / d):
+            os.utime(x, (later, later))
     targets = [
         "results/train/sft-5ep/model",  # train_sft
         "results/train/sft-3ep/ref_logps.parquet",  # reference_logps
@@ -144,11 +148,10 @@ def test_sbatch_line_of_each_gpu_rule(tmp_path):
     ]
     env = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", SBATCH_RECORD=str(tmp_path))
     r = subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles/slurm"),
+        [str(BIN / "snakemake"), *targets, "-s", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles/slurm"),
          "--configfile", str(ROOT / "config/paper.yaml"), "--sdm", "env-modules", "--nolock", "--retries", "0",
          "--keep-going", "--default-resources", "slurm_partition=gpu", "slurm_account=lab",
-         "--allowed-rules", "train_sft", "reference_logps", "train_stage2", "eval_student", "eval_reference",
-         *targets],
+         "--allowed-rules", "train_sft", "reference_logps", "train_stage2", "eval_student", "eval_reference"],
         cwd=work, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     calls = _sbatch_calls(tmp_path)
@@ -361,3 +364,23 @@ def test_two_process_cpu_ddp_matches_one_process(inputs, tmp_path):
     w1, w2 = load_file(str(tmp_path / "one/model/model.safetensors")), load_file(str(tmp_path / "two/model/model.safetensors"))
     worst = max(float((w1[k].float() - w2[k].float()).abs().max()) for k in w1)
     assert worst < 1e-5, worst
+
+
+# ---- the GPU check: end to end on the CPU at toy sizes --------------------------------------
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_end_to_end(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable)
+    r = subprocess.run([str(ROOT / "bench/gpu_check"), "--smoke", "--out", str(tmp_path)], env=env,
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (doc_path,) = tmp_path.glob("gpu-check-*.json")
+    doc = json.loads(doc_path.read_text())
+    assert doc["smoke"] and not doc["skipped_for_budget"]
+    assert {k for k in doc["items"] if k.startswith("steps/")} == {f"steps/{n}/{v}" for n in (64, 128, 192) for v in ("sft", "redi")}
+    ok = doc["ok"]
+    assert ok["all_steps_ran"] and ok["pair_19k_fits"] and ok["dpo_first_loss_is_log2"] and ok["generation_ran"]
+    assert doc["items"]["dpo_log2"]["abs_error"] < 1e-4
+    assert all(doc["items"][k]["mfu"] is not None for k in doc["items"] if k.startswith("steps/"))
+    assert doc_path.with_suffix(".md").read_text().startswith("# GPU check (smoke")

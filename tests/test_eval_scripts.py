@@ -18,7 +18,7 @@ Namedlist = iocontainers.Namedlist
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 
-def _snakemake(tmp_path, input, output, params, wildcards, threads=1):
+def _snakemake(tmp_path, input, output, params, wildcards, threads=1, resources=None):
     def nl(x):
         return Namedlist(fromdict=x) if isinstance(x, dict) else Namedlist(toclone=list(x))
 
@@ -28,6 +28,7 @@ def _snakemake(tmp_path, input, output, params, wildcards, threads=1):
         params=nl(params),
         wildcards=nl(wildcards),
         threads=threads,
+        resources=nl(resources or {}),  # as Snakemake gives it: the rule's resources (no gpu = CPU)
         log=Namedlist(toclone=[str(tmp_path / "job.log")]),
         config={},
     )

@@ -26,4 +26,4 @@ rule all:
     default_target: True
     input:
         all_targets,
-        publish_targets(),
+        PUBLISH_TARGETS,

@@ -1,47 +1,31 @@
 # Model cards and the optional push of final models to the Hugging Face hub (redi.model_card).
 # Every final model folder already holds a card written by training; the card here adds the
-# run's final evaluations. Tracking settings reach every job through REDI_TRACKING (read when
-# the workflow is parsed, also inside SLURM jobs), so changing them never reruns a job.
-import os
+# run's final evaluations. Tracking settings reach every job through REDI_TRACKING (exported
+# when the workflow is parsed, also inside SLURM jobs), so changing them never reruns a job.
+from redi.tracking import export as export_tracking
 
-os.environ["REDI_TRACKING"] = json.dumps(config["tracking"])
+export_tracking(config["tracking"])
 PUBLISH = config["publish"]
 if PUBLISH["push_to_hub"] and not PUBLISH["hub_org"]:
     raise ValueError(
         "config key 'publish.hub_org': required when publish.push_to_hub is true"
     )
-
-
-def run_final_metrics(wildcards):
-    return expand(
-        "results/eval/{run}/{ckpt}/{bench}/metrics.json",
-        run=wildcards.run,
-        ckpt=EVAL["final"]["checkpoints"],
-        bench=EVAL["final"]["benchmarks"],
-    )
-
-
-def start_hub_name(wildcards):
-    """Hub id of the model a run started from (the student's, for SFT runs), if it has one."""
-    start = RUNS[wildcards.run].get("start")
-    if start and PUBLISH["hub_org"]:
-        return f"{PUBLISH['hub_org']}/{start}"
-    if not start:
-        return config["student"].get("hub_name")
-    return None
-
-
-def publish_targets():
-    files = expand("results/cards/{run}/README.md", run=RUNS)
-    if PUBLISH["push_to_hub"]:
-        files += expand("results/cards/{run}/pushed.json", run=RUNS)
-    return files
+PUBLISH_TARGETS = expand("results/cards/{run}/README.md", run=RUNS) + (
+    expand("results/cards/{run}/pushed.json", run=RUNS)
+    if PUBLISH["push_to_hub"]
+    else []
+)
 
 
 rule model_card:
     input:
         summary="results/train/{run}/summary.json",
-        evaluations=run_final_metrics,
+        evaluations=lambda wc: expand(
+            "results/eval/{run}/{ckpt}/{bench}/metrics.json",
+            run=wc.run,
+            ckpt=EVAL["final"]["checkpoints"],
+            bench=EVAL["final"]["benchmarks"],
+        ),
     output:
         card="results/cards/{run}/README.md",
     log:
@@ -50,7 +34,16 @@ rule model_card:
     conda:
         "../envs/report.yaml"
     params:
-        base_model=start_hub_name,
+        # hub id of the start model: the student's for SFT runs, {hub_org}/{start} for stage 2
+        base_model=lambda wc: (
+            f"{PUBLISH['hub_org']}/{RUNS[wc.run]['start']}"
+            if RUNS[wc.run].get("start") and PUBLISH["hub_org"]
+            else (
+                None
+                if RUNS[wc.run].get("start")
+                else config["student"].get("hub_name")
+            )
+        ),
     script:
         "../workflow/scripts/publish_card.py"
 

@@ -58,6 +58,11 @@ def resolve(tracking: dict | None = None) -> dict:
     return out
 
 
+def export(tracking: dict) -> None:
+    """Put the tracking settings in ``$REDI_TRACKING`` for every job started from here."""
+    os.environ[ENV] = json.dumps(tracking or {})
+
+
 def sweep_group(run: dict) -> str:
     """``sft`` for stage-1 runs, ``stage2-from-{start}`` for stage-2 runs."""
     return "sft" if run.get("objective") == "sft" else f"stage2-from-{run.get('start') or 'start'}"

@@ -40,7 +40,7 @@ rule download_corpus:
 
 rule normalize_corpus:
     input:
-        corpus_input,
+        corpus=corpus_input,
     output:
         canonical="results/data/canonical.parquet",
         rejects="results/data/normalize_rejects.jsonl",
@@ -59,7 +59,7 @@ rule normalize_corpus:
 
 rule verify_shard:
     input:
-        "results/data/canonical.parquet",
+        canonical="results/data/canonical.parquet",
     output:
         "results/data/verify/shard-{i}-of-{n}.parquet",
     log:

@@ -27,7 +27,7 @@ def test_defaults_are_filled_in():
     config = validate_config({})
     assert config["curation"]["label_rule"] == "llama_and_mv"
     assert config["curation"]["shuffle_seed"] == 42
-    assert config["curation"]["max_response_tokens"] == 19000
+    assert config["curation"]["max_response_length"] == 19000
     assert config["evaluation"]["sampling"] == {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768, "seed": 0}
     assert config["corpus"]["source"] == "synthetic"
 

@@ -130,6 +130,6 @@ def verified_row(
 
 
 def write_verified(rows: list[dict], path: Path) -> Path:
-    from redi.data.io import verified_schema
+    from redi.data.schemas import verified_schema
 
     return write_parquet(rows, path, verified_schema())

@@ -15,10 +15,10 @@ from redi.data.curate import (
     is_valid,
     label_problem,
     positives,
-    resolve_cfg,
-    select,
+    choose_pair,
     word_ngrams,
 )
+from redi.data.config import CurationConfig
 from redi.data.io import read_jsonl
 from redi.prompts import OPENR1_INSTRUCTION, user_content
 
@@ -56,7 +56,7 @@ def _run(tmp_path, tok, cfg=None, rows=None, benchmarks=True):
     bench.write_text(json.dumps([{"problem": BENCH_PROBLEM.upper() + "  ", "answer": "9"}]))
     counter = TokenCounter(tok, OPENR1_INSTRUCTION)
     normal = counter.prompt_lengths(["Problem number 0: compute 0 + 2."])[0]
-    base = {"max_prompt_tokens": normal + 40, "max_response_tokens": 120}
+    base = {"max_prompt_length": normal + 40, "max_response_length": 120}
     report = curate(
         verified,
         tok,
@@ -149,8 +149,8 @@ def test_configurable_filters(tmp_path, tok):
             "valid_only": False,
             "exclude_sources": [],
             "decontaminate": {"enabled": False},
-            "max_prompt_tokens": 100000,
-            "max_response_tokens": 100000,
+            "max_prompt_length": 100000,
+            "max_response_length": 100000,
         },
     )
     assert {r["row_index"] for r in sft} == {0, 1, 2, 3, 5, 8, 9, 10, 11}
@@ -184,18 +184,18 @@ def test_rule_helpers():
     assert positives(row, "llama_or_mv") == [True, False, True]
     assert positives(row, "mv") == [False, False, True]
     assert positives(row, "recomputed") == [True, True, True]
-    assert select([False, True, False, True]) == (1, 0)
-    assert select([True, True]) == (0, None)
-    assert select([False]) == (None, 0)
+    assert choose_pair([False, True, False, True]) == (1, 0)
+    assert choose_pair([True, True]) == (0, None)
+    assert choose_pair([False]) == (None, 0)
     assert label_problem(row, "mv", 3) is None
     assert label_problem(row, "mv", 2)[0] == "label_rule mv needs label_mv (absent from the None layout): length mismatch"
     flat = {"label_llama": None, "label_mv": [True], "schema": "flat"}
     assert label_problem(flat, "llama_and_mv", 1)[0] == "label_rule llama_and_mv needs label_llama (correctness_llama): null"
     assert label_problem(flat, "mv", 1) is None  # a list the rule does not read is not required
     with pytest.raises(ValueError):
-        resolve_cfg({"label_rule": "vibes"})
+        CurationConfig.from_dict({"label_rule": "vibes"})
     with pytest.raises(ValueError):
-        resolve_cfg({"nope": 1})
+        CurationConfig.from_dict({"nope": 1})
 
 
 def test_ngrams():

@@ -61,7 +61,7 @@ def test_adapters_end_to_end(tmp_path):
             tmp_path,
             input=Named(canonical=str(d / "canonical.parquet")),
             output=Named([shard]),
-            params=Named(shard_index=i, n_shards=2, timeout_s=5),
+            params=Named(shard_index=i, n_shards=2, timeout_s=5, memory_mb=2048),
         )
         shards.append(shard)
     run_script(
@@ -75,7 +75,7 @@ def test_adapters_end_to_end(tmp_path):
         "curate",
         tmp_path,
         input=Named(
-            verified=str(d / "verified.parquet"), tokenizer=str(tok), benchmarks=str(d / "corpus/test.json")
+            verified=str(d / "verified.parquet"), tokenizer=str(tok), test=str(d / "corpus/test.json")
         ),
         output=Named(
             sft=str(d / "sft.jsonl"),
@@ -84,9 +84,12 @@ def test_adapters_end_to_end(tmp_path):
             report_md=str(d / "curation_report.md"),
             rejects=str(d / "rejects.jsonl"),
         ),
-        params=Named(cfg={"expected": {"sft": None, "pairs_before_length_filter": None}}),
+        params=Named(
+            cfg={"expected": {"sft": None, "pairs_before_length_filter": None}},
+            benchmarks={"test": str(d / "corpus/test.json")},
+        ),
     )
-    assert "curate: final" in log
+    assert "curate: sft=" in log
 
     verify_report = json.loads((d / "verify_report.json").read_text())
     assert verify_report["overall"]["agreement_with_mv"] == 1.0  # synthetic mv labels are the truth

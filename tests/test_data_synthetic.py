@@ -9,11 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from redi.data.synthetic import (
-    DEFAULT_CFG,
     EXCLUDED_SOURCE,
+    SynthConfig,
     add_no_carry,
     generate,
-    resolve_cfg,
     sub_no_borrow,
     write_corpus,
 )
@@ -75,7 +74,7 @@ def test_deterministic_for_seed(tmp_path):
 def test_test_problems_never_in_train():
     rows, test = generate({"n_train_problems": 1500, "n_test_problems": 300, "seed": 1})
     train = {r["problem"] for r in rows if r["problem"] is not None}
-    assert len(train) >= 1500 - DEFAULT_CFG["malformed_rows"]
+    assert len(train) >= 1500 - SynthConfig().malformed_rows
     test_problems = [t["problem"] for t in test]
     assert len(set(test_problems)) == len(test_problems)
     assert not set(test_problems) & train
@@ -121,7 +120,7 @@ def test_mistake_helpers():
 
 
 def test_cfg_validation():
+    with pytest.raises(ValueError, match="no_such_key"):
+        SynthConfig.from_dict({"no_such_key": 1})
     with pytest.raises(ValueError):
-        resolve_cfg({"no_such_key": 1})
-    with pytest.raises(ValueError):
-        resolve_cfg({"min_generations": 3, "max_generations": 2})
+        SynthConfig.from_dict({"min_generations": 3, "max_generations": 2})

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from test_data_common import gen, raw_row, write_parquet
 
-from redi.data.io import META_NORMALIZE, read_kv_meta, verified_schema
+from redi.data.io import read_kv_meta
+from redi.data.schemas import META_NORMALIZE, verified_schema
 from redi.data.normalize import normalize
 from redi.data.synthetic import raw_schema
 from redi.data.verify_stage import gather, verify_shard

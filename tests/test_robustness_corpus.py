@@ -120,7 +120,7 @@ def pipeline(tmp_path_factory, tok):
         root / "report.json",
         root / "report.md",
         root / "rejects.jsonl",
-        {"max_response_tokens": 2000},
+        {"max_response_length": 2000},
     )
     return {"root": root, "cases": cases, "normalize": summary, "shard": shard, "report": report}
 
@@ -257,7 +257,7 @@ BENCH = "Find the number of ordered pairs of positive integers whose product is 
         ([verified_row(i, llama=[T], mv=[T, F]) for i in range(3)], {}, "D_SFT", "label_lists"),
         ([verified_row(i, llama=[F, F], mv=[T, T]) for i in range(3)], {}, "D_SFT", "select_sft"),
         ([verified_row(i, llama=[T, T], mv=[T, T]) for i in range(3)], {}, "D_Pref", "select_pref"),
-        ([verified_row(i, llama=[T, F], mv=[T, F]) for i in range(3)], {"max_response_tokens": 3}, "D_Pref",
+        ([verified_row(i, llama=[T, F], mv=[T, F]) for i in range(3)], {"max_response_length": 3}, "D_Pref",
          "length_filter_pref"),
         ([verified_row(i, llama=[T, F], mv=[T, F], problem=BENCH + f" ({i})") for i in range(3)], {}, "D_SFT",
          "decontaminate_sft"),

@@ -92,7 +92,7 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     """Values the schema lets through but the code that reads them would reject when its job
     runs (hours later, for an evaluation or a stage-2 job) or would silently ignore: each is
     checked here with that code's own rule, so the workflow stops before any job starts."""
-    from redi.data.synthetic import resolve_cfg as synthetic_cfg
+    from redi.data.synthetic import SynthConfig
     from redi.eval.generate import SamplingConfig, VLLMBackend
     from redi.model.shape import TINY_DEFAULTS
     from redi.train.config import RunConfig
@@ -135,7 +135,7 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
             f"num_attention_heads of num_key_value_heads (got {tiny['hidden_size']}, {heads}, {kv_heads})"
         )
     try:
-        synthetic_cfg(config["corpus"]["synthetic"])
+        SynthConfig.from_dict(config["corpus"]["synthetic"])
     except ValueError as error:
         raise ConfigError(f"config key 'corpus.synthetic': {error}") from error
 

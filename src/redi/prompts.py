@@ -34,11 +34,16 @@ def user_messages(problem: str, instruction: str = OPENR1_INSTRUCTION) -> list[d
     return [{"role": "user", "content": user_content(problem, instruction)}]
 
 
+def assistant_messages(response: str) -> list[dict]:
+    """The assistant turn alone (a pair's ``chosen`` / ``rejected``, TRL's conversational layout)."""
+    return [{"role": "assistant", "content": response}]
+
+
 def conversation_messages(
     problem: str, response: str, instruction: str = OPENR1_INSTRUCTION
 ) -> list[dict]:
     """The training conversation: user turn + the teacher's response (starts with ``<think>``)."""
-    return user_messages(problem, instruction) + [{"role": "assistant", "content": response}]
+    return user_messages(problem, instruction) + assistant_messages(response)
 
 
 def generation_prompt(tokenizer, problem: str, instruction: str = OPENR1_INSTRUCTION) -> str:

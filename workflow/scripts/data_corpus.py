@@ -1,21 +1,13 @@
-"""Snakemake adapter: synthetic teacher corpus.
+"""Snakemake adapter: synthetic teacher corpus (``redi.data.synthetic.write_corpus``).
 
-output.train (parquet, Raw schema), output.test (JSON list); params.cfg (dict, optional);
-log[0].
+params.cfg (config.corpus.synthetic); output.train (parquet, Raw schema), output.test (JSON
+list); log[0].
 """
 
-import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+import _bootstrap
 
-import json
-import logging
+_bootstrap.setup_logging(snakemake.log[0])
 
-from redi.data.synthetic import write_corpus
+from redi.data.synthetic import SynthConfig, write_corpus  # noqa: E402
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)  # noqa: F821
-logging.captureWarnings(True)
-stats = write_corpus(
-    dict(getattr(snakemake.params, "cfg", None) or {}),  # noqa: F821
-    snakemake.output.train,  # noqa: F821
-    snakemake.output.test,  # noqa: F821
-)
-logging.info("corpus: %s", json.dumps(stats, default=str))
+write_corpus(SynthConfig.from_dict(snakemake.params.cfg), snakemake.output.train, snakemake.output.test)

@@ -1,24 +1,13 @@
-"""Snakemake adapter (local rule): download the corpus from the hub (save_to_disk).
+"""Snakemake adapter (local rule): download the corpus from the hub (``save_to_disk``).
 
 params.name, params.revision, params.split; output[0] (directory); log[0].
 """
 
-import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+import _bootstrap
 
-import logging
+_bootstrap.setup_logging(snakemake.log[0])
 
-from redi.data.sources import download_hub
+from redi.data.sources import download_hub  # noqa: E402
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)  # noqa: F821
-logging.captureWarnings(True)
-try:
-    info = download_hub(
-        snakemake.params.name,  # noqa: F821
-        getattr(snakemake.params, "revision", None),  # noqa: F821
-        getattr(snakemake.params, "split", "train"),  # noqa: F821
-        snakemake.output[0],  # noqa: F821
-    )
-except RuntimeError as exc:
-    logging.error("%s", exc)
-    raise
-logging.info("download: %s", info)
+params = snakemake.params
+download_hub(params.name, params.revision, params.split, snakemake.output[0])

@@ -1,20 +1,12 @@
-"""Snakemake adapter: gather verification shards into the verified table (gather).
+"""Snakemake adapter: gather verification shards into the verified table (``gather``).
 
 input.shards (list), input.canonical; output.verified, output.report (JSON); log[0].
 """
 
-import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+import _bootstrap
 
-import logging
+_bootstrap.setup_logging(snakemake.log[0])
 
-from redi.data.verify_stage import gather
+from redi.data.verify_stage import gather  # noqa: E402
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)  # noqa: F821
-logging.captureWarnings(True)
-report = gather(
-    list(snakemake.input.shards),  # noqa: F821
-    snakemake.input.canonical,  # noqa: F821
-    snakemake.output.verified,  # noqa: F821
-    snakemake.output.report,  # noqa: F821
-)
-logging.info("gather: overall %s", report["overall"])
+gather(list(snakemake.input.shards), snakemake.input.canonical, snakemake.output.verified, snakemake.output.report)

@@ -1,17 +1,12 @@
-"""Snakemake adapter: normalise the corpus into the canonical table.
+"""Snakemake adapter: normalise the corpus into the canonical table (``redi.data.normalize``).
 
-input.corpus (or input[0]: file, directory or save_to_disk dir); output.canonical,
-output.rejects; log[0].
+input.corpus (file, directory or save_to_disk dir); output.canonical, output.rejects; log[0].
 """
 
-import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+import _bootstrap
 
-import logging
+_bootstrap.setup_logging(snakemake.log[0])
 
-from redi.data.normalize import normalize
+from redi.data.normalize import normalize  # noqa: E402
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)  # noqa: F821
-logging.captureWarnings(True)
-corpus = getattr(snakemake.input, "corpus", None) or snakemake.input[0]  # noqa: F821
-summary = normalize(corpus, snakemake.output.canonical, snakemake.output.rejects)  # noqa: F821
-logging.info("normalize: %s", summary)
+normalize(snakemake.input.corpus, snakemake.output.canonical, snakemake.output.rejects)

@@ -1,26 +1,22 @@
-"""Snakemake adapter: re-verify one shard of generations (scatter).
+"""Snakemake adapter: re-verify one shard of generations (scatter; ``verify_shard``).
 
-input.canonical (or input[0]); output[0] (shard parquet); params.shard_index, params.n_shards,
-params.timeout_s (default 5), params.memory_mb (default 2048); threads = worker processes;
-log[0].
+input.canonical; output[0] (shard parquet); params.shard_index, params.n_shards,
+params.timeout_s, params.memory_mb; threads = worker processes; log[0].
 """
 
-import _bootstrap  # noqa: F401  (puts the repository's src/ on sys.path)
+import _bootstrap
 
-import logging
+_bootstrap.setup_logging(snakemake.log[0])
 
-from redi.data.verify_stage import verify_shard
+from redi.data.verify_stage import verify_shard  # noqa: E402
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, force=True)  # noqa: F821
-logging.captureWarnings(True)
-params = snakemake.params  # noqa: F821
-summary = verify_shard(
-    getattr(snakemake.input, "canonical", None) or snakemake.input[0],  # noqa: F821
+params = snakemake.params
+verify_shard(
+    snakemake.input.canonical,
     int(params.shard_index),
     int(params.n_shards),
-    snakemake.output[0],  # noqa: F821
-    timeout_s=float(getattr(params, "timeout_s", 5.0)),
-    workers=max(1, int(snakemake.threads)),  # noqa: F821
-    memory_mb=int(getattr(params, "memory_mb", 2048)),
+    snakemake.output[0],
+    timeout_s=float(params.timeout_s),
+    workers=max(1, int(snakemake.threads)),
+    memory_mb=int(params.memory_mb),
 )
-logging.info("verify_shard: %s", summary)

@@ -1,59 +1,15 @@
-"""Small file helpers and the Arrow schemas of the data stage's files (see docs/design.md)."""
+"""Reading and writing the data stage's files: parquet footer metadata and JSON lines.
+
+Writes are atomic (``redi.files``): a reader sees the previous file or the whole new one.
+Arrow schemas: :mod:`redi.data.schemas`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from pathlib import Path
 
-META_NORMALIZE = "redi.normalize"
-META_VERIFY = "redi.verify"
-
-
-def canonical_schema():
-    import pyarrow as pa
-
-    lb = pa.list_(pa.bool_())
-    return pa.schema(
-        [
-            ("problem_id", pa.string()),
-            ("row_index", pa.int64()),
-            ("source", pa.string()),
-            ("problem", pa.string()),
-            ("answer", pa.string()),
-            ("problem_is_valid", pa.string()),
-            ("generations", pa.list_(pa.string())),
-            ("label_llama", lb),
-            ("label_mv", lb),
-            ("is_reasoning_complete", lb),
-            ("finish_reasons", pa.list_(pa.string())),
-            ("schema", pa.string()),
-        ]
-    )
-
-
-def verified_schema():
-    import pyarrow as pa
-
-    return (
-        canonical_schema()
-        .append(pa.field("label_recomputed", pa.list_(pa.bool_())))
-        .append(pa.field("verify_status", pa.list_(pa.string())))
-    )
-
-
-def shard_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("row_index", pa.int64()),
-            ("gen_index", pa.int32()),
-            ("mv_recomputed", pa.bool_()),
-            ("status", pa.string()),
-            ("extracted", pa.string()),
-            ("seconds", pa.float64()),
-        ]
-    )
+from redi.files import atomic_write
 
 
 def read_kv_meta(path, key: str) -> dict | None:
@@ -65,18 +21,15 @@ def read_kv_meta(path, key: str) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-def mkparent(path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
-
-
 class JsonlWriter:
-    """Append-only JSON-lines writer (one object per line, UTF-8, no ASCII escaping)."""
+    """JSON-lines writer (one object per line, UTF-8, no ASCII escaping), atomic: the lines go
+    to a temporary file that :meth:`close` (or leaving the ``with`` block normally) renames onto
+    ``path``; leaving the block by an exception discards them and leaves ``path`` as it was."""
 
     def __init__(self, path):
-        self.path = mkparent(path)
-        self._fh = open(self.path, "w", encoding="utf-8")
+        self.path = path
+        self._stack = contextlib.ExitStack()
+        self._fh = self._stack.enter_context(atomic_write(path))
         self.count = 0
 
     def write(self, obj: dict) -> None:
@@ -84,13 +37,13 @@ class JsonlWriter:
         self.count += 1
 
     def close(self) -> None:
-        self._fh.close()
+        self._stack.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.close()
+        self._stack.__exit__(*exc)
 
 
 def read_jsonl(path) -> list[dict]:
@@ -98,7 +51,4 @@ def read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def write_json(path, obj) -> None:
-    mkparent(path).write_text(
-        json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
-    )
+__all__ = ["JsonlWriter", "read_jsonl", "read_kv_meta"]

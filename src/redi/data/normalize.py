@@ -8,7 +8,7 @@ Detected input schemas (first match wins):
              ``is_reasoning_complete`` (no ``problem_is_valid``: it becomes null).
 ``mv_only``  only ``correctness_math_verify`` (``label_llama`` becomes null).
 
-Canonical columns: see ``docs/design.md`` and :func:`redi.data.io.canonical_schema`.
+Canonical columns: see ``docs/design.md`` and :func:`redi.data.schemas.canonical_schema`.
 ``label_mv`` is the corpus' Math-Verify label on the re-parsed answer (Raw) or
 ``correctness_math_verify`` (flat schemas). ``source`` missing -> ``"unknown"``.
 :data:`LABEL_FIELDS` says which corpus field fills each canonical label list, per schema.
@@ -47,8 +47,10 @@ import json
 import logging
 from collections import Counter
 
-from redi.data.io import META_NORMALIZE, JsonlWriter, canonical_schema, mkparent
+from redi.data.io import JsonlWriter
+from redi.data.schemas import META_NORMALIZE, canonical_schema
 from redi.data.sources import Unreadable, load_corpus
+from redi.files import atomic_path
 from redi.ids import problem_id
 
 log = logging.getLogger(__name__)
@@ -252,9 +254,9 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
     n_out = 0
     with_list: Counter = Counter()  # canonical rows that have each label list
     seen: set[str] = set()  # problem ids of the rows kept so far (duplicates are counted)
-    writer = pq.ParquetWriter(str(mkparent(output_path)), out_schema)
-    try:
-        with JsonlWriter(rejects_path) as rejects:
+    with atomic_path(output_path) as tmp_out, JsonlWriter(rejects_path) as rejects:
+        writer = pq.ParquetWriter(str(tmp_out), out_schema)
+        try:
             for batch in corpus.iter_records(batch_size=batch_size):
                 out_rows = []
                 for row in batch:
@@ -286,26 +288,26 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
                 if out_rows:
                     writer.write_table(pa.Table.from_pylist(out_rows, schema=out_schema))
                     n_out += len(out_rows)
-        summary = {
-            "input": str(input_path),
-            "input_kind": corpus.kind,
-            "schema": schema_name,
-            "input_rows": row_index,
-            "canonical_rows": n_out,
-            "rejected_rows": sum(reasons.values()),
-            "reject_reasons": dict(sorted(reasons.items())),
-            "notes": dict(sorted(counters.items())),
-            # curation drops null validity only in corpora that have the column (issue 11)
-            "has_problem_is_valid": "problem_is_valid" in columns,
-            "label_lists": {
-                name: {"field": field, "rows_with_list": with_list[name], "canonical_rows": n_out}
-                for name, field in LABEL_FIELDS[schema_name].items()
-            },
-            "rejects_path": str(rejects_path),
-        }
-        writer.add_key_value_metadata({META_NORMALIZE: json.dumps(summary)})
-    finally:
-        writer.close()
+            summary = {
+                "input": str(input_path),
+                "input_kind": corpus.kind,
+                "schema": schema_name,
+                "input_rows": row_index,
+                "canonical_rows": n_out,
+                "rejected_rows": sum(reasons.values()),
+                "reject_reasons": dict(sorted(reasons.items())),
+                "notes": dict(sorted(counters.items())),
+                # curation drops null validity only in corpora that have the column (issue 11)
+                "has_problem_is_valid": "problem_is_valid" in columns,
+                "label_lists": {
+                    name: {"field": field, "rows_with_list": with_list[name], "canonical_rows": n_out}
+                    for name, field in LABEL_FIELDS[schema_name].items()
+                },
+                "rejects_path": str(rejects_path),
+            }
+            writer.add_key_value_metadata({META_NORMALIZE: json.dumps(summary)})
+        finally:
+            writer.close()
     log.info("normalize: %s", summary)
     if n_out == 0:
         log.error("normalize kept no rows (%s); curation will stop", summary["reject_reasons"])

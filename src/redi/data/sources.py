@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from redi.files import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 LOCAL_HINT = (
@@ -46,14 +48,17 @@ def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
 
         ds = datasets.load_dataset(name, revision=revision, split=split)
     except Exception as exc:  # noqa: BLE001 - every failure gets the same actionable message
-        raise RuntimeError(
+        error = RuntimeError(
             f"Could not load {name!r} (revision {revision!r}, split {split!r}) from the Hugging "
             f"Face hub: {type(exc).__name__}: {exc}\n{LOCAL_HINT}"
-        ) from exc
+        )
+        log.error("%s", error)  # the job's log says why, not only its stderr
+        raise error from exc
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     ds.save_to_disk(str(out_dir))
     info = {"name": name, "revision": revision, "split": split, "rows": len(ds), "columns": ds.column_names}
-    (out_dir / "redi_download.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_text_atomic(out_dir / "redi_download.json", json.dumps(info, indent=1) + "\n")
+    log.info("download: %s", info)
     return info
 
 

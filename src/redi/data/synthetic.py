@@ -17,47 +17,64 @@ problems never occur in the training corpus.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import random
 import uuid as _uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Callable
+
+from redi.files import write_parquet_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SOURCES = ["olympiads", "aops_forum", "amc_aime", "number_theory", "inequalities", "cn_contest"]
 EXCLUDED_SOURCE = "cn_k12"
 
-DEFAULT_CFG: dict = {
-    "seed": 0,
-    "n_train_problems": 3000,
-    "n_test_problems": 300,
-    "min_generations": 1,
-    "max_generations": 4,
-    "p_correct": 0.55,
-    "p_correct_spread": 0.35,  # per-problem probability ~ U(p - spread, p + spread), clipped
-    "judge_disagreement": 0.03,
-    "invalid_fraction": 0.02,
-    "excluded_source_fraction": 0.03,
-    "truncated_fraction": 0.02,  # generations cut off before </think> (finish_reason "length")
-    "malformed_rows": 6,
-    "sources": DEFAULT_SOURCES,
-}
-
 FINAL_LINE = "Therefore, the final answer is: $\\boxed{{{ans}}}$. I hope it is correct"
 
 
-def resolve_cfg(cfg: dict | None) -> dict:
-    out = dict(DEFAULT_CFG)
-    for k, v in (cfg or {}).items():
-        if v is not None:
-            out[k] = v
-    unknown = set(out) - set(DEFAULT_CFG)
-    if unknown:
-        raise ValueError(f"unknown synthetic corpus keys: {sorted(unknown)}")
-    if not 1 <= out["min_generations"] <= out["max_generations"]:
-        raise ValueError("need 1 <= min_generations <= max_generations")
-    return out
+@dataclass
+class SynthConfig:
+    """The synthetic teacher corpus (``config.corpus.synthetic``): every knob and its default.
+
+    Rates are probabilities per row or per generation. ``tests/test_data_config.py`` checks that
+    ``config/schema.yaml`` states the same defaults.
+    """
+
+    seed: int = 0  # random.Random seed of the train rows (the test set uses f"{seed}-test")
+    n_train_problems: int = 3000  # rows in the corpus (malformed rows included)
+    n_test_problems: int = 200  # held-out problems (results/data/corpus/test.json), disjoint from train
+    min_generations: int = 1  # generations per row, drawn uniformly in [min, max]
+    max_generations: int = 4
+    p_correct: float = 0.55  # mean probability that a generation is correct
+    p_correct_spread: float = 0.35  # per-problem probability ~ U(p - spread, p + spread), clipped
+    judge_disagreement: float = 0.03  # the Llama judge label flips the truth this often
+    invalid_fraction: float = 0.02  # rows with problem_is_valid "no"
+    excluded_source_fraction: float = 0.03  # rows from cn_k12 (excluded by curation)
+    truncated_fraction: float = 0.02  # generations cut off before </think> (finish_reason "length")
+    malformed_rows: int = 6  # rows broken on purpose (normalisation must reject and name them)
+    sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))  # row sources
+
+    @classmethod
+    def from_dict(cls, cfg: dict | SynthConfig | None) -> SynthConfig:
+        """Defaults filled (``None`` = default), unknown keys rejected naming the key."""
+        if isinstance(cfg, SynthConfig):
+            return cfg
+        values = dict(cfg or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown synthetic corpus key(s) {unknown}; known keys: {sorted(known)}")
+        out = cls(**{k: v for k, v in values.items() if v is not None})
+        if not 1 <= out.min_generations <= out.max_generations:
+            raise ValueError("need 1 <= min_generations <= max_generations")
+        return out
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def fmt(v) -> str:
@@ -429,13 +446,13 @@ def _problem(r: random.Random) -> Problem:
             return prob
 
 
-def _row(r: random.Random, prob: Problem, cfg: dict, source: str, valid: bool) -> dict:
-    n_gen = r.randint(cfg["min_generations"], cfg["max_generations"])
-    spread = cfg["p_correct_spread"]
-    p = min(0.95, max(0.05, cfg["p_correct"] + r.uniform(-spread, spread)))
+def _row(r: random.Random, prob: Problem, cfg: SynthConfig, source: str, valid: bool) -> dict:
+    n_gen = r.randint(cfg.min_generations, cfg.max_generations)
+    spread = cfg.p_correct_spread
+    p = min(0.95, max(0.05, cfg.p_correct + r.uniform(-spread, spread)))
     gens, truth, finish, complete = [], [], [], []
     for _ in range(n_gen):
-        if r.random() < cfg["truncated_fraction"]:
+        if r.random() < cfg.truncated_fraction:
             lines = prob.steps if r.random() < p else r.choice(prob.mistakes)[1]
             gens.append(_truncate(r, lines))
             truth.append(False)
@@ -447,7 +464,7 @@ def _row(r: random.Random, prob: Problem, cfg: dict, source: str, valid: bool) -
         truth.append(ok)
         finish.append("stop")
         complete.append(True)
-    judge = [t if r.random() >= cfg["judge_disagreement"] else (not t) for t in truth]
+    judge = [t if r.random() >= cfg.judge_disagreement else (not t) for t in truth]
     valid_str = r.choice(["yes"] * 8 + ["Yes", " yes "]) if valid else r.choice(["no", "No"])
     return {
         "problem": prob.text,
@@ -534,33 +551,33 @@ def raw_schema():
     )
 
 
-def generate(cfg: dict | None = None) -> tuple[list[dict], list[dict]]:
+def generate(cfg: SynthConfig | dict | None = None) -> tuple[list[dict], list[dict]]:
     """Returns (train rows in the Raw schema, test items ``{"problem", "answer"}``)."""
-    cfg = resolve_cfg(cfg)
-    r = random.Random(cfg["seed"])
-    sources = list(cfg["sources"]) or DEFAULT_SOURCES
+    cfg = SynthConfig.from_dict(cfg)
+    r = random.Random(cfg.seed)
+    sources = list(cfg.sources) or DEFAULT_SOURCES
     rows: list[dict] = []
     seen: set[str] = set()
-    while len(rows) < cfg["n_train_problems"]:
+    while len(rows) < cfg.n_train_problems:
         prob = _problem(r)
         if prob.text in seen:
             continue
         seen.add(prob.text)
-        source = EXCLUDED_SOURCE if r.random() < cfg["excluded_source_fraction"] else r.choice(sources)
-        valid = r.random() >= cfg["invalid_fraction"]
+        source = EXCLUDED_SOURCE if r.random() < cfg.excluded_source_fraction else r.choice(sources)
+        valid = r.random() >= cfg.invalid_fraction
         rows.append(_row(r, prob, cfg, source, valid))
     # Malformed rows replace rows at deterministic positions (so counts stay n_train_problems).
-    n_bad = min(int(cfg["malformed_rows"]), len(rows))
+    n_bad = min(int(cfg.malformed_rows), len(rows))
     for k, pos in enumerate(sorted(r.sample(range(len(rows)), n_bad))):
         rows[pos] = _malform(r, rows[pos], _MALFORMED_KINDS[k % len(_MALFORMED_KINDS)])
 
-    rt = random.Random(f"{cfg['seed']}-test")
+    rt = random.Random(f"{cfg.seed}-test")
     test: list[dict] = []
     test_seen: set[str] = set()
     attempts = 0
-    while len(test) < cfg["n_test_problems"]:
+    while len(test) < cfg.n_test_problems:
         attempts += 1
-        if attempts > 100 * (cfg["n_test_problems"] + 10):
+        if attempts > 100 * (cfg.n_test_problems + 10):
             raise RuntimeError("could not draw enough held-out problems disjoint from train")
         prob = _problem(rt)
         if prob.text in seen or prob.text in test_seen:
@@ -570,26 +587,23 @@ def generate(cfg: dict | None = None) -> tuple[list[dict], list[dict]]:
     return rows, test
 
 
-def write_corpus(cfg: dict, train_path, test_path) -> dict:
+def write_corpus(cfg: SynthConfig | dict | None, train_path, test_path) -> dict:
     """Write the synthetic corpus (Raw-schema parquet) and the held-out test set (JSON list).
 
     Returns corpus statistics.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    cfg = resolve_cfg(cfg)
+    cfg = SynthConfig.from_dict(cfg)
     rows, test = generate(cfg)
-    train_path, test_path = Path(train_path), Path(test_path)
-    train_path.parent.mkdir(parents=True, exist_ok=True)
-    test_path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows, schema=raw_schema())
-    pq.write_table(table, train_path)
-    test_path.write_text(json.dumps(test, indent=1) + "\n")
-    return corpus_stats(rows, test, cfg)
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=raw_schema()), train_path)
+    write_text_atomic(test_path, json.dumps(test, indent=1) + "\n")
+    stats = corpus_stats(rows, test, cfg)
+    log.info("corpus: %s", json.dumps(stats, default=str))
+    return stats
 
 
-def corpus_stats(rows: list[dict], test: list[dict], cfg: dict) -> dict:
+def corpus_stats(rows: list[dict], test: list[dict], cfg: SynthConfig) -> dict:
     gens = [g for row in rows for g in (row["generations"] or [])]
     truth = [
         t
@@ -598,7 +612,7 @@ def corpus_stats(rows: list[dict], test: list[dict], cfg: dict) -> dict:
         for t in row["correctness"]["math_verify_reparsed_answer"]
     ]
     return {
-        "cfg": cfg,
+        "cfg": cfg.to_dict(),
         "rows": len(rows),
         "test_problems": len(test),
         "generations": len(gens),

@@ -15,15 +15,9 @@ import statistics
 import time
 from collections import Counter, defaultdict
 
-from redi.data.io import (
-    META_NORMALIZE,
-    META_VERIFY,
-    mkparent,
-    read_kv_meta,
-    shard_schema,
-    verified_schema,
-    write_json,
-)
+from redi.data.io import read_kv_meta
+from redi.data.schemas import META_NORMALIZE, META_VERIFY, shard_schema, verified_schema
+from redi.files import atomic_path, write_json_atomic, write_parquet_atomic
 from redi.verify import STATUSES, final_answer_segment, verify_many_timed
 
 log = logging.getLogger(__name__)
@@ -72,7 +66,7 @@ def verify_shard(
         },
         schema=shard_schema(),
     )
-    pq.write_table(table, str(mkparent(out_path)))
+    write_parquet_atomic(table, out_path)
     statuses = Counter(v.status for v, _ in timed)
     summary = {
         "shard": f"{shard_index}-of-{n_shards}",
@@ -115,53 +109,54 @@ def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
     per_source: dict[str, Counter] = defaultdict(Counter)
     missing: list[tuple[int, int]] = []
     n_rows = 0
-    writer = pq.ParquetWriter(str(mkparent(out_path)), out_schema)
-    try:
-        pf = pq.ParquetFile(str(canonical_path))
-        for batch in pf.iter_batches(batch_size=2048):
-            rows = batch.to_pylist()
-            for row in rows:
-                ri = row["row_index"]
-                res = results.get(ri, {})
-                rec, stat = [], []
-                for gi in range(len(row["generations"])):
-                    if gi not in res:
-                        missing.append((ri, gi))
-                        rec.append(False)
-                        stat.append("missing")
-                        continue
-                    rec.append(res[gi][0])
-                    stat.append(res[gi][1])
-                row["label_recomputed"] = rec
-                row["verify_status"] = stat
-                c = per_source[row["source"]]
-                c["rows"] += 1
-                for gi, r in enumerate(rec):
-                    c["generations"] += 1
-                    c["recomputed_true"] += r
-                    c[f"status_{stat[gi]}"] += 1
-                    for name, labels in (("mv", row["label_mv"]), ("llama", row["label_llama"])):
-                        if labels is None or len(labels) != len(rec):  # curation drops such rows
+    with atomic_path(out_path) as tmp_out:
+        writer = pq.ParquetWriter(str(tmp_out), out_schema)
+        try:
+            pf = pq.ParquetFile(str(canonical_path))
+            for batch in pf.iter_batches(batch_size=2048):
+                rows = batch.to_pylist()
+                for row in rows:
+                    ri = row["row_index"]
+                    res = results.get(ri, {})
+                    rec, stat = [], []
+                    for gi in range(len(row["generations"])):
+                        if gi not in res:
+                            missing.append((ri, gi))
+                            rec.append(False)
+                            stat.append("missing")
                             continue
-                        c[f"{name}_compared"] += 1
-                        c[f"{name}_true"] += labels[gi]
-                        c[f"{name}_agree"] += labels[gi] == r
-                        if labels[gi] and not r:
-                            c[f"{name}_true_recomputed_false"] += 1
-                        if r and not labels[gi]:
-                            c[f"{name}_false_recomputed_true"] += 1
-            n_rows += len(rows)
-            writer.write_table(pa.Table.from_pylist(rows, schema=out_schema))
-        if missing:
-            raise ValueError(
-                f"{len(missing)} generations have no verification result (first: row {missing[0][0]} "
-                f"gen {missing[0][1]}); are all shards listed? got {len(shard_paths)} shard files"
-            )
-        if normalize_meta is not None:
-            writer.add_key_value_metadata({META_NORMALIZE: json.dumps(normalize_meta)})
-        writer.add_key_value_metadata({META_VERIFY: json.dumps({"shards": [str(s) for s in shard_paths]})})
-    finally:
-        writer.close()
+                        rec.append(res[gi][0])
+                        stat.append(res[gi][1])
+                    row["label_recomputed"] = rec
+                    row["verify_status"] = stat
+                    c = per_source[row["source"]]
+                    c["rows"] += 1
+                    for gi, r in enumerate(rec):
+                        c["generations"] += 1
+                        c["recomputed_true"] += r
+                        c[f"status_{stat[gi]}"] += 1
+                        for name, labels in (("mv", row["label_mv"]), ("llama", row["label_llama"])):
+                            if labels is None or len(labels) != len(rec):  # curation drops such rows
+                                continue
+                            c[f"{name}_compared"] += 1
+                            c[f"{name}_true"] += labels[gi]
+                            c[f"{name}_agree"] += labels[gi] == r
+                            if labels[gi] and not r:
+                                c[f"{name}_true_recomputed_false"] += 1
+                            if r and not labels[gi]:
+                                c[f"{name}_false_recomputed_true"] += 1
+                n_rows += len(rows)
+                writer.write_table(pa.Table.from_pylist(rows, schema=out_schema))
+            if missing:
+                raise ValueError(
+                    f"{len(missing)} generations have no verification result (first: row {missing[0][0]} "
+                    f"gen {missing[0][1]}); are all shards listed? got {len(shard_paths)} shard files"
+                )
+            if normalize_meta is not None:
+                writer.add_key_value_metadata({META_NORMALIZE: json.dumps(normalize_meta)})
+            writer.add_key_value_metadata({META_VERIFY: json.dumps({"shards": [str(s) for s in shard_paths]})})
+        finally:
+            writer.close()
 
     total = Counter()
     for c in per_source.values():
@@ -204,7 +199,7 @@ def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
         ),
         "normalize": normalize_meta,
     }
-    write_json(report_path, report)
+    write_json_atomic(report_path, report)
     log.info(
         "gather: %d rows, overall agreement with mv %s", n_rows, report["overall"].get("agreement_with_mv")
     )

@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from redi.files import atomic_path
+
 log = logging.getLogger(__name__)
 
 TOKENIZE_BATCH = 256
@@ -293,9 +295,8 @@ def load_tokenized(data_path, tokenizer, tokenizer_dir, cfg, cache_dir=None) -> 
             if seqs is not None:
                 arrays[name], arrays[f"{name}_off"] = _pack(seqs)
         meta = json.dumps({"ids": data.ids, "stats": data.stats})
-        tmp = cache.with_name(cache.name + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, meta=np.array(meta), **arrays)
-        os.replace(tmp, cache)
+        with atomic_path(cache, suffix=".npz") as tmp:  # np.savez appends .npz when missing
+            np.savez(tmp, meta=np.array(meta), **arrays)
     return data
 
 

@@ -10,6 +10,8 @@ import argparse
 import json
 import logging
 
+from redi import paper
+
 
 def _json_arg(text: str | None) -> dict:
     if not text:
@@ -107,7 +109,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_corpus)
 
     p = subparsers.add_parser("download", help="download a corpus from the Hugging Face hub (save_to_disk)")
-    p.add_argument("--name", default="open-r1/OpenR1-Math-Raw")
+    p.add_argument("--name", default=paper.CORPUS)
     p.add_argument("--revision", default=None)
     p.add_argument("--split", default="train")
     p.add_argument("--out", required=True)

@@ -75,7 +75,9 @@ def test_from_dict_fills_defaults_and_names_unknown_keys():
     assert dataclasses.asdict(CurationConfig.from_dict(CurationConfig())) == CurationConfig().to_dict()
 
 
-@pytest.mark.parametrize("old, new", [("max_prompt_tokens", "max_prompt_length"), ("max_response_tokens", "max_response_length")])
+@pytest.mark.parametrize(
+    "old, new", [("max_prompt_tokens", "max_prompt_length"), ("max_response_tokens", "max_response_length")]
+)
 def test_old_length_key_names_the_new_one(old, new):
     with pytest.raises(ValueError, match=f"'{old}' was renamed to '{new}'"):
         CurationConfig.from_dict({old: 800})

@@ -93,7 +93,9 @@ class CurationConfig:
             setattr(out, key, int(getattr(out, key)))
         out.decontaminate.ngram = int(out.decontaminate.ngram)
         if out.decontaminate.ngram < 1 or out.max_prompt_length < 1 or out.max_response_length < 1:
-            raise ValueError("curation keys 'decontaminate.ngram', 'max_prompt_length', 'max_response_length' must be >= 1")
+            raise ValueError(
+                "curation keys 'decontaminate.ngram', 'max_prompt_length', 'max_response_length' must be >= 1"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -374,7 +374,9 @@ def select(rows: list[dict], cfg: CurationConfig):
         s_sft.notes["truncated_labelled_positive"] += sum(p and c for p, c in zip(pos, cut))
         i_pos, i_neg = choose_pair(pos, cut, as_rejected)
         if i_pos is None:
-            why = "positive generations all truncated" if any(p and c for p, c in zip(pos, cut)) else "no positive generation"
+            why = "no positive generation"
+            if any(p and c for p, c in zip(pos, cut)):
+                why = "positive generations all truncated"
             s_sft.drop(row, why)
             s_pref.drop(row, why)
             continue
@@ -447,7 +449,9 @@ def decontaminate(items, name: str, index: dict, n: int, hits: list[dict], **not
             continue
         bench, idx, gram = hit
         step.drop(row, f"{n}-gram overlap with {bench}", gram, benchmark=bench, benchmark_index=idx)
-        hits.append({"set": name, "row_index": row["row_index"], "benchmark": bench, "benchmark_index": idx, "ngram": gram})
+        hits.append(
+            {"set": name, "row_index": row["row_index"], "benchmark": bench, "benchmark_index": idx, "ngram": gram}
+        )
     return kept, step
 
 
@@ -509,9 +513,10 @@ def curate(
 
         texts = fetch_texts(verified_path, sft_sel + pref_sel)
         prompt_len, resp_len = token_lengths(TokenCounter(tokenizer_path, OPENR1_INSTRUCTION), sft_sel, texts)
-        pref = funnel.keep(*length_filter(pref, "length_filter_pref", ("chosen ", "rejected "), prompt_len, resp_len, cfg))
+        lengths = (prompt_len, resp_len)
+        pref = funnel.keep(*length_filter(pref, "length_filter_pref", ("chosen ", "rejected "), *lengths, cfg))
         if cfg.length_filter_sft:
-            sft = funnel.keep(*length_filter(sft, "length_filter_sft", ("",), prompt_len, resp_len, cfg))
+            sft = funnel.keep(*length_filter(sft, "length_filter_sft", ("",), *lengths, cfg))
 
         hits: list[dict] = []
         if cfg.decontaminate.enabled:
@@ -522,7 +527,7 @@ def curate(
             pref = funnel.keep(*decontaminate(pref, "decontaminate_pref", index, n, hits))
 
     paths = {"verified": verified_path, "tokenizer": tokenizer_path, "rejects": rejects_path}
-    report = build_report(cfg, paths, funnel.steps, (sft_sel, pref_sel), (sft, pref), (prompt_len, resp_len),
+    report = build_report(cfg, paths, funnel.steps, (sft_sel, pref_sel), (sft, pref), lengths,
                           hits, funnel.rejects.count, meta)  # fmt: skip
     write_json_atomic(report_json, report)
     write_text_atomic(report_md, render_markdown(report))

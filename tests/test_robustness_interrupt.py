@@ -240,7 +240,7 @@ def test_disk_full_while_journalling_an_evaluation(eval_inputs, tmp_path, monkey
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         return real_append(self, records)
 
-    args = dict(run="r", checkpoint="final", n_samples=2, verify_timeout_s=5.0, threads=1)
+    args = dict(run="r", checkpoint="final", n_samples=2, verify_timeout_s=5.0, threads=1, max_new_tokens=64)
     out = tmp_path / "ev"
     monkeypatch.setattr(Journal, "append", full_disk)
     monkeypatch.setattr(run_mod, "make_backend", lambda *a, **k: CountingBackend())

@@ -12,16 +12,19 @@ from redi.plan import (  # noqa: E402
     all_runs,
     check_consistency,
     reference_resources,
+    reference_runs,
     sft_runs,
     stage2_runs,
     stage_resources,
 )
+from redi.train.objectives import needs_reference  # noqa: E402
 
 check_consistency(config)
 
 SFT_RUNS = sft_runs(config)
 STAGE2_RUNS = stage2_runs(config)
 RUNS = all_runs(config)
+REFERENCE_RUNS = reference_runs(STAGE2_RUNS)
 EVAL = config["evaluation"]
 BENCHMARKS = EVAL["benchmarks"]
 RES = config["resources"]
@@ -43,13 +46,8 @@ def res(stage, key):
     return RES[stage][key]
 
 
-def gpu_resources(stage):
-    """Resources of a rule: SLURM reads gpu/cpus_per_gpu/nodes/mem_mb/runtime (redi.plan.stage_resources)."""
-    return stage_resources(config, stage)
-
-
-def dpo_trains_under_deepspeed():
-    """The DPO jobs run under DeepSpeed (bf16 weights): the reference pass must match them."""
+def reference_under_deepspeed():
+    """The training jobs run under DeepSpeed (bf16 weights): the reference pass must match them."""
     from redi.train.launch import trains_under_deepspeed
 
     return trains_under_deepspeed(RES["accelerate_config"], RES["train"]["gpu"])
@@ -89,24 +87,13 @@ def stage2_start_model(wildcards):
 
 
 def reference_run(wildcards):
-    """Truncation settings for the reference pass: those of the DPO runs from this start
-    (they must agree, since the cached log-probs are shared)."""
-    dpo = [
-        r
-        for r in STAGE2_RUNS.values()
-        if r["objective"] == "dpo" and r["start"] == wildcards.sft_run
-    ]
-    keys = ("max_prompt_length", "max_response_length")
-    if len({tuple(r.get(k) for k in keys) for r in dpo}) > 1:
-        raise ValueError(
-            f"DPO runs from '{wildcards.sft_run}' disagree on {keys}; they share reference log-probs"
-        )
-    return dpo[0]
+    """Truncation settings for the reference pass (redi.plan.reference_runs checks they agree)."""
+    return REFERENCE_RUNS[wildcards.sft_run]
 
 
 def stage2_ref_logps(wildcards):
     run = STAGE2_RUNS[wildcards.stage2_run]
-    if run["objective"] == "dpo":
+    if needs_reference(run["objective"]):
         return f"results/train/{run['start']}/ref_logps.parquet"
     return []
 

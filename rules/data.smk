@@ -10,7 +10,7 @@ rule synthesize_corpus:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     params:
         cfg=config["corpus"]["synthetic"],
     script:
@@ -29,7 +29,7 @@ rule download_corpus:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     params:
         name=config["corpus"]["hub"]["name"],
         revision=config["corpus"]["hub"]["revision"],
@@ -52,7 +52,7 @@ rule normalize_corpus:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     script:
         "../workflow/scripts/data_normalize.py"
 
@@ -70,7 +70,7 @@ rule verify_shard:
         "../envs/data.yaml"
     threads: config["verify"]["workers"]
     resources:
-        **gpu_resources("verify"),
+        **stage_resources(config, "verify"),
     params:
         shard_index="{i}",
         n_shards="{n}",
@@ -95,7 +95,7 @@ rule gather_verification:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     script:
         "../workflow/scripts/data_gather.py"
 
@@ -119,7 +119,7 @@ checkpoint curate:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     params:
         cfg=config["curation"],
         benchmarks=decontamination_benchmarks(None),

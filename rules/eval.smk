@@ -19,7 +19,7 @@ rule eval_checkpoint:
         "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     threads: res("eval", "threads")
     resources:
-        **gpu_resources("eval"),
+        **stage_resources(config, "eval"),
     params:
         model_path="results/train/{run}/checkpoints/checkpoint-{step}",
         run="{run}",
@@ -45,7 +45,7 @@ rule eval_student:
         "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     threads: res("eval", "threads")
     resources:
-        **gpu_resources("eval"),
+        **stage_resources(config, "eval"),
     params:
         run="student",
         checkpoint="base",
@@ -68,7 +68,7 @@ rule select_best:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     script:
         "../workflow/scripts/eval_select_best.py"
 
@@ -91,7 +91,7 @@ rule eval_final:
         "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     threads: res("eval", "threads")
     resources:
-        **gpu_resources("eval"),
+        **stage_resources(config, "eval"),
     params:
         run="{run}",
         checkpoint="{ckpt}",
@@ -116,7 +116,7 @@ rule eval_reference:
         "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
     threads: res("eval", "threads")
     resources:
-        **gpu_resources("eval"),
+        **stage_resources(config, "eval"),
     params:
         run="reference-{ref}",
         checkpoint="final",

@@ -13,7 +13,7 @@ if config["student"]["kind"] == "tiny":
             "../envs/train.yaml"
         threads: 1
         resources:
-            **gpu_resources("data"),
+            **stage_resources(config, "data"),
         params:
             cfg=config["student"]["tiny"],
         script:
@@ -33,7 +33,7 @@ else:
             "../envs/train.yaml"
         threads: 1
         resources:
-            **gpu_resources("data"),
+            **stage_resources(config, "data"),
         params:
             student=config["student"],
         script:
@@ -52,7 +52,7 @@ rule prepare_reference:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     params:
         ref=lambda wc: reference_model(wc.ref),
         trust_remote_code=config["student"]["trust_remote_code"],

@@ -28,7 +28,7 @@ rule report_build:
         "../envs/report.yaml"
     threads: 1
     resources:
-        **gpu_resources("data"),
+        **stage_resources(config, "data"),
     params:
         benchmarks="benchmarks",
     script:

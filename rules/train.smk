@@ -21,7 +21,7 @@ checkpoint train_sft:
         "../envs/train.yaml"
     threads: res("train", "threads")
     resources:
-        **gpu_resources("train"),
+        **stage_resources(config, "train"),
     params:
         run=lambda wc: RUNS[wc.sft_run],
         accelerate_config=RES["accelerate_config"],
@@ -43,10 +43,10 @@ rule reference_logps:
         "../envs/train.yaml"
     threads: res("reference", "threads")
     resources:
-        **gpu_resources("reference"),
+        **stage_resources(config, "reference"),
     params:
         run=reference_run,
-        deepspeed=dpo_trains_under_deepspeed(),
+        deepspeed=reference_under_deepspeed(),
     script:
         "../workflow/scripts/train_ref_logps.py"
 
@@ -68,7 +68,7 @@ checkpoint train_stage2:
         "../envs/train.yaml"
     threads: res("train", "threads")
     resources:
-        **gpu_resources("train"),
+        **stage_resources(config, "train"),
     params:
         run=lambda wc: RUNS[wc.stage2_run],
         accelerate_config=RES["accelerate_config"],

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redi.plan import ConfigError, all_runs, format_number, load_config, stage2_runs, validate_config
+from redi.fmt import format_number
+from redi.plan import ConfigError, all_runs, load_config, stage2_runs, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,3 +107,21 @@ def test_config_readme_documents_every_key():
         k for k in _leaf_keys(schema, schema["definitions"]) if not re.search(rf"[`.]{re.escape(k)}[`.]", readme)
     }
     assert not missing, f"undocumented config keys: {sorted(missing)}"
+
+
+def test_schema_objective_enum_is_the_registry():
+    """The schema's stage-2 ``objective`` enum is the registry's pair objectives, so a new registry
+    entry cannot be left out of config validation (or vice versa)."""
+    from redi.train import objectives
+
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    assert schema["definitions"]["stage2_run"]["properties"]["objective"]["enum"] == list(objectives.pairwise_names())
+
+
+def test_reference_runs_must_agree_on_truncation():
+    config = raw("config.yaml")
+    runs = config["training"]["stage2"]["runs"]
+    dpo = next(r for r in runs if r["objective"] == "dpo")
+    runs.append({**copy.deepcopy(dpo), "name": "dpo-other", "overrides": {"max_response_length": 7}})
+    with pytest.raises(ConfigError, match="share its reference log-probs"):
+        validate_config(config)

@@ -176,7 +176,7 @@ def test_dpo_equals_trl():
     lw, ll = -50 * torch.rand(b, generator=g, dtype=torch.float64), -50 * torch.rand(b, generator=g, dtype=torch.float64)
     rw, rl = lw + torch.randn(b, generator=g, dtype=torch.float64), ll + torch.randn(b, generator=g, dtype=torch.float64)
     n = torch.full((b,), 10.0, dtype=torch.float64)
-    ours = objectives.dpo_loss(lw, ll, rw, rl, beta, n, n).loss
+    ours = objectives.dpo_loss(lw, n, ll, n, ref_chosen_logps=rw, ref_rejected_logps=rl, beta=beta).loss
 
     seq = 6  # TRL sums per-token log-probs: put each sequence's sum on its first token
     log_probs = torch.zeros(2 * b, seq - 1, dtype=torch.float64)
@@ -199,7 +199,7 @@ def test_dpo_equals_trl():
     }
     trl_loss = DPOTrainer._compute_loss(fake_self, lambda **kw: outputs, inputs, return_outputs=False)
     assert abs(float(ours) - float(trl_loss)) < 1e-10
-    assert math.isclose(float(objectives.dpo_loss(lw, ll, lw, ll, beta, n, n).loss), math.log(2))
+    assert math.isclose(float(objectives.dpo_loss(lw, n, ll, n, ref_chosen_logps=lw, ref_rejected_logps=ll, beta=beta).loss), math.log(2))
 
 
 def test_simpo_equals_trl_cpo_simpo():
@@ -222,6 +222,56 @@ def test_simpo_equals_trl_cpo_simpo():
     mask = shifted_labels != -100
     tok_lp = torch.log_softmax(shifted_logits, -1).gather(-1, shifted_labels.clamp(min=0)[..., None])[..., 0]
     sums, lens = (tok_lp * mask).sum(-1), mask.sum(-1).double()
-    ours = objectives.simpo_loss(sums[:b], sums[b:], lens[:b], lens[b:], beta, gamma)
+    ours = objectives.simpo_loss(sums[:b], lens[:b], sums[b:], lens[b:], beta=beta, gamma=gamma)
     torch.testing.assert_close(ours.per_example, trl_losses, atol=1e-10, rtol=0)
     assert abs(float(ours.loss) - float(trl_losses.mean())) < 1e-10
+
+
+# ---- the registry -----------------------------------------------------------------------------
+
+
+def test_registry_drives_compute_and_checks_its_inputs():
+    """compute() calls each objective's own loss with its own parameters; missing inputs name
+    what is missing (a registry entry that lies about pairwise / reference fails here)."""
+    g = torch.Generator().manual_seed(3)
+    lw, ll = -20 * torch.rand(3, generator=g, dtype=torch.float64), -20 * torch.rand(3, generator=g, dtype=torch.float64)
+    nw, nl = torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64), torch.tensor([3.0, 7.0, 2.0], dtype=torch.float64)
+    rw, rl = lw + 0.5, ll - 0.25
+    for name, entry in objectives.OBJECTIVES.items():
+        cfg = RunConfig.from_dict({"objective": name, "alpha": 0.3, "beta": 0.7, "gamma": 0.2})
+        params = {p: getattr(cfg, p) for p in entry.params}
+        args = (lw, nw, ll, nl) if entry.pairwise else (lw, nw)
+        refs = {"ref_chosen_logps": rw, "ref_rejected_logps": rl} if entry.needs_reference else {}
+        want = entry.loss(*args, **refs, **params).loss
+        got = objectives.compute(cfg, lw, nw, ll, nl, rw, rl).loss
+        assert float(got) == float(want), name
+        if entry.pairwise:
+            with pytest.raises(ValueError, match="needs rejected responses"):
+                objectives.compute(cfg, lw, nw)
+        if entry.needs_reference:
+            with pytest.raises(ValueError, match="needs reference log-probs"):
+                objectives.compute(cfg, lw, nw, ll, nl)
+    with pytest.raises(ValueError, match="unknown objective 'orpo'; known: sft, redi, dpo, simpo"):
+        objectives.get("orpo")
+
+
+def test_registry_labels_families_and_defaults():
+    from redi import paper
+
+    assert objectives.run_label({"objective": "redi", "alpha": 0.8, "learning_rate": 1e-6}) == "REDI α=0.8, LR 1e-6"
+    assert objectives.run_label({"objective": "simpo", "beta": 2.0, "gamma": 1.0, "learning_rate": 5e-7}) == (
+        "SimPO β=2, γ=1, LR 5e-7")
+    assert objectives.run_label({"objective": "dpo", "beta": 0.001}) == "DPO β=0.001"
+    assert objectives.run_label({"objective": "sft", "learning_rate": 5e-5}) == "SFT, LR 5e-5"
+    fams = [objectives.family({"objective": "redi", "alpha": a}) for a in (0.0, 0.5, 1.0)]
+    assert fams == ["control", "redi", "symmetric"]
+    assert objectives.family({"objective": "dpo", "beta": 0.1}) == "dpo"
+    assert list(objectives.FAMILIES) == ["sft", "control", "redi", "symmetric", "dpo", "simpo"]
+    assert [objectives.PARAMETERS[p].symbol for p in ("alpha", "beta", "gamma")] == ["α", "β", "γ"]
+    for name, entry in objectives.OBJECTIVES.items():  # RunConfig's defaults are the paper's
+        cfg = RunConfig.from_dict({"objective": name})
+        assert cfg.learning_rate == paper.LEARNING_RATE[name] and cfg.epochs == paper.EPOCHS[name]
+        assert cfg.global_batch_size == paper.GLOBAL_BATCH_SIZE[name]
+        assert cfg.beta == paper.BETA.get(name) and cfg.is_pairwise == entry.pairwise
+    with pytest.raises(ValueError, match="beta must be > 0, got -1"):
+        RunConfig.from_dict({"objective": "simpo", "beta": -1})

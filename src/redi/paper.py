@@ -10,7 +10,7 @@ Sections:
 
 1. Data curation   - the rules that turn OpenR1-Math-Raw into D_SFT / D_Pref and the counts the
                      paper reports for them (used by ``redi.data.curate``).
-2. Hyper-parameters - the training configuration table (to be used by ``redi.train.config``).
+2. Hyper-parameters - the training configuration table (read by ``redi.train.objectives``).
 3. Reference numbers - the paper's result tables (to be used by the report).
 
 This module is on the ground floor: it imports nothing from ``redi``.
@@ -48,8 +48,21 @@ CURATION_EXPECTED = {"sft": 77629, "pairs_before_length_filter": 53175}
 # --------------------------------------------------------------------------------------------
 # 2. Hyper-parameters (paper, "Training configuration" table)
 # --------------------------------------------------------------------------------------------
-# Per-objective learning rates, betas, epochs and batch sizes live in redi.train.config for now;
-# they move here (and redi.train.config / the report import them) in a later part of issue 14.
+# Per-objective settings of the paper's runs, keyed by objective name. The objective registry
+# (``redi.train.objectives``) reads them as each objective's defaults; ``RunConfig`` fills a
+# run's unset ``learning_rate`` / ``beta`` / ``epochs`` / ``global_batch_size`` from there.
+
+#: Peak learning rate (AdamW, linear warm-up over 10 % of the steps, then linear decay to 0).
+#: Symmetric REDI (alpha = 1) ran at 2e-7 in the paper; a run sets that explicitly.
+LEARNING_RATE = {"sft": 5e-5, "redi": 1e-6, "dpo": 2e-7, "simpo": 5e-7}
+#: Temperature beta of the sigmoid objectives (DPO's KL strength; SimPO's reward scale).
+BETA = {"dpo": 0.001, "simpo": 2.0}
+#: SimPO target reward margin gamma.
+SIMPO_GAMMA = 1.0
+#: Epochs over the training set: SFT 3 (the 5-epoch start model is a separate run), stage 2 one.
+EPOCHS = {"sft": 3, "redi": 1, "dpo": 1, "simpo": 1}
+#: Examples per optimizer step over all devices: sequences for SFT, preference pairs otherwise.
+GLOBAL_BATCH_SIZE = {"sft": 128, "redi": 32, "dpo": 32, "simpo": 32}
 
 # --------------------------------------------------------------------------------------------
 # 3. Reference numbers (paper, Tables 1 and 2: pass@1 over 16 samples, %; cost)

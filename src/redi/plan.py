@@ -13,11 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from redi.fmt import format_number  # noqa: F401  (re-export for one commit: the report moves to redi.fmt)
+from redi.train import objectives
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
-SWEEPABLE = ("alpha", "beta", "gamma", "learning_rate")
-OBJECTIVE_PARAMS = {"redi": ("alpha",), "dpo": ("beta",), "simpo": ("beta", "gamma")}
-PARAM_TAGS = {"alpha": "a", "beta": "b", "gamma": "g", "learning_rate": "lr"}
+#: Run-naming parameters a stage-2 entry may give as a list (a sweep): the registry's.
+SWEEPABLE = tuple(objectives.PARAMETERS)
 
 
 class ConfigError(ValueError):
@@ -85,6 +87,7 @@ def check_consistency(config: dict) -> None:
                 f"config key 'training.stage2.runs': run '{name}' starts from unknown SFT run "
                 f"'{run['start']}' (known: {', '.join(sft)})"
             )
+    reference_runs(stage2)
     check_consumers(config, {**sft, **stage2})
 
 
@@ -180,21 +183,13 @@ def reference_resources(train: dict) -> dict:
     }
 
 
-def format_number(value: float) -> str:
-    """Short, path-safe number: 1e-06 -> 1e-6, 0.0001 -> 1e-4, 0.001 -> 0.001, 0.80 -> 0.8, 2.0 -> 2."""
-    text = f"{value:e}" if 0 < abs(value) < 1e-3 else f"{value:g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{mantissa}e{int(exponent)}"
-    return text
-
-
 def run_name(objective: str, params: dict) -> str:
+    """``objective`` then each of its parameters and the learning rate as tag + value, when set:
+    ``redi-a0.8-lr1e-6``, ``simpo-b2-g1-lr5e-7`` (tags and order from the objective registry)."""
     parts = [objective]
-    for param in (*OBJECTIVE_PARAMS.get(objective, ()), "learning_rate"):
+    for param in (*objectives.get(objective).params, "learning_rate"):
         if params.get(param) is not None:
-            parts.append(PARAM_TAGS[param] + format_number(params[param]))
+            parts.append(objectives.PARAMETERS[param].tag + format_number(params[param]))
     return "-".join(parts)
 
 
@@ -232,14 +227,19 @@ def sft_runs(config: dict) -> dict[str, dict]:
 
 def _sweep(entry: dict) -> list[dict]:
     """Expand list-valued parameters of one stage-2 entry into single runs (cartesian product;
-    SimPO's beta and gamma lists of equal length are zipped, as the paper pairs them)."""
+    lists of an objective's ``paired_sweep`` parameters, e.g. SimPO's beta and gamma, are zipped,
+    as the paper pairs them)."""
     lists = {k: entry[k] for k in SWEEPABLE if isinstance(entry.get(k), list)}
-    zipped = entry["objective"] == "simpo" and "beta" in lists and "gamma" in lists
-    if zipped and len(lists["beta"]) != len(lists["gamma"]):
-        raise ConfigError("config key 'training.stage2.runs': SimPO beta and gamma lists differ in length")
+    objective = objectives.get(entry["objective"])
+    paired = objective.paired_sweep
+    zipped = bool(paired) and all(k in lists for k in paired)
+    if zipped and len({len(lists[k]) for k in paired}) > 1:
+        raise ConfigError(
+            f"config key 'training.stage2.runs': {objective.label} {' and '.join(paired)} lists differ in length"
+        )
     axes = []
     if zipped:
-        axes.append([{"beta": b, "gamma": g} for b, g in zip(lists.pop("beta"), lists.pop("gamma"))])
+        axes.append([dict(zip(paired, values)) for values in zip(*(lists.pop(k) for k in paired))])
     axes += [[{k: v} for v in values] for k, values in lists.items()]
     expanded = []
     for combo in itertools.product(*axes) if axes else [()]:
@@ -258,7 +258,7 @@ def stage2_runs(config: dict) -> dict[str, dict]:
     for entry in stage2["runs"]:
         for single in _sweep(entry):
             params = {k: single[k] for k in SWEEPABLE if k in single}
-            for param in OBJECTIVE_PARAMS[single["objective"]]:
+            for param in objectives.get(single["objective"]).params:
                 if param not in params:
                     raise ConfigError(
                         f"config key 'training.stage2.runs': a {single['objective']} run needs '{param}'"
@@ -273,6 +273,29 @@ def stage2_runs(config: dict) -> dict[str, dict]:
             run.update(name=name, objective=single["objective"], start=start)
             runs[name] = _complete(run)
     return runs
+
+
+def reference_runs(stage2: dict[str, dict]) -> dict[str, dict]:
+    """Per SFT start: the stage-2 run whose truncation settings the reference pass uses, among
+    the runs from that start whose objective needs reference log-probs (DPO).
+
+    Raises:
+        ConfigError: two such runs from one start disagree on ``max_prompt_length`` /
+            ``max_response_length`` (they share one cached ``ref_logps.parquet``, and training
+            refuses a file made with other truncation settings).
+    """
+    keys = ("max_prompt_length", "max_response_length")
+    chosen: dict[str, dict] = {}
+    for name, run in stage2.items():
+        if not objectives.needs_reference(run["objective"]):
+            continue
+        first = chosen.setdefault(run["start"], run)
+        if tuple(first[k] for k in keys) != tuple(run[k] for k in keys):
+            raise ConfigError(
+                f"config key 'training.stage2.runs': runs '{first['name']}' and '{name}' start from "
+                f"'{run['start']}' and share its reference log-probs, but disagree on {keys}"
+            )
+    return chosen
 
 
 def all_runs(config: dict) -> dict[str, dict]:

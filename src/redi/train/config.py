@@ -3,7 +3,8 @@
 The workflow config gives each run as a plain dict (``runs: [{name: ..., objective: ...}]``);
 :meth:`RunConfig.from_dict` fills defaults and rejects unknown keys, so a typo fails the job
 instead of silently training with a default. Defaults marked *paper* are the REDI paper's
-settings (arXiv 2505.24850, see docs/paper.md); ``None`` defaults are resolved per objective by
+settings (arXiv 2505.24850, "Training configuration"; values in ``redi.paper``); ``None``
+defaults are resolved per objective from the objective registry (``redi.train.objectives``) by
 :meth:`RunConfig.resolved`.
 """
 
@@ -14,14 +15,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-OBJECTIVES = ("sft", "redi", "dpo", "simpo")
-PAIR_OBJECTIVES = ("redi", "dpo", "simpo")
+from redi import paper
 
-# Per-objective defaults (paper, Table "Training configuration").
-_DEFAULT_LR = {"sft": 5e-5, "redi": 1e-6, "dpo": 2e-7, "simpo": 5e-7}
-_DEFAULT_BETA = {"dpo": 0.001, "simpo": 2.0}
-_DEFAULT_EPOCHS = {"sft": 3, "redi": 1, "dpo": 1, "simpo": 1}
-_DEFAULT_GLOBAL_BATCH = {"sft": 128, "redi": 32, "dpo": 32, "simpo": 32}
+from . import objectives
 
 
 @dataclass
@@ -51,18 +47,19 @@ class RunConfig:
     """A training run. Every field is a key of the workflow's ``run`` dict."""
 
     name: str = ""  # run name (results/train/{name}/); defaults to the output folder's name
-    objective: str = ""  # required: "sft" | "redi" | "dpo" | "simpo"
+    objective: str = ""  # required: a key of redi.train.objectives.OBJECTIVES
     start: str | None = None  # workflow: the SFT run a stage-2 run starts from (recorded only;
     #   the start model itself is train()'s model_path)
     # --- objective parameters ---
     alpha: float = 0.8  # redi: weight of the rejected term, in [0, 1]; 0 = SFT on chosen, 1 = symmetric
     beta: float | None = None  # dpo: 0.001; simpo: 2.0 (paper)
-    gamma: float = 1.0  # simpo target margin (paper: 1.0)
+    gamma: float = paper.SIMPO_GAMMA  # simpo target margin (paper: 1.0)
     # --- optimisation (AdamW + linear warm-up / linear decay to 0) ---
-    learning_rate: float | None = None  # peak LR; sft 5e-5, redi 1e-6, dpo 2e-7, simpo 5e-7 (paper;
-    #   symmetric REDI, alpha=1, used 2e-7 in the paper: set it explicitly)
-    epochs: int | None = None  # sft 3, pair objectives 1
-    global_batch_size: int | None = None  # sequences (sft, 128) or pairs (32) per optimizer step
+    learning_rate: float | None = None  # peak LR; per objective: paper.LEARNING_RATE (sft 5e-5,
+    #   redi 1e-6, dpo 2e-7, simpo 5e-7; symmetric REDI, alpha=1, used 2e-7: set it explicitly)
+    epochs: int | None = None  # per objective: paper.EPOCHS (sft 3, pair objectives 1)
+    global_batch_size: int | None = None  # sequences (sft) or pairs per optimizer step:
+    #   paper.GLOBAL_BATCH_SIZE (sft 128, pair objectives 32)
     per_device_batch_size: int = 1  # examples per forward/backward on one device
     warmup_ratio: float = 0.1  # share of total steps with linear warm-up from 0 (ceil)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay (not on biases / norm weights)
@@ -78,7 +75,7 @@ class RunConfig:
     max_response_length: int = 19000  # pairs: longer responses are truncated from the right
     # --- checkpoints ---
     save_steps: int = 200  # save every N optimizer steps (0 = only epoch ends / final)
-    save_each_epoch: bool | None = None  # also save at each epoch end; default true for sft
+    save_each_epoch: bool | None = None  # also save at each epoch end; default per objective (sft: true)
     keep_optimizer_state: str = "last"  # "last": older checkpoints keep weights only; "all"
     # --- memory / speed ---
     logprob_chunk_size: int = 512  # positions per log-softmax chunk; 0 = naive full logits
@@ -117,24 +114,20 @@ class RunConfig:
 
     def resolved(self) -> "RunConfig":
         """Fill per-objective defaults and validate. Idempotent."""
-        if self.objective not in OBJECTIVES:
+        if self.objective not in objectives.OBJECTIVES:
             raise ValueError(
-                f"run {self.name!r}: objective must be one of {OBJECTIVES}, got {self.objective!r}"
+                f"run {self.name!r}: objective must be one of {objectives.names()}, got {self.objective!r}"
             )
-        obj = self.objective
+        obj = objectives.get(self.objective)
         c = dataclasses.replace(self)
-        if c.learning_rate is None:
-            c.learning_rate = _DEFAULT_LR[obj]
-        if c.beta is None:
-            c.beta = _DEFAULT_BETA.get(obj)
-        if c.epochs is None:
-            c.epochs = _DEFAULT_EPOCHS[obj]
-        if c.global_batch_size is None:
-            c.global_batch_size = _DEFAULT_GLOBAL_BATCH[obj]
-        if c.save_each_epoch is None:
-            c.save_each_epoch = obj == "sft"
-        if not 0.0 <= float(c.alpha) <= 1.0:
-            raise ValueError(f"run {c.name!r}: alpha must be in [0, 1], got {c.alpha}")
+        for key, value in obj.defaults.items():
+            if getattr(c, key) is None:
+                setattr(c, key, value)
+        objectives.PARAMETERS["alpha"].check(c.name, c.alpha)  # a field of every run
+        for key in obj.params:
+            if getattr(c, key) is None:
+                raise ValueError(f"run {c.name!r}: {obj.name} needs {key}")
+            objectives.PARAMETERS[key].check(c.name, getattr(c, key))
         for key in ("epochs", "global_batch_size", "per_device_batch_size", "max_length",
                     "max_prompt_length", "max_response_length"):
             if int(getattr(c, key)) < 1:
@@ -147,8 +140,6 @@ class RunConfig:
             raise ValueError(f"run {c.name!r}: warmup_ratio must be in [0, 1), got {c.warmup_ratio}")
         if c.keep_optimizer_state not in ("last", "all"):
             raise ValueError(f"run {c.name!r}: keep_optimizer_state must be 'last' or 'all'")
-        if obj in ("dpo", "simpo") and (c.beta is None or float(c.beta) <= 0):
-            raise ValueError(f"run {c.name!r}: {obj} needs beta > 0, got {c.beta}")
         for key in ("gradient_checkpointing", "bf16", "padding_free"):
             v = getattr(c, key)
             if isinstance(v, str):
@@ -171,7 +162,7 @@ class RunConfig:
 
     @property
     def is_pairwise(self) -> bool:
-        return self.objective in PAIR_OBJECTIVES
+        return objectives.get(self.objective).pairwise
 
     def gradient_accumulation(self, world_size: int) -> int:
         """``global_batch_size / (per_device_batch_size * world_size)``; must divide exactly."""

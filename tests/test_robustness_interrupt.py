@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 import torch
 
-from redi.train import tiny
 from redi.train.run import train
-from redi.train.trainer import latest_resumable
+from redi.train.checkpoints import latest_resumable
+from helpers import save_tiny_student, write_data
 
 CANARY = "hf_secret_canary_3f9c2b7e"
 ENV = {
@@ -73,8 +73,8 @@ def _cli(args, out_dir, kill_when=None, timeout=300):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-train")
-    tiny.write_student(root / "student")
-    _, pref = tiny.write_data(root, n=16, max_filler=12)
+    save_tiny_student(root / "student", init_std=0.2)
+    _, pref = write_data(root, n=16, max_filler=12)
     return {"model": str(root / "student"), "pref": str(pref)}
 
 
@@ -154,10 +154,8 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(data, reference, t
 
 @pytest.fixture(scope="module")
 def eval_inputs(tmp_path_factory):
-    from redi.eval.tiny import build_tiny_qwen2
-
     root = tmp_path_factory.mktemp("tiny-eval")
-    model = build_tiny_qwen2(root / "model", vocab_size=1000)
+    model = save_tiny_student(root / "model")
     bench = root / "bench.json"
     bench.write_text(json.dumps([{"problem": f"What is {k} + {k}?", "answer": str(2 * k)} for k in range(8)]))
     return {"model": str(model), "bench": str(bench)}
@@ -240,7 +238,7 @@ def test_disk_full_while_journalling_an_evaluation(eval_inputs, tmp_path, monkey
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         return real_append(self, records)
 
-    args = dict(run="r", checkpoint="final", n_samples=2, verify_timeout_s=5.0, threads=1, max_new_tokens=64)
+    args = dict(config={"n_samples": 2, "sampling": {"max_new_tokens": 64}}, run="r", checkpoint="final", threads=1)
     out = tmp_path / "ev"
     monkeypatch.setattr(Journal, "append", full_disk)
     monkeypatch.setattr(run_mod, "make_backend", lambda *a, **k: CountingBackend())

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from redi.train import tiny
+from redi.train.checkpoints import latest_resumable
 from redi.train.run import train
-from redi.train.trainer import NonFiniteError, latest_resumable
+from redi.train.trainer import NonFiniteError
+from helpers import save_tiny_student, write_data
 
 NAN, INF = float("nan"), float("inf")
 
@@ -35,8 +36,8 @@ class ScaleGrad(torch.autograd.Function):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    tiny.write_student(root / "student")
-    sft, pref = tiny.write_data(root, n=12, max_filler=8)
+    save_tiny_student(root / "student", init_std=0.2)
+    sft, pref = write_data(root, n=12, max_filler=8)
     return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}
 
 

@@ -8,12 +8,15 @@ and ``fsdp.yaml``. ``--num_processes`` is always set from ``gpus``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from redi.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,40 +96,40 @@ def launch_command(
 
 
 def run_training(
-    run: dict,
-    model_path: str,
-    data_path: str,
-    out_dir: str,
-    *,
-    ref_logps_path: str | None = None,
-    threads: int = 1,
+    *args,
     gpus: int = 0,
     accelerate_config: str | None = None,
     log_file: str | None = None,
     cpu_processes: int = 1,
+    **kwargs,
 ) -> dict:
-    """``train()`` in this process (one GPU, or the CPU) or one worker per GPU under
-    ``accelerate launch`` (``gpus > 1``); ``cpu_processes > 1`` with ``gpus == 0`` trains with
-    that many CPU processes (gloo DDP; used by the tests and for CPU clusters).
+    """:func:`redi.train.run.train` with ``*args, **kwargs`` (its own signature: run, model_path,
+    data_path, out_dir, ref_logps_path, threads) in this process (one GPU, or the CPU) or in one
+    worker per GPU under ``accelerate launch`` (``gpus > 1``); ``cpu_processes > 1`` with
+    ``gpus == 0`` trains with that many CPU processes (gloo DDP; used by the tests and for CPU
+    clusters). ``log_file``: where the workers' output goes. Returns the run summary.
 
     Raises:
+        TypeError: arguments ``train()`` does not take.
         RuntimeError: ``gpus > 0`` and torch cannot use that many GPUs (``require_cuda``).
     """
     from redi.runtime import require_cuda, worker_env
 
+    from .run import train
+
+    job = inspect.signature(train).bind(*args, **kwargs)  # fails here, before any worker starts
+    job.apply_defaults()
+    a = job.arguments
     if not in_distributed_worker():
-        require_cuda(int(gpus), f"training run {run.get('name')!r}")
+        require_cuda(int(gpus), f"training run {a['run'].get('name')!r}")
     workers = int(gpus) if int(gpus) > 0 else int(cpu_processes)
     if workers <= 1 or in_distributed_worker():
-        from .run import train
-
-        return train(run, model_path, data_path, out_dir, ref_logps_path=ref_logps_path, threads=threads)
-    out = Path(out_dir)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return train(*job.args, **job.kwargs)
+    out = Path(a["out_dir"])
     run_json = out / "checkpoints" / "launch_run.json"
-    run_json.write_text(json.dumps(run, indent=1))
-    cmd = launch_command(run_json, model_path, data_path, out_dir, ref_logps_path=ref_logps_path,
-                         threads=threads, gpus=int(gpus), accelerate_config=accelerate_config,
+    write_json_atomic(run_json, a["run"])
+    cmd = launch_command(run_json, a["model_path"], a["data_path"], a["out_dir"], ref_logps_path=a["ref_logps_path"],
+                         threads=a["threads"], gpus=int(gpus), accelerate_config=accelerate_config,
                          cpu_processes=int(cpu_processes))  # fmt: skip
     log.info("launching: %s", " ".join(cmd))
     stream = open(log_file, "a") if log_file else None

@@ -211,6 +211,21 @@ def response_logprobs(
     return token_logps
 
 
+def batch_logprobs(model: nn.Module, batch: dict, chunk_size: int = 512) -> Tensor:
+    """:func:`response_logprobs` of a batch made by :class:`redi.train.batching.Collator` (keys
+    ``input_ids``, ``score_index``, ``targets`` and ``attention_mask`` (padded) or
+    ``position_ids`` (packed)): per-token log-probs ``[N]``, fp32."""
+    return response_logprobs(
+        model,
+        batch["input_ids"],
+        batch["score_index"],
+        batch["targets"],
+        attention_mask=batch.get("attention_mask"),
+        position_ids=batch.get("position_ids"),
+        chunk_size=chunk_size,
+    )
+
+
 def sequence_sums(token_logps: Tensor, seq_index: Tensor, n_seqs: int) -> Tensor:
     """Sum per-token values into their sequences: ``[N] -> [n_seqs]``."""
     return torch.zeros(n_seqs, dtype=token_logps.dtype, device=token_logps.device).index_add(

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from pathlib import Path
+
+from redi.files import write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,12 @@ def compute_reference_logps(
 
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .batching import Collator, load_tokenized
     from .config import RunConfig
-    from .logprobs import response_logprobs, sequence_sums
+    from .logprobs import batch_logprobs, sequence_sums
     from .run import resolve_environment
 
     run_cfg = dict(run_cfg)
@@ -81,15 +80,7 @@ def compute_reference_logps(
             idx = [int(i) for i in order[s : s + bs]]
             batch = collate([{"index": i, "weight": 1.0} for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
-            tok = response_logprobs(
-                model,
-                batch["input_ids"],
-                batch["score_index"],
-                batch["targets"],
-                attention_mask=batch.get("attention_mask"),
-                position_ids=batch.get("position_ids"),
-                chunk_size=cfg.logprob_chunk_size,
-            )
+            tok = batch_logprobs(model, batch, cfg.logprob_chunk_size)
             seq = sequence_sums(tok.double(), batch["seq_index"], 2 * len(idx)).cpu().numpy()
             chosen[idx] = seq[: len(idx)]
             rejected[idx] = seq[len(idx) :]
@@ -109,10 +100,6 @@ def compute_reference_logps(
     table = pa.table(
         {"id": data.ids, "ref_chosen_logp": chosen, "ref_rejected_logp": rejected}
     ).replace_schema_metadata({"redi": json.dumps(meta)})
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
-    log.info("reference log-probs for %d pairs -> %s", n, out)
+    write_parquet_atomic(table, out_path)
+    log.info("reference log-probs for %d pairs -> %s", n, out_path)
     return meta

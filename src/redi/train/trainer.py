@@ -38,19 +38,16 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from . import objectives
 from redi import tracking
+from redi.files import fsync_dir
 from redi.progress import Progress
 
+from . import objectives
+from .checkpoints import REDI_STATE, checkpoint_dirs, fsync_tree, prune_resume_state
 from .collapse import CollapseDetector
-from .logprobs import install_logprob_head, response_logprobs, sequence_sums
+from .logprobs import batch_logprobs, install_logprob_head, sequence_sums
 
 log = logging.getLogger(__name__)
-
-REDI_STATE = "redi_state.json"
-# files only needed to resume (removed from older checkpoints with keep_optimizer_state="last"):
-# optimizer.pt (torch), optimizer.bin / optimizer_0/ (FSDP), global_step*/ (DeepSpeed), ...
-RESUME_PREFIXES = ("optimizer", "scheduler", "scaler", "rng_state", "global_step")
 
 
 class NonFiniteError(RuntimeError):
@@ -106,15 +103,7 @@ class RediTrainer(Trainer):
     # -- loss --------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         cfg = self.run_cfg
-        token_logps = response_logprobs(
-            model,
-            inputs["input_ids"],
-            inputs["score_index"],
-            inputs["targets"],
-            attention_mask=inputs.get("attention_mask"),
-            position_ids=inputs.get("position_ids"),
-            chunk_size=cfg.logprob_chunk_size,
-        )
+        token_logps = batch_logprobs(model, inputs, cfg.logprob_chunk_size)
         result = batch_objective(cfg, token_logps, inputs, denominator=num_items_in_batch)
         with torch.no_grad():
             w = inputs["weights"].double().cpu()
@@ -200,15 +189,15 @@ class RediTrainer(Trainer):
         built = staging / f"checkpoint-{step}"
         if main:
             self.redi_state["wall_seconds"] = self.wall_seconds()
-            (built / REDI_STATE).write_text(json.dumps(self.redi_state, indent=1))
-            _fsync_tree(built)
+            (built / REDI_STATE).write_text(json.dumps(self.redi_state, indent=1))  # staged: renamed below
+            fsync_tree(built)
         self.accelerator.wait_for_everyone()
         if main:
             if final.exists():  # re-saving a step (only after an earlier, interrupted rename)
                 shutil.rmtree(final)
             os.replace(built, final)
             shutil.rmtree(staging, ignore_errors=True)
-            _fsync_dir(root)
+            fsync_dir(root)
             if self.run_cfg.keep_optimizer_state == "last":
                 prune_resume_state(root, keep=final)
             log.info("saved checkpoint %s", final)
@@ -351,63 +340,3 @@ def _local_params(model):
 
 def _params_are_sharded(model) -> bool:
     return any(hasattr(p, "ds_tensor") or hasattr(p, "to_local") for p in model.parameters())
-
-
-def is_resumable(ckpt: Path) -> bool:
-    """A checkpoint a run can resume from: complete (renamed) and with its optimizer state."""
-    ckpt = Path(ckpt)
-    has_opt = any(ckpt.glob("optimizer*")) or any(ckpt.glob("global_step*"))
-    return (ckpt / "trainer_state.json").exists() and has_opt
-
-
-def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
-    out = []
-    for d in Path(root).glob("checkpoint-*"):
-        suffix = d.name.split("-", 1)[1]
-        if d.is_dir() and suffix.isdigit():
-            out.append((int(suffix), d))
-    return sorted(out)
-
-
-def latest_resumable(root: Path) -> Path | None:
-    for _, d in reversed(checkpoint_dirs(root)):
-        if is_resumable(d):
-            return d
-    return None
-
-
-def prune_resume_state(root: Path, keep: Path) -> None:
-    """Remove optimizer/scheduler/RNG state from every checkpoint except ``keep``."""
-    for _, d in checkpoint_dirs(root):
-        if d.resolve() == Path(keep).resolve():
-            continue
-        for f in d.iterdir():
-            if f.name.startswith(RESUME_PREFIXES):
-                if f.is_dir():
-                    shutil.rmtree(f, ignore_errors=True)
-                else:
-                    f.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            try:
-                with open(os.path.join(dirpath, name), "rb") as f:
-                    os.fsync(f.fileno())
-            except OSError:
-                pass
-        _fsync_dir(Path(dirpath))

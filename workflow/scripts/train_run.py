@@ -1,7 +1,7 @@
-"""Snakemake adapter: one training run (sft / redi / dpo / simpo) -> ``redi.train.launch``.
+"""Snakemake adapter: one training run (any objective) -> ``redi.train.launch``.
 
 input:  ``model`` (start model dir), ``data`` (sft.jsonl or pref.jsonl), ``ref_logps`` (optional;
-        required for dpo)
+        required by objectives that need reference log-probs: dpo)
 params: ``run`` (dict: the run's settings, see ``redi.train.config.RunConfig``; the workflow's
         ``start`` key is accepted), ``accelerate_config`` (optional: ddp | zero2 | zero3 | fsdp
         or a path; used when ``resources.gpu > 1``)

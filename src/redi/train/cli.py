@@ -1,4 +1,5 @@
-"""Training: SFT / REDI / DPO / SimPO runs and DPO reference log-probs.
+"""Training: one run of any registered objective (``redi.train.objectives``) and cached
+reference log-probs (DPO).
 
     redi train run --config run.yaml --model M --data D --out results/train/RUN [--ref-logps P]
                    [--threads N] [--gpus G --accelerate-config zero2]
@@ -89,12 +90,13 @@ def _config_args(p) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", aliases=["train"], help="train one run (sft, redi, dpo or simpo)")
+    p = subparsers.add_parser("run", aliases=["train"],
+                              help="train one run (objective: a key of redi.train.objectives.OBJECTIVES)")
     _config_args(p)
     p.add_argument("--model", required=True, help="start model directory (HF format)")
     p.add_argument("--data", required=True, help="sft.jsonl or pref.jsonl")
     p.add_argument("--out", required=True, help="run directory (model/, metrics.jsonl, ...)")
-    p.add_argument("--ref-logps", default=None, help="cached reference log-probs (dpo)")
+    p.add_argument("--ref-logps", default=None, help="cached reference log-probs (objectives that need them: dpo)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--gpus", type=int, default=0, help=">1: launch with accelerate")
     p.add_argument("--cpu-processes", type=int, default=1, help="with --gpus 0: >1 trains with gloo DDP on the CPU")

@@ -52,8 +52,8 @@ class RunConfig:
     #   the start model itself is train()'s model_path)
     # --- objective parameters ---
     alpha: float = 0.8  # redi: weight of the rejected term, in [0, 1]; 0 = SFT on chosen, 1 = symmetric
-    beta: float | None = None  # dpo: 0.001; simpo: 2.0 (paper)
-    gamma: float = paper.SIMPO_GAMMA  # simpo target margin (paper: 1.0)
+    beta: float | None = None  # dpo / simpo temperature; per objective: paper.BETA (dpo 0.001, simpo 2.0)
+    gamma: float = paper.SIMPO_GAMMA  # simpo target reward margin (paper: 1.0)
     # --- optimisation (AdamW + linear warm-up / linear decay to 0) ---
     learning_rate: float | None = None  # peak LR; per objective: paper.LEARNING_RATE (sft 5e-5,
     #   redi 1e-6, dpo 2e-7, simpo 5e-7; symmetric REDI, alpha=1, used 2e-7: set it explicitly)

@@ -128,9 +128,9 @@ def run_training(
     out = Path(a["out_dir"])
     run_json = out / "checkpoints" / "launch_run.json"
     write_json_atomic(run_json, a["run"])
-    cmd = launch_command(run_json, a["model_path"], a["data_path"], a["out_dir"], ref_logps_path=a["ref_logps_path"],
-                         threads=a["threads"], gpus=int(gpus), accelerate_config=accelerate_config,
-                         cpu_processes=int(cpu_processes))  # fmt: skip
+    cmd = launch_command(run_json, a["model_path"], a["data_path"], a["out_dir"],
+                         ref_logps_path=a["ref_logps_path"], threads=a["threads"], gpus=int(gpus),
+                         accelerate_config=accelerate_config, cpu_processes=int(cpu_processes))  # fmt: skip
     log.info("launching: %s", " ".join(cmd))
     stream = open(log_file, "a") if log_file else None
     try:

@@ -1,4 +1,4 @@
-"""The one trainer for SFT, REDI, DPO and SimPO: a thin ``transformers.Trainer`` subclass.
+"""The one trainer for every objective (``objectives.OBJECTIVES``): a thin ``transformers.Trainer`` subclass.
 
 What the base ``Trainer`` does (unchanged): AdamW, linear warm-up/decay schedule, gradient
 accumulation, bf16 autocast, gradient checkpointing, clipping, accelerate (DDP / DeepSpeed /

@@ -20,14 +20,15 @@ from pathlib import Path
 import yaml
 
 TAGS = ["redi", "reinforcement-distillation", "math", "reasoning"]
-OBJECTIVE_TEXT = {
-    "sft": "supervised fine-tuning on the teacher's correct traces (stage 1, D_SFT)",
-    "redi": "REDI: maximise the chosen per-token log-likelihood, minimise alpha x the rejected one (stage 2)",
-    "dpo": "DPO against the stage-1 model as reference (stage 2 baseline)",
-    "simpo": "SimPO: length-normalised margin with target gamma (stage 2 baseline)",
-}
 HYPER = ("alpha", "beta", "gamma", "learning_rate", "epochs", "global_batch_size", "warmup_ratio", "weight_decay",
          "max_grad_norm", "max_length", "max_prompt_length", "max_response_length", "seed")
+
+
+def _objective_text(name) -> str:
+    """The registry's sentence for the objective (its bare name if this code no longer knows it)."""
+    from redi.train.objectives import OBJECTIVES
+
+    return OBJECTIVES[name].description if name in OBJECTIVES else str(name)
 
 
 def _json(path: Path):
@@ -66,7 +67,7 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     name = summary.get("run") or cfg.get("name")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name}", ""]
     lines.append(f"Trained with the REDI pipeline (Reinforcement Distillation, arXiv 2505.24850): "
-                 f"{OBJECTIVE_TEXT.get(cfg.get('objective'), cfg.get('objective'))}.")
+                 f"{_objective_text(cfg.get('objective'))}.")
     lines.append(f"Start model: `{summary.get('model_path')}`" + (f" (`{base}`)" if base else "") + ".")
     lines += ["", "## Data", ""]
     if corpus:

@@ -246,6 +246,7 @@ class Objective:
     Fields:
         name: config value of ``objective`` (and first part of a run name).
         label: display name (``"REDI"``).
+        description: one sentence for model cards (``redi.model_card``).
         loss: the loss function (arguments as in the module docstring).
         params: its own parameters (keys of :data:`PARAMETERS`), in run-name order; a stage-2 run
             must set each one (``redi.plan``), and each is passed to ``loss`` by keyword.
@@ -260,6 +261,7 @@ class Objective:
 
     name: str
     label: str
+    description: str
     loss: Callable[..., ObjectiveResult]
     params: tuple[str, ...] = ()
     pairwise: bool = True
@@ -296,11 +298,21 @@ OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in (
         Objective(
-            "sft", "SFT", sft_loss, pairwise=False, defaults=_defaults("sft", save_each_epoch=True),
+            "sft",
+            "SFT",
+            "supervised fine-tuning on the teacher's correct traces (stage 1, D_SFT)",
+            sft_loss,
+            pairwise=False,
+            defaults=_defaults("sft", save_each_epoch=True),
             families=(Family("sft", "SFT", "sft"),),
         ),
         Objective(
-            "redi", "REDI", redi_loss, params=("alpha",), defaults=_defaults("redi"),
+            "redi",
+            "REDI",
+            "REDI: maximise the chosen per-token log-likelihood, minimise alpha x the rejected one (stage 2)",
+            redi_loss,
+            params=("alpha",),
+            defaults=_defaults("redi"),
             families=(
                 Family("control", "control (REDI α=0)", "redi"),
                 Family("redi", "REDI (0<α<1)", "redi"),
@@ -309,12 +321,24 @@ OBJECTIVES: dict[str, Objective] = {
             family_of=_redi_family,
         ),
         Objective(
-            "dpo", "DPO", dpo_loss, params=("beta",), needs_reference=True,
-            defaults=_defaults("dpo"), families=(Family("dpo", "DPO", "dpo"),),
+            "dpo",
+            "DPO",
+            "DPO against the stage-1 model as reference (stage 2 baseline)",
+            dpo_loss,
+            params=("beta",),
+            needs_reference=True,
+            defaults=_defaults("dpo"),
+            families=(Family("dpo", "DPO", "dpo"),),
         ),
         Objective(
-            "simpo", "SimPO", simpo_loss, params=("beta", "gamma"), defaults=_defaults("simpo"),
-            paired_sweep=("beta", "gamma"), families=(Family("simpo", "SimPO", "simpo"),),
+            "simpo",
+            "SimPO",
+            "SimPO: length-normalised margin with target gamma (stage 2 baseline)",
+            simpo_loss,
+            params=("beta", "gamma"),
+            defaults=_defaults("simpo"),
+            paired_sweep=("beta", "gamma"),
+            families=(Family("simpo", "SimPO", "simpo"),),
         ),
     )
 }

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from redi.plan import all_runs
+from redi.train import objectives
 
 STALE_S = 3600.0  # partial state older than this (and no Snakemake error) counts as failed
 
@@ -121,7 +122,7 @@ class Status:
         summary = _json(self.results / "train" / name / "summary.json")
         if summary:
             return summary.get("total_steps"), summary.get("saved_checkpoints")
-        n = self.curated.get("sft" if run["objective"] == "sft" else "pref")
+        n = self.curated.get("pref" if objectives.get(run["objective"]).pairwise else "sft")
         if not n:
             return None, None
         args = (int(n), run["global_batch_size"], run["epochs"])

@@ -100,7 +100,7 @@ def stage2_ref_logps(wildcards):
 
 def saved_steps(run):
     """The steps a run saved a checkpoint at (known once its training job has finished)."""
-    if RUNS[run]["objective"] == "sft":
+    if run in SFT_RUNS:
         summary = checkpoints.train_sft.get(sft_run=run).output.summary
     else:
         summary = checkpoints.train_stage2.get(stage2_run=run).output.summary

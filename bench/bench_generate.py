@@ -1,11 +1,11 @@
 """Generation throughput (generated tokens/s) of the transformers backend on the tiny student.
 
 The student has the demo's architecture (``config/config.yaml`` ``student.tiny``: Qwen2, hidden
-128, 4 layers, 4/2 heads) with random weights and the test tokenizer
-(``redi.eval.tiny.build_tiny_qwen2``). Each setting (torch threads x prompts per batch) runs in a
+128, 4 layers, 4/2 heads) with random weights, built by the pipeline's own builder
+(``redi.model.student``: tokenizer trained on the synthetic corpus, chat template, config keys). Each setting (torch threads x prompts per batch) runs in a
 fresh process (thread pools are fixed per process): a short warm-up call, then ``prompts``
 Open-R1 prompts x ``samples`` samples with ``max_new_tokens`` (temperature 0.6, top-p 0.95),
-through ``redi.eval.generate.TransformersBackend`` exactly as the evaluation stage calls it.
+through ``redi.eval.backends.TransformersBackend`` exactly as the evaluation stage calls it.
 A random model rarely emits the stop token, so nearly every sample runs to ``max_new_tokens``
 (``truncated`` counts them).
 """
@@ -18,22 +18,19 @@ from benchlib import REPO, interleaved, median, ratio, rnd, run_worker
 
 
 def build(out_dir: str) -> dict:
+    import pandas as pd
     import yaml
 
-    from redi.eval.tiny import build_tiny_qwen2
+    from redi.data.synthetic import generate
+    from redi.model.student import build_tiny_student
 
-    t = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["student"]["tiny"]
-    build_tiny_qwen2(
-        out_dir,
-        vocab_size=t["vocab_size"],
-        hidden_size=t["hidden_size"],
-        num_layers=t["num_hidden_layers"],
-        num_heads=t["num_attention_heads"],
-        num_kv_heads=t["num_key_value_heads"],
-        intermediate_size=t["intermediate_size"],
-        max_position_embeddings=t["max_position_embeddings"],
-    )
-    return {"path": out_dir, "config": t}
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    rows, _ = generate(config["corpus"]["synthetic"])  # the demo's corpus trains the tokenizer
+    canonical = f"{out_dir}.corpus.parquet"
+    pd.DataFrame({"problem": [r["problem"] for r in rows], "generations": [list(r["generations"]) for r in rows]}
+                 ).to_parquet(canonical)  # fmt: skip
+    build_tiny_student(canonical, out_dir, config["student"]["tiny"])
+    return {"path": out_dir, "config": config["student"]["tiny"]}
 
 
 def measure(model: str, threads: int, batch_size: int, prompts: int, samples: int, max_new_tokens: int) -> dict:
@@ -42,7 +39,8 @@ def measure(model: str, threads: int, batch_size: int, prompts: int, samples: in
     set_threads(threads)
     import torch
 
-    from redi.eval.generate import GenerationJob, SamplingConfig, TransformersBackend
+    from redi.eval.backends import TransformersBackend
+    from redi.eval.generate import GenerationJob, SamplingConfig
     from redi.prompts import prompt_token_ids
 
     backend = TransformersBackend(model, batch_size=batch_size, device="cpu")
@@ -51,7 +49,7 @@ def measure(model: str, threads: int, batch_size: int, prompts: int, samples: in
         GenerationJob(f"p{k}", tuple(prompt_token_ids(backend.tokenizer, p)), tuple(range(samples)))
         for k, p in enumerate(problems)
     ]
-    sampling = SamplingConfig(temperature=0.6, top_p=0.95, max_new_tokens=max_new_tokens, seed=0)
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens)  # the evaluation's temperature, top-p, seed
     backend.generate(
         [GenerationJob("w", jobs[0].prompt_ids, (0,))], SamplingConfig(max_new_tokens=8), lambda g, s: None
     )

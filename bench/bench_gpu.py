@@ -259,11 +259,14 @@ def generate(model_dir: str, backend: str, prompts: int, samples: int, max_new_t
             generation_config="vllm",
             seed=SEED,
         )
+        from redi.eval.config import SamplingConfig
+
+        paper = SamplingConfig()  # the evaluation's sampling (one home of its defaults)
         # random weights: ids beyond the small tokenizer are sampled, so no detokenisation; EOS ignored
         params = SamplingParams(
             n=samples,
-            temperature=0.6,
-            top_p=0.95,
+            temperature=paper.temperature,
+            top_p=paper.top_p,
             max_tokens=max_new_tokens,
             ignore_eos=True,
             detokenize=False,
@@ -292,7 +295,11 @@ def generate(model_dir: str, backend: str, prompts: int, samples: int, max_new_t
             .eval()
         )
         x = torch.tensor([ids] * (prompts * samples), device=dev)
-        kw = dict(do_sample=True, temperature=0.6, top_p=0.95, top_k=0, use_cache=True, pad_token_id=tok.pad_token_id)
+        from redi.eval.config import SamplingConfig
+
+        paper = SamplingConfig()  # the evaluation's sampling (one home of its defaults)
+        kw = dict(do_sample=True, temperature=paper.temperature, top_p=paper.top_p, top_k=0, use_cache=True,
+                  pad_token_id=tok.pad_token_id)  # fmt: skip
         with torch.no_grad():
             model.generate(x[:1], max_new_tokens=8, min_new_tokens=8, **kw)
             if dev == "cuda":

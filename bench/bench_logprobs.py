@@ -32,21 +32,20 @@ def measure(method: str, length: int, threads: int = 1, chunk: int = 512) -> dic
     import psutil
     import torch
 
-    from redi.train import tiny
+    from redi.model.student import random_student
     from redi.train.batching import Collator, TokenizedData
     from redi.train.config import RunConfig
     from redi.train.logprobs import response_logprobs
     from redi.train.trainer import batch_objective
 
-    model = tiny.make_model(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_layers=1,
-        num_heads=4,
-        num_kv_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=PROMPT + length + 8,
-    )
+    shape = {"vocab_size": VOCAB, "hidden_size": HIDDEN, "intermediate_size": 128, "num_hidden_layers": 1,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False,
+             "max_position_embeddings": PROMPT + length + 8}  # fmt: skip
+    model = random_student(None, shape, attn_implementation="sdpa").float()
+    with torch.no_grad():  # a wider init than the default, as the log-prob tests use
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.2)
     cfg = RunConfig.from_dict({"objective": "redi", "alpha": 0.8})
     chunk_size = chunk if method == "chunked" else 0
     rng = np.random.default_rng(0)

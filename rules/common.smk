@@ -26,6 +26,8 @@ STAGE2_RUNS = stage2_runs(config)
 RUNS = all_runs(config)
 REFERENCE_RUNS = reference_runs(STAGE2_RUNS)
 EVAL = config["evaluation"]
+EVAL_WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models")  # not per job
+EVAL_ENV = "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
 BENCHMARKS = EVAL["benchmarks"]
 RES = config["resources"]
 SYNTHETIC_TEST = "results/data/corpus/test.json"
@@ -148,29 +150,23 @@ def final_metrics():
     return files
 
 
-def sampling_params(kind):
-    return {
-        **EVAL["sampling"],
-        "n_samples": EVAL[kind]["n_samples"],
-        "limit": EVAL[kind]["limit"],
-    }
-
-
-def reference_sampling(wildcards):
-    """Final-evaluation sampling with the reference model's own budget, if it names one."""
-    ref = reference_model(wildcards.ref)
-    out = sampling_params("final")
-    if ref.get("max_new_tokens"):
-        out["max_new_tokens"] = ref["max_new_tokens"]
-    return out
+def eval_params(kind):
+    """One evaluation job's settings, an EvalConfig dict (redi.eval.config): the evaluation
+    section without its workflow-level keys, plus the n_samples and limit of `kind`."""
+    settings = {k: v for k, v in EVAL.items() if k not in EVAL_WORKFLOW_KEYS}
+    return {**settings, "n_samples": EVAL[kind]["n_samples"], "limit": EVAL[kind]["limit"]}
 
 
 def reference_eval(wildcards):
-    """The evaluation config with the reference model's own vLLM context, if it names one."""
+    """Final-evaluation settings with the reference model's own budget and vLLM context, if it
+    names them."""
     ref = reference_model(wildcards.ref)
-    if not ref.get("max_model_len"):
-        return EVAL
-    return {**EVAL, "vllm": {**EVAL["vllm"], "max_model_len": ref["max_model_len"]}}
+    out = eval_params("final")
+    if ref.get("max_new_tokens"):
+        out["sampling"] = {**out["sampling"], "max_new_tokens": ref["max_new_tokens"]}
+    if ref.get("max_model_len"):
+        out["vllm"] = {**out["vllm"], "max_model_len": ref["max_model_len"]}
+    return out
 
 
 def reference_model(name):

@@ -1,7 +1,7 @@
 # Every saved checkpoint is evaluated on the intermediate benchmark(s); the best checkpoint
-# of each run (and/or its final model) on the final benchmarks. The steps a run saves are
-# computed from the curated data (after the `curate` checkpoint) with the trainer's own
-# schedule function, so each evaluation is its own job.
+# of each run (and/or its final model) on the final benchmarks. The steps a run saved are read
+# from its summary.json (`saved_checkpoints`, once the `train_*` checkpoint rule has run;
+# rules/common.smk `saved_steps`), so each evaluation is its own job.
 
 
 rule eval_checkpoint:
@@ -16,7 +16,7 @@ rule eval_checkpoint:
     benchmark:
         "benchmarks/eval/{run}/step-{step}/{bench}.tsv"
     conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+        EVAL_ENV
     threads: res("eval", "threads")
     resources:
         **stage_resources(config, "eval"),
@@ -24,8 +24,7 @@ rule eval_checkpoint:
         model_path="results/train/{run}/checkpoints/checkpoint-{step}",
         run="{run}",
         checkpoint="step-{step}",
-        sampling=sampling_params("intermediate"),
-        eval=EVAL,
+        eval=eval_params("intermediate"),
     script:
         "../workflow/scripts/eval_run.py"
 
@@ -42,15 +41,14 @@ rule eval_student:
     benchmark:
         "benchmarks/eval/student/base/{bench}.tsv"
     conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+        EVAL_ENV
     threads: res("eval", "threads")
     resources:
         **stage_resources(config, "eval"),
     params:
         run="student",
         checkpoint="base",
-        sampling=sampling_params("intermediate"),
-        eval=EVAL,
+        eval=eval_params("intermediate"),
     script:
         "../workflow/scripts/eval_run.py"
 
@@ -88,15 +86,14 @@ rule eval_final:
     wildcard_constraints:
         ckpt="best|final",
     conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+        EVAL_ENV
     threads: res("eval", "threads")
     resources:
         **stage_resources(config, "eval"),
     params:
         run="{run}",
         checkpoint="{ckpt}",
-        sampling=sampling_params("final"),
-        eval=EVAL,
+        eval=eval_params("final"),
     script:
         "../workflow/scripts/eval_run.py"
 
@@ -113,14 +110,13 @@ rule eval_reference:
     benchmark:
         "benchmarks/eval/reference-{ref}/{bench}.tsv"
     conda:
-        "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+        EVAL_ENV
     threads: res("eval", "threads")
     resources:
         **stage_resources(config, "eval"),
     params:
         run="reference-{ref}",
         checkpoint="final",
-        sampling=reference_sampling,
         eval=reference_eval,
     script:
         "../workflow/scripts/eval_run.py"

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from redi import runtime
-from redi.train import tiny
+from helpers import save_tiny_student, write_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -36,8 +36,8 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    tiny.write_student(root / "student")
-    sft, pref = tiny.write_data(root, n=8, max_filler=12)
+    save_tiny_student(root / "student", init_std=0.2)
+    sft, pref = write_data(root, n=8, max_filler=12)
     return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}
 
 

@@ -13,25 +13,24 @@ import pytest
 
 import redi.eval.run as run_mod
 from redi.eval.benchmarks import gold_response, load_benchmark
+from redi.eval.backends import TransformersBackend, make_backend
+from redi.eval.backends.vllm_backend import plan_gpu_groups
 from redi.eval.generate import (
     Generation,
     GenerationJob,
     SamplingConfig,
-    TransformersBackend,
     contiguous_runs,
-    make_backend,
-    plan_gpu_groups,
     request_seed,
 )
 from redi.eval.run import evaluate
-from redi.eval.tiny import build_tiny_qwen2
+from helpers import save_tiny_student
 
 N_PROBLEMS = 5
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"), vocab_size=1000)
+    return save_tiny_student(tmp_path_factory.mktemp("tiny-qwen2"))
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +43,12 @@ def bench(tmp_path_factory):
     return path
 
 
-def _eval(model_dir, bench, out, **kw):
-    args = dict(
-        run="r",
-        checkpoint="step-20",
-        n_samples=2,
-        max_new_tokens=12,
-        batch_size=2,
-        verify_timeout_s=5.0,
-        threads=1,
-    )
-    args.update(kw)
-    return evaluate(model_dir, "toy", bench, out, **args)
+def _eval(model_dir, bench, out, checkpoint="step-20", **settings):
+    """evaluate() with small settings; ``settings`` are EvalConfig keys (sampling keys too)."""
+    sampling = {k: settings.pop(k) for k in ("temperature", "top_p", "max_new_tokens", "seed") if k in settings}
+    config = {"n_samples": 2, "batch_size": 2, "verify_timeout_s": 5.0, **settings,
+              "sampling": {"max_new_tokens": 12, **sampling}}  # fmt: skip
+    return evaluate(model_dir, "toy", bench, out, config, run="r", checkpoint=checkpoint, threads=1)
 
 
 class Spy:
@@ -219,7 +212,7 @@ def test_generation_helpers():
         SamplingConfig(temperature=0)
     assert request_seed(0, "a") != request_seed(0, "b") and request_seed(1, "a") < 2**30
     with pytest.raises(ValueError):
-        make_backend("nope", "x")
+        make_backend("nope", "x", batch_size=1)
 
 
 def test_transformers_backend_stops_on_im_end(model_dir):
@@ -313,7 +306,7 @@ def test_vllm_backend_single_engine(model_dir, fake_vllm, monkeypatch):
         GenerationJob("b", (1, 2), (2, 3)),  # resumed: samples 2 and 3 only
         GenerationJob("c", (1, 2, 3, 4), (0,)),
     ]
-    sampling = SamplingConfig(temperature=0.6, top_p=0.95, max_new_tokens=5, seed=3)
+    sampling = SamplingConfig(max_new_tokens=5, seed=3)
     got = []
     backend.generate(jobs, sampling, lambda gens, secs: got.append(gens))
     assert [len(b) for b in got] == [4, 2]  # 2 prompts per generate call
@@ -322,7 +315,7 @@ def test_vllm_backend_single_engine(model_dir, fake_vllm, monkeypatch):
     params = {p["seed"]: p for p in fake_vllm.PARAMS}
     assert set(params) == {request_seed(3, pid) + first for pid, first in [("a", 0), ("b", 2), ("c", 0)]}
     for p in params.values():
-        assert (p["temperature"], p["top_p"], p["max_tokens"]) == (0.6, 0.95, 5)
+        assert (p["temperature"], p["top_p"], p["max_tokens"]) == (sampling.temperature, sampling.top_p, 5)
         assert set(p["stop_token_ids"]) == {
             tok.convert_tokens_to_ids("<|im_end|>"),
             tok.convert_tokens_to_ids("<|endoftext|>"),

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from helpers import save_tiny_student
 
-from redi.eval.tiny import build_tiny_qwen2
 
 iocontainers = pytest.importorskip("snakemake.iocontainers")
 Namedlist = iocontainers.Namedlist
@@ -41,15 +41,15 @@ def _run(script, smk, monkeypatch):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny"), vocab_size=1000)
+    return save_tiny_student(tmp_path_factory.mktemp("tiny"))
 
 
 def test_eval_run_and_select_best(tmp_path, model_dir, monkeypatch):
     bench = tmp_path / "toy.json"
     bench.write_text(json.dumps([{"problem": f"{k}+{k}?", "answer": 2 * k} for k in range(3)]))
-    sampling = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 6, "seed": 0,
-                "n_samples": 2, "limit": None}  # fmt: skip
-    cfg = {"backend": "transformers", "batch_size": 4, "verify_timeout_s": 5, "vllm": {}}
+    # params.eval as rules/common.smk eval_params builds it: the evaluation section's job keys
+    cfg = {"backend": "transformers", "sampling": {"max_new_tokens": 6},
+           "batch_size": 4, "verify_timeout_s": 5, "vllm": {}, "n_samples": 2, "limit": None}  # fmt: skip
     metrics = []
     for step in (10, 20):  # eval_checkpoint: params.model_path, input.<bench>
         out = tmp_path / "results" / "eval" / "r" / f"step-{step}" / "toy"
@@ -57,8 +57,7 @@ def test_eval_run_and_select_best(tmp_path, model_dir, monkeypatch):
             tmp_path,
             input={"toy": str(bench), "summary": "unused"},
             output={"metrics": str(out / "metrics.json"), "samples": str(out / "samples.parquet")},
-            params={"model_path": str(model_dir), "run": "r", "checkpoint": f"step-{step}",
-                    "sampling": sampling, "eval": cfg},  # fmt: skip
+            params={"model_path": str(model_dir), "run": "r", "checkpoint": f"step-{step}", "eval": cfg},
             wildcards={"run": "r", "step": str(step), "bench": "toy"},
         )
         _run("eval_run.py", smk, monkeypatch)
@@ -80,7 +79,7 @@ def test_eval_run_and_select_best(tmp_path, model_dir, monkeypatch):
         tmp_path,
         input={"toy": str(bench), "best": str(best_json), "model": "does/not/exist"},
         output={"metrics": str(out / "metrics.json"), "samples": str(out / "samples.parquet")},
-        params={"run": "r", "checkpoint": "best", "sampling": sampling, "eval": cfg},
+        params={"run": "r", "checkpoint": "best", "eval": cfg},
         wildcards={"run": "r", "ckpt": "best", "bench": "toy"},
     )
     _run("eval_run.py", smk, monkeypatch)

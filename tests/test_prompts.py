@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from redi.eval.tiny import build_tiny_qwen2, build_tokenizer
 from redi.prompts import (
     OPENR1_INSTRUCTION,
     THINK_PREFIX,
@@ -13,6 +12,7 @@ from redi.prompts import (
     prompt_token_ids,
     user_content,
 )
+from helpers import save_tiny_student, tiny_tokenizer
 
 PROBLEMS = [
     "What is $1+1$?",
@@ -32,7 +32,7 @@ RESPONSES = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_tokenizer(1000)
+    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def reloaded(tmp_path_factory):
     """The same tokenizer after save + AutoTokenizer (Qwen2Tokenizer rebuilds the pipeline)."""
     from transformers import AutoTokenizer
 
-    path = build_tiny_qwen2(tmp_path_factory.mktemp("tiny"), vocab_size=1000)
+    path = save_tiny_student(tmp_path_factory.mktemp("tiny"))
     return AutoTokenizer.from_pretrained(path)
 
 
@@ -50,7 +50,11 @@ def _training_ids(tok, problem, response):
 
 
 def test_prompt_text(tokenizer):
+    from redi.model.student import CHAT_TEMPLATE
+
     text = generation_prompt(tokenizer, "What is 2+2?")
+    # the pipeline's student template: ChatML with no default system turn
+    assert tokenizer.chat_template == CHAT_TEMPLATE and text.startswith("<|im_start|>user\n")
     assert text.endswith("<|im_start|>assistant\n<think>\n")
     assert user_content("What is 2+2?") in text
     assert user_content("P") == OPENR1_INSTRUCTION + "\n\nP"

@@ -24,6 +24,7 @@ from redi.eval.benchmarks import load_benchmark
 from redi.eval.generate import Generation
 from redi.eval.run import evaluate
 from redi.verify import MAX_FRAC_DEPTH, verify_many
+from helpers import tiny_tokenizer
 
 TIMEOUT_S = 1.0
 WORKERS = 2
@@ -117,8 +118,6 @@ class ChildWatch:
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
-    from redi.eval.tiny import build_tokenizer
-
     root = tmp_path_factory.mktemp("hostile-eval")
     marker = f"/tmp/pwned_{root.name}_{time.monotonic_ns()}"
     cases = _hostile(marker)
@@ -130,7 +129,7 @@ def scored(tmp_path_factory):
     texts = {pid: cases[name][0] for pid, name in names.items()}
     mp = pytest.MonkeyPatch()
     mp.setattr(run_mod, "make_backend", lambda *a, **k: HostileBackend(texts))
-    tokenizer = build_tokenizer()
+    tokenizer = tiny_tokenizer()
     from redi.verify import _mv
 
     _mv()  # imports done before the memory baseline is taken
@@ -140,9 +139,9 @@ def scored(tmp_path_factory):
     try:
         with ChildWatch() as watch:
             metrics = evaluate(
-                root / "no-model", "hostile", bench, root / "out", run="r", checkpoint="final",
-                n_samples=1, verify_timeout_s=TIMEOUT_S, threads=WORKERS, verify_memory_mb=MEMORY_MB,
-                tokenizer=tokenizer,
+                root / "no-model", "hostile", bench, root / "out",
+                {"n_samples": 1, "verify_timeout_s": TIMEOUT_S, "verify_memory_mb": MEMORY_MB},
+                run="r", checkpoint="final", threads=WORKERS, tokenizer=tokenizer,
             )  # fmt: skip
     finally:
         mp.undo()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from redi import provenance, tracking
-from redi.train import tiny
 from redi.train.run import train
+from helpers import save_tiny_student, write_data
 
 RUN = {"name": "redi-a1-lr1e-3", "objective": "redi", "alpha": 1.0, "start": "sft", "global_batch_size": 4,
        "per_device_batch_size": 2, "max_steps": 4, "save_steps": 2, "learning_rate": 1e-3, "seed": 5}
@@ -31,8 +31,8 @@ def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tracked")
-    tiny.write_student(root / "student")
-    sft, pref = tiny.write_data(root, n=10, max_filler=12)
+    save_tiny_student(root / "student", init_std=0.2)
+    sft, pref = write_data(root, n=10, max_filler=12)
     out = root / "train" / RUN["name"]
     handler = logging.FileHandler(root / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from redi.prompts import generation_prompt
-from redi.train import tiny
 from redi.train.batching import Collator, attach_reference, tokenize_records
 from redi.train.config import RunConfig
+from helpers import tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return tiny.make_tokenizer()
+    return tiny_tokenizer()
 
 
 USER = {"role": "user", "content": "What is 2+2?"}

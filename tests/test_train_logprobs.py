@@ -4,11 +4,11 @@ real model too, and padded vs padding-free (packed) batches give the same loss a
 import pytest
 import torch
 
-from redi.train import tiny
 from redi.train.batching import Collator, TokenizedData, tokenize_records
 from redi.train.config import RunConfig
 from redi.train.logprobs import chunked_token_logprobs, naive_token_logprobs, response_logprobs
 from redi.train.trainer import batch_objective
+from helpers import pair_records, tiny_model, tiny_tokenizer
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -48,11 +48,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tok():
-    return tiny.make_tokenizer()
+    return tiny_tokenizer()
 
 
 def _pairs(n=5, seed=1):
-    return tiny.pair_records(n, seed, max_filler=25)
+    return pair_records(n, seed, max_filler=25)
 
 
 def _grads(model):
@@ -65,7 +65,7 @@ def test_model_chunked_equals_naive(tok):
     batch = Collator(data, tok.pad_token_id, padding_free=False, sft_units=False)(
         [{"index": i, "weight": 1.0} for i in range(len(data))]
     )
-    model = tiny.make_model(tok, tie_word_embeddings=True)
+    model = tiny_model(tok, init_std=0.2, tie_word_embeddings=True)
     out = {}
     for chunk in (0, 4):  # 0 = naive full logits through the unpatched head
         model.zero_grad()
@@ -91,7 +91,7 @@ def test_padded_and_packed_give_the_same_loss(tok, objective):
     data = tokenize_records(records, tok, cfg)
     assert len(set(map(len, data.chosen))) > 1  # unequal lengths: padding really happens
     items = [{"index": i, "weight": 1.0} for i in range(len(data))]
-    model = tiny.make_model(tok, attn_implementation="sdpa")
+    model = tiny_model(tok, init_std=0.2, attn_implementation="sdpa")
     res = {}
     for packed in (False, True):
         batch = Collator(data, tok.pad_token_id, padding_free=packed, sft_units=objective == "sft")(items)

@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from redi.train import objectives, tiny
+from redi.train import objectives
 from redi.train.batching import Collator, tokenize_records
 from redi.train.config import RunConfig
 from redi.train.logprobs import response_logprobs
 from redi.train.trainer import batch_objective
+from helpers import pair_records, tiny_model, tiny_tokenizer
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,16 +23,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tok():
-    return tiny.make_tokenizer()
+    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def model(tok):
-    return tiny.make_model(tok)
+    return tiny_model(tok, init_std=0.2)
 
 
 def _records(n=4, seed=7):
-    return tiny.pair_records(n, seed, max_filler=20)
+    return pair_records(n, seed, max_filler=20)
 
 
 def _reference_logps(model, tok, prompt_msgs, answer_msg):

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from redi.train import tiny
 from redi.train.collapse import CollapseDetector
 from redi.train.run import train
 from redi.train.schedule import checkpoint_steps
 from redi.train.trainer import NonFiniteError
+from helpers import save_tiny_student, write_data
 
 METRIC_KEYS = {
     "step", "epoch", "loss", "chosen_logp_per_token", "rejected_logp_per_token", "margin",
@@ -28,8 +28,8 @@ METRIC_KEYS = {
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    tiny.write_student(root / "student")
-    sft, pref = tiny.write_data(root, n=10, max_filler=12)
+    save_tiny_student(root / "student", init_std=0.2)
+    sft, pref = write_data(root, n=10, max_filler=12)
     return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}
 
 

@@ -27,28 +27,30 @@ def _evaluate(args) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from redi.eval.config import EvalConfig
     from redi.eval.run import evaluate
 
+    sampling = {k: getattr(args, k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}
+    config = {
+        "backend": args.backend,
+        "sampling": {k: v for k, v in sampling.items() if v is not None},
+        "n_samples": args.n_samples,
+        "limit": args.limit,
+        "batch_size": args.batch_size,
+        "verify_timeout_s": args.verify_timeout,
+        "trust_remote_code": args.trust_remote_code,
+        args.backend or EvalConfig.backend: _kv(args.backend_option),
+    }  # None = EvalConfig's default
     metrics = evaluate(
         args.model,
         args.benchmark,
         args.benchmark_path,
         args.out_dir,
+        EvalConfig.from_dict(config),
         run=args.run,
         checkpoint=args.checkpoint,
         step=args.step,
-        n_samples=args.n_samples,
-        backend=args.backend,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        verify_timeout_s=args.verify_timeout,
         threads=args.threads,
-        limit=args.limit,
-        backend_options=_kv(args.backend_option),
-        trust_remote_code=args.trust_remote_code,
         resume=not args.no_resume,
     )
     keep = ("benchmark", "checkpoint", "n_problems", "n_samples", "pass@1", "sem", "truncated")
@@ -97,6 +99,8 @@ def _score_gold(args) -> int:
 
 
 def register(subparsers) -> None:
+    from redi.eval.config import EvalConfig
+
     ev = subparsers.add_parser(
         "evaluate",
         aliases=["generate"],
@@ -109,21 +113,23 @@ def register(subparsers) -> None:
     ev.add_argument("--run", required=True)
     ev.add_argument("--checkpoint", required=True, help="step-N or final")
     ev.add_argument("--step", type=int, help="training step (default: parsed from --checkpoint)")
-    ev.add_argument("--n-samples", type=int, default=4)
-    ev.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
-    ev.add_argument("--temperature", type=float, default=0.6)
-    ev.add_argument("--top-p", type=float, default=0.95)
-    ev.add_argument("--max-new-tokens", type=int, default=32768)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--batch-size", type=int, help="prompts per generation batch")
-    ev.add_argument("--verify-timeout", type=float, default=5.0, help="seconds per sample")
+    # defaults: redi.eval.config.EvalConfig (one home), shown here
+    d = EvalConfig()
+    ev.add_argument("--n-samples", type=int, help=f"samples per problem (default {d.n_samples})")
+    ev.add_argument("--backend", choices=("transformers", "vllm"), help=f"default {d.backend}")
+    ev.add_argument("--temperature", type=float, help=f"default {d.sampling.temperature}")
+    ev.add_argument("--top-p", type=float, help=f"default {d.sampling.top_p}")
+    ev.add_argument("--max-new-tokens", type=int, help=f"default {d.sampling.max_new_tokens}")
+    ev.add_argument("--seed", type=int, help=f"default {d.sampling.seed}")
+    ev.add_argument("--batch-size", type=int, help=f"prompts per generation batch (default {d.batch_size})")
+    ev.add_argument("--verify-timeout", type=float, help=f"seconds per sample (default {d.verify_timeout_s})")
     ev.add_argument("--threads", type=int, default=1)
     ev.add_argument("--limit", type=int, help="only the first N problems")
     ev.add_argument(
         "--backend-option",
         action="append",
         metavar="KEY=VALUE",
-        help="backend constructor option (JSON value), e.g. tensor_parallel_size=2; repeatable",
+        help="backend option (JSON value; evaluation.<backend> of EvalConfig), e.g. tensor_parallel_size=2; repeatable",
     )
     ev.add_argument("--trust-remote-code", action="store_true")
     ev.add_argument("--no-resume", action="store_true", help="discard earlier generations")

@@ -28,23 +28,23 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from redi.progress import Progress
-
 from redi import tracking
+from redi.eval.backends import make_backend
 from redi.eval.benchmarks import Problem, load_benchmark
+from redi.eval.config import EvalConfig
 from redi.eval.generate import (
     Generation,
     GenerationJob,
-    SamplingConfig,
     contiguous_runs,
     generation_budget,
-    make_backend,
     model_context_length,
 )
+from redi.files import atomic_path, write_json_atomic, write_text_atomic
+from redi.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,6 @@ def prompt_hash(ids: Iterable[int]) -> str:
     return hashlib.sha1(",".join(map(str, ids)).encode()).hexdigest()[:16]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class Journal:
     """Append-only JSONL of finished generations for one output folder (see module doc)."""
 
@@ -104,7 +98,7 @@ class Journal:
                 log.warning("%s belongs to another model/sampling setup; starting over", self.path)
             os.replace(self.path, self.path.with_name(JOURNAL + ".stale"))
         if meta != fingerprint or not self.path.exists():
-            _atomic_write_text(self.meta_path, json.dumps(fingerprint, indent=1, sort_keys=True))
+            write_text_atomic(self.meta_path, json.dumps(fingerprint, indent=1, sort_keys=True))
         self._repair_tail()
 
     def _repair_tail(self) -> None:
@@ -160,126 +154,158 @@ def evaluate(
     benchmark_name: str,
     benchmark_path: str | os.PathLike,
     out_dir: str | os.PathLike,
+    config: EvalConfig | dict | None = None,
     *,
     run: str,
     checkpoint: str,
-    n_samples: int,
-    backend: str = "transformers",
-    temperature: float = 0.6,
-    top_p: float = 0.95,
-    max_new_tokens: int = 32768,
-    seed: int = 0,
-    batch_size: int | None = None,
-    verify_timeout_s: float = 5.0,
-    threads: int = 1,
-    limit: int | None = None,
     step: int | None = None,
-    verify_workers: int | None = None,
-    verify_memory_mb: int = 2048,
-    backend_options: dict | None = None,
-    trust_remote_code: bool = False,
+    threads: int = 1,
     resume: bool = True,
     tokenizer=None,
 ) -> dict:
-    """Generate ``n_samples`` per problem, score them, write samples + metrics; return metrics.
+    """Generate ``config.n_samples`` per problem, score them, write samples + metrics; return
+    the metrics (the dict written to ``metrics.json``).
 
-    ``threads`` is the job's CPU budget: torch's thread count is the caller's business
-    (``redi.runtime.set_threads``); here it sizes the Math-Verify worker pool unless
-    ``verify_workers`` is given. ``batch_size``: sequences per batch for transformers (default
-    8), prompts per ``generate`` call for vLLM (default 64). ``resume=False`` discards earlier
-    generations in ``out_dir``.
+    ``config``: an :class:`~redi.eval.config.EvalConfig` (or its dict). The rest names the job:
+    ``run``/``checkpoint``/``step`` label the record (``step`` default: parsed from
+    ``checkpoint``); ``threads`` is the job's CPU budget (torch's thread count is the caller's
+    business, ``redi.runtime.set_threads``; here it sizes the Math-Verify pool unless
+    ``config.verify_workers`` is set); ``resume=False`` discards earlier generations in
+    ``out_dir``; ``tokenizer`` replaces the model's own (tests).
+
+    Raises:
+        ValueError: an empty benchmark, an unknown config key, or a budget that does not fit the
+            context (:func:`~redi.eval.generate.generation_budget`).
     """
+    t_start = time.perf_counter()
+    cfg = EvalConfig.from_dict(config)
+    job = _Job(str(model_path), benchmark_name, str(benchmark_path), Path(out_dir), run, checkpoint, step)
+    job.out.mkdir(parents=True, exist_ok=True)
+
+    problems = _load_problems(job, cfg)
+    tokenizer = tokenizer or _load_tokenizer(job, cfg)
+    prompts = _prompts(problems, tokenizer)
+    budget, options = _check_budget(job, cfg, prompts)
+
+    hashes = {pid: prompt_hash(ids) for pid, ids in prompts.items()}
+    journal = Journal(job.out, _fingerprint(job, cfg), resume=resume)
+    done = _reusable(journal, hashes)
+    reused = {k for k in done if k[1] < cfg.n_samples}
+    jobs = plan_jobs(problems, prompts, done, cfg.n_samples)
+    _generate(job, cfg, jobs, options, tokenizer, journal, done, hashes, n_total=len(problems) * cfg.n_samples)
+    records = _collect(problems, done, cfg.n_samples)
+
+    samples = _score(problems, records, cfg, threads)
+    wall = time.perf_counter() - t_start + sum(float(done[k].get("seconds", 0.0)) for k in reused)
+    metrics = _metrics(job, cfg, samples, records, budget, options, reused=len(reused), wall=wall)
+    _write(job.out, samples, metrics)
+    _report(job, cfg, metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one evaluation is of, and where it writes (labels of the record)."""
+
+    model_path: str
+    benchmark: str
+    benchmark_path: str
+    out: Path
+    run: str
+    checkpoint: str
+    step: int | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.run}/{self.checkpoint}/{self.benchmark}"
+
+
+def _load_problems(job: _Job, cfg: EvalConfig) -> list[Problem]:
+    problems = load_benchmark(job.benchmark_path, limit=cfg.limit)
+    if not problems:
+        raise ValueError(f"benchmark {job.benchmark} ({job.benchmark_path}) has no problems")
+    return problems
+
+
+def _load_tokenizer(job: _Job, cfg: EvalConfig):
     from transformers import AutoTokenizer
 
-    from redi.eval.metrics import summarise, tidy_row
-    from redi.eval.score import score_generations
+    return AutoTokenizer.from_pretrained(job.model_path, trust_remote_code=cfg.trust_remote_code)
+
+
+def _prompts(problems: list[Problem], tokenizer) -> dict[str, list[int]]:
+    """Prompt ids by problem id, through the student's chat template (:mod:`redi.prompts`)."""
     from redi.prompts import prompt_token_ids
 
-    t_start = time.perf_counter()
-    n_samples = int(n_samples)
-    if n_samples < 1:
-        raise ValueError("n_samples must be >= 1")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sampling = SamplingConfig(
-        temperature=float(temperature),
-        top_p=float(top_p),
-        max_new_tokens=int(max_new_tokens),
-        seed=int(seed),
-    )
-    problems = load_benchmark(benchmark_path, limit=limit)
-    if not problems:
-        raise ValueError(f"benchmark {benchmark_name} ({benchmark_path}) has no problems")
-    tokenizer = tokenizer or AutoTokenizer.from_pretrained(
-        str(model_path), trust_remote_code=trust_remote_code
-    )
-    prompts = {p.problem_id: prompt_token_ids(tokenizer, p.problem) for p in problems}
-    # every sample gets the full recorded budget, or the job stops here (issue 13, item 10)
-    backend_options = dict(backend_options or {})
+    return {p.problem_id: prompt_token_ids(tokenizer, p.problem) for p in problems}
+
+
+def _check_budget(job: _Job, cfg: EvalConfig, prompts: dict[str, list[int]]) -> tuple[dict, dict]:
+    """Every sample gets the full recorded budget, or the job stops here (issue 13, item 10).
+
+    Returns the budget (for the metrics) and the backend's options; vLLM is given the context
+    explicitly, never the model's own default."""
+    options = cfg.backend_options
     budget = generation_budget(
         [len(ids) for ids in prompts.values()],
-        sampling.max_new_tokens,
-        backend_options.get("max_model_len") or model_context_length(model_path),
-        where=f"{run}/{checkpoint}/{benchmark_name} ({model_path})",
+        cfg.sampling.max_new_tokens,
+        cfg.max_model_len or model_context_length(job.model_path),
+        where=f"{job.where} ({job.model_path})",
     )
-    if backend == "vllm":
-        backend_options["max_model_len"] = budget["max_model_len"]  # explicit, never the model's
-    hashes = {pid: prompt_hash(ids) for pid, ids in prompts.items()}
+    if cfg.backend == "vllm":
+        options["max_model_len"] = budget["max_model_len"]
+    return budget, options
 
-    fingerprint = {"model": model_fingerprint(model_path), "sampling": asdict(sampling)}
-    journal = Journal(out, fingerprint, resume=resume)
-    done = {
+
+def _fingerprint(job: _Job, cfg: EvalConfig) -> dict:
+    """The journal's identity: the model's files and the sampling settings."""
+    return {"model": model_fingerprint(job.model_path), "sampling": asdict(cfg.sampling)}
+
+
+def _reusable(journal: Journal, hashes: dict[str, str]) -> dict[tuple[str, int], dict]:
+    """Journal records of this benchmark's problems whose prompt ids are unchanged."""
+    return {
         key: rec
         for key, rec in journal.load().items()
         if key[0] in hashes and rec.get("prompt_sha") == hashes[key[0]]
     }
-    reused_keys = {k for k in done if k[1] < n_samples}
-    reused_seconds = sum(float(done[k].get("seconds", 0.0)) for k in reused_keys)
-    jobs = plan_jobs(problems, prompts, done, n_samples)
+
+
+def _generate(job: _Job, cfg: EvalConfig, jobs: list[GenerationJob], options: dict, tokenizer,
+              journal: Journal, done: dict, hashes: dict[str, str], n_total: int) -> None:  # fmt: skip
+    """Generate the missing samples, journalling each batch into ``done`` as it finishes."""
     n_todo = sum(len(j.sample_indices) for j in jobs)
-    log.info(
-        "%s/%s/%s: %d problems x %d samples, %d re-used, %d to generate (%s)",
-        run,
-        checkpoint,
-        benchmark_name,
-        len(problems),
-        n_samples,
-        len(reused_keys),
-        n_todo,
-        backend,
-    )
-    if jobs:
-        progress = Progress(f"generation {run}/{checkpoint}/{benchmark_name}", len(problems) * n_samples,
-                            "samples", logger=log, start_done=len(problems) * n_samples - n_todo)
+    log.info("%s: %d problems x %d samples, %d re-used, %d to generate (%s)", job.where, len(hashes),
+             cfg.n_samples, n_total - n_todo, n_todo, cfg.backend)  # fmt: skip
+    if not jobs:
+        return
+    progress = Progress(f"generation {job.where}", n_total, "samples", logger=log, start_done=n_total - n_todo)
 
-        def on_batch(gens: list[Generation], seconds: float) -> None:
-            share = seconds / max(1, len(gens))
-            recs = [
-                {**g.to_dict(), "prompt_sha": hashes[g.problem_id], "seconds": share}
-                for g in gens
-            ]
-            journal.append(recs)
-            for r in recs:
-                done.setdefault((r["problem_id"], r["sample_index"]), r)
-            progress.update(len(gens), tokens=sum(g.length for g in gens))
+    def on_batch(gens: list[Generation], seconds: float) -> None:
+        share = seconds / max(1, len(gens))
+        recs = [{**g.to_dict(), "prompt_sha": hashes[g.problem_id], "seconds": share} for g in gens]
+        journal.append(recs)
+        for r in recs:
+            done.setdefault((r["problem_id"], r["sample_index"]), r)
+        progress.update(len(gens), tokens=sum(g.length for g in gens))
 
-        engine = make_backend(
-            backend,
-            model_path,
-            tokenizer=tokenizer,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-            **(backend_options or {}),
-        )
-        try:
-            engine.generate(jobs, sampling, on_batch)
-        finally:
-            engine.close()
-            del engine
-            import gc
+    engine = make_backend(cfg.backend, job.model_path, tokenizer=tokenizer, batch_size=cfg.batch_size,
+                          trust_remote_code=cfg.trust_remote_code, **options)  # fmt: skip
+    try:
+        engine.generate(jobs, cfg.sampling, on_batch)
+    finally:
+        engine.close()
+        del engine
+        import gc
 
-            gc.collect()  # free the model before the verifier forks its workers
+        gc.collect()  # free the model before the verifier forks its workers
 
+
+def _collect(problems: list[Problem], done: dict, n_samples: int) -> list[dict]:
+    """Every (problem, sample) record, in benchmark order."""
     records = []
     for p in problems:
         for i in range(n_samples):
@@ -287,64 +313,79 @@ def evaluate(
             if rec is None:
                 raise RuntimeError(f"sample {i} of problem {p.problem_id} was not generated")
             records.append(rec)
-    generation_seconds = sum(float(r.get("seconds", 0.0)) for r in records)
+    return records
 
-    workers = int(verify_workers) if verify_workers else max(1, int(threads))
-    samples = score_generations(
-        problems, records, timeout_s=verify_timeout_s, workers=workers, memory_mb=verify_memory_mb
+
+def _score(problems: list[Problem], records: list[dict], cfg: EvalConfig, threads: int):
+    from redi.eval.score import score_generations
+
+    workers = int(cfg.verify_workers) if cfg.verify_workers else max(1, int(threads))
+    return score_generations(
+        problems, records, timeout_s=cfg.verify_timeout_s, workers=workers, memory_mb=cfg.verify_memory_mb
     )
-    tmp = out / f".{SAMPLES}.tmp"
-    samples.to_parquet(tmp, index=False)
-    os.replace(tmp, out / SAMPLES)
 
-    summary = summarise(samples, n_samples)
-    wall = time.perf_counter() - t_start + reused_seconds
+
+def _metrics(job: _Job, cfg: EvalConfig, samples, records: list[dict], budget: dict, options: dict, *,
+             reused: int, wall: float) -> dict:  # fmt: skip
+    """``metrics.json``: labels, :func:`redi.eval.metrics.summarise`, timing, settings, provenance."""
+    from redi import provenance
+    from redi.eval.metrics import summarise
+
+    summary = summarise(samples, cfg.n_samples)
+    generation_seconds = sum(float(r.get("seconds", 0.0)) for r in records)
+    sampling = asdict(cfg.sampling)
     metrics = {
-        "run": run,
-        "checkpoint": checkpoint,
-        "step": step if step is not None else checkpoint_step(checkpoint),
-        "benchmark": benchmark_name,
-        "model_path": str(model_path),
+        "run": job.run,
+        "checkpoint": job.checkpoint,
+        "step": job.step if job.step is not None else checkpoint_step(job.checkpoint),
+        "benchmark": job.benchmark,
+        "model_path": job.model_path,
         **summary,
         "wall_seconds": wall,
         "generation_seconds": generation_seconds,
         "tokens_per_second": (
             summary["generated_tokens"] / generation_seconds if generation_seconds > 0 else None
         ),
-        "backend": backend,
-        "sampling": asdict(sampling),
+        "backend": cfg.backend,
+        "sampling": sampling,
         "generation_budget": budget,
-        "verify_timeout_s": float(verify_timeout_s),
-        "reused_samples": len(reused_keys),
-        "benchmark_path": str(benchmark_path),
-        "limit": limit,
+        "verify_timeout_s": cfg.verify_timeout_s,
+        "reused_samples": reused,
+        "benchmark_path": job.benchmark_path,
+        "limit": cfg.limit,
     }
-    from redi import provenance
-
     metrics["provenance"] = provenance.record(
-        model=model_path,
-        data={"benchmark": benchmark_path},
-        config={"backend": backend, "sampling": asdict(sampling), "n_samples": n_samples, "limit": limit,
-                "verify_timeout_s": float(verify_timeout_s), "backend_options": backend_options or {}},
-    )
+        model=job.model_path,
+        data={"benchmark": job.benchmark_path},
+        config={"backend": cfg.backend, "sampling": sampling, "n_samples": cfg.n_samples, "limit": cfg.limit,
+                "verify_timeout_s": cfg.verify_timeout_s, "backend_options": options},
+    )  # fmt: skip
+    return metrics
+
+
+def _write(out: Path, samples, metrics: dict) -> None:
+    """``samples.parquet``, ``metrics.csv``, then ``metrics.json`` last (its presence means done)."""
     import pandas as pd
 
-    csv_tmp = out / f".{METRICS_CSV}.tmp"
-    pd.DataFrame([tidy_row(metrics)]).to_csv(csv_tmp, index=False)
-    os.replace(csv_tmp, out / METRICS_CSV)
-    _atomic_write_text(out / METRICS_JSON, json.dumps(metrics, indent=2) + "\n")
-    run_dir = tracking.run_dir_of(model_path)
+    from redi.eval.metrics import tidy_row
+
+    with atomic_path(out / SAMPLES) as tmp:
+        samples.to_parquet(tmp, index=False)
+    with atomic_path(out / METRICS_CSV) as tmp:
+        pd.DataFrame([tidy_row(metrics)]).to_csv(tmp, index=False)
+    write_json_atomic(out / METRICS_JSON, metrics, indent=2, ensure_ascii=True)
+
+
+def _report(job: _Job, cfg: EvalConfig, metrics: dict) -> None:
+    run_dir = tracking.run_dir_of(job.model_path)
     if run_dir is not None:  # a checkpoint's accuracy lands on its run's live curves
         tracking.log_evaluation(run_dir, metrics)
     log.info(
-        "%s/%s/%s: pass@1 %.4f +- %s over %d samples (%d truncated, %d timeouts)",
-        run,
-        checkpoint,
-        benchmark_name,
+        "%s: pass@1 %.4f +- %s over %d samples (%d truncated, %d timeouts)",
+        job.where,
         metrics["pass@1"],
         "n/a" if metrics["sem"] is None else f"{metrics['sem']:.4f}",  # SEM undefined for k < 2
-        n_samples,
+        cfg.n_samples,
         metrics["truncated"],
         metrics["timeouts"],
     )
-    return metrics

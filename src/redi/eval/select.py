@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from redi.files import write_json_atomic
+
+
 def _order_step(m: Mapping) -> float:
     step = m.get("step")
     return math.inf if step is None else float(step)
@@ -70,9 +73,5 @@ def select_best_files(
     metrics = [json.loads(Path(p).read_text()) for p in metrics_paths]
     best = select_best(metrics, run=run, checkpoint_paths=checkpoint_paths)
     if out_path is not None:
-        out = Path(out_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(best, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_json_atomic(out_path, best, indent=2, ensure_ascii=True)
     return best

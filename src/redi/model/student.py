@@ -82,12 +82,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, chat_template: str = 
 
 
 def qwen2_config(tokenizer, cfg: dict | None = None):
-    """A Qwen2 config sized by ``cfg`` (keys of TINY_DEFAULTS) for ``tokenizer``'s vocabulary."""
+    """A Qwen2 config sized by ``cfg`` (keys of TINY_DEFAULTS) for ``tokenizer``'s vocabulary.
+
+    ``tokenizer=None`` (benchmarks of the model alone): ``cfg["vocab_size"]`` entries, no
+    special-token ids."""
     from transformers import Qwen2Config
 
     cfg = {**TINY_DEFAULTS, **(cfg or {})}
     return Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=len(tokenizer) if tokenizer is not None else int(cfg["vocab_size"]),
         hidden_size=cfg["hidden_size"],
         intermediate_size=cfg["intermediate_size"],
         num_hidden_layers=cfg["num_hidden_layers"],
@@ -97,9 +100,21 @@ def qwen2_config(tokenizer, cfg: dict | None = None):
         rope_theta=cfg["rope_theta"],
         tie_word_embeddings=cfg["tie_word_embeddings"],
         bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>") if tokenizer is not None else None,
+        pad_token_id=tokenizer.pad_token_id if tokenizer is not None else None,
     )
+
+
+def random_student(tokenizer, cfg: dict | None = None, **from_config):
+    """A randomly initialised Qwen2 student (``cfg``: keys of TINY_DEFAULTS; ``torch`` seeded with
+    ``cfg["seed"]``); ``from_config`` goes to ``AutoModelForCausalLM.from_config`` (e.g.
+    ``attn_implementation``)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = {**TINY_DEFAULTS, **(cfg or {})}
+    torch.manual_seed(cfg["seed"])
+    return AutoModelForCausalLM.from_config(qwen2_config(tokenizer, cfg), **from_config)
 
 
 def save_student(model, tokenizer, out_dir: str) -> Path:
@@ -118,13 +133,9 @@ def save_student(model, tokenizer, out_dir: str) -> Path:
 
 def build_tiny_student(canonical_path: str, out_dir: str, cfg: dict | None = None) -> dict:
     """Train the tokenizer on the corpus and save a randomly initialised Qwen2 student."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     cfg = {**TINY_DEFAULTS, **(cfg or {})}
     tokenizer = train_tokenizer(corpus_texts(canonical_path), cfg["vocab_size"])
-    torch.manual_seed(cfg["seed"])
-    model = AutoModelForCausalLM.from_config(qwen2_config(tokenizer, cfg))
+    model = random_student(tokenizer, cfg)
     out = save_student(model, tokenizer, out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny student: %d parameters, vocabulary %d, saved to %s", n_params, len(tokenizer), out)

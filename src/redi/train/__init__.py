@@ -15,5 +15,4 @@
 * ``reference.py``   ``compute_reference_logps()``: cached reference log-probs (DPO)
 * ``launch.py``      one process, or ``accelerate launch`` over several GPUs
 * ``cli.py``         ``redi train run | ref-logps | steps``
-* ``tiny.py``        a tiny Qwen2 tokenizer/model/data set for tests and benchmarks
 """

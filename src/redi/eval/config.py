@@ -1,0 +1,124 @@
+"""Evaluation's configuration: every knob of one evaluation job, its default and what it does.
+
+The workflow builds one dict per job (``rules/common.smk`` ``eval_params``: the ``evaluation``
+section's sampling, backend, batch and verifier settings plus the job's ``n_samples`` and
+``limit``); :meth:`EvalConfig.from_dict` fills the defaults and rejects unknown keys naming the
+key, so a typo fails the job instead of evaluating with a default. ``config/schema.yaml`` repeats
+the defaults for Snakemake and ``tests/test_eval_config.py`` checks that the two agree. The same
+pattern as training's ``RunConfig`` and curation's ``CurationConfig`` (issue 14).
+
+Nothing heavy is imported here: ``redi.plan`` validates the sampling block at parse time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How each sample is drawn (paper, "Evaluation": temperature 0.6, top-p 0.95). The resume
+    journal's fingerprint and ``metrics.json``'s ``sampling`` are this dict."""
+
+    temperature: float = 0.6  # softmax temperature (> 0: sampling; greedy decoding is not pass@k)
+    top_p: float = 0.95  # nucleus sampling mass in (0, 1]; top-k and penalties stay off
+    max_new_tokens: int = 32768  # generation budget per sample (tokens after the prompt)
+    seed: int = 0  # base seed; a sample's randomness derives from (seed, problem, index)
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0 (sampling; greedy decoding is not pass@k)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation (a model x a benchmark, ``redi.eval.run.evaluate``)."""
+
+    backend: str = "transformers"  # generation backend: a name in redi.eval.backends.BACKENDS
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # see SamplingConfig
+    n_samples: int = 4  # samples per problem (pass@1 is their mean; the SEM needs >= 2);
+    #   the workflow passes evaluation.intermediate/final.n_samples
+    limit: int | None = None  # evaluate only the first N problems (None = all)
+    batch_size: int = 64  # prompts per generate call, each with all its pending samples (both
+    #   backends); also the resume granularity (the journal is appended once per batch)
+    verify_timeout_s: float = 5.0  # Math-Verify seconds per sample (over it: status "timeout")
+    verify_memory_mb: int = 2048  # address-space cap of each Math-Verify worker process
+    verify_workers: int | None = None  # Math-Verify processes (None = the job's threads)
+    trust_remote_code: bool = False  # let transformers run a checkpoint's own code (off: safety)
+    vllm: dict[str, Any] = field(default_factory=dict)  # vLLM engine options, keywords of
+    #   VLLMBackend (tensor_parallel_size, data_parallel, gpu_memory_utilization, max_model_len:
+    #   the context set explicitly (default the model's max_position_embeddings), python, ...)
+    transformers: dict[str, Any] = field(default_factory=dict)  # transformers backend options,
+    #   keywords of TransformersBackend (device, dtype, attn_implementation)
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any] | EvalConfig | None) -> EvalConfig:
+        """Defaults filled, unknown keys rejected (``ValueError`` naming the key, also inside
+        ``sampling`` and the backend option blocks). ``None`` means "the default" (YAML's empty
+        key), except for ``limit`` and ``verify_workers``, whose default is ``None``."""
+        if isinstance(cfg, EvalConfig):
+            return cfg
+        values = dict(cfg or {})
+        _check_keys(values, cls, "evaluation")
+        sampling = values.pop("sampling", None) or {}
+        if not isinstance(sampling, SamplingConfig):
+            _check_keys(sampling, SamplingConfig, "evaluation.sampling")
+            sampling = SamplingConfig(**_typed(sampling, {"temperature": float, "top_p": float,
+                                                          "max_new_tokens": int, "seed": int}))  # fmt: skip
+        values = {k: v for k, v in values.items() if v is not None}
+        values = _typed(values, {"n_samples": int, "limit": int, "batch_size": int, "verify_timeout_s": float,
+                                 "verify_memory_mb": int, "verify_workers": int})  # fmt: skip
+        out = cls(sampling=sampling, **values)
+        from redi.eval.backends import BACKENDS, backend_options
+
+        if out.backend not in BACKENDS:
+            raise ValueError(f"evaluation key 'backend' must be one of {sorted(BACKENDS)}, got {out.backend!r}")
+        for name in BACKENDS:
+            _check_names(getattr(out, name), backend_options(name), f"evaluation.{name}")
+        for key in ("n_samples", "batch_size"):
+            if getattr(out, key) < 1:
+                raise ValueError(f"evaluation key {key!r} must be >= 1, got {getattr(out, key)}")
+        if out.limit is not None and out.limit < 1:
+            raise ValueError(f"evaluation key 'limit' must be >= 1 or null, got {out.limit}")
+        if out.verify_timeout_s <= 0:
+            raise ValueError(f"evaluation key 'verify_timeout_s' must be > 0, got {out.verify_timeout_s}")
+        return out
+
+    @property
+    def backend_options(self) -> dict[str, Any]:
+        """The chosen backend's options (``vllm`` or ``transformers``), a copy."""
+        return dict(getattr(self, self.backend))
+
+    @property
+    def max_model_len(self) -> int | None:
+        """The context set explicitly for vLLM (``vllm.max_model_len``); None = the model's own."""
+        return self.backend_options.get("max_model_len") or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _typed(values: dict, kinds: dict) -> dict:
+    """Cast the named keys (YAML may give ``5`` for a float, a CLI ``"3"``), others untouched."""
+    return {k: (kinds[k](v) if k in kinds and v is not None else v) for k, v in values.items()}
+
+
+def _check_keys(values: dict, kind: type, where: str) -> None:
+    if not isinstance(values, dict):
+        raise TypeError(f"{where} must be a mapping, got {type(values).__name__}")
+    _check_names(values, {f.name for f in dataclasses.fields(kind)}, where)
+
+
+def _check_names(values: dict, known: set[str], where: str) -> None:
+    for key in values:
+        if key not in known:
+            raise ValueError(f"unknown key {where}.{key}; known keys: {sorted(known)}")
+
+
+__all__ = ["EvalConfig", "SamplingConfig"]

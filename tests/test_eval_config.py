@@ -1,0 +1,86 @@
+"""The evaluation's config dataclass owns the defaults; config/schema.yaml states the same ones,
+and the workflow's per-job dict (rules/common.smk ``eval_params``) is exactly an EvalConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from redi.eval.backends import BACKENDS, backend_options
+from redi.eval.config import EvalConfig, SamplingConfig
+from redi.plan import validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+EVALUATION = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["evaluation"]
+WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models")  # rules/common.smk
+
+
+def test_schema_defaults_equal_the_dataclass_defaults():
+    props = EVALUATION["properties"]
+    ours = EvalConfig()
+    assert set(props) - set(WORKFLOW_KEYS) <= {f.name for f in dataclasses.fields(EvalConfig)}
+    for key, prop in props.items():
+        if key in WORKFLOW_KEYS:
+            continue
+        if key == "sampling":
+            for name, sub in prop["properties"].items():
+                assert sub["default"] == getattr(ours.sampling, name), f"evaluation.sampling.{name}"
+            assert set(prop["properties"]) == {f.name for f in dataclasses.fields(SamplingConfig)}
+        else:
+            assert prop["default"] == getattr(ours, key), f"evaluation.{key}"
+    # each kind's n_samples / limit become the job's: the dataclass default is the intermediate one
+    assert props["intermediate"]["properties"]["n_samples"]["default"] == ours.n_samples
+    assert props["intermediate"]["properties"]["limit"]["default"] == ours.limit
+    assert set(props["backend"]["enum"]) == set(BACKENDS)
+
+
+def _job_dict(config: dict, kind: str) -> dict:
+    """What rules/common.smk eval_params builds for one job."""
+    ev = config["evaluation"]
+    return {**{k: v for k, v in ev.items() if k not in WORKFLOW_KEYS},
+            "n_samples": ev[kind]["n_samples"], "limit": ev[kind]["limit"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_the_shipped_configs_give_valid_job_configs(name):
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate_config(config)
+    for kind in ("intermediate", "final"):
+        cfg = EvalConfig.from_dict(_job_dict(config, kind))
+        assert cfg.n_samples == config["evaluation"][kind]["n_samples"]
+        assert dataclasses.asdict(cfg.sampling) == config["evaluation"]["sampling"]
+
+
+def test_from_dict_fills_defaults_and_casts():
+    cfg = EvalConfig.from_dict({"sampling": {"top_p": 1, "seed": "3"}, "verify_timeout_s": 5, "limit": None})
+    assert cfg.sampling == SamplingConfig(top_p=1.0, seed=3) and cfg.verify_timeout_s == 5.0
+    assert cfg.limit is None and cfg.batch_size == EvalConfig().batch_size
+    assert EvalConfig.from_dict(cfg) is cfg and EvalConfig.from_dict(None) == EvalConfig()
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"top_p": 0.9}, "evaluation.top_p"),
+        ({"sampling": {"top_k": 20}}, "evaluation.sampling.top_k"),
+        ({"vllm": {"tensor_paralel_size": 2}}, "evaluation.vllm.tensor_paralel_size"),
+        ({"transformers": {"devce": "cpu"}}, "evaluation.transformers.devce"),
+        ({"backend": "sglang"}, "'backend'"),
+        ({"n_samples": 0}, "'n_samples'"),
+        ({"sampling": {"temperature": 0}}, "temperature"),
+    ],
+)
+def test_from_dict_names_the_bad_key(bad, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        EvalConfig.from_dict(bad)
+
+
+def test_backend_options_are_the_constructors_keywords():
+    assert {"tensor_parallel_size", "data_parallel", "max_model_len", "python"} <= backend_options("vllm")
+    assert backend_options("transformers") == {"device", "dtype", "attn_implementation"}
+    cfg = EvalConfig.from_dict({"backend": "vllm", "vllm": {"max_model_len": 4096}})
+    assert cfg.backend_options == {"max_model_len": 4096} and cfg.max_model_len == 4096
+    assert EvalConfig.from_dict({"vllm": {"max_model_len": 4096}}).max_model_len is None  # transformers

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from redi.fmt import format_number  # noqa: F401  (re-export for one commit: the report moves to redi.fmt)
+from redi.fmt import format_number
 from redi.train import objectives
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"

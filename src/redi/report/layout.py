@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from redi.plan import format_number, stage2_runs
+from redi.fmt import format_number
+from redi.plan import stage2_runs
 
 TABLE_FORMATS = ("md", "tex", "csv", "html")
 FIGURE_FORMATS = ("png", "pdf")

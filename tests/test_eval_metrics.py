@@ -12,7 +12,6 @@ import pytest
 from redi.eval.metrics import (
     benchmark_average,
     correctness_matrix,
-    five_benchmark_average,
     pass_at_k,
     pass_at_k_curve,
     sem,
@@ -125,7 +124,7 @@ def _m(bench, p1, per, k=None, run="r", ckpt="final", step=None):
     }
 
 
-def test_five_benchmark_average():
+def test_benchmark_average():
     ms = [
         _m("a", 0.5, [0.4, 0.6], {"1": 0.5, "2": 0.7}),
         _m("b", 0.1, [0.1, 0.1], {"1": 0.1, "2": 0.2}),
@@ -133,18 +132,18 @@ def test_five_benchmark_average():
         _m("d", 0.7, [0.8, 0.6], {"1": 0.7, "2": 0.9}),
         _m("e", 0.4, [0.3, 0.5], {"1": 0.4, "2": 0.6}),
     ]
-    avg = five_benchmark_average(ms, names="abcde")
+    avg = benchmark_average(ms, expected="abcde")
     assert avg["pass@1"] == pytest.approx(2.0 / 5)
     assert avg["pass@k"]["2"] == pytest.approx(2.8 / 5)
     # A_j = mean over benchmarks of P_bj = [1.8/5, 2.2/5]; SEM = std([0.36, 0.44]) / sqrt(2)
     assert avg["per_sample_pass@1"] == pytest.approx([0.36, 0.44])
     assert avg["sem"] == pytest.approx(0.04 / math.sqrt(2))
     with pytest.raises(ValueError):
-        five_benchmark_average(ms[:4])
+        benchmark_average(ms[:4], expected="abcde")
     with pytest.raises(ValueError):
         benchmark_average(ms + [ms[0]])
     with pytest.raises(ValueError):
-        five_benchmark_average(ms, names=["a", "b", "c", "d", "x"])
+        benchmark_average(ms, expected=["a", "b", "c", "d", "x"])
     mixed = benchmark_average([ms[0], _m("f", 0.2, [0.2, 0.2, 0.2])])
     assert mixed["sem"] is None and mixed["pass@1"] == pytest.approx(0.35)
 

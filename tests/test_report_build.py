@@ -157,7 +157,7 @@ def test_markdown_cells_show_the_metrics(built):
 
 
 def _display(bench):
-    from redi.report.paper import display_benchmark
+    from redi.report.paper_lookup import display_benchmark
 
     return display_benchmark(bench)
 

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 import handmade_tree  # noqa: E402
 
 from redi.plan import all_runs, load_config  # noqa: E402
-from redi.report import paper  # noqa: E402
+from redi import paper  # noqa: E402
+from redi.report import paper_lookup  # noqa: E402
 from redi.report.collect import collect  # noqa: E402
 from redi.report.layout import stage2_groups  # noqa: E402
 from redi.report.tables import build_tables  # noqa: E402
@@ -28,7 +29,7 @@ def paper_config():
 
 def test_paper_runs_map_onto_paper_rows(paper_config):
     runs = all_runs(paper_config)
-    keys = {name: paper.paper_key(run, runs, paper_config) for name, run in runs.items()}
+    keys = {name: paper_lookup.paper_key(run, runs, paper_config) for name, run in runs.items()}
     assert keys["sft-3ep"] == "sft-3ep" and keys["sft-5ep"] == "sft-5ep"
     assert keys["redi-a0.8-lr1e-6"] == "redi"
     assert keys["redi-a1-lr2e-7"] == "redi-symmetric"
@@ -38,15 +39,15 @@ def test_paper_runs_map_onto_paper_rows(paper_config):
     mapped = {k for k in keys.values() if k}
     assert mapped == {"sft-3ep", "sft-5ep", "redi", "redi-symmetric", "dpo", "simpo", "redi-final"}
     assert keys["redi-a0.5-lr1e-6"] is None and keys["dpo-b0.1-lr1e-6"] is None
-    refs = [paper.reference_key(r) for r in paper_config["evaluation"]["reference_models"]]
+    refs = [paper_lookup.reference_key(r) for r in paper_config["evaluation"]["reference_models"]]
     assert refs == ["qwen2.5-math-1.5b", "qwen2.5-math-1.5b-instruct", "r1-distill-qwen-1.5b"]
 
 
 def test_default_config_has_no_paper_counterpart():
     config = load_config(ROOT / "config" / "config.yaml")
     runs = all_runs(config)
-    assert not paper.paper_setting(config)
-    assert all(paper.paper_key(run, runs, config) is None for run in runs.values())
+    assert not paper_lookup.paper_setting(config)
+    assert all(paper_lookup.paper_key(run, runs, config) is None for run in runs.values())
 
 
 def test_paper_numbers_are_the_documented_ones():
@@ -139,3 +140,29 @@ def test_curation_expected_counts(paper_tables):
     assert rows.loc["select_sft", "paper"] == 77629
     assert rows.loc["select_pref", "expected"] == 53175
     assert rows.loc["select_pref", "match"] in (False, 0)
+
+
+@pytest.mark.parametrize("name", ["table1_final", "table2_ablation"])
+def test_avg_value_and_sem_are_eval_metrics_benchmark_average(paper_tables, name):
+    """The Avg cell (value AND SEM) is redi.eval.metrics.benchmark_average of the metrics files:
+    the tables hold no averaging rule of their own (issue 14)."""
+    import json
+
+    from redi.eval.metrics import benchmark_average
+    from redi.report.render import pm
+
+    table = paper_tables[name]
+    rows = table.data.to_dict("records")
+    checked = 0
+    for avg in (r for r in rows if r["benchmark"] == "avg" and r["status"] == "ok"):
+        parts = [r for r in rows if (r["run"], r["checkpoint"]) == (avg["run"], avg["checkpoint"]) and r["benchmark"] != "avg"]
+        assert {r["benchmark"] for r in parts} == set(paper.BENCHMARKS)
+        metrics = [json.loads(Path(r["source"]).read_text()) for r in parts]
+        expected = benchmark_average(metrics, expected=paper.BENCHMARKS)
+        assert expected["sem"] is not None
+        assert avg["value_pct"] == 100 * expected["pass@1"]
+        assert avg["sem_pct"] == 100 * expected["sem"]
+        shown = [row for row in table.rows if row[0] == avg["model"] and row[2].startswith(avg["checkpoint"])]
+        assert pm(expected["pass@1"], expected["sem"]) in shown[0]
+        checked += 1
+    assert checked >= 5

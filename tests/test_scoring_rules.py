@@ -170,15 +170,16 @@ def test_sem_not_available_for_one_sample():
 
 
 def test_formatters_print_not_available():
-    from redi.report import summary, tables
-    from redi.report.table import pm
+    from redi.report import summary
+    from redi.report.render import pm
+    from redi.report.tables.accuracy import Metric
 
     assert pm(0.5, None) == "50.0 ± n/a"
     assert pm(0.5, float("nan")) == "50.0 ± n/a"
     assert pm(0.5, 0.01) == "50.0 ± 1.0"
     assert "± 0.0" not in summary._fmt(0.5, None) and "n/a" in summary._fmt(0.5, None)
     one = M.summarise(_samples(1))
-    value, sem, _ = tables._average([dict(one, benchmark="a"), dict(one, benchmark="b")])
+    value, sem = Metric("pass1").of_average({"a": one, "b": one})
     assert sem is None and value == pytest.approx(one["pass@1"])
 
 

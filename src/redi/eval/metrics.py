@@ -1,4 +1,4 @@
-"""Metrics of one evaluation and the five-benchmark average (accuracies as fractions).
+"""Metrics of one evaluation and the average over benchmarks (accuracies as fractions).
 
 * ``pass@1``: mean correctness over every problem and every sample.
 * ``sem`` (the paper's): with ``k`` samples per problem, ``P_j`` is the benchmark-wide accuracy
@@ -7,6 +7,8 @@
 * ``pass@k`` for every ``k <= n``: the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` per problem
   (Chen et al. 2021), averaged over problems.
 * Generation length statistics over all samples (generated tokens, stop token excluded).
+* The benchmark average (the paper's "Avg" column) and its SEM: :func:`benchmark_average`, the
+  one implementation the report's tables and summary use.
 """
 
 from __future__ import annotations
@@ -149,10 +151,15 @@ def tidy_row(metrics: Mapping) -> dict:
 def benchmark_average(metrics: Sequence[Mapping], expected: Sequence[str] | None = None) -> dict:
     """Unweighted average over benchmarks (the paper's "Avg" column) of one model's metrics.
 
-    ``pass@1`` and every ``pass@k`` common to all benchmarks are averaged; the SEM is the
-    paper's rule applied to the average: ``A_j = mean_b P_{b,j}``, ``SEM = std(A) / sqrt(k)``
-    (needs the same ``n_samples`` everywhere; otherwise ``sem`` is ``None``).
-    ``expected``: benchmark names that must all be present (e.g. the five of the paper).
+    Any number of benchmarks (the paper uses five). ``pass@1`` and every ``pass@k`` common to
+    all benchmarks are averaged; the SEM is :func:`sem` applied to the per-sample-index averages
+    ``A_j = mean_b P_{b,j}`` (the paper's rule). ``sem`` is ``None`` (reports print n/a) when a
+    benchmark lacks ``per_sample_pass@1``, when the benchmarks have different ``n_samples``, or
+    when k < 2.
+    ``expected``: benchmark names that must all be present (e.g. ``redi.paper.BENCHMARKS``).
+
+    Raises:
+        ValueError: no metrics, a benchmark twice, or not exactly the ``expected`` benchmarks.
     """
     if not metrics:
         raise ValueError("no metrics to average")
@@ -174,10 +181,3 @@ def benchmark_average(metrics: Sequence[Mapping], expected: Sequence[str] | None
         out["per_sample_pass@1"] = [float(x) for x in np.mean(np.asarray(per, dtype=float), axis=0)]
         out["sem"] = sem(out["per_sample_pass@1"])
     return out
-
-
-def five_benchmark_average(metrics: Sequence[Mapping], names: Sequence[str] | None = None) -> dict:
-    """:func:`benchmark_average` requiring exactly five benchmarks (named ``names`` if given)."""
-    if len(metrics) != 5:
-        raise ValueError(f"five-benchmark average over {len(metrics)} benchmarks")
-    return benchmark_average(metrics, expected=names)

@@ -1,7 +1,8 @@
 """Read everything the report needs from ``results/`` (and Snakemake's ``benchmarks/``).
 
-Nothing here computes a number the tables show; it only loads files and says which ones are
-missing. A missing or unreadable file is recorded, never replaced by a zero.
+Nothing here computes a number the tables show (averages and SEMs come from
+:mod:`redi.eval.metrics`); it loads files, says which ones are missing and picks points of a
+curve (:func:`peak_and_final`). A missing or unreadable file is recorded, never replaced by a zero.
 """
 
 from __future__ import annotations
@@ -91,6 +92,16 @@ def step_of(ckpt: str) -> int | None:
         except ValueError:
             return None
     return 0 if ckpt == "base" else None
+
+
+def peak_and_final(points: list[dict]):
+    """(peak point, final point) of a :meth:`Results.curve` over evaluated checkpoints after
+    step 0 (None, None if none): peak = highest pass@1, earliest on ties; final = last."""
+    evaluated = [p for p in points if p["step"] and p["metrics"] is not None]
+    if not evaluated:
+        return None, None
+    peak = max(evaluated, key=lambda p: (float(p["metrics"]["pass@1"]), -p["step"]))
+    return peak, evaluated[-1]
 
 
 @dataclass
@@ -190,6 +201,11 @@ class Results:
             return None
         last = points[-1]
         return {"step": 0, "ckpt": f"{start}/{last['ckpt']}", "metrics": last["metrics"]}
+
+    def curve(self, run: str, bench: str) -> list[dict]:
+        """Intermediate accuracy of a stage-2 run: step 0 (the start) then every saved checkpoint."""
+        start = self.start_point(run, bench)
+        return ([start] if start is not None else []) + self.intermediate(run, bench)
 
     def steps_per_epoch(self, run: str) -> float | None:
         """Optimizer steps per epoch of a run (from its summary and configured epochs)."""

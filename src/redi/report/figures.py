@@ -21,10 +21,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from redi.report import paper  # noqa: E402
-from redi.report.collect import REFERENCE_PREFIX, Results, number  # noqa: E402
-from redi.report.layout import FAMILIES, FAMILY_LABEL, FIGSIZE, FIGURE_DPI, family, run_label, stage2_groups  # noqa: E402
-from redi.report.tables import curve, peak_and_final  # noqa: E402
+from redi.report.paper_lookup import display_benchmark  # noqa: E402
+from redi.report.collect import REFERENCE_PREFIX, Results, number, peak_and_final  # noqa: E402
+from redi.report.layout import (  # noqa: E402
+    FAMILY_LABEL,
+    FIGSIZE,
+    FIGURE_DPI,
+    STAGE2_FAMILIES,
+    family,
+    run_label,
+    stage2_groups,
+)
 
 PANELS = (
     ("accuracy", "intermediate pass@1 (%)"),
@@ -58,8 +65,16 @@ def _note(fig, lines: list[str]) -> None:
         fig.text(0.005, 0.002, text, fontsize=7, color="#a00", ha="left", va="bottom")
 
 
+def _error_bars(metrics: list[dict], problems: list[str], name: str) -> list[float]:
+    """SEM error bars in points; a SEM that is n/a (k < 2 samples) gets no bar (NaN), never 0."""
+    bars = [100 * s if (s := number(m.get("sem"))) is not None else float("nan") for m in metrics]
+    if any(b != b for b in bars):
+        problems.append(f"{name}: SEM n/a (k < 2), no error bar")
+    return bars
+
+
 def _peak(results: Results, run: str, bench: str) -> float:
-    peak, _ = peak_and_final(curve(results, run, bench))
+    peak, _ = peak_and_final(results.curve(run, bench))
     return float(peak["metrics"]["pass@1"]) if peak else float("-inf")
 
 
@@ -82,7 +97,7 @@ def select_runs(results: Results, group: dict) -> list[str]:
         return list(group["runs"])
     bench = (results.intermediate_benchmarks or [None])[0]
     chosen = []
-    for fam in FAMILIES:
+    for fam in STAGE2_FAMILIES:
         members = [r for r in group["runs"] if family(results.stage2[r]) == fam]
         if not members:
             continue
@@ -111,14 +126,14 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
         style = "--" if family(spec) == "control" else "-"
         drew = False
         if bench is not None:
-            points = [p for p in curve(results, name, bench) if p["metrics"] is not None]
+            points = [p for p in results.curve(name, bench) if p["metrics"] is not None]
             if any(p["step"] for p in points):  # the start point alone says nothing about this run
                 steps = [p["step"] for p in points]
                 acc = [100 * float(p["metrics"]["pass@1"]) for p in points]
-                sem = [100 * (number(p["metrics"].get("sem")) or 0.0) for p in points]
+                sem = _error_bars([p["metrics"] for p in points], problems, name)
                 axes[0].errorbar(steps, acc, yerr=sem, color=color, ls=style, marker="o", ms=3, capsize=2, label=label)
                 drew = True
-            missing = [p["ckpt"] for p in curve(results, name, bench) if p["metrics"] is None]
+            missing = [p["ckpt"] for p in results.curve(name, bench) if p["metrics"] is None]
             if missing:
                 problems.append(f"{name}: {len(missing)} checkpoint eval(s) missing")
         frame = results.train_metrics.get(name)
@@ -143,7 +158,7 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
         ax.set_ylabel(ylabel + (f"\n(centred mean of {window} steps)" if index and window > 1 else ""))
         ax.grid(alpha=0.3)
     if bench is not None:
-        axes[0].set_ylabel(f"{paper.display_benchmark(bench)} pass@1 (%)")
+        axes[0].set_ylabel(f"{display_benchmark(bench)} pass@1 (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         h, lab = ax.get_legend_handles_labels()
@@ -179,18 +194,18 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
                     continue
                 if spe:
                     points.append((point["step"] / spe, point["metrics"]))
-            label = name if len(benches) == 1 else f"{name} ({paper.display_benchmark(bench)})"
+            label = name if len(benches) == 1 else f"{name} ({display_benchmark(bench)})"
             if points:
                 xs = [p[0] for p in points]
                 ys = [100 * float(p[1]["pass@1"]) for p in points]
-                es = [100 * (number(p[1].get("sem")) or 0.0) for p in points]
+                es = _error_bars([p[1] for p in points], problems, name)
                 ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=3, label=label)
             else:
                 ax.plot([], [], label=f"{label} (no results yet)")
             if spe is None and results.intermediate(name, bench):
                 problems.append(f"{name}: steps per epoch unknown (no summary.json)")
     ax.set_xlabel("epoch (0 = untrained student)")
-    bench_names = ", ".join(paper.display_benchmark(b) for b in benches)
+    bench_names = ", ".join(display_benchmark(b) for b in benches)
     ax.set_ylabel(f"{bench_names} pass@1 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -231,7 +246,7 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)
-    ax.set_title(f"pass@k on {paper.display_benchmark(bench)}", fontsize=11)
+    ax.set_title(f"pass@k on {display_benchmark(bench)}", fontsize=11)
     _note(fig, problems)
     return _save(fig, directory, f"fig_passk_{bench}")
 

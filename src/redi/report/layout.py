@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from redi.fmt import format_number
 from redi.plan import stage2_runs
+from redi.train import objectives
 
 TABLE_FORMATS = ("md", "tex", "csv", "html")
 FIGURE_FORMATS = ("png", "pdf")
@@ -35,39 +35,16 @@ FIGSIZE = {
     "passk": (6.4, 4.6),
 }
 
-FAMILIES = ("control", "redi", "symmetric", "dpo", "simpo")
-FAMILY_LABEL = {
-    "control": "control (REDI α=0)",
-    "redi": "REDI (0<α<1)",
-    "symmetric": "symmetric REDI (α=1)",
-    "dpo": "DPO",
-    "simpo": "SimPO",
-}
-
-
-def family(run: dict) -> str:
-    """control (alpha 0), redi (0 < alpha < 1), symmetric (alpha 1), dpo, simpo."""
-    if run["objective"] == "redi":
-        alpha = float(run.get("alpha", 0.0))
-        return "control" if alpha == 0 else "symmetric" if alpha == 1 else "redi"
-    return run["objective"]
-
-
-def run_label(run: dict) -> str:
-    """Short human label of a stage-2 run: 'REDI α=0.8, LR 1e-6'."""
-    objective = run["objective"]
-    parts = []
-    if objective == "redi":
-        parts.append(f"REDI α={format_number(run.get('alpha'))}")
-    elif objective == "dpo":
-        parts.append(f"DPO β={format_number(run.get('beta'))}")
-    elif objective == "simpo":
-        parts.append(f"SimPO β={format_number(run.get('beta'))}, γ={format_number(run.get('gamma'))}")
-    else:
-        parts.append(objective.upper())
-    if run.get("learning_rate") is not None:
-        parts.append(f"LR {format_number(run['learning_rate'])}")
-    return ", ".join(parts)
+# Report families of stage-2 runs (REDI splits into control α=0, 0<α<1 and symmetric α=1),
+# labels and run labels: read from the objective registry, never restated here.
+STAGE2_FAMILIES = tuple(key for key, fam in objectives.FAMILIES.items() if objectives.get(fam.objective).pairwise)
+FAMILY_LABEL = {key: fam.label for key, fam in objectives.FAMILIES.items()}
+family = objectives.family
+run_label = objectives.run_label
+#: The objective whose runs form the alpha-sweep figure (the paper's method); every other
+#: stage-2 family gets its own sweep figure when it has several runs.
+SWEEP_OBJECTIVE = "redi"
+OWN_SWEEP_FAMILIES = tuple(k for k in STAGE2_FAMILIES if objectives.FAMILIES[k].objective != SWEEP_OBJECTIVE)
 
 
 def _starts(config: dict) -> list[str]:
@@ -87,8 +64,9 @@ def stage2_groups(config: dict) -> list[dict]:
 
     Per start model: the alpha sweep (every REDI run, alpha 0 control included); the objective
     comparison (one run per family, chosen at build time as the family's highest peak
-    intermediate accuracy) when two or more families exist; a sweep figure per DPO/SimPO family
-    with several runs (or whose runs appear in no other figure).
+    intermediate accuracy) when two or more families exist; a sweep figure per other family
+    (``OWN_SWEEP_FAMILIES``: DPO, SimPO, ...) with several runs (or whose runs appear in no other
+    figure).
     """
     runs = stage2_runs(config)
     starts = _starts(config)
@@ -99,7 +77,7 @@ def stage2_groups(config: dict) -> list[dict]:
         families: dict[str, list[str]] = {}
         for name in members:
             families.setdefault(family(runs[name]), []).append(name)
-        redi = [n for n in members if runs[n]["objective"] == "redi"]
+        redi = [n for n in members if runs[n]["objective"] == SWEEP_OBJECTIVE]
         if redi:
             groups.append(
                 {
@@ -121,7 +99,7 @@ def stage2_groups(config: dict) -> list[dict]:
                     "title": f"Objectives compared, best run of each family (from {start})",
                 }
             )
-        for fam in ("dpo", "simpo"):
+        for fam in OWN_SWEEP_FAMILIES:
             names = families.get(fam, [])
             if len(names) > 1 or (names and not compare):
                 groups.append(

@@ -9,11 +9,12 @@ from __future__ import annotations
 import html
 import math
 
-from redi.report import paper
-from redi.train.collapse import CollapseRule
-from redi.report.collect import Results, number
+from redi.report.paper_lookup import display_benchmark, paper_setting
+from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import FAMILY_LABEL, family, run_label
-from redi.report.tables import MISSING, ablation_entries, curve, peak_and_final
+from redi.report.render import MISSING
+from redi.report.tables.accuracy import Metric, ablation_entries
+from redi.train.collapse import CollapseRule
 
 
 def _fmt(value, sem) -> str:
@@ -39,33 +40,31 @@ def _verdict(diff, combined, significant) -> str:
 
 
 def _final_score(results: Results, run: str, ckpt: str):
-    """(pass@1, sem) averaged over the final benchmarks (None if any is missing)."""
-    from redi.report.tables import _average
-
-    found = [results.eval(run, ckpt, b) for b in results.final_benchmarks]
-    if not found or any(m is None for m in found):
+    """(pass@1, sem) over the final benchmarks, averaged as the tables' Avg column (None if any
+    benchmark is missing)."""
+    found = {b: results.eval(run, ckpt, b) for b in results.final_benchmarks}
+    if not found or any(m is None for m in found.values()):
         return None
     if len(found) == 1:
-        return number(found[0].get("pass@1")), number(found[0].get("sem"))
-    value, sem, _ = _average(found)
-    return value, sem
+        return Metric("pass1").of(next(iter(found.values())))
+    return Metric("pass1").of_average(found)
 
 
 def build_summary(results: Results, tables=None) -> str:
     lines = ["# REDI reproduction: what happened", ""]
-    setting = paper.paper_setting(results.config)
+    setting = paper_setting(results.config)
     corpus = results.config.get("corpus", {}).get("source", "synthetic")
     student = results.config.get("student", {})
     lines.append(
         f"Setting: corpus `{corpus}`, student `{student.get('hub_name') or student.get('local_path') or student.get('kind')}`"
         + (" — the paper's setting: our numbers are compared with the paper's." if setting else " — not the paper's setting: there is no paper counterpart, and no paper number is compared.")
     )
-    benches = ", ".join(paper.display_benchmark(b) for b in results.final_benchmarks)
+    benches = ", ".join(display_benchmark(b) for b in results.final_benchmarks)
     n_final = results.evaluation.get("final", {}).get("n_samples")
     n_inter = results.evaluation.get("intermediate", {}).get("n_samples")
     lines.append(
         f"Final benchmarks: {benches} (pass@1 over {n_final} samples ± SEM); intermediate: "
-        f"{', '.join(paper.display_benchmark(b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
+        f"{', '.join(display_benchmark(b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
     )
     lines.append("")
 
@@ -102,12 +101,12 @@ def build_summary(results: Results, tables=None) -> str:
                 last = points[-1]
                 best = max(points, key=lambda p: float(p["metrics"]["pass@1"]))
                 lines.append(
-                    f"- `{name}` on {paper.display_benchmark(bench)}: untrained student {start} → "
+                    f"- `{name}` on {display_benchmark(bench)}: untrained student {start} → "
                     f"last checkpoint (step {last['step']}) {_fmt(number(last['metrics']['pass@1']), number(last['metrics'].get('sem')))}; "
                     f"best step {best['step']} {_fmt(number(best['metrics']['pass@1']), number(best['metrics'].get('sem')))}."
                 )
             else:
-                lines.append(f"- `{name}` on {paper.display_benchmark(bench)}: no checkpoint evaluated yet ({MISSING}).")
+                lines.append(f"- `{name}` on {display_benchmark(bench)}: no checkpoint evaluated yet ({MISSING}).")
     lines.append("")
 
     # ---- stage 2: final benchmarks
@@ -185,7 +184,7 @@ def build_summary(results: Results, tables=None) -> str:
     for bench in results.intermediate_benchmarks:
         drops = []
         for name in results.stage2:
-            peak, final = peak_and_final(curve(results, name, bench))
+            peak, final = peak_and_final(results.curve(name, bench))
             if peak is None or final is None or peak is final:
                 continue
             p = (number(peak["metrics"]["pass@1"]), number(peak["metrics"].get("sem")))
@@ -194,9 +193,9 @@ def build_summary(results: Results, tables=None) -> str:
             if significant:
                 drops.append(f"`{name}` {_fmt(*p)} at step {peak['step']} → {_fmt(*f)} at step {final['step']}")
         if drops:
-            lines.append(f"- Final below peak by more than 2 combined SEMs on {paper.display_benchmark(bench)}: " + "; ".join(drops) + ".")
+            lines.append(f"- Final below peak by more than 2 combined SEMs on {display_benchmark(bench)}: " + "; ".join(drops) + ".")
         elif results.stage2:
-            lines.append(f"- On {paper.display_benchmark(bench)}, no stage-2 run ended more than 2 combined SEMs below its peak.")
+            lines.append(f"- On {display_benchmark(bench)}, no stage-2 run ended more than 2 combined SEMs below its peak.")
     lines.append("")
 
     # ---- paper

@@ -13,6 +13,7 @@ A random model rarely emits the stop token, so nearly every sample runs to ``max
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from benchlib import REPO, interleaved, median, ratio, rnd, run_worker
 
@@ -25,11 +26,13 @@ def build(out_dir: str) -> dict:
     from redi.model.student import build_tiny_student
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    rows, _ = generate(config["corpus"]["synthetic"])  # the demo's corpus trains the tokenizer
-    canonical = f"{out_dir}.corpus.parquet"
+    rows, _ = generate(dict(config["corpus"]["synthetic"], malformed_rows=0))  # the demo's corpus
+    #   trains the tokenizer, as in the workflow
+    canonical = Path(f"{out_dir}.corpus.parquet")
+    canonical.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"problem": [r["problem"] for r in rows], "generations": [list(r["generations"]) for r in rows]}
                  ).to_parquet(canonical)  # fmt: skip
-    build_tiny_student(canonical, out_dir, config["student"]["tiny"])
+    build_tiny_student(str(canonical), out_dir, config["student"]["tiny"])
     return {"path": out_dir, "config": config["student"]["tiny"]}
 
 

@@ -51,6 +51,21 @@ def _final_score(results: Results, run: str, ckpt: str):
 
 
 def build_summary(results: Results, tables=None) -> str:
+    """The summary's markdown: setting, data, SFT, stage 2, stability, paper, provenance."""
+    lines = _setting_section(results)
+    lines += _data_section(results)
+    lines += _sft_section(results)
+    lines += _stage2_section(results)
+    lines += _stability_section(results)
+    lines += _paper_section(results, tables)
+    lines += provenance_lines(results)
+    lines += _problems_section(results)
+    lines.append("Tables: `tables/` (markdown, LaTeX, CSV, HTML); figures: `figures/` (PNG, PDF). "
+                 f"{MISSING} marks anything not run or not evaluated yet.")
+    return "\n".join(lines) + "\n"
+
+
+def _setting_section(results: Results) -> list[str]:
     lines = ["# REDI reproduction: what happened", ""]
     setting = paper_setting(results.config)
     corpus = results.config.get("corpus", {}).get("source", "synthetic")
@@ -67,9 +82,12 @@ def build_summary(results: Results, tables=None) -> str:
         f"{', '.join(display_benchmark(b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
     )
     lines.append("")
+    return lines
 
-    # ---- data
-    lines.append("## Data")
+
+def _data_section(results: Results) -> list[str]:
+    """Curation funnel and label verification."""
+    lines = ["## Data"]
     if results.curation is None:
         lines.append(f"- Curation report: {MISSING} (results/data/curation_report.json not produced yet).")
     else:
@@ -89,9 +107,11 @@ def build_summary(results: Results, tables=None) -> str:
         if agree is not None:
             lines.append(f"- Recomputed Math-Verify labels agree with the corpus' Math-Verify labels on {100 * agree:.2f}% of generations.")
     lines.append("")
+    return lines
 
-    # ---- SFT
-    lines.append("## Stage 1 (SFT)")
+def _sft_section(results: Results) -> list[str]:
+    """Untrained student -> every SFT run's last and best intermediate checkpoint."""
+    lines = ["## Stage 1 (SFT)"]
     for bench in results.intermediate_benchmarks:
         base = results.eval("student", "base", bench)
         for name in results.sft:
@@ -108,9 +128,11 @@ def build_summary(results: Results, tables=None) -> str:
             else:
                 lines.append(f"- `{name}` on {display_benchmark(bench)}: no checkpoint evaluated yet ({MISSING}).")
     lines.append("")
+    return lines
 
-    # ---- stage 2: final benchmarks
-    lines.append(f"## Stage 2 (from `{results.stage2_start}`)")
+def _stage2_section(results: Results) -> list[str]:
+    """Stage-2 runs ranked on the final benchmarks; best run vs runner-up, start and control."""
+    lines = [f"## Stage 2 (from `{results.stage2_start}`)"]
     entries = ablation_entries(results)
     scored = []
     for entry in entries:
@@ -161,9 +183,11 @@ def build_summary(results: Results, tables=None) -> str:
     if missing and results.stage2:
         lines.append(f"- Not evaluated yet ({MISSING}): " + ", ".join(f"`{e['run']}/{e['ckpt']}`" for e in missing) + ".")
     lines.append("")
+    return lines
 
-    # ---- stability
-    lines.append("## Stability (intermediate accuracy and collapse)")
+def _stability_section(results: Results) -> list[str]:
+    """The collapse rule, flagged runs, and finals significantly below their peak."""
+    lines = ["## Stability (intermediate accuracy and collapse)"]
     collapsed, suspect, unknown = [], [], []
     for name in results.stage2:
         found = results.collapse_assessment(name)
@@ -197,9 +221,12 @@ def build_summary(results: Results, tables=None) -> str:
         elif results.stage2:
             lines.append(f"- On {display_benchmark(bench)}, no stage-2 run ended more than 2 combined SEMs below its peak.")
     lines.append("")
+    return lines
 
-    # ---- paper
-    if tables is not None and setting:
+def _paper_section(results: Results, tables) -> list[str]:
+    """Mean |ours - paper| over the cells with a paper value (paper setting only)."""
+    lines = []
+    if tables is not None and paper_setting(results.config):
         lines.append("## Against the paper")
         by_name = {t.name: t for t in tables}
         for name, what in (("table1_final", "pass@1 (Tables 1-2)"), ("table4_passk_final", "pass@16 (Tables 3-4)")):
@@ -213,18 +240,13 @@ def build_summary(results: Results, tables=None) -> str:
             else:
                 lines.append(f"- {what}: no cell with a paper counterpart is evaluated yet ({MISSING}).")
         lines.append("")
+    return lines
 
-    # ---- provenance
-    lines += provenance_lines(results)
 
-    # ---- missing pieces
-    if results.problems:
-        lines.append("## Problems reading results")
-        lines += [f"- {p}" for p in results.problems]
-        lines.append("")
-    lines.append("Tables: `tables/` (markdown, LaTeX, CSV, HTML); figures: `figures/` (PNG, PDF). "
-                 f"{MISSING} marks anything not run or not evaluated yet.")
-    return "\n".join(lines) + "\n"
+def _problems_section(results: Results) -> list[str]:
+    if not results.problems:
+        return []
+    return ["## Problems reading results", *(f"- {p}" for p in results.problems), ""]
 
 
 def provenance_lines(results: Results) -> list[str]:

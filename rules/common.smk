@@ -26,8 +26,9 @@ STAGE2_RUNS = stage2_runs(config)
 RUNS = all_runs(config)
 REFERENCE_RUNS = reference_runs(STAGE2_RUNS)
 EVAL = config["evaluation"]
-EVAL_WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models")  # not per job
-EVAL_ENV = "../envs/eval-vllm.yaml" if EVAL["backend"] == "vllm" else "../envs/train.yaml"
+# evaluation keys of the whole workflow, not of one job (eval_params drops them)
+EVAL_WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models")
+EVAL_ENV = f"../envs/{'eval-vllm' if EVAL['backend'] == 'vllm' else 'train'}.yaml"
 BENCHMARKS = EVAL["benchmarks"]
 RES = config["resources"]
 SYNTHETIC_TEST = "results/data/corpus/test.json"
@@ -154,7 +155,11 @@ def eval_params(kind):
     """One evaluation job's settings, an EvalConfig dict (redi.eval.config): the evaluation
     section without its workflow-level keys, plus the n_samples and limit of `kind`."""
     settings = {k: v for k, v in EVAL.items() if k not in EVAL_WORKFLOW_KEYS}
-    return {**settings, "n_samples": EVAL[kind]["n_samples"], "limit": EVAL[kind]["limit"]}
+    return {
+        **settings,
+        "n_samples": EVAL[kind]["n_samples"],
+        "limit": EVAL[kind]["limit"],
+    }
 
 
 def reference_eval(wildcards):

@@ -4,10 +4,7 @@ import _bootstrap
 
 _bootstrap.setup_logging(snakemake.log[0])
 
-from pathlib import Path  # noqa: E402
+from redi.report.build import run  # noqa: E402
+from redi.report.config import ReportConfig  # noqa: E402
 
-from redi.report.build import build_report  # noqa: E402
-
-results = Path(snakemake.input.curation).parents[1]  # results/data/curation_report.json -> results
-reports = Path(snakemake.output.summary_md).parent
-build_report(results, reports, snakemake.config, snakemake.params.benchmarks)
+run(ReportConfig.from_dict(dict(snakemake.params.items())), snakemake.config)

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from redi.report.collect import collect
+from redi.report.config import ReportConfig
 from redi.report.layout import all_report_files
 
 log = logging.getLogger(__name__)
@@ -23,30 +24,40 @@ def build_report(
 ) -> list[Path]:
     """Write ``reports/tables/*``, ``reports/figures/*`` and ``reports/summary.{md,html}``.
 
-    ``config`` is a validated config (``redi.plan.load_config``); ``benchmarks_dir`` holds the
-    Snakemake ``benchmark:`` files (default: ``benchmarks/`` beside ``results/``). Returns the
-    written paths; raises if any file the layout promises was not written.
+    ``config`` is a validated config (``redi.plan.load_config``; its ``report`` section holds the
+    wording knobs); ``benchmarks_dir`` holds the Snakemake ``benchmark:`` files (default:
+    ``benchmarks/`` beside ``results/``). Returns the written paths; raises if any file the
+    layout promises was not written.
     """
+    folders = {"results": str(results), "reports": str(reports), "benchmarks": benchmarks_dir and str(benchmarks_dir)}
+    return run(ReportConfig.from_dict({**folders, **config.get("report", {})}), config)
+
+
+def run(settings: ReportConfig, config: dict) -> list[Path]:
+    """The report stage: collect ``results/``, write tables, figures and the summary, check the
+    written files against the layout (see :func:`build_report`)."""
     from redi.report.figures import build_figures
     from redi.report.summary import build_summary, markdown_to_html
     from redi.report.tables import build_tables
 
-    reports = Path(reports)
-    data = collect(results, config, benchmarks_dir)
+    reports = Path(settings.reports)
+    data = collect(settings.results, config, settings.benchmarks_dir, settings)
     for problem in data.problems:
         log.warning(problem)
-    written: list[Path] = []
     tables = build_tables(data)
-    for table in tables:
-        written += table.write(reports / "tables")
+    written = [path for table in tables for path in table.write(reports / "tables")]
     written += build_figures(data, reports / "figures")
     text = build_summary(data, tables)
     (reports / "summary.md").write_text(text, encoding="utf-8")
     (reports / "summary.html").write_text(markdown_to_html(text, "REDI reproduction: summary"), encoding="utf-8")
     written += [reports / "summary.md", reports / "summary.html"]
+    _check_layout(written, config, reports)
+    log.info("wrote %d report files under %s", len(written), reports)
+    return written
+
+
+def _check_layout(written: list[Path], config: dict, reports: Path) -> None:
     expected = {Path(p) for p in all_report_files(config, str(reports))}
     absent = sorted(str(p) for p in expected - set(written))
     if absent:
         raise RuntimeError(f"report layout promised files that were not written: {absent}")
-    log.info("wrote %d report files under %s", len(written), reports)
-    return written

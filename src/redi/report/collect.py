@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redi.plan import all_runs, sft_runs, stage2_runs
+from redi.report.config import ReportConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class Results:
     curation: dict | None = None
     verification: dict | None = None
     problems: list = field(default_factory=list)
+    settings: ReportConfig = field(default_factory=ReportConfig)  # the report's own knobs
 
     # ---- config views ------------------------------------------------------------------
 
@@ -257,11 +259,14 @@ class Results:
         return found.collapsed, found.step if found.collapsed else None
 
 
-def collect(results: str | Path, config: dict, benchmarks_dir: str | Path | None = None) -> Results:
+def collect(
+    results: str | Path, config: dict, benchmarks_dir: str | Path | None = None, settings: ReportConfig | None = None
+) -> Results:
     """Load a results tree (see docs/design.md) for the runs ``config`` defines."""
     results = Path(results)
     benchmarks_dir = Path(benchmarks_dir) if benchmarks_dir is not None else results.parent / "benchmarks"
-    out = Results(results=results, benchmarks_dir=benchmarks_dir, config=config)
+    settings = settings or ReportConfig.from_dict(config.get("report", {}))
+    out = Results(results=results, benchmarks_dir=benchmarks_dir, config=config, settings=settings)
     out.runs = all_runs(config)
     out.sft = sft_runs(config)
     out.stage2 = stage2_runs(config)

@@ -1,7 +1,8 @@
 """``reports/summary.md``: what happened, in words computed from the results (nothing hard-coded).
 
-Two accuracies are called different only when they differ by more than twice their combined SEM
-(sqrt(a^2 + b^2)); otherwise the summary says they are indistinguishable at this sample size.
+Two accuracies are called different only when they differ by more than ``report.significance_sems``
+(default 2) combined SEMs (sqrt(a^2 + b^2)); otherwise the summary says they are indistinguishable
+at this sample size.
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ def _fmt(value, sem) -> str:
     return f"{100 * value:.1f}%" + (f" ± {100 * sem:.1f}" if sem is not None else " ± n/a")
 
 
-def compare(a: tuple, b: tuple) -> tuple[float, float | None, bool | None]:
+def compare(a: tuple, b: tuple, sems: float) -> tuple[float, float | None, bool | None]:
     """(difference in points, combined SEM in points, significant at 2 SEM) of (value, sem) pairs."""
     diff = 100 * (a[0] - b[0])
     if a[1] is None or b[1] is None:
         return diff, None, None
     combined = 100 * math.sqrt(a[1] ** 2 + b[1] ** 2)
-    return diff, combined, abs(diff) > 2 * combined if combined > 0 else diff != 0
+    return diff, combined, abs(diff) > sems * combined if combined > 0 else diff != 0
 
 
-def _verdict(diff, combined, significant) -> str:
+def _verdict(diff, combined, significant, sems: float) -> str:
     if significant is None:
         return f"{diff:+.1f} points (no SEM available)"
     word = "more than" if significant else "within"
-    return f"{diff:+.1f} points, {word} 2 combined SEMs ({2 * combined:.1f})"
+    return f"{diff:+.1f} points, {word} {sems:g} combined SEMs ({sems * combined:.1f})"
 
 
 def _final_score(results: Results, run: str, ckpt: str):
@@ -133,6 +134,7 @@ def _sft_section(results: Results) -> list[str]:
 def _stage2_section(results: Results) -> list[str]:
     """Stage-2 runs ranked on the final benchmarks; best run vs runner-up, start and control."""
     lines = [f"## Stage 2 (from `{results.stage2_start}`)"]
+    k = results.settings.significance_sems
     entries = ablation_entries(results)
     scored = []
     for entry in entries:
@@ -159,17 +161,17 @@ def _stage2_section(results: Results) -> list[str]:
         lines.append(f"- Best stage-2 run{among}: `{top_entry['run']}` — {FAMILY_LABEL[family(spec)]}, {run_label(spec)}: {_fmt(*top)}.")
         if len(stage2_scored) > 1:
             second_entry, second = stage2_scored[1]
-            lines.append(f"- Versus the runner-up `{second_entry['run']}`: {_verdict(*compare(top, second))}.")
+            lines.append(f"- Versus the runner-up `{second_entry['run']}`: {_verdict(*compare(top, second, k), k)}.")
         start_scored = [s for s in scored if s[0]["run"] == results.stage2_start]
         if start_scored:
-            lines.append(f"- Versus the start model `{results.stage2_start}`: {_verdict(*compare(top, start_scored[0][1]))}.")
+            lines.append(f"- Versus the start model `{results.stage2_start}`: {_verdict(*compare(top, start_scored[0][1], k), k)}.")
         controls = [s for s in stage2_scored if family(results.stage2[s[0]["run"]]) == "control"]
         if controls:
             control_entry, control = controls[0]
             lines.append(
                 f"- The alpha = 0 control `{control_entry['run']}` (positives only) scores {_fmt(*control)}; "
                 + "; ".join(
-                    f"`{e['run']}` vs control: {_verdict(*compare(s, control))}"
+                    f"`{e['run']}` vs control: {_verdict(*compare(s, control, k), k)}"
                     for e, s in stage2_scored
                     if e["run"] != control_entry["run"] and family(results.stage2[e["run"]]) != "control"
                 )
@@ -188,6 +190,7 @@ def _stage2_section(results: Results) -> list[str]:
 def _stability_section(results: Results) -> list[str]:
     """The collapse rule, flagged runs, and finals significantly below their peak."""
     lines = ["## Stability (intermediate accuracy and collapse)"]
+    k = results.settings.significance_sems
     collapsed, suspect, unknown = [], [], []
     for name in results.stage2:
         found = results.collapse_assessment(name)
@@ -213,13 +216,13 @@ def _stability_section(results: Results) -> list[str]:
                 continue
             p = (number(peak["metrics"]["pass@1"]), number(peak["metrics"].get("sem")))
             f = (number(final["metrics"]["pass@1"]), number(final["metrics"].get("sem")))
-            diff, combined, significant = compare(f, p)
+            diff, combined, significant = compare(f, p, k)
             if significant:
                 drops.append(f"`{name}` {_fmt(*p)} at step {peak['step']} → {_fmt(*f)} at step {final['step']}")
         if drops:
-            lines.append(f"- Final below peak by more than 2 combined SEMs on {display_benchmark(bench)}: " + "; ".join(drops) + ".")
+            lines.append(f"- Final below peak by more than {k:g} combined SEMs on {display_benchmark(bench)}: " + "; ".join(drops) + ".")
         elif results.stage2:
-            lines.append(f"- On {display_benchmark(bench)}, no stage-2 run ended more than 2 combined SEMs below its peak.")
+            lines.append(f"- On {display_benchmark(bench)}, no stage-2 run ended more than {k:g} combined SEMs below its peak.")
     lines.append("")
     return lines
 

@@ -80,7 +80,7 @@ def accuracy_table(
     ``entries``: dicts with ``label``, ``run``, ``ckpt``, ``paper_key`` and optional ``config``.
     ``kind``: ``pass1`` (pass@1 ± SEM) or ``passk`` (pass@k, k = 16 when available).
     """
-    notes = Notes()
+    notes = Notes(results.settings.max_listed_missing)
     setting_note(results, notes)
     layout = _layout(results, name, entries, benches, kind)
     if kind == "passk":

@@ -7,13 +7,13 @@ from redi.report.paper_lookup import paper_setting
 from redi.report.render import MISSING
 
 NA = "n/a"  # no such value exists (no paper row, no expectation given): not "missing yet"
-MAX_LISTED = 12  # missing files named in a footnote before "and N more"
 
 
 class Notes:
     """Footnotes of one table: missing files, absent paper rows, free text."""
 
-    def __init__(self):
+    def __init__(self, max_listed: int):
+        self.max_listed = max_listed  # missing results named before "and N more" (ReportConfig)
         self.missing: list[str] = []
         self.text: list[str] = []
 
@@ -30,8 +30,9 @@ class Notes:
     def render(self) -> list[str]:
         out = list(self.text)
         if self.missing:
-            listed = ", ".join(self.missing[:MAX_LISTED])
-            more = f" and {len(self.missing) - MAX_LISTED} more" if len(self.missing) > MAX_LISTED else ""
+            listed = ", ".join(self.missing[: self.max_listed])
+            extra = len(self.missing) - self.max_listed
+            more = f" and {extra} more" if extra > 0 else ""
             out.append(f"{MISSING} = not available yet (not evaluated / not run): {listed}{more}.")
         return out
 

@@ -142,7 +142,7 @@ def _other_jobs(results: Results, out: CostRows) -> None:
 
 def cost_table(results: Results) -> Table:
     """Wall time and GPU-hours per job group, then the total."""
-    notes = Notes()
+    notes = Notes(results.settings.max_listed_missing)
     out = CostRows(notes)
     _training(results, out)
     _intermediate_evals(results, out)

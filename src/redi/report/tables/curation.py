@@ -94,7 +94,7 @@ def _paper_counts_note() -> str:
 def curation_table(results: Results) -> Table:
     """The curation funnel: rows kept after every step, what was dropped and why, and the
     expected counts (config and paper) at the step where they are defined (``expected[].at_step``)."""
-    notes = Notes()
+    notes = Notes(results.settings.max_listed_missing)
     rows, data = [], []
     if results.curation is None:
         _missing_report(results, notes, rows, data)

@@ -95,7 +95,7 @@ def _run_bench(
 
 
 def sweep_table(results: Results) -> Table:
-    notes = Notes()
+    notes = Notes(results.settings.max_listed_missing)
     benches = results.intermediate_benchmarks
     columns = [
         "Run", "Objective", *PARAM_COLUMNS.values(), "LR", "Start", "Benchmark", "Samples",

@@ -17,7 +17,7 @@ def _rate(value) -> str:
 def verification_table(results: Results) -> Table:
     """Agreement of the recomputed Math-Verify labels with the corpus labels (overall and per
     source), from ``verification_report.json`` (``redi.data.verify_stage.gather``)."""
-    notes = Notes()
+    notes = Notes(results.settings.max_listed_missing)
     report = results.verification
     columns = [
         "Source", "Rows", "Generations", "Recomputed positive", "Corpus MV positive", "Agreement with MV",

@@ -202,7 +202,11 @@ def test_sweep_table_peak_final_and_collapse(built):
         summary_path = built["results"] / "train" / row["run"] / "summary.json"
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
-            flags = [json.loads(line).get("collapse_flag") for line in (summary_path.parent / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            flags = [
+                json.loads(line).get("collapse_flag")
+                for line in (summary_path.parent / "metrics.jsonl").read_text().splitlines()
+                if line.strip()
+            ]
             assert (row["collapsed"] == "True") == (bool(summary["collapsed"]) or any(flags))
 
 
@@ -212,7 +216,11 @@ def test_summary_states_the_ranking_and_collapses(built):
     if built["name"] == "handmade":
         # the fixture's symmetric run collapses and is named; the best run is the top of Table 2
         assert "redi-a1-lr1e-4` (step" in text
-        rows = [r for r in read_csv(built["reports"] / "tables" / "table2_ablation.csv") if r["run"] != "sft" and r["status"] == "ok"]
+        rows = [
+            r
+            for r in read_csv(built["reports"] / "tables" / "table2_ablation.csv")
+            if r["run"] != "sft" and r["status"] == "ok"
+        ]
         best = max(rows, key=lambda r: float(r["value_pct"]))
         assert f"Best stage-2 run: `{best['run']}`" in text
         assert f"{float(best['value_pct']):.1f}% ± {float(best['sem_pct']):.1f}" in text
@@ -294,8 +302,12 @@ def test_missing_never_becomes_zero_anywhere(partial):
     for path in (partial / "tables").glob("*.md"):
         header, body = md_rows(path)
         for cells in body:
-            if "simpo-b2-g1-lr1e-4" in cells[0] and path.stem in ("table1_final", "table2_ablation", "table4_passk_final"):
-                numeric = cells[header.index("Samples"):]
+            if "simpo-b2-g1-lr1e-4" in cells[0] and path.stem in (
+                "table1_final",
+                "table2_ablation",
+                "table4_passk_final",
+            ):
+                numeric = cells[header.index("Samples") :]
                 assert all(c == MISSING for c in numeric), (path.name, cells)
 
 
@@ -342,8 +354,17 @@ def test_cli_rebuilds_reports_from_existing_results(tmp_path):
     root = handmade_tree.write_tree(tmp_path / "tree", ROOT / "config" / "config.yaml")
     before = _digest(root / "results")
     reports = tmp_path / "out"
-    argv = ["build", "--results", str(root / "results"), "--reports", str(reports), "--config", str(root / "config.yaml"),
-            "--benchmarks", str(root / "benchmarks")]
+    argv = [
+        "build",
+        "--results",
+        str(root / "results"),
+        "--reports",
+        str(reports),
+        "--config",
+        str(root / "config.yaml"),
+        "--benchmarks",
+        str(root / "benchmarks"),
+    ]
     try:
         from redi.cli import main
 

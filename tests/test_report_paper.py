@@ -14,8 +14,8 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import handmade_tree  # noqa: E402
 
-from redi.plan import all_runs, load_config  # noqa: E402
 from redi import paper  # noqa: E402
+from redi.plan import all_runs, load_config  # noqa: E402
 from redi.report import paper_lookup  # noqa: E402
 from redi.report.collect import collect  # noqa: E402
 from redi.report.layout import stage2_groups  # noqa: E402
@@ -58,7 +58,7 @@ def test_paper_numbers_are_the_documented_ones():
     doc_path = ROOT.parent / "shared" / "docs" / "paper.md"  # the reference text, where present
     if doc_path.exists():
         doc = doc_path.read_text()
-        for key, (label, row) in {**paper.TABLE1, **paper.TABLE2}.items():
+        for key, (_label, row) in {**paper.TABLE1, **paper.TABLE2}.items():
             for bench in paper.BENCHMARKS:
                 assert f"{row[bench]['pass@1']:.1f}" in doc, (key, bench)
 
@@ -155,7 +155,11 @@ def test_avg_value_and_sem_are_eval_metrics_benchmark_average(paper_tables, name
     rows = table.data.to_dict("records")
     checked = 0
     for avg in (r for r in rows if r["benchmark"] == "avg" and r["status"] == "ok"):
-        parts = [r for r in rows if (r["run"], r["checkpoint"]) == (avg["run"], avg["checkpoint"]) and r["benchmark"] != "avg"]
+        parts = [
+            r
+            for r in rows
+            if (r["run"], r["checkpoint"]) == (avg["run"], avg["checkpoint"]) and r["benchmark"] != "avg"
+        ]
         assert {r["benchmark"] for r in parts} == set(paper.BENCHMARKS)
         metrics = [json.loads(Path(r["source"]).read_text()) for r in parts]
         expected = benchmark_average(metrics, expected=paper.BENCHMARKS)

@@ -36,7 +36,9 @@ def test_rule_outputs_are_the_layout_files(name):
     for value in outputs.values():
         flat += value if isinstance(value, list) else [value]
     assert sorted(flat) == sorted(all_report_files(config))
-    captions = {"workflow.rst", "summary.rst", "fig_sft.rst", "fig_stage2.rst", "fig_passk.rst"} | {f"{t}.rst" for t in TABLES}
+    captions = {"workflow.rst", "summary.rst", "fig_sft.rst", "fig_stage2.rst", "fig_passk.rst"} | {
+        f"{t}.rst" for t in TABLES
+    }
     for caption in captions:
         assert (ROOT / "workflow" / "report" / caption).is_file(), caption
 
@@ -45,7 +47,11 @@ def snakemake(workdir: Path, *args, timeout=300):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(
         [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "1", *args],
-        cwd=workdir, capture_output=True, text=True, env=env, timeout=timeout,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result.stdout + result.stderr
@@ -57,7 +63,9 @@ def test_snakemake_rebuilds_reports_and_builds_the_html_report(tmp_path):
     config = load_config(work / "config.yaml")
     # the validated config, written out in full, is what the Snakefile reads as config/config.yaml
     for stage in ("data", "verify"):
-        config["resources"].setdefault(stage, {"gpu": 0, "mem_mb": 8000, "runtime": "2h", "threads": 1, "cpus_per_gpu": 8, "gpu_model": None})
+        config["resources"].setdefault(
+            stage, {"gpu": 0, "mem_mb": 8000, "runtime": "2h", "threads": 1, "cpus_per_gpu": 8, "gpu_model": None}
+        )
     (work / "config").mkdir()
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 

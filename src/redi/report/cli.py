@@ -28,5 +28,7 @@ def register(subparsers) -> None:
     build.add_argument("--results", default=defaults.results, help=f"results tree (default: {defaults.results})")
     build.add_argument("--reports", default=defaults.reports, help=f"output folder (default: {defaults.reports})")
     build.add_argument("--config", default="config/config.yaml", help="the config that produced the results")
-    build.add_argument("--benchmarks", default=None, help="Snakemake benchmark: files (default: benchmarks/ beside --results)")
+    build.add_argument(
+        "--benchmarks", default=None, help="Snakemake benchmark: files (default: benchmarks/ beside --results)"
+    )
     build.set_defaults(func=_build)

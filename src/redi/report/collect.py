@@ -188,10 +188,7 @@ class Results:
         steps = set(self.checkpoint_steps(run))
         steps |= {step_of(c) for (r, c, b) in self.evals if r == run and b == bench and c.startswith("step-")}
         steps.discard(None)
-        return [
-            {"step": s, "ckpt": f"step-{s}", "metrics": self.eval(run, f"step-{s}", bench)}
-            for s in sorted(steps)
-        ]
+        return [{"step": s, "ckpt": f"step-{s}", "metrics": self.eval(run, f"step-{s}", bench)} for s in sorted(steps)]
 
     def start_point(self, run: str, bench: str) -> dict | None:
         """Step 0 of a stage-2 curve: the start SFT run's last checkpoint evaluation."""

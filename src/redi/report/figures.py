@@ -21,7 +21,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from redi.report.paper_lookup import display_benchmark  # noqa: E402
 from redi.report.collect import REFERENCE_PREFIX, Results, number, peak_and_final  # noqa: E402
 from redi.report.layout import (  # noqa: E402
     FAMILY_LABEL,
@@ -32,6 +31,7 @@ from redi.report.layout import (  # noqa: E402
     run_label,
     stage2_groups,
 )
+from redi.report.paper_lookup import display_benchmark  # noqa: E402
 
 PANELS = (
     ("accuracy", "intermediate pass@1 (%)"),
@@ -216,7 +216,10 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
 
 def passk_models(results: Results) -> list[tuple[str, str, str]]:
     """(label, run, ckpt): reference models, then every run at its reported checkpoint."""
-    models = [(ref.get("hub_name") or ref["name"], REFERENCE_PREFIX + ref["name"], "final") for ref in results.reference_models]
+    models = [
+        (ref.get("hub_name") or ref["name"], REFERENCE_PREFIX + ref["name"], "final")
+        for ref in results.reference_models
+    ]
     for name in results.runs:
         ckpt = results.reported_checkpoint(name)
         models.append((f"{name} ({ckpt})", name, ckpt))

@@ -128,9 +128,7 @@ def report_outputs(config: dict, reports: str = "reports") -> dict[str, list[str
     """Every file the report stage writes, by group (keys are rule output names)."""
     root = Path(reports)
     figures = figure_names(config)
-    out = {
-        f"tables_{ext}": [str(root / "tables" / f"{name}.{ext}") for name in TABLES] for ext in TABLE_FORMATS
-    }
+    out = {f"tables_{ext}": [str(root / "tables" / f"{name}.{ext}") for name in TABLES] for ext in TABLE_FORMATS}
     for kind, names in figures.items():
         for ext in FIGURE_FORMATS:
             out[f"fig_{kind}_{ext}"] = [str(root / "figures" / f"{name}.{ext}") for name in names]
@@ -146,7 +144,9 @@ def all_report_files(config: dict, reports: str = "reports") -> list[str]:
 # Snakemake report: what each output shows (HTML tables, PNG figures and the summary are
 # browsable in `snakemake --report`; markdown, LaTeX, CSV and PDF are plain outputs).
 CAPTIONS = {name: f"{name}.rst" for name in TABLES}
-CAPTIONS.update({"fig_sft": "fig_sft.rst", "fig_stage2": "fig_stage2.rst", "fig_passk": "fig_passk.rst", "summary": "summary.rst"})
+CAPTIONS.update(
+    {"fig_sft": "fig_sft.rst", "fig_stage2": "fig_stage2.rst", "fig_passk": "fig_passk.rst", "summary": "summary.rst"}
+)
 SUBCATEGORY = {
     "table1_final": "pass@1",
     "table2_ablation": "pass@1",
@@ -171,7 +171,9 @@ def snakemake_outputs(config: dict, report, caption_dir: str, reports: str = "re
         for ext in TABLE_FORMATS:
             path = str(root / "tables" / f"{name}.{ext}")
             if ext == "html":
-                path = report(path, caption=f"{caption_dir}/{CAPTIONS[name]}", category="Tables", subcategory=SUBCATEGORY[name])
+                path = report(
+                    path, caption=f"{caption_dir}/{CAPTIONS[name]}", category="Tables", subcategory=SUBCATEGORY[name]
+                )
             out[f"{name}_{ext}"] = path
     for kind, names in figure_names(config).items():
         for ext in FIGURE_FORMATS:
@@ -179,8 +181,12 @@ def snakemake_outputs(config: dict, report, caption_dir: str, reports: str = "re
             if not paths:
                 continue
             if ext == "png":
-                paths = report(paths, caption=f"{caption_dir}/{CAPTIONS['fig_' + kind]}", category="Figures", subcategory=kind)
+                paths = report(
+                    paths, caption=f"{caption_dir}/{CAPTIONS['fig_' + kind]}", category="Figures", subcategory=kind
+                )
             out[f"fig_{kind}_{ext}"] = paths
     out["summary_md"] = str(root / "summary.md")
-    out["summary_html"] = report(str(root / "summary.html"), caption=f"{caption_dir}/{CAPTIONS['summary']}", category="Summary")
+    out["summary_html"] = report(
+        str(root / "summary.html"), caption=f"{caption_dir}/{CAPTIONS['summary']}", category="Summary"
+    )
     return out

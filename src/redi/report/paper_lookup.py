@@ -40,8 +40,10 @@ def paper_setting(config: dict) -> bool:
 def _sft_key(run: dict) -> str | None:
     if run.get("max_steps"):
         return None
-    if not (_close(run.get("learning_rate"), paper.LEARNING_RATE["sft"])
-            and _close(run.get("global_batch_size"), paper.GLOBAL_BATCH_SIZE["sft"])):
+    if not (
+        _close(run.get("learning_rate"), paper.LEARNING_RATE["sft"])
+        and _close(run.get("global_batch_size"), paper.GLOBAL_BATCH_SIZE["sft"])
+    ):
         return None
     return {3: "sft-3ep", 5: "sft-5ep"}.get(run.get("epochs"))
 

@@ -134,10 +134,10 @@ class Table:
         )
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         return (
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
             f"<h3>{html.escape(self.title)}</h3>{table}"
-            + (f"<ul class=\"notes\">{notes}</ul>" if notes else "")
+            + (f'<ul class="notes">{notes}</ul>' if notes else "")
             + "</body></html>\n"
         )
 

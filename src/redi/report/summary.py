@@ -10,9 +10,9 @@ from __future__ import annotations
 import html
 import math
 
-from redi.report.paper_lookup import display_benchmark, paper_setting
 from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import FAMILY_LABEL, family, run_label
+from redi.report.paper_lookup import display_benchmark, paper_setting
 from redi.report.render import MISSING
 from redi.report.tables.accuracy import Metric, ablation_entries
 from redi.train.collapse import CollapseRule
@@ -61,8 +61,10 @@ def build_summary(results: Results, tables=None) -> str:
     lines += _paper_section(results, tables)
     lines += provenance_lines(results)
     lines += _problems_section(results)
-    lines.append("Tables: `tables/` (markdown, LaTeX, CSV, HTML); figures: `figures/` (PNG, PDF). "
-                 f"{MISSING} marks anything not run or not evaluated yet.")
+    lines.append(
+        "Tables: `tables/` (markdown, LaTeX, CSV, HTML); figures: `figures/` (PNG, PDF). "
+        f"{MISSING} marks anything not run or not evaluated yet."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -72,8 +74,13 @@ def _setting_section(results: Results) -> list[str]:
     corpus = results.config.get("corpus", {}).get("source", "synthetic")
     student = results.config.get("student", {})
     lines.append(
-        f"Setting: corpus `{corpus}`, student `{student.get('hub_name') or student.get('local_path') or student.get('kind')}`"
-        + (" — the paper's setting: our numbers are compared with the paper's." if setting else " — not the paper's setting: there is no paper counterpart, and no paper number is compared.")
+        f"Setting: corpus `{corpus}`, student "
+        f"`{student.get('hub_name') or student.get('local_path') or student.get('kind')}`"
+        + (
+            " — the paper's setting: our numbers are compared with the paper's."
+            if setting
+            else " — not the paper's setting: there is no paper counterpart, and no paper number is compared."
+        )
     )
     benches = ", ".join(display_benchmark(b) for b in results.final_benchmarks)
     n_final = results.evaluation.get("final", {}).get("n_samples")
@@ -97,18 +104,28 @@ def _data_section(results: Results) -> list[str]:
             lines.append("- Curation funnel: " + " → ".join(f"{st['step']} {int(st['kept']):,}" for st in steps) + ".")
         final = results.curation.get("final") or {}
         if final:
-            lines.append(f"- Curated: {final.get('sft', MISSING):,} SFT examples, {final.get('pref', MISSING):,} preference pairs.")
+            lines.append(
+                f"- Curated: {final.get('sft', MISSING):,} SFT examples, {final.get('pref', MISSING):,} preference "
+                "pairs."
+            )
         for comp in results.curation.get("expected") or []:
             if comp.get("expected") is not None:
                 verdict = "matches" if comp.get("match") else "does NOT match"
-                lines.append(f"- {comp['quantity']}: {comp['actual']:,} {verdict} the expected {comp['expected']:,} (paper {comp.get('paper', MISSING):,}).")
+                lines.append(
+                    f"- {comp['quantity']}: {comp['actual']:,} {verdict} the expected {comp['expected']:,} (paper "
+                    f"{comp.get('paper', MISSING):,})."
+                )
     if results.verification is not None:
         overall = results.verification.get("overall") or {}
         agree = number(overall.get("agreement_with_mv"))
         if agree is not None:
-            lines.append(f"- Recomputed Math-Verify labels agree with the corpus' Math-Verify labels on {100 * agree:.2f}% of generations.")
+            lines.append(
+                f"- Recomputed Math-Verify labels agree with the corpus' Math-Verify labels on {100 * agree:.2f}% of "
+                "generations."
+            )
     lines.append("")
     return lines
+
 
 def _sft_section(results: Results) -> list[str]:
     """Untrained student -> every SFT run's last and best intermediate checkpoint."""
@@ -123,13 +140,16 @@ def _sft_section(results: Results) -> list[str]:
                 best = max(points, key=lambda p: float(p["metrics"]["pass@1"]))
                 lines.append(
                     f"- `{name}` on {display_benchmark(bench)}: untrained student {start} → "
-                    f"last checkpoint (step {last['step']}) {_fmt(number(last['metrics']['pass@1']), number(last['metrics'].get('sem')))}; "
-                    f"best step {best['step']} {_fmt(number(best['metrics']['pass@1']), number(best['metrics'].get('sem')))}."
+                    f"last checkpoint (step {last['step']}) "
+                    f"{_fmt(number(last['metrics']['pass@1']), number(last['metrics'].get('sem')))}; "
+                    f"best step {best['step']} "
+                    f"{_fmt(number(best['metrics']['pass@1']), number(best['metrics'].get('sem')))}."
                 )
             else:
                 lines.append(f"- `{name}` on {display_benchmark(bench)}: no checkpoint evaluated yet ({MISSING}).")
     lines.append("")
     return lines
+
 
 def _stage2_section(results: Results) -> list[str]:
     """Stage-2 runs ranked on the final benchmarks; best run vs runner-up, start and control."""
@@ -149,7 +169,10 @@ def _stage2_section(results: Results) -> list[str]:
     else:
         metric = "pass@1" if len(results.final_benchmarks) == 1 else "average pass@1"
         ranking = sorted(scored, key=lambda s: -s[1][0])
-        lines.append(f"Ranking by {metric} on the final benchmarks ({results.reported_checkpoint('')} checkpoint of each stage-2 run; the start at its {results.start_checkpoint()} model):")
+        lines.append(
+            f"Ranking by {metric} on the final benchmarks ({results.reported_checkpoint('')} checkpoint of each "
+            f"stage-2 run; the start at its {results.start_checkpoint()} model):"
+        )
         lines.append("")
         for rank, (entry, score) in enumerate(ranking, 1):
             lines.append(f"{rank}. `{entry['label']}` ({entry.get('config')}): {_fmt(*score)}")
@@ -158,13 +181,19 @@ def _stage2_section(results: Results) -> list[str]:
         top_entry, top = stage2_scored[0]
         spec = results.stage2[top_entry["run"]]
         among = " (among the evaluated ones)" if any(e["run"] in results.stage2 for e in missing) else ""
-        lines.append(f"- Best stage-2 run{among}: `{top_entry['run']}` — {FAMILY_LABEL[family(spec)]}, {run_label(spec)}: {_fmt(*top)}.")
+        lines.append(
+            f"- Best stage-2 run{among}: `{top_entry['run']}` — {FAMILY_LABEL[family(spec)]}, {run_label(spec)}: "
+            f"{_fmt(*top)}."
+        )
         if len(stage2_scored) > 1:
             second_entry, second = stage2_scored[1]
             lines.append(f"- Versus the runner-up `{second_entry['run']}`: {_verdict(*compare(top, second, k), k)}.")
         start_scored = [s for s in scored if s[0]["run"] == results.stage2_start]
         if start_scored:
-            lines.append(f"- Versus the start model `{results.stage2_start}`: {_verdict(*compare(top, start_scored[0][1], k), k)}.")
+            lines.append(
+                f"- Versus the start model `{results.stage2_start}`: "
+                f"{_verdict(*compare(top, start_scored[0][1], k), k)}."
+            )
         controls = [s for s in stage2_scored if family(results.stage2[s[0]["run"]]) == "control"]
         if controls:
             control_entry, control = controls[0]
@@ -181,11 +210,18 @@ def _stage2_section(results: Results) -> list[str]:
         for entry, score in stage2_scored:
             best_by_family.setdefault(family(results.stage2[entry["run"]]), (entry, score))
         if len(best_by_family) > 1:
-            lines.append("- Best objective family: " + ", ".join(f"{FAMILY_LABEL[f]} {_fmt(*s)} (`{e['run']}`)" for f, (e, s) in best_by_family.items()) + ".")
+            lines.append(
+                "- Best objective family: "
+                + ", ".join(f"{FAMILY_LABEL[f]} {_fmt(*s)} (`{e['run']}`)" for f, (e, s) in best_by_family.items())
+                + "."
+            )
     if missing and results.stage2:
-        lines.append(f"- Not evaluated yet ({MISSING}): " + ", ".join(f"`{e['run']}/{e['ckpt']}`" for e in missing) + ".")
+        lines.append(
+            f"- Not evaluated yet ({MISSING}): " + ", ".join(f"`{e['run']}/{e['ckpt']}`" for e in missing) + "."
+        )
     lines.append("")
     return lines
+
 
 def _stability_section(results: Results) -> list[str]:
     """The collapse rule, flagged runs, and finals significantly below their peak."""
@@ -220,11 +256,18 @@ def _stability_section(results: Results) -> list[str]:
             if significant:
                 drops.append(f"`{name}` {_fmt(*p)} at step {peak['step']} → {_fmt(*f)} at step {final['step']}")
         if drops:
-            lines.append(f"- Final below peak by more than {k:g} combined SEMs on {display_benchmark(bench)}: " + "; ".join(drops) + ".")
+            lines.append(
+                f"- Final below peak by more than {k:g} combined SEMs on {display_benchmark(bench)}: "
+                + "; ".join(drops)
+                + "."
+            )
         elif results.stage2:
-            lines.append(f"- On {display_benchmark(bench)}, no stage-2 run ended more than {k:g} combined SEMs below its peak.")
+            lines.append(
+                f"- On {display_benchmark(bench)}, no stage-2 run ended more than {k:g} combined SEMs below its peak."
+            )
     lines.append("")
     return lines
+
 
 def _paper_section(results: Results, tables) -> list[str]:
     """Mean |ours - paper| over the cells with a paper value (paper setting only)."""
@@ -239,7 +282,10 @@ def _paper_section(results: Results, tables) -> list[str]:
                 diffs = [float(d) for d in table.data["diff_pct"].tolist() if d is not None and d == d]
             if diffs:
                 mean_abs = sum(abs(d) for d in diffs) / len(diffs)
-                lines.append(f"- {what}: {len(diffs)} cells with a paper value; mean |ours - paper| = {mean_abs:.1f} points (largest {max(diffs, key=abs):+.1f}).")
+                lines.append(
+                    f"- {what}: {len(diffs)} cells with a paper value; mean |ours - paper| = {mean_abs:.1f} points "
+                    f"(largest {max(diffs, key=abs):+.1f})."
+                )
             else:
                 lines.append(f"- {what}: no cell with a paper counterpart is evaluated yet ({MISSING}).")
         lines.append("")
@@ -267,7 +313,10 @@ def provenance_lines(results: Results) -> list[str]:
     lines = ["## Provenance"]
     missing = len(results.summaries) - sum(1 for s in results.summaries.values() if s and s.get("provenance"))
     if not found:
-        return lines + [f"- No result records its provenance ({MISSING}; written by this version's training and evaluation).", ""]
+        return lines + [
+            f"- No result records its provenance ({MISSING}; written by this version's training and evaluation).",
+            "",
+        ]
     keys: dict = {}
     for label, prov in found.items():
         keys.setdefault(version_key(prov), []).append(label)
@@ -276,14 +325,32 @@ def provenance_lines(results: Results) -> list[str]:
     lines.append(f"- {len(main_labels)} of {len(found)} results: {describe(main)}.")
     corpus = (main.get("data") or {}).get("corpus") or {}
     if corpus:
-        lines.append(f"- Corpus: `{corpus.get('path')}` " + (f"(hub {corpus['hub']}@{corpus.get('revision')})" if corpus.get("hub") else f"(sha256 {corpus.get('sha256')})") + ".")
+        lines.append(
+            f"- Corpus: `{corpus.get('path')}` "
+            + (
+                f"(hub {corpus['hub']}@{corpus.get('revision')})"
+                if corpus.get("hub")
+                else f"(sha256 {corpus.get('sha256')})"
+            )
+            + "."
+        )
     if len(keys) > 1:
         lines.append("- **Results from other code/data versions** (compare with care; they sit in the same tables):")
         for key, labels in keys.items():
             if key == main_key:
                 continue
-            tables = sorted({"training/sweep" if lab.startswith("train/") else ("intermediate/sweep" if "/step-" in lab else "final tables") for lab in labels})
-            lines.append(f"- Other version: {', '.join(f'`{lab}`' for lab in sorted(labels))} ({', '.join(tables)}): {describe(found[labels[0]])}.")
+            tables = sorted(
+                {
+                    "training/sweep"
+                    if lab.startswith("train/")
+                    else ("intermediate/sweep" if "/step-" in lab else "final tables")
+                    for lab in labels
+                }
+            )
+            lines.append(
+                f"- Other version: {', '.join(f'`{lab}`' for lab in sorted(labels))} ({', '.join(tables)}): "
+                f"{describe(found[labels[0]])}."
+            )
     else:
         lines.append("- Every result with a provenance record came from the same code, libraries and data.")
     if missing > 0:
@@ -333,7 +400,7 @@ def markdown_to_html(text: str, title: str = "Summary") -> str:
             out.append(f"<p>{inline(line)}</p>")
     close()
     return (
-        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         "<style>body{font-family:sans-serif;font-size:14px;margin:1em;max-width:60em}</style></head><body>"
         + "\n".join(out)
         + "</body></html>\n"

@@ -94,7 +94,9 @@ def accuracy_table(
     columns = _columns(layout)
     n_text = 3 if layout.show_config else 2
     align = ["l"] * n_text + ["r"] * (len(columns) - n_text)
-    return Table(name=name, title=title, columns=columns, rows=rows, notes=notes.render(), data=frame(data), align=align)
+    return Table(
+        name=name, title=title, columns=columns, rows=rows, notes=notes.render(), data=frame(data), align=align
+    )
 
 
 # ---- steps of accuracy_table ---------------------------------------------------------------
@@ -103,9 +105,7 @@ def accuracy_table(
 def _layout(results: Results, name: str, entries: list[dict], benches: list[str], kind: str) -> Layout:
     metric = Metric(kind, _choose_k(results, entries, benches) if kind == "passk" else 1)
     with_paper = (
-        metric.comparable
-        and any(e.get("paper_key") for e in entries)
-        and any(b in paper.BENCHMARKS for b in benches)
+        metric.comparable and any(e.get("paper_key") for e in entries) and any(b in paper.BENCHMARKS for b in benches)
     )
     problems = {
         bench: {
@@ -163,7 +163,11 @@ def _entry_row(results: Results, layout: Layout, entry: dict, notes: Notes) -> t
     if layout.with_avg:
         complete = len(present) == len(layout.benches)
         value, sem = layout.metric.of_average(found) if complete else (None, None)
-        shown = _shown(layout, value, sem) if value is not None else notes.miss(f"{run}/{ckpt} average (needs every benchmark)")
+        shown = (
+            _shown(layout, value, sem)
+            if value is not None
+            else notes.miss(f"{run}/{ckpt} average (needs every benchmark)")
+        )
         if value is not None and layout.metric.kind == "pass1":
             notes.add(_AVG_SEM_NOTE if sem is not None else _AVG_NO_SEM_NOTE)
         extra = {"n_problems": None, "n_samples": samples[0] if len(samples) == 1 else None, "source": ""}
@@ -175,7 +179,9 @@ def _shown(layout: Layout, value, sem) -> str:
     return pm(value, sem) if layout.metric.kind == "pass1" else pct(value)
 
 
-def _cell(row: list[str], layout: Layout, base: dict, entry: dict, bench: str, shown: str, value, sem, extra: dict) -> dict:
+def _cell(
+    row: list[str], layout: Layout, base: dict, entry: dict, bench: str, shown: str, value, sem, extra: dict
+) -> dict:
     """Append one value (and its paper / Δ cells) to ``row``; return its tidy record. The one
     builder for a benchmark and for the average."""
     row.append(shown)
@@ -220,13 +226,22 @@ _AVG_NO_SEM_NOTE = (
 def _metric_notes(layout: Layout, notes: Notes) -> None:
     metric = layout.metric
     if metric.kind == "pass1":
-        notes.add("pass@1 in % averaged over the samples per problem; ± is the paper's SEM (std over sample indices / sqrt(samples)).")
+        notes.add(
+            "pass@1 in % averaged over the samples per problem; ± is the paper's SEM (std over sample indices / "
+            "sqrt(samples))."
+        )
     else:
         notes.add(f"{metric.name} in %: unbiased estimator 1 - C(n-c,k)/C(n,k) per problem, averaged; n = Samples.")
         if metric.k != paper.PASSK_K:
-            notes.add(f"Fewer than {paper.PASSK_K} samples per problem: pass@{metric.k} is shown and the paper's pass@16 is not compared.")
+            notes.add(
+                f"Fewer than {paper.PASSK_K} samples per problem: pass@{metric.k} is shown and the paper's pass@16 is "
+                "not compared."
+            )
     if layout.with_paper:
-        notes.add("paper = the paper's value (Tables 1-4 of arXiv 2505.24850); Δ = ours - paper in points; n/a = no paper row for this model/benchmark.")
+        notes.add(
+            "paper = the paper's value (Tables 1-4 of arXiv 2505.24850); Δ = ours - paper in points; n/a = no paper "
+            "row for this model/benchmark."
+        )
     mixed = [b for b in layout.benches if len(layout.problems[b]) > 1]
     if mixed:
         notes.add(f"Evaluated on different numbers of problems across rows: {', '.join(mixed)} (evaluation.*.limit?).")
@@ -347,4 +362,6 @@ def table3(results: Results) -> Table:
 
 def table4(results: Results) -> Table:
     title = TABLES["table4_passk_final"]
-    return accuracy_table(results, "table4_passk_final", title, final_entries(results), results.final_benchmarks, "passk")
+    return accuracy_table(
+        results, "table4_passk_final", title, final_entries(results), results.final_benchmarks, "passk"
+    )

@@ -13,8 +13,17 @@ from redi.report.render import MISSING, Table, duration
 from redi.report.tables.common import NA, Notes, frame
 
 COLUMNS = [
-    "Job", "Kind", "Jobs", "Wall (benchmark)", "Wall (trainer)", "CPU time", "Max RSS (MB)", "GPUs", "GPU-hours",
-    f"Paper wall ({paper.PAPER_HARDWARE})", "Paper GPU-hours",
+    "Job",
+    "Kind",
+    "Jobs",
+    "Wall (benchmark)",
+    "Wall (trainer)",
+    "CPU time",
+    "Max RSS (MB)",
+    "GPUs",
+    "GPU-hours",
+    f"Paper wall ({paper.PAPER_HARDWARE})",
+    "Paper GPU-hours",
 ]
 
 
@@ -72,9 +81,17 @@ class CostRows:
         )
         self.data.append(
             {
-                "job": job, "kind": kind, "jobs": jobs, "expected_jobs": expected,
-                "wall_seconds": wall, "trainer_wall_seconds": trainer, "cpu_seconds": timing.cpu,
-                "max_rss_mb": timing.rss, "gpus": gpus, "gpu_hours": gh, "paper_wall_hours": paper_hours,
+                "job": job,
+                "kind": kind,
+                "jobs": jobs,
+                "expected_jobs": expected,
+                "wall_seconds": wall,
+                "trainer_wall_seconds": trainer,
+                "cpu_seconds": timing.cpu,
+                "max_rss_mb": timing.rss,
+                "gpus": gpus,
+                "gpu_hours": gh,
+                "paper_wall_hours": paper_hours,
                 "paper_gpu_hours": paper_hours * paper.PAPER_GPUS if paper_hours is not None else None,
             }
         )
@@ -85,7 +102,9 @@ class CostRows:
         return self.notes.miss(f"train/{job}/summary.json") if kind == "train" else NA
 
     def total(self) -> None:
-        self.rows.append(["Total (sum over jobs)", "", "", duration(self.wall), "", "", "", "", f"{self.gpu_hours:.2f}", "", ""])
+        self.rows.append(
+            ["Total (sum over jobs)", "", "", duration(self.wall), "", "", "", "", f"{self.gpu_hours:.2f}", "", ""]
+        )
         self.data.append({"job": "total", "kind": "", "wall_seconds": self.wall, "gpu_hours": self.gpu_hours})
 
 
@@ -150,12 +169,21 @@ def cost_table(results: Results) -> Table:
     _other_jobs(results, out)
     out.total()
     notes.add(
-        "Wall (benchmark): Snakemake benchmark: files (sum over the group's jobs); Wall (trainer): summary.json wall_seconds. "
-        "GPU-hours = wall hours x the GPUs the config gives that stage (resources.*.gpu); the benchmark files record no GPU use."
+        "Wall (benchmark): Snakemake benchmark: files (sum over the group's jobs); Wall (trainer): summary.json "
+        "wall_seconds. "
+        "GPU-hours = wall hours x the GPUs the config gives that stage (resources.*.gpu); the benchmark files record "
+        "no GPU use."
     )
     notes.add(
         f"Paper: one {paper.PAPER_HARDWARE} node ({cost_sentence()}), "
         "shown beside the same kind of job at any scale; n/a = the paper gives no such cost."
     )
-    return Table(name="cost", title=TABLES["cost"], columns=COLUMNS, rows=out.rows, notes=notes.render(),
-                 data=frame(out.data), align=["l", "l"] + ["r"] * 9)
+    return Table(
+        name="cost",
+        title=TABLES["cost"],
+        columns=COLUMNS,
+        rows=out.rows,
+        notes=notes.render(),
+        data=frame(out.data),
+        align=["l", "l"] + ["r"] * 9,
+    )

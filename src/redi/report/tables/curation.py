@@ -35,15 +35,22 @@ def _missing_report(results: Results, notes: Notes, rows: list, data: list) -> N
     notes.miss(str(results.results / "data" / "curation_report.json"))
     for quantity, value in paper.CURATION_EXPECTED.items():
         rows.append([quantity, MISSING, MISSING, NA, f"{value:,}", MISSING, ""])
-        data.append({"step": quantity, "kept": None, "dropped": None, "expected": None, "paper": value,
-                     "match": None, "status": "missing"})
+        data.append(
+            {
+                "step": quantity,
+                "kept": None,
+                "dropped": None,
+                "expected": None,
+                "paper": value,
+                "match": None,
+                "status": "missing",
+            }
+        )
 
 
 def _step_rows(report: dict, notes: Notes, rows: list, data: list) -> None:
     comparisons = {
-        item["at_step"]: item
-        for item in report.get("expected") or []
-        if isinstance(item, dict) and item.get("at_step")
+        item["at_step"]: item for item in report.get("expected") or [] if isinstance(item, dict) and item.get("at_step")
     }
     for step in report.get("steps") or []:
         name = str(step.get("step"))
@@ -76,7 +83,9 @@ def _step_rows(report: dict, notes: Notes, rows: list, data: list) -> None:
     final = report.get("final") or {}
     for key, label in FINAL:
         value = number(final.get(key))
-        rows.append([label, f"{int(value):,}" if value is not None else notes.miss(f"final {key} count"), "", NA, NA, NA, ""])
+        rows.append(
+            [label, f"{int(value):,}" if value is not None else notes.miss(f"final {key} count"), "", NA, NA, NA, ""]
+        )
         data.append({"step": label, "quantity": key, "kept": value, "status": "ok" if value is not None else "missing"})
     if not report.get("steps"):
         notes.add("The curation report lists no steps.")
@@ -102,6 +111,16 @@ def curation_table(results: Results) -> Table:
         _step_rows(results.curation, notes, rows, data)
     if not paper_setting(results.config):
         notes.add(_paper_counts_note())
-    notes.add("Expected (config): curation.expected; Match compares it with our count at that step; n/a = no expectation given.")
-    return Table(name="curation", title=TABLES["curation"], columns=COLUMNS, rows=rows, notes=notes.render(),
-                 data=frame(data), align=["l", "r", "r", "r", "r", "l", "l"])
+    notes.add(
+        "Expected (config): curation.expected; Match compares it with our count at that step; n/a = no expectation "
+        "given."
+    )
+    return Table(
+        name="curation",
+        title=TABLES["curation"],
+        columns=COLUMNS,
+        rows=rows,
+        notes=notes.render(),
+        data=frame(data),
+        align=["l", "r", "r", "r", "r", "l", "l"],
+    )

@@ -98,8 +98,20 @@ def sweep_table(results: Results) -> Table:
     notes = Notes(results.settings.max_listed_missing)
     benches = results.intermediate_benchmarks
     columns = [
-        "Run", "Objective", *PARAM_COLUMNS.values(), "LR", "Start", "Benchmark", "Samples",
-        "Step 0 (start)", "Peak ± SEM", "Peak step", "Final ± SEM", "Final step", "Evaluated", "Collapsed",
+        "Run",
+        "Objective",
+        *PARAM_COLUMNS.values(),
+        "LR",
+        "Start",
+        "Benchmark",
+        "Samples",
+        "Step 0 (start)",
+        "Peak ± SEM",
+        "Peak step",
+        "Final ± SEM",
+        "Final step",
+        "Evaluated",
+        "Collapsed",
     ]
     rows, data = [], []
     for name, run in results.stage2.items():
@@ -117,4 +129,6 @@ def sweep_table(results: Results) -> Table:
         notes.add("No stage-2 runs are configured.")
     title = TABLES["sweep"] + (f" ({', '.join(display_benchmark(b) for b in benches)})" if benches else "")
     align = ["l", "l"] + ["r"] * (len(PARAM_COLUMNS) + 1) + ["l", "l"] + ["r"] * 7 + ["l"]
-    return Table(name="sweep", title=title, columns=columns, rows=rows, notes=notes.render(), data=frame(data), align=align)
+    return Table(
+        name="sweep", title=title, columns=columns, rows=rows, notes=notes.render(), data=frame(data), align=align
+    )

@@ -3,9 +3,10 @@
 The student has the demo's architecture (``config/config.yaml`` ``student.tiny``: Qwen2, hidden
 128, 4 layers, 4/2 heads) with random weights, built by the pipeline's own builder
 (``redi.model.student``: tokenizer trained on the synthetic corpus, chat template, config keys).
-Each setting (torch threads x prompts per batch) runs in a fresh process (thread pools are fixed per process): a short warm-up call, then ``prompts``
-Open-R1 prompts x ``samples`` samples with ``max_new_tokens`` (temperature 0.6, top-p 0.95),
-through ``redi.eval.backends.TransformersBackend`` exactly as the evaluation stage calls it.
+Each setting (torch threads x prompts per batch) runs in a fresh process (thread pools are fixed
+per process): a short warm-up call, then ``prompts`` Open-R1 prompts x ``samples`` samples with
+``max_new_tokens`` (the evaluation's ``SamplingConfig`` otherwise), through
+``redi.eval.backends.TransformersBackend`` exactly as the evaluation stage calls it.
 A random model rarely emits the stop token, so nearly every sample runs to ``max_new_tokens``
 (``truncated`` counts them).
 """

@@ -15,6 +15,7 @@ validate(config, "config/schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/teacher.smk"
 include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"

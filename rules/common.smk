@@ -60,6 +60,19 @@ def reference_under_deepspeed():
 
 
 def corpus_input(wildcards):
+    """What normalize_corpus reads: the teacher stage's corpus when it is on (issue 16)."""
+    if config["teacher"]["enabled"]:
+        return "results/teacher/corpus.parquet"
+    return configured_corpus(wildcards)
+
+
+def teacher_origins(wildcards):
+    """Which traces of each row are the corpus' and which the teacher's (curation report)."""
+    return {"origins": "results/teacher/origins.json"} if config["teacher"]["enabled"] else {}
+
+
+def configured_corpus(wildcards):
+    """The corpus the config names (synthetic, hub or local)."""
     source = config["corpus"]["source"]
     if source == "synthetic":
         return "results/data/corpus/train.parquet"

@@ -103,6 +103,7 @@ rule gather_verification:
 checkpoint curate:
     input:
         unpack(decontamination_benchmarks),
+        unpack(teacher_origins),
         verified="results/data/verified.parquet",
         tokenizer="results/model/student",
     output:

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-STAGES = ("data", "model", "train", "eval", "report")
+STAGES = ("data", "model", "train", "eval", "report", "teacher")
 # stage-independent commands: name -> module with ``register_command(parser)``
 COMMANDS = {"status": "redi.status"}
 

@@ -141,6 +141,27 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
         SynthConfig.from_dict(config["corpus"]["synthetic"])
     except ValueError as error:
         raise ConfigError(f"config key 'corpus.synthetic': {error}") from error
+    if config["teacher"]["enabled"]:
+        check_teacher(config)
+
+
+def check_teacher(config: dict) -> None:
+    """The teacher stage's keys (issue 16): its config, the evaluation settings its sampling jobs
+    get (checked as an evaluation job would check them) and a curation rule it can serve."""
+    from redi.eval.config import EvalConfig
+    from redi.teacher.config import TEACHER_LABEL_RULES, TeacherConfig
+
+    try:
+        teacher = TeacherConfig.from_dict(config["teacher"])
+        EvalConfig.from_dict(teacher.eval_config(config["evaluation"]))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"config key 'teacher': {error}") from error
+    rule = config["curation"]["label_rule"]
+    if rule not in TEACHER_LABEL_RULES:
+        raise ConfigError(
+            f"config key 'curation.label_rule': '{rule}' reads the Llama-judge labels, which new teacher "
+            f"traces do not have; use one of {list(TEACHER_LABEL_RULES)} with teacher.enabled"
+        )
 
 
 def stage_resources(config: dict, stage: str) -> dict:

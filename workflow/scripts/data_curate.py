@@ -1,6 +1,6 @@
 """Snakemake adapter: curate D_SFT and D_Pref (``redi.data.curate.curate``).
 
-input.verified, input.tokenizer (student dir); params.cfg (config.curation), params.benchmarks
+input.verified, input.tokenizer (student dir), input.origins (teacher stage only); params.cfg (config.curation), params.benchmarks
 (decontamination benchmark name -> JSON file); output.sft, output.pref, output.report_json,
 output.report_md, output.rejects; threads; log[0].
 """
@@ -27,4 +27,5 @@ curate(
     out.rejects,
     CurationConfig.from_dict(snakemake.params.cfg),
     dict(snakemake.params.benchmarks),
+    origins_path=snakemake.input.get("origins"),
 )

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redi.data.config import RULE_LISTS, CurationConfig
-from redi.data.curate_report import build_report, empty_message, render_markdown
+from redi.data.curate_report import build_report, empty_message, render_markdown, source_counts
 from redi.data.io import JsonlWriter, read_kv_meta
 from redi.data.normalize import LABEL_FIELDS
 from redi.data.schemas import META_NORMALIZE
@@ -489,12 +489,15 @@ def curate(
     rejects_path,
     cfg: CurationConfig | dict | None = None,
     benchmark_paths: dict[str, str] | None = None,
+    origins_path=None,
 ) -> dict:
     """Curate D_SFT (``out_sft``) and D_Pref (``out_pref``) from the verified corpus; write the
     report (JSON + markdown) and one reject line per dropped row. Returns the report dict.
 
     ``cfg``: :class:`CurationConfig` (a dict is read with ``from_dict``). ``benchmark_paths``:
-    benchmark name -> JSON list of ``{"problem": ...}`` for decontamination. Raises
+    benchmark name -> JSON list of ``{"problem": ...}`` for decontamination. ``origins_path``: a
+    teacher corpus' ``origins.json`` (the report then counts what corpus and teacher traces
+    contributed, ``curate_report.source_counts``; issue 16). Raises
     ``ValueError`` for an empty set (after writing the report) or a rule the corpus cannot serve.
     """
     cfg = CurationConfig.from_dict(cfg)
@@ -529,6 +532,10 @@ def curate(
     paths = {"verified": verified_path, "tokenizer": tokenizer_path, "rejects": rejects_path}
     report = build_report(cfg, paths, funnel.steps, (sft_sel, pref_sel), (sft, pref), lengths,
                           hits, funnel.rejects.count, meta)  # fmt: skip
+    if origins_path is not None:
+        from redi.teacher.corpus import read_origins
+
+        report["sources"] = source_counts(read_origins(origins_path), (sft_sel, pref_sel), (sft, pref))
     write_json_atomic(report_json, report)
     write_text_atomic(report_md, render_markdown(report))
     for name, final, which in (("D_SFT", sft, "sft"), ("D_Pref", pref, "pref")):

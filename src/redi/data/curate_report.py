@@ -44,6 +44,61 @@ def expected_counts(cfg: CurationConfig, n_sft_selected: int, n_pairs_selected: 
     return out
 
 
+def source_counts(origins: dict[int, tuple[int, int]], selected: tuple, final: tuple) -> dict:
+    """What each source contributed (issue 16: a corpus mixed with new teacher traces).
+
+    ``origins``: ``row_index -> (corpus generations, teacher generations)`` (a row's corpus
+    traces come first, :mod:`redi.teacher.corpus`); ``selected`` / ``final`` as in
+    :func:`build_report`. Counts the generations of each source, the D_SFT examples by the source
+    of their trace, and the D_Pref pairs by the sources of (chosen, rejected); a pair with a
+    teacher trace is a new pair."""
+
+    def origin(row: dict, gen: int) -> str:
+        return "corpus" if gen < origins.get(row["row_index"], (0, 0))[0] else "teacher"
+
+    def counts(sft, pref) -> dict:
+        by_sft, by_pair = {"corpus": 0, "teacher": 0}, {}
+        for row, i in sft:
+            by_sft[origin(row, i)] += 1
+        for row, i, j in pref:
+            key = f"{origin(row, i)}/{origin(row, j)}"
+            by_pair[key] = by_pair.get(key, 0) + 1
+        new = sum(v for k, v in by_pair.items() if "teacher" in k)
+        return {"sft": by_sft, "pairs": dict(sorted(by_pair.items())), "new_pairs": new}
+
+    return {
+        "generations": {"corpus": sum(c for c, _ in origins.values()), "teacher": sum(t for _, t in origins.values())},
+        "rows_with_teacher_traces": sum(1 for _, t in origins.values() if t),
+        "selected": counts(*selected),
+        "final": counts(*final),
+    }
+
+
+def _source_lines(sources: dict | None) -> list[str]:
+    if not sources:
+        return []
+    gens = sources["generations"]
+    lines = [
+        "",
+        "## Sources (corpus and new teacher traces)",
+        "",
+        f"Generations: corpus {gens['corpus']:,}, teacher {gens['teacher']:,} "
+        f"({sources['rows_with_teacher_traces']:,} rows with teacher traces).",
+        "",
+        "| set | at | from corpus | from teacher |",
+        "|---|---|---:|---:|",
+    ]
+    for at in ("selected", "final"):
+        sft = sources[at]["sft"]
+        lines.append(f"| D_SFT | {at} | {sft['corpus']:,} | {sft['teacher']:,} |")
+    for at in ("selected", "final"):
+        pairs = sources[at]["pairs"]
+        old = pairs.get("corpus/corpus", 0)
+        lines.append(f"| D_Pref (chosen/rejected: {', '.join(f'{k} {v:,}' for k, v in pairs.items()) or '—'}) "
+                     f"| {at} | {old:,} | {sources[at]['new_pairs']:,} new |")  # fmt: skip
+    return lines
+
+
 def build_report(cfg: CurationConfig, paths: dict, steps: list[dict], selected: tuple, final: tuple,
                  lengths: tuple, hits: list[dict], rejects_count: int, meta: dict | None) -> dict:  # fmt: skip
     """The report dict. ``paths``: ``verified``, ``tokenizer``, ``rejects``; ``selected`` /
@@ -126,7 +181,8 @@ def render_markdown(report: dict) -> str:
     lines += [
         f"- verified corpus: `{report['verified']}`",
         f"- student tokenizer: `{report['tokenizer']}`",
-        f"- label rule: `{cfg['label_rule']}`; shuffle seed {cfg['shuffle_seed']}; excluded sources {cfg['exclude_sources']}",
+        f"- label rule: `{cfg['label_rule']}`; shuffle seed {cfg['shuffle_seed']}; excluded sources "
+        f"{cfg['exclude_sources']}",
         f"- length limits: prompt <= {cfg['max_prompt_length']}, response <= {cfg['max_response_length']} tokens",
         f"- decontamination: {cfg['decontaminate']}",
         "",
@@ -142,6 +198,7 @@ def render_markdown(report: dict) -> str:
             f"| {c['quantity']} | {c['at_step']} | {exp} | {c['actual']:,} | {match} | {c['paper']:,} |"
         )
     lines += _label_list_lines(report.get("label_lists"), cfg["label_rule"])
+    lines += _source_lines(report.get("sources"))
     lines += ["", "## Steps", "", "| step | kept | dropped | reasons |", "|---|---:|---:|---|"]
     for s in report["steps"]:
         kept = "—" if s.get("kept") is None else f"{s['kept']:,}"
@@ -184,4 +241,4 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["build_report", "empty_message", "render_markdown", "token_stats"]
+__all__ = ["build_report", "empty_message", "render_markdown", "source_counts", "token_stats"]

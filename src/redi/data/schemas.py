@@ -12,6 +12,34 @@ META_NORMALIZE = "redi.normalize"
 META_VERIFY = "redi.verify"
 
 
+def raw_schema():
+    """A corpus in the Open-R1 Raw layout as the teacher stage writes it (``redi.teacher.corpus``):
+    the real Raw columns and types (``tests/fixtures/openr1/raw.parquet``: ``generations``,
+    ``generations_count``, the ``correctness`` struct of label lists) plus the per-generation
+    ``finish_reasons`` and ``is_reasoning_complete`` of OpenR1-Math-220k, so truncated traces
+    stay labelled as such through normalisation."""
+    import pyarrow as pa
+
+    lb = pa.list_(pa.bool_())
+    correctness = pa.struct(
+        [("llama_verification", lb), ("math_verify_answer", lb), ("math_verify_reparsed_answer", lb)]
+    )
+    return pa.schema(
+        [
+            ("problem", pa.string()),
+            ("answer", pa.string()),
+            ("problem_is_valid", pa.string()),
+            ("source", pa.string()),
+            ("synthetic", pa.bool_()),
+            ("generations", pa.list_(pa.string())),
+            ("generations_count", pa.int64()),
+            ("correctness", correctness),
+            ("finish_reasons", pa.list_(pa.string())),
+            ("is_reasoning_complete", lb),
+        ]
+    )
+
+
 def canonical_schema():
     """``results/data/canonical.parquet``: one row per corpus row that normalised."""
     import pyarrow as pa
@@ -62,4 +90,4 @@ def shard_schema():
     )
 
 
-__all__ = ["META_NORMALIZE", "META_VERIFY", "canonical_schema", "shard_schema", "verified_schema"]
+__all__ = ["META_NORMALIZE", "META_VERIFY", "canonical_schema", "raw_schema", "shard_schema", "verified_schema"]

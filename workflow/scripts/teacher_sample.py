@@ -1,0 +1,26 @@
+"""Snakemake adapter: one teacher sampling shard (``redi.teacher.sample.sample_shard``).
+
+input.problems, input.model; params.eval (an EvalConfig dict: TeacherConfig.eval_config),
+params.index, params.n_shards; output.samples, output.cost (written beside each other);
+resources.gpu (GPU-hours); threads; log[0].
+"""
+
+import logging
+from pathlib import Path
+
+import _bootstrap
+
+_bootstrap.setup_logging(snakemake.log[0])
+
+from redi.runtime import gpu_lease, require_cuda, set_threads  # noqa: E402
+
+set_threads(snakemake.threads)
+
+from redi.teacher.sample import sample_shard  # noqa: E402
+
+params, gpus = snakemake.params, int(snakemake.resources.get("gpu", 0) or 0)
+with gpu_lease(gpus, log=logging.getLogger("teacher_sample").info):  # local runs: exclusive GPUs
+    if params.eval["backend"] != "vllm":  # vLLM may run in its own interpreter (vllm.python)
+        require_cuda(gpus, f"teacher sampling shard {params.index} of {params.n_shards}")
+    sample_shard(snakemake.input.problems, snakemake.input.model, Path(snakemake.output.cost).parent, params.eval,
+                 index=int(params.index), n_shards=int(params.n_shards), gpus=gpus, threads=snakemake.threads)  # fmt: skip

@@ -68,7 +68,9 @@ def corpus_input(wildcards):
 
 def teacher_origins(wildcards):
     """Which traces of each row are the corpus' and which the teacher's (curation report)."""
-    return {"origins": "results/teacher/origins.json"} if config["teacher"]["enabled"] else {}
+    if config["teacher"]["enabled"]:
+        return {"origins": "results/teacher/origins.json"}
+    return {}
 
 
 def configured_corpus(wildcards):

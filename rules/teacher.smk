@@ -15,14 +15,24 @@ if TEACHER.enabled:
     print(describe(config), file=sys.stderr)
 
     TEACHER_EVAL = TEACHER.eval_config(EVAL)
-    TEACHER_ENV = "../envs/eval-vllm.yaml" if TEACHER_EVAL["backend"] == "vllm" else "../envs/train.yaml"
+    TEACHER_ENV = (
+        "../envs/eval-vllm.yaml"
+        if TEACHER_EVAL["backend"] == "vllm"
+        else "../envs/train.yaml"
+    )
     TEACHER_SHARDS = expand(
-        "results/teacher/samples/shard-{i}-of-{n}", i=range(TEACHER.shards), n=TEACHER.shards
+        "results/teacher/samples/shard-{i}-of-{n}",
+        i=range(TEACHER.shards),
+        n=TEACHER.shards,
     )
 
     def teacher_base(wildcards):
         """The configured corpus' canonical table, when the stage reads the corpus."""
-        return {"canonical": "results/teacher/base/canonical.parquet"} if TEACHER.needs_corpus else {}
+        return (
+            {"canonical": "results/teacher/base/canonical.parquet"}
+            if TEACHER.needs_corpus
+            else {}
+        )
 
     def teacher_problem_inputs(wildcards):
         extra = {} if TEACHER.from_corpus else {"problems": TEACHER.problems}
@@ -157,6 +167,8 @@ if TEACHER.enabled:
             shards=TEACHER_SHARDS,
             keep_corpus_traces=TEACHER.keep_corpus_traces,
             # a problem set without problem_is_valid is treated as curation treats such corpora
-            unknown_validity="yes" if config["curation"]["keep_unknown_validity"] else None,
+            unknown_validity=(
+                "yes" if config["curation"]["keep_unknown_validity"] else None
+            ),
         script:
             "../workflow/scripts/teacher_corpus.py"

@@ -80,7 +80,7 @@ class TeacherConfig:
             raise ValueError(f"teacher key 'limit' must be >= 1 or null, got {out.limit}")
         if out.model.kind not in MODEL_KINDS:
             raise ValueError(f"teacher key 'model.kind' must be one of {MODEL_KINDS}, got {out.model.kind!r}")
-        if out.model.kind == "pretrained" and not (out.model.hub_name or out.model.local_path):
+        if out.enabled and out.model.kind == "pretrained" and not (out.model.hub_name or out.model.local_path):
             raise ValueError("teacher key 'model': kind 'pretrained' needs 'hub_name' or 'local_path'")
         if not isinstance(out.generation, dict):
             raise TypeError("teacher.generation must be a mapping of evaluation keys")

@@ -101,14 +101,16 @@ def select_problems(
     ``truncated_as_rejected``: curation's key of that name (may a truncated trace be rejected?).
     """
     cfg = TeacherConfig.from_dict(cfg)
-    corpus: dict[str, dict] = {}
+    corpus: dict[str, dict] = {}  # problem id -> its first corpus row
+    rows: list[dict] = []
     if canonical_path is not None:
         from redi.data.normalize import canonical_rows
 
-        for row in canonical_rows(canonical_path):
+        rows = canonical_rows(canonical_path)
+        for row in rows:
             corpus.setdefault(row["problem_id"], row)
     if cfg.from_corpus:
-        items = [{k: r[k] for k in ("problem", "answer", "source", "problem_is_valid")} for r in corpus.values()]
+        items = [{k: r[k] for k in ("problem", "answer", "source", "problem_is_valid")} for r in rows]
         if not items:
             raise ValueError(f"{canonical_path}: the corpus has no problems to sample (every row rejected?)")
     else:

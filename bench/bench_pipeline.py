@@ -56,7 +56,7 @@ def run(cores: int = 2, log=print, keep: bool = False, timeout_s: int = 3600) ->
         wall = time.perf_counter() - t0
         stages = _bench_sums(tmp)
         out = {
-            "command": "snakemake --cores %d -s <repo>/Snakefile -d <scratch copy of config/ and data/>" % cores,
+            "command": f"snakemake --cores {cores} -s <repo>/Snakefile -d <scratch copy of config/ and data/>",
             "cores": cores,
             "returncode": rc,
             "wall_s": rnd(wall, 1),

@@ -178,14 +178,14 @@ def run(quick: bool, repeats: int, log=print, workdir: str = "/tmp") -> dict:
             info = run_worker("bench_verify:write_canonical", {"path": canonical, "which": which, "n_items": n_items})
             variants = {
                 v: (
-                    lambda v=v: run_worker(
+                    lambda v=v, which=which: run_worker(
                         "bench_verify:measure", {"variant": v, "which": which, "n_items": n_items}, timeout=1800
                     )
                 )
                 for v in VARIANTS
                 if v != "stage_2_shards"
             }
-            variants["stage_2_shards"] = lambda: _stage(canonical, tmp)
+            variants["stage_2_shards"] = lambda canonical=canonical, tmp=tmp: _stage(canonical, tmp)
             log(f"  {which} items ({info.get('items')}): {', '.join(variants)}")
             runs = interleaved(variants, repeats, log)
         ref = runs["plain_loop"][0].get("correct")

@@ -11,7 +11,8 @@ out-of-memory in one item does not end the check), each skipped once ``--budget-
    ``redi.runtime.require_cuda(1)`` (the fail-fast check of the training jobs).
 2. ``matmul``: bf16 8192^3 matmul TFLOP/s (the measured ceiling).
 3. ``model``: a random-weight model of the exact Qwen2.5-Math-1.5B shape, saved in bf16.
-4. ``steps/<L>/{sft,redi}`` (4k first; 8k and 19k after items 6 and 7): one timed optimizer step (after one warm-up step) of SFT and of REDI
+4. ``steps/<L>/{sft,redi}`` (4k first; 8k and 19k after items 6 and 7): one timed optimizer step
+   (after one warm-up step) of SFT and of REDI
    through the real trainer (``redi.train.run.train``) at L = 4k, 8k and 19k response tokens:
    peak memory, tokens/s, MFU against 790 TFLOP/s dense bf16 (6 N T + causal attention FLOPs;
    ``bench_gpu.model_flops``). bf16 autocast, gradient checkpointing, one pair (SFT: two
@@ -104,7 +105,9 @@ def dpo_first_loss(model_dir: str, data_dir: str, threads: int = 4) -> dict:
         "precision": meta["precision"],
         "numerics": summary.get("numerics"),
         "seconds": round(time.perf_counter() - t0, 2),
-        "cuda_peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
+        "cuda_peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        if torch.cuda.is_available()
+        else None,
     }
 
 
@@ -132,7 +135,9 @@ class Check:
         result = fn()
         result = dict(result, item_wall_s=round(time.time() - t, 1))
         self.items[key] = result
-        self.log(f"  {key}: {benchlib.short(result) if 'error' in result else _brief(result)} ({result['item_wall_s']} s)")
+        self.log(
+            f"  {key}: {benchlib.short(result) if 'error' in result else _brief(result)} ({result['item_wall_s']} s)"
+        )
         return result
 
     def settings(self) -> dict:
@@ -173,7 +178,9 @@ class Check:
             return r
         flops = model_flops(self.arch, r["tokens"], r["sum_seq_len_sq"])
         tflops = flops / r["seconds"] / 1e12
-        return dict(r, model_tflops_per_s=round(tflops, 2), mfu=round(tflops / PEAK_TFLOPS, 4), mfu_peak_tflops=PEAK_TFLOPS)
+        return dict(
+            r, model_tflops_per_s=round(tflops, 2), mfu=round(tflops / PEAK_TFLOPS, 4), mfu_peak_tflops=PEAK_TFLOPS
+        )
 
     def run(self) -> dict:
         self.item("environment", 5, lambda: benchlib.run_worker("gpu_check:environment", {}, timeout=120))
@@ -181,7 +188,9 @@ class Check:
         self.item("matmul", 10, lambda: benchlib.run_worker("bench_gpu:matmul", {"n": n, "iters": iters}, timeout=300))
         self.model = self.item(
             "model", 30,
-            lambda: benchlib.run_worker("bench_gpu:prepare_model", {"workdir": str(self.work), "arch": self.arch_name}, timeout=600),
+            lambda: benchlib.run_worker(
+                "bench_gpu:prepare_model", {"workdir": str(self.work), "arch": self.arch_name}, timeout=600
+            ),
         )  # fmt: skip
         if not self.model or "error" in self.model:
             return self.result()
@@ -193,15 +202,19 @@ class Check:
         if data[first]:
             self.item(
                 "dpo_log2", 45,
-                lambda: benchlib.run_worker("gpu_check:dpo_first_loss", {"model_dir": self.model["path"], "data_dir": data[first]},
-                                            threads=self.settings()["threads"], timeout=600),
+                lambda: benchlib.run_worker(
+                    "gpu_check:dpo_first_loss", {"model_dir": self.model["path"], "data_dir": data[first]},
+                    threads=self.settings()["threads"], timeout=600,
+                ),
             )  # fmt: skip
         gen = {"prompts": 2, "samples": 2, "max_new_tokens": 16, "max_model_len": 1024} if self.smoke else \
             {"prompts": 4, "samples": 4, "max_new_tokens": 512, "max_model_len": 32768}  # fmt: skip
         self.item(
             "generate", 40,
-            lambda: benchlib.run_worker("bench_gpu:generate", {"model_dir": self.model["path"], "backend": "transformers", **gen},
-                                        threads=self.settings()["threads"], timeout=max(60, min(600, self.left()))),
+            lambda: benchlib.run_worker(
+                "bench_gpu:generate", {"model_dir": self.model["path"], "backend": "transformers", **gen},
+                threads=self.settings()["threads"], timeout=max(60, min(600, self.left())),
+            ),
         )  # fmt: skip
         for length in self.lengths[1:]:
             self._steps(length, self.data(length, equal=False, n_pairs=4, n_sft=4) if self.left() > 60 else None)
@@ -275,7 +288,11 @@ def render_md(doc: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {'pass' if v else 'FAIL'} |" for k, v in doc["ok"].items()]
-    lines += ["", "| step | response tokens | tokens/s | MFU (vs 790 TFLOP/s) | peak GiB | error |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| step | response tokens | tokens/s | MFU (vs 790 TFLOP/s) | peak GiB | error |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, r in doc["items"].items():
         if key.startswith("steps/") or key == "pair_19k":
             length = key.split("/")[1] if key.startswith("steps/") else f"2 x {r.get('response_tokens_each')}"

@@ -549,7 +549,7 @@ def main(argv=None) -> int:
                         previous = ((doc["sections"].get("gpu") or {}).get("result") or {}).get("items")
                         doc["sections"]["gpu"] = entry
 
-                        def save_gpu(suite_ref=[]):  # noqa: B006 - the suite, once built
+                        def save_gpu(suite_ref=[], entry=entry, t0=t0):  # noqa: B006 - the suite, once built
                             if suite_ref:
                                 entry["result"] = suite_ref[0].result()
                                 entry["seconds"] = round(time.time() - t0, 1)
@@ -565,7 +565,7 @@ def main(argv=None) -> int:
                             vllm_python=args.vllm_python,
                             lengths=args.gpu_lengths,
                             done=None if args.no_merge else previous,
-                            save=lambda: save_gpu([suite]),
+                            save=lambda: save_gpu([suite]),  # noqa: B023 - suite is bound on the next line
                         )
                         (workdir / "gpu").mkdir(parents=True, exist_ok=True)
                         entry["result"] = suite.run()

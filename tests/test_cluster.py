@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redi import runtime
 from helpers import save_tiny_student, write_data
+from redi import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -76,7 +76,10 @@ def test_snakefile_parses_in_a_snakemake_only_env(tmp_path):
     venv = tmp_path / "sm"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(
-        [str(venv / "bin/pip"), "install", "-q", "snakemake==9.27.1", "snakemake-executor-plugin-slurm==2.8.0", "pyyaml"],
+        [
+            str(venv / "bin/pip"),
+            *("install", "-q", "snakemake==9.27.1", "snakemake-executor-plugin-slurm==2.8.0", "pyyaml"),
+        ],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     if pip.returncode != 0:
@@ -129,7 +132,9 @@ def test_sbatch_line_of_each_gpu_rule(tmp_path):
     for f in stubs.iterdir():
         f.chmod(0o755)
     work = tmp_path / "work"
-    benchmarks = yaml.safe_load((ROOT / "config/schema.yaml").read_text())["properties"]["evaluation"]["properties"]["benchmarks"]["default"]
+    benchmarks = yaml.safe_load((ROOT / "config/schema.yaml").read_text())["properties"]["evaluation"]["properties"][
+        "benchmarks"
+    ]["default"]
     for f in ("results/data/sft.jsonl", "results/data/pref.jsonl", *benchmarks.values()):
         (work / f).parent.mkdir(parents=True, exist_ok=True)
         (work / f).write_text("")
@@ -188,7 +193,13 @@ def test_gpu_rules_get_one_node_and_reference_its_own_resources():
     }}  # fmt: skip
     train = stage_resources(config, "train")
     assert train == {"mem_mb": 200000, "runtime": "10h", "gpu": 4, "cpus_per_gpu": 6, "nodes": 1}
-    assert stage_resources(config, "reference") == {"mem_mb": 50000, "runtime": "10h", "gpu": 1, "cpus_per_gpu": 6, "nodes": 1}
+    assert stage_resources(config, "reference") == {
+        "mem_mb": 50000,
+        "runtime": "10h",
+        "gpu": 1,
+        "cpus_per_gpu": 6,
+        "nodes": 1,
+    }
     assert "nodes" not in stage_resources(config, "eval")  # CPU jobs may go anywhere
 
 
@@ -258,7 +269,9 @@ LEASE_CHILD = textwrap.dedent("""
 def test_gpu_lease_gives_each_local_job_its_own_gpus(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
     env.update(CUDA_VISIBLE_DEVICES="0,1,2", REDI_GPU_LOCK_DIR=str(tmp_path / "locks"))
-    first = subprocess.Popen([sys.executable, "-c", LEASE_CHILD, "2", "1.5"], env=env, stdout=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", LEASE_CHILD, "2", "1.5"], env=env, stdout=subprocess.PIPE, text=True
+    )
     time.sleep(0.8)
     second = subprocess.Popen([sys.executable, "-c", LEASE_CHILD, "2", "0"], env=env, stdout=subprocess.PIPE, text=True)
     third = subprocess.run([sys.executable, "-c", LEASE_CHILD, "1", "0"], env=env, capture_output=True, text=True)
@@ -308,7 +321,9 @@ def test_reference_of_another_precision_is_refused(inputs, tmp_path):
     env = resolve_environment(RunConfig.from_dict({"objective": "dpo", "bf16": True}), deepspeed=False)
     with pytest.raises(ValueError, match="'bf16'.*'bf16-autocast'"):
         check_reference_numerics(str(path), env)
-    assert resolve_environment(RunConfig.from_dict({"objective": "dpo", "bf16": True}), deepspeed=True).precision == "bf16"
+    assert (
+        resolve_environment(RunConfig.from_dict({"objective": "dpo", "bf16": True}), deepspeed=True).precision == "bf16"
+    )
 
 
 def test_deepspeed_is_detected_from_the_accelerate_config():
@@ -361,7 +376,10 @@ def test_two_process_cpu_ddp_matches_one_process(inputs, tmp_path):
     assert [r["step"] for r in m2] == [1, 2]  # one writer: no duplicated lines
     for a, b in zip(m1, m2):
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
-    w1, w2 = load_file(str(tmp_path / "one/model/model.safetensors")), load_file(str(tmp_path / "two/model/model.safetensors"))
+    w1, w2 = (
+        load_file(str(tmp_path / "one/model/model.safetensors")),
+        load_file(str(tmp_path / "two/model/model.safetensors")),
+    )
     worst = max(float((w1[k].float() - w2[k].float()).abs().max()) for k in w1)
     assert worst < 1e-5, worst
 
@@ -378,7 +396,9 @@ def test_gpu_check_smoke_runs_end_to_end(tmp_path):
     (doc_path,) = tmp_path.glob("gpu-check-*.json")
     doc = json.loads(doc_path.read_text())
     assert doc["smoke"] and not doc["skipped_for_budget"]
-    assert {k for k in doc["items"] if k.startswith("steps/")} == {f"steps/{n}/{v}" for n in (64, 128, 192) for v in ("sft", "redi")}
+    assert {k for k in doc["items"] if k.startswith("steps/")} == {
+        f"steps/{n}/{v}" for n in (64, 128, 192) for v in ("sft", "redi")
+    }
     ok = doc["ok"]
     assert ok["all_steps_ran"] and ok["pair_19k_fits"] and ok["dpo_first_loss_is_log2"] and ok["generation_ran"]
     assert doc["items"]["dpo_log2"]["abs_error"] < 1e-4

@@ -43,7 +43,10 @@ def test_defaults_are_filled_in():
         (lambda c: c["verify"].update(shardz=3), "verify"),
         (lambda c: c["evaluation"]["final"].update(benchmarks=["nope"]), "evaluation.final.benchmarks"),
         (lambda c: c["resources"]["train"].update(runtime=86400), "resources.train.runtime"),
-        (lambda c: c["training"]["stage2"]["runs"].append({"objective": "dpo", "learning_rate": 1e-6}), "training.stage2.runs"),
+        (
+            lambda c: c["training"]["stage2"]["runs"].append({"objective": "dpo", "learning_rate": 1e-6}),
+            "training.stage2.runs",
+        ),
     ],
 )
 def test_invalid_values_name_the_key(mutate, key):
@@ -59,7 +62,12 @@ def test_paper_plan_matches_the_paper():
     assert runs["sft-3ep"]["epochs"] == 3 and runs["sft-5ep"]["epochs"] == 5
     assert runs["sft-3ep"]["learning_rate"] == 5e-5 and runs["sft-3ep"]["global_batch_size"] == 128
     redi = runs["redi-a0.8-lr1e-6"]
-    assert (redi["alpha"], redi["learning_rate"], redi["global_batch_size"], redi["start"]) == (0.8, 1e-6, 32, "sft-3ep")
+    assert (redi["alpha"], redi["learning_rate"], redi["global_batch_size"], redi["start"]) == (
+        0.8,
+        1e-6,
+        32,
+        "sft-3ep",
+    )
     assert runs["redi-a1-lr2e-7"]["alpha"] == 1.0
     assert runs["dpo-b0.001-lr2e-7"]["beta"] == 0.001
     assert runs["simpo-b2-g1-lr5e-7"]["gamma"] == 1.0 and runs["simpo-b10-g5-lr5e-7"]["gamma"] == 5.0

@@ -5,22 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_data_common import build_tiny_tokenizer, gen, verified_row, write_verified
 
+from redi.data.config import CurationConfig
 from redi.data.curate import (
     TokenCounter,
-    contamination,
     build_ngram_index,
+    choose_pair,
+    contamination,
     curate,
     is_valid,
     label_problem,
     positives,
-    choose_pair,
     word_ngrams,
 )
-from redi.data.config import CurationConfig
 from redi.data.io import read_jsonl
 from redi.prompts import OPENR1_INSTRUCTION, user_content
+from test_data_common import build_tiny_tokenizer, gen, verified_row, write_verified
 
 BENCH_PROBLEM = "Find the number of ordered pairs of positive integers whose product is one hundred."
 LONG_PROBLEM = "Compute the value " + " ".join(["of the sum"] * 150) + "."
@@ -188,9 +188,14 @@ def test_rule_helpers():
     assert choose_pair([True, True]) == (0, None)
     assert choose_pair([False]) == (None, 0)
     assert label_problem(row, "mv", 3) is None
-    assert label_problem(row, "mv", 2)[0] == "label_rule mv needs label_mv (absent from the None layout): length mismatch"
+    assert (
+        label_problem(row, "mv", 2)[0] == "label_rule mv needs label_mv (absent from the None layout): length mismatch"
+    )
     flat = {"label_llama": None, "label_mv": [True], "schema": "flat"}
-    assert label_problem(flat, "llama_and_mv", 1)[0] == "label_rule llama_and_mv needs label_llama (correctness_llama): null"
+    assert (
+        label_problem(flat, "llama_and_mv", 1)[0]
+        == "label_rule llama_and_mv needs label_llama (correctness_llama): null"
+    )
     assert label_problem(flat, "mv", 1) is None  # a list the rule does not read is not required
     with pytest.raises(ValueError):
         CurationConfig.from_dict({"label_rule": "vibes"})

@@ -6,13 +6,13 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from test_data_common import raw_row, write_parquet
 
 from redi.data.io import read_jsonl, read_kv_meta
-from redi.data.schemas import META_NORMALIZE, canonical_schema
 from redi.data.normalize import detect_schema, normalize
-from redi.ids import problem_id
+from redi.data.schemas import META_NORMALIZE, canonical_schema
 from redi.data.synthetic import raw_schema
+from redi.ids import problem_id
+from test_data_common import raw_row, write_parquet
 
 
 def test_problem_id_whitespace_normalised():

@@ -13,13 +13,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_data_common import build_tiny_tokenizer
 
 from redi.data.curate import curate
 from redi.data.io import read_jsonl
 from redi.data.normalize import normalize
 from redi.data.sources import download_hub
 from redi.data.verify_stage import gather, verify_shard
+from test_data_common import build_tiny_tokenizer
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "openr1"
 sys.path.insert(0, str(FIX))
@@ -125,7 +125,9 @@ def test_truncated_traces_never_positive(tmp_path, tok, as_rejected):
         assert pairs[5]["rejected"][0]["content"] == rows[5]["generations"][1]
     else:
         assert 5 not in pairs
-        assert steps["select_pref"]["reasons"]["non-positive generations all truncated (truncated_as_rejected false)"] == 1
+        assert (
+            steps["select_pref"]["reasons"]["non-positive generations all truncated (truncated_as_rejected false)"] == 1
+        )
 
 
 def test_hub_download_path_on_a_local_datasets_repository(tmp_path, tok):

@@ -8,9 +8,9 @@ import runpy
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from test_data_common import build_tiny_tokenizer
 
 from redi.data.io import read_jsonl
+from test_data_common import build_tiny_tokenizer
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 CFG = {"n_train_problems": 150, "n_test_problems": 20, "seed": 5}

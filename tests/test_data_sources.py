@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_data_common import raw_row, write_parquet
 
 from redi.data.sources import download_hub, load_corpus
 from redi.data.synthetic import raw_schema
+from test_data_common import raw_row, write_parquet
 
 
 def test_download_hub_offline_message(monkeypatch, tmp_path):

@@ -6,13 +6,13 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from test_data_common import gen, raw_row, write_parquet
 
 from redi.data.io import read_kv_meta
-from redi.data.schemas import META_NORMALIZE, verified_schema
 from redi.data.normalize import normalize
+from redi.data.schemas import META_NORMALIZE, verified_schema
 from redi.data.synthetic import raw_schema
 from redi.data.verify_stage import gather, verify_shard
+from test_data_common import gen, raw_row, write_parquet
 
 
 @pytest.fixture()

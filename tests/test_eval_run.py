@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 import redi.eval.run as run_mod
-from redi.eval.benchmarks import gold_response, load_benchmark
+from helpers import save_tiny_student
 from redi.eval.backends import TransformersBackend, make_backend
 from redi.eval.backends.vllm_backend import plan_gpu_groups
+from redi.eval.benchmarks import gold_response, load_benchmark
 from redi.eval.generate import (
     Generation,
     GenerationJob,
@@ -23,7 +24,6 @@ from redi.eval.generate import (
     request_seed,
 )
 from redi.eval.run import evaluate
-from helpers import save_tiny_student
 
 N_PROBLEMS = 5
 

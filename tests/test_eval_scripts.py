@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from helpers import save_tiny_student
 
+from helpers import save_tiny_student
 
 iocontainers = pytest.importorskip("snakemake.iocontainers")
 Namedlist = iocontainers.Namedlist

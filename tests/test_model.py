@@ -1,6 +1,5 @@
 """The tiny student and pretrained-student preparation, on data the test writes itself."""
 
-import json
 
 import pandas as pd
 import pytest
@@ -10,7 +9,10 @@ from redi.model.base import prepare_base
 from redi.model.student import build_tiny_student
 from redi.prompts import generation_prompt, user_messages
 
-TRACE = "<think>\nFirst {a} + {b} = {s}.\n</think>\n\nTherefore, the final answer is: $\\boxed{{{s}}}$. I hope it is correct"
+TRACE = (
+    "<think>\nFirst {a} + {b} = {s}.\n</think>\n\n"
+    "Therefore, the final answer is: $\\boxed{{{s}}}$. I hope it is correct"
+)
 
 
 @pytest.fixture(scope="module")

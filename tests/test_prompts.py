@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import save_tiny_student, tiny_tokenizer
 from redi.prompts import (
     OPENR1_INSTRUCTION,
     THINK_PREFIX,
@@ -12,7 +13,6 @@ from redi.prompts import (
     prompt_token_ids,
     user_content,
 )
-from helpers import save_tiny_student, tiny_tokenizer
 
 PROBLEMS = [
     "What is $1+1$?",

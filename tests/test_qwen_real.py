@@ -13,10 +13,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from qwen_real import N_BPE, QWEN_DIR, VOCAB_ROWS, build_qwen_tokenizer, qwen_config
-from test_data_common import verified_row, write_verified
 
+from qwen_real import N_BPE, QWEN_DIR, VOCAB_ROWS, build_qwen_tokenizer, qwen_config
 from redi.prompts import OPENR1_INSTRUCTION, prompt_token_ids, user_content
+from test_data_common import verified_row, write_verified
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROW0 = json.loads((FIXTURES / "openr1" / "openr1_220k_default_row0_messages.json").read_text())
@@ -152,8 +152,14 @@ def test_paper_config_edit_and_template_key(qwen, tmp_path):
     assert out.tie_word_embeddings and out.vocab_size == VOCAB_ROWS and not out.use_sliding_window
     assert AutoTokenizer.from_pretrained(tmp_path / "out").chat_template == DEEPSEEK_STYLE
     real = json.loads((QWEN_DIR / "config.json").read_text())
-    assert (real["hidden_size"], real["num_hidden_layers"], real["num_attention_heads"],
-            real["num_key_value_heads"], real["intermediate_size"], real["rope_theta"]) == (1536, 28, 12, 2, 8960, 10000)
+    assert (
+        real["hidden_size"],
+        real["num_hidden_layers"],
+        real["num_attention_heads"],
+        real["num_key_value_heads"],
+        real["intermediate_size"],
+        real["rope_theta"],
+    ) == (1536, 28, 12, 2, 8960, 10000)
 
 
 @pytest.mark.slow

@@ -129,7 +129,9 @@ def test_the_walk_covers_the_schema():
     assert len(SCHEMA_CASES) > 200
 
 
-@pytest.mark.parametrize("path, value", SCHEMA_CASES, ids=[f"{'.'.join(map(str, p))}={v!r}"[:80] for p, v in SCHEMA_CASES])
+@pytest.mark.parametrize(
+    "path, value", SCHEMA_CASES, ids=[f"{'.'.join(map(str, p))}={v!r}"[:80] for p, v in SCHEMA_CASES]
+)
 def test_every_invalid_value_names_its_key(path, value):
     config = base_config()
     _place(config, path, value)

@@ -18,13 +18,13 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-from test_data_common import build_tiny_tokenizer, raw_row, verified_row, write_parquet, write_verified
 
 from redi.data.curate import curate
 from redi.data.io import read_jsonl
 from redi.data.normalize import normalize
 from redi.data.synthetic import raw_schema
 from redi.data.verify_stage import gather, verify_shard
+from test_data_common import build_tiny_tokenizer, raw_row, verified_row, write_parquet, write_verified
 
 # one word the tokenizer learns as one token, so that the 5 MB trace tokenises in seconds
 FILLER = " " + "a" * 1024

@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 import torch
 
-from redi.train.run import train
-from redi.train.checkpoints import latest_resumable
 from helpers import save_tiny_student, write_data
+from redi.train.checkpoints import latest_resumable
+from redi.train.run import train
 
 CANARY = "hf_secret_canary_3f9c2b7e"
 ENV = {

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import save_tiny_student, write_data
 from redi.train.checkpoints import latest_resumable
 from redi.train.run import train
 from redi.train.trainer import NonFiniteError
-from helpers import save_tiny_student, write_data
 
 NAN, INF = float("nan"), float("inf")
 

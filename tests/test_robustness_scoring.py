@@ -20,11 +20,11 @@ import psutil
 import pytest
 
 import redi.eval.run as run_mod
+from helpers import tiny_tokenizer
 from redi.eval.benchmarks import load_benchmark
 from redi.eval.generate import Generation
 from redi.eval.run import evaluate
 from redi.verify import MAX_FRAC_DEPTH, verify_many
-from helpers import tiny_tokenizer
 
 TIMEOUT_S = 1.0
 WORKERS = 2

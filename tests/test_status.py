@@ -47,7 +47,8 @@ def test_states_of_a_sweep_in_flight(tmp_path):
         "Error in rule train_stage2:\n    message: None\n    jobid: 12\n"
         "    input: results/train/sft/model, results/data/pref.jsonl, results/train/sft/ref_logps.parquet\n"
         "    output: results/train/dpo-b0.1-lr1e-4/model, results/train/dpo-b0.1-lr1e-4/metrics.jsonl, "
-        "results/train/dpo-b0.1-lr1e-4/summary.json\n    log: logs/train/dpo-b0.1-lr1e-4.log (check log file(s) for error details)\n\n"
+        "results/train/dpo-b0.1-lr1e-4/summary.json\n    log: logs/train/dpo-b0.1-lr1e-4.log (check log file(s) for "
+        "error details)\n\n"
         "Shutting down, this might take some time.\n")
     # running evaluation: a journal being appended
     journal = res / "eval" / "simpo-b2-g1-lr1e-4" / "step-4" / "synthetic"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import save_tiny_student, write_data
 from redi import provenance, tracking
 from redi.train.run import train
-from helpers import save_tiny_student, write_data
 
 RUN = {"name": "redi-a1-lr1e-3", "objective": "redi", "alpha": 1.0, "start": "sft", "global_batch_size": 4,
        "per_device_batch_size": 2, "max_steps": 4, "save_steps": 2, "learning_rate": 1e-3, "seed": 5}
@@ -97,7 +97,9 @@ def test_summary_records_provenance(trained):
     import torch
     import transformers
 
-    assert prov["libraries"]["torch"] == torch.__version__.split("+")[0] or prov["libraries"]["torch"] == torch.__version__
+    assert (
+        prov["libraries"]["torch"] == torch.__version__.split("+")[0] or prov["libraries"]["torch"] == torch.__version__
+    )
     assert prov["libraries"]["transformers"] == transformers.__version__
     assert prov["data"]["train"]["sha256"] == provenance.content_hash(trained["pref"])
     assert prov["model"]["sha256"] and prov["config"]["alpha"] == 1.0

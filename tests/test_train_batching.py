@@ -4,10 +4,10 @@ truncation, and the reference-log-prob join."""
 import numpy as np
 import pytest
 
+from helpers import tiny_tokenizer
 from redi.prompts import generation_prompt
 from redi.train.batching import Collator, attach_reference, tokenize_records
 from redi.train.config import RunConfig
-from helpers import tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,9 @@ def test_reference_join(tok, tmp_path):
     rows = [{"id": i, "prompt": [USER], "chosen": [GOOD], "rejected": [BAD]} for i in ("x", "y")]
     data = tokenize_records(rows, tok, cfg)
     path = tmp_path / "ref.parquet"
-    pq.write_table(pa.table({"id": ["y", "x"], "ref_chosen_logp": [-2.0, -1.0], "ref_rejected_logp": [-4.0, -3.0]}), path)
+    pq.write_table(
+        pa.table({"id": ["y", "x"], "ref_chosen_logp": [-2.0, -1.0], "ref_rejected_logp": [-4.0, -3.0]}), path
+    )
     attach_reference(data, path, cfg)
     assert data.ref_chosen.tolist() == [-1.0, -2.0] and data.ref_rejected.tolist() == [-3.0, -4.0]
     pq.write_table(pa.table({"id": ["x"], "ref_chosen_logp": [-1.0], "ref_rejected_logp": [-3.0]}), path)

@@ -4,11 +4,11 @@ real model too, and padded vs padding-free (packed) batches give the same loss a
 import pytest
 import torch
 
+from helpers import pair_records, tiny_model, tiny_tokenizer
 from redi.train.batching import Collator, TokenizedData, tokenize_records
 from redi.train.config import RunConfig
 from redi.train.logprobs import chunked_token_logprobs, naive_token_logprobs, response_logprobs
 from redi.train.trainer import batch_objective
-from helpers import pair_records, tiny_model, tiny_tokenizer
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -95,7 +95,9 @@ def test_padded_and_packed_give_the_same_loss(tok, objective):
     res = {}
     for packed in (False, True):
         batch = Collator(data, tok.pad_token_id, padding_free=packed, sft_units=objective == "sft")(items)
-        assert ("position_ids" in batch) == packed and batch["input_ids"].shape[0] == (1 if packed else len(batch["lengths"]))
+        assert ("position_ids" in batch) == packed and batch["input_ids"].shape[0] == (
+            1 if packed else len(batch["lengths"])
+        )
         model.zero_grad()
         lp = response_logprobs(model, batch["input_ids"], batch["score_index"], batch["targets"],
                                attention_mask=batch.get("attention_mask"),

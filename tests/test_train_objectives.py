@@ -10,13 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import pair_records, tiny_model, tiny_tokenizer
 from redi.train import objectives
 from redi.train.batching import Collator, tokenize_records
 from redi.train.config import RunConfig
 from redi.train.logprobs import response_logprobs
 from redi.train.trainer import batch_objective
-from helpers import pair_records, tiny_model, tiny_tokenizer
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -134,7 +133,7 @@ def test_micro_batches_with_step_denominator_equal_one_batch(tok, model):
         data = tokenize_records(recs, tok, cfg)
         collate = Collator(data, tok.pad_token_id, padding_free=False, sft_units=objective == "sft")
 
-        def loss_of(items, denominator=None):
+        def loss_of(items, denominator=None, collate=collate, cfg=cfg):
             b = collate(items)
             lp = response_logprobs(model, b["input_ids"], b["score_index"], b["targets"],
                                    attention_mask=b["attention_mask"], chunk_size=8)
@@ -174,8 +173,14 @@ def test_dpo_equals_trl():
 
     g = torch.Generator().manual_seed(0)
     b, beta = 5, 0.1
-    lw, ll = -50 * torch.rand(b, generator=g, dtype=torch.float64), -50 * torch.rand(b, generator=g, dtype=torch.float64)
-    rw, rl = lw + torch.randn(b, generator=g, dtype=torch.float64), ll + torch.randn(b, generator=g, dtype=torch.float64)
+    lw, ll = (
+        -50 * torch.rand(b, generator=g, dtype=torch.float64),
+        -50 * torch.rand(b, generator=g, dtype=torch.float64),
+    )
+    rw, rl = (
+        lw + torch.randn(b, generator=g, dtype=torch.float64),
+        ll + torch.randn(b, generator=g, dtype=torch.float64),
+    )
     n = torch.full((b,), 10.0, dtype=torch.float64)
     ours = objectives.dpo_loss(lw, n, ll, n, ref_chosen_logps=rw, ref_rejected_logps=rl, beta=beta).loss
 
@@ -200,7 +205,10 @@ def test_dpo_equals_trl():
     }
     trl_loss = DPOTrainer._compute_loss(fake_self, lambda **kw: outputs, inputs, return_outputs=False)
     assert abs(float(ours) - float(trl_loss)) < 1e-10
-    assert math.isclose(float(objectives.dpo_loss(lw, n, ll, n, ref_chosen_logps=lw, ref_rejected_logps=ll, beta=beta).loss), math.log(2))
+    assert math.isclose(
+        float(objectives.dpo_loss(lw, n, ll, n, ref_chosen_logps=lw, ref_rejected_logps=ll, beta=beta).loss),
+        math.log(2),
+    )
 
 
 def test_simpo_equals_trl_cpo_simpo():
@@ -235,7 +243,10 @@ def test_registry_drives_compute_and_checks_its_inputs():
     """compute() calls each objective's own loss with its own parameters; missing inputs name
     what is missing (a registry entry that lies about pairwise / reference fails here)."""
     g = torch.Generator().manual_seed(3)
-    lw, ll = -20 * torch.rand(3, generator=g, dtype=torch.float64), -20 * torch.rand(3, generator=g, dtype=torch.float64)
+    lw, ll = (
+        -20 * torch.rand(3, generator=g, dtype=torch.float64),
+        -20 * torch.rand(3, generator=g, dtype=torch.float64),
+    )
     nw, nl = torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64), torch.tensor([3.0, 7.0, 2.0], dtype=torch.float64)
     rw, rl = lw + 0.5, ll - 0.25
     for name, entry in objectives.OBJECTIVES.items():

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import save_tiny_student, write_data
 from redi.train.collapse import CollapseDetector
 from redi.train.run import train
 from redi.train.schedule import checkpoint_steps
 from redi.train.trainer import NonFiniteError
-from helpers import save_tiny_student, write_data
 
 METRIC_KEYS = {
     "step", "epoch", "loss", "chosen_logp_per_token", "rejected_logp_per_token", "margin",

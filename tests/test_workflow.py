@@ -28,7 +28,9 @@ def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
 
 
 def test_snakefmt_clean():
-    result = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "rules/"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr + result.stdout
 
 
@@ -42,7 +44,14 @@ def test_lint_reports_nothing():
 def test_paper_dag_builds_offline():
     result = snakemake("-n", "--nolock", "--configfile", "config/paper.yaml", "--cores", "1", "--quiet", "rules")
     out = result.stdout + result.stderr
-    for rule in ("download_corpus", "normalize_corpus", "verify_shard", "gather_verification", "curate", "prepare_student"):
+    for rule in (
+        "download_corpus",
+        "normalize_corpus",
+        "verify_shard",
+        "gather_verification",
+        "curate",
+        "prepare_student",
+    ):
         assert rule in out, out
     # one training job per run (2 SFT + 16 stage-2 runs) and one shard job per verification shard
     assert any(line.split()[:2] == ["train_stage2", "16"] for line in out.splitlines()), out
@@ -97,5 +106,7 @@ def test_smoke_run_writes_reports_with_numbers(smoke_run):
 
 @pytest.mark.slow
 def test_smoke_rerun_has_nothing_to_do(smoke_run):
-    result = snakemake("-s", str(ROOT / "Snakefile"), "-n", "--cores", "1", "--configfile", "config/test.yaml", cwd=smoke_run)
+    result = snakemake(
+        "-s", str(ROOT / "Snakefile"), "-n", "--cores", "1", "--configfile", "config/test.yaml", cwd=smoke_run
+    )
     assert "Nothing to be done" in result.stdout + result.stderr

@@ -90,8 +90,12 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     lines += ["", "## Objective and hyper-parameters", "", "| key | value |", "|---|---|"]
     lines.append(f"| objective | {cfg.get('objective')} |")
     lines += [f"| {k} | {cfg[k]} |" for k in HYPER if cfg.get(k) is not None]
-    lines.append(f"| steps | {summary.get('steps')} of {summary.get('total_steps')} ({summary.get('stopped_reason')}) |")
-    lines.append(f"| hardware | {summary.get('device')}, world size {summary.get('world_size')}, bf16 {summary.get('bf16')} |")
+    lines.append(
+        f"| steps | {summary.get('steps')} of {summary.get('total_steps')} ({summary.get('stopped_reason')}) |"
+    )
+    lines.append(
+        f"| hardware | {summary.get('device')}, world size {summary.get('world_size')}, bf16 {summary.get('bf16')} |"
+    )
     lines += ["", "## Evaluation", ""]
     if evaluations:
         lines += ["pass@1 is the mean over samples per problem, ± its standard error (SEM).", "",

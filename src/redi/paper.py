@@ -137,7 +137,12 @@ TABLE2_SETTINGS = {
     "redi": {"objective": "redi", "alpha": 0.8, "learning_rate": LEARNING_RATE["redi"]},
     "redi-symmetric": {"objective": "redi", "alpha": 1.0, "learning_rate": 2e-7},
     "dpo": {"objective": "dpo", "beta": BETA["dpo"], "learning_rate": LEARNING_RATE["dpo"]},
-    "simpo": {"objective": "simpo", "beta": BETA["simpo"], "gamma": SIMPO_GAMMA, "learning_rate": LEARNING_RATE["simpo"]},
+    "simpo": {
+        "objective": "simpo",
+        "beta": BETA["simpo"],
+        "gamma": SIMPO_GAMMA,
+        "learning_rate": LEARNING_RATE["simpo"],
+    },
 }
 
 #: Cost (paper, "Cost" line): wall hours on one node of PAPER_GPUS x PAPER_HARDWARE, with what

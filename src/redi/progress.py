@@ -3,7 +3,10 @@
 One line per ``interval_s`` seconds at most (plus the first and the last update), never a
 carriage return: log files stay greppable. Example::
 
-    generation sft/step-26/synthetic: 384/800 samples (48.0%), 12.5 samples/s, 1534 tokens/s, elapsed 0:00:31, ETA 0:00:33
+    generation sft/step-26/synthetic: 384/800 samples (48.0%), 12.5 samples/s, 1534 tokens/s,
+    elapsed 0:00:31, ETA 0:00:33
+
+(one line in the log; wrapped here).
 
 Used by training (``redi.train.trainer``), generation (``redi.eval.run``) and verification.
 """

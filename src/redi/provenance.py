@@ -36,7 +36,7 @@ HUB_MODEL_RECORD = "redi_source.json"  # optional: {"hub": name, "revision": rev
 _CHUNK = 1 << 20
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_version(root: str | None = None) -> dict:
     """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout at ``root``
     (default: this package's repository). Untracked files do not count as dirty; outside a git
@@ -123,8 +123,16 @@ def model_identity(path: str | Path | None) -> dict | None:
     if (p / HUB_MODEL_RECORD).is_file():
         out.update(json.loads((p / HUB_MODEL_RECORD).read_text()))
     if p.is_dir():
-        wanted = [f for f in sorted(p.iterdir()) if f.is_file() and (
-            f.name == "config.json" or f.suffix in (".safetensors", ".bin") and not f.name.startswith(("optimizer", "scheduler", "training_args")))]
+        wanted = [
+            f
+            for f in sorted(p.iterdir())
+            if f.is_file()
+            and (
+                f.name == "config.json"
+                or f.suffix in (".safetensors", ".bin")
+                and not f.name.startswith(("optimizer", "scheduler", "training_args"))
+            )
+        ]
         h = hashlib.sha256()
         for f in wanted:
             h.update(f.name.encode() + b"\0" + content_hash(f).encode())

@@ -18,7 +18,6 @@ builds), checkpoint steps from :func:`redi.train.schedule.checkpoint_steps` (or 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,7 +80,9 @@ def snakemake_failures(root: Path) -> dict[str, str]:
         if block is not None:
             if line.strip() == "" or line.startswith(("Shutting down", "Exiting", "Complete log", "[")):
                 outputs = [x for b in block if b.strip().startswith("output:") for x in b.split(":", 1)[1].split(",")]
-                logfile = next((b.split(":", 1)[1].split("(")[0].strip() for b in block if b.strip().startswith("log:")), "")
+                logfile = next(
+                    (b.split(":", 1)[1].split("(")[0].strip() for b in block if b.strip().startswith("log:")), ""
+                )
                 for out in outputs:
                     failures[out.strip()] = logfile
                 block = None
@@ -145,8 +146,12 @@ class Status:
                     if (run_dir / "metrics.jsonl").is_file() else []
                 verdict = assess(records, self.curve(name, run)).verdict
                 detail += f", collapse: {verdict}"
-            return Row("train", name, "done", f"step {summary.get('steps')}/{summary.get('total_steps')}", detail.strip(", "))
-        failed = self._failed(str(Path("results/train") / name / "summary.json"), str(Path("results/train") / name / "model"))
+            return Row(
+                "train", name, "done", f"step {summary.get('steps')}/{summary.get('total_steps')}", detail.strip(", ")
+            )
+        failed = self._failed(
+            str(Path("results/train") / name / "summary.json"), str(Path("results/train") / name / "model")
+        )
         live = run_dir / "checkpoints" / "metrics.jsonl"
         last = _last_lines(live)
         if last or failed:
@@ -213,7 +218,9 @@ class Status:
         metrics = _json(folder / "metrics.json")
         if metrics is not None:
             sem = metrics.get("sem")
-            detail = f"pass@1 {100 * metrics['pass@1']:.1f}%" + (f" ± {100 * sem:.1f}" if isinstance(sem, (int, float)) else " ± n/a")
+            detail = f"pass@1 {100 * metrics['pass@1']:.1f}%" + (
+                f" ± {100 * sem:.1f}" if isinstance(sem, (int, float)) else " ± n/a"
+            )
             return Row("eval", name, "done", f"{metrics.get('n_samples')} samples/problem", detail)
         failed = self._failed(str(Path("results/eval") / run / ckpt / bench / "metrics.json"))
         journal = folder / "generations.jsonl"
@@ -261,7 +268,9 @@ def render(rows: list[Row]) -> str:
 
 
 def register_command(parser) -> None:
-    parser.add_argument("--config", default="config/config.yaml", help="the workflow config (default: config/config.yaml)")
+    parser.add_argument(
+        "--config", default="config/config.yaml", help="the workflow config (default: config/config.yaml)"
+    )
     parser.add_argument("--root", default=".", help="the Snakemake working directory holding results/ and logs/")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--stale-s", type=float, default=STALE_S,

@@ -53,7 +53,9 @@ def resolve(tracking: dict | None = None) -> dict:
             raise ValueError(f"config key 'tracking.report_to': unknown tracker {name!r} (known: {sorted(BACKENDS)})")
         module, package = BACKENDS[name]
         if importlib.util.find_spec(module) is None:
-            raise ValueError(f"config key 'tracking.report_to': {name!r} needs the package '{package}' (pip install {package})")
+            raise ValueError(
+                f"config key 'tracking.report_to': {name!r} needs the package '{package}' (pip install {package})"
+            )
     out["report_to"] = list(report_to)
     return out
 
@@ -124,7 +126,11 @@ def log_evaluation(run_dir: str | Path, metrics: dict, tracking: dict | None = N
     try:
         for key in ("pass@1", "sem"):
             if isinstance(metrics.get(key), (int, float)):
-                tag = f"eval/{bench}/{key}" if metrics.get("checkpoint", "").startswith("step-") else f"eval/{bench}/{metrics.get('checkpoint')}/{key}"
+                tag = (
+                    f"eval/{bench}/{key}"
+                    if metrics.get("checkpoint", "").startswith("step-")
+                    else f"eval/{bench}/{metrics.get('checkpoint')}/{key}"
+                )
                 writer.add_scalar(tag, float(metrics[key]), int(step))
         path = Path(writer.file_writer.event_writer._file_name)
     finally:

@@ -57,8 +57,8 @@ import os
 import queue
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from redi.progress import Progress
 

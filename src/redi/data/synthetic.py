@@ -22,9 +22,9 @@ import json
 import logging
 import random
 import uuid as _uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable
 
 from redi.files import write_parquet_atomic, write_text_atomic
 

@@ -24,9 +24,9 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from redi.eval.config import SamplingConfig
 

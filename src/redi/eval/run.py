@@ -28,9 +28,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 from redi import tracking
 from redi.eval.backends import make_backend

@@ -136,7 +136,9 @@ def check_template_keeps_content(tokenizer, messages: list[dict], eot: int | Non
     if response is None:
         what = "the rendered conversation does not start with the rendered generation prompt"
     else:
-        diff = next((k for k, (a, b) in enumerate(zip(response, expected)) if a != b), min(len(response), len(expected)))
+        diff = next(
+            (k for k, (a, b) in enumerate(zip(response, expected)) if a != b), min(len(response), len(expected))
+        )
         shown = tokenizer.decode(response[:40].tolist())
         what = (
             f"the assistant turn renders as {len(response)} tokens, its content is {len(expected)} tokens "

@@ -87,7 +87,7 @@ class RunConfig:
 
     # ------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, run: dict[str, Any] | "RunConfig") -> "RunConfig":
+    def from_dict(cls, run: dict[str, Any] | RunConfig) -> RunConfig:
         if isinstance(run, RunConfig):
             return run
         if not isinstance(run, dict):
@@ -112,7 +112,7 @@ class RunConfig:
         values = {k: v for k, v in values.items() if v is not None}
         return cls(**values, collapse=collapse_cfg).resolved()
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """Fill per-objective defaults and validate. Idempotent."""
         if self.objective not in objectives.OBJECTIVES:
             raise ValueError(

@@ -134,7 +134,9 @@ def check_reference_numerics(ref_logps_path: str, env: Environment) -> None:
     meta = json.loads((pq.read_schema(ref_logps_path).metadata or {}).get(b"redi", b"{}"))
     made = meta.get("precision")
     if made is None:
-        log.warning("%s records no precision mode; cannot check it matches this run's %r", ref_logps_path, env.precision)
+        log.warning(
+            "%s records no precision mode; cannot check it matches this run's %r", ref_logps_path, env.precision
+        )
     elif made != env.precision:
         raise ValueError(
             f"{ref_logps_path}: reference log-probs were computed in precision mode {made!r} but this "

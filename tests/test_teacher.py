@@ -15,9 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import save_tiny_student
-from test_data_config import _schema_defaults, _subset
 
+from helpers import save_tiny_student
 from redi.data.curate_report import source_counts
 from redi.data.normalize import canonical_rows, normalize
 from redi.data.schemas import raw_schema
@@ -27,6 +26,7 @@ from redi.teacher.corpus import build_corpus, read_origins
 from redi.teacher.plan import describe, expected
 from redi.teacher.problems import read_problem_set, select_problems
 from redi.teacher.sample import sample_shard, shard_problems
+from test_data_config import _schema_defaults, _subset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
@@ -58,8 +58,9 @@ def test_unknown_keys_are_named(cfg, key):
 
 
 def test_generation_overrides_evaluation_key_by_key():
-    evaluation = {"backend": "transformers", "sampling": {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 99,
-                  "seed": 0}, "batch_size": 8, "benchmarks": {"x": "y"}, "intermediate": {}, "vllm": {"a": 1}}  # fmt: skip
+    sampling = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 99, "seed": 0}
+    evaluation = {"backend": "transformers", "sampling": sampling, "batch_size": 8, "benchmarks": {"x": "y"},
+                  "intermediate": {}, "vllm": {"a": 1}}  # fmt: skip
     cfg = TeacherConfig.from_dict({"n_samples": 3, "generation": {"sampling": {"temperature": 1.0}, "vllm": {"b": 2}}})
     out = cfg.eval_config(evaluation)
     assert out["sampling"] == {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 99, "seed": 0}
@@ -175,7 +176,9 @@ def test_corpus_is_raw_layout_and_normalises_with_labels_and_truncation(sampled)
     origins = read_origins(tmp / "origins.json")
     samples = {}
     for s in shards:
-        for rec in pd.read_parquet(s / "samples.parquet").sort_values(["problem_id", "sample_index"]).to_dict("records"):
+        for rec in (
+            pd.read_parquet(s / "samples.parquet").sort_values(["problem_id", "sample_index"]).to_dict("records")
+        ):
             samples.setdefault(rec["problem_id"], []).append(rec)
     assert len(rows) == 5 and report["samples"] == 6 and report["rows_with_new_traces"] == 3
     for row in rows:
@@ -194,7 +197,9 @@ def test_corpus_is_raw_layout_and_normalises_with_labels_and_truncation(sampled)
 def test_teacher_traces_only_and_a_benchmark_problem_set(sampled, tmp_path):
     _, _, _, _, model, cfg = sampled
     bench = tmp_path / "set.json"
-    bench.write_text(json.dumps([{"problem": "What is 3+4?", "answer": 7.0}, {"problem": "Name 2", "answer": ["2", "two"]}]))
+    bench.write_text(
+        json.dumps([{"problem": "What is 3+4?", "answer": 7.0}, {"problem": "Name 2", "answer": ["2", "two"]}])
+    )
     select_problems(tmp_path / "p.json", {"problems": str(bench), "keep_corpus_traces": False}, problems_path=bench)
     shard = tmp_path / "shard-0-of-1"
     sample_shard(tmp_path / "p.json", model, shard, cfg, index=0, n_shards=1)
@@ -250,8 +255,9 @@ def test_parse_time_needs_no_heavy_libraries(tmp_path):
 @pytest.mark.slow
 def test_teacher_config_samples_verifies_and_curates_end_to_end(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    args = ["-s", str(ROOT / "Snakefile"), "--cores", "2", "--configfile", str(ROOT / "config/teacher.yaml"),
-            "results/data/curation_report.json"]  # fmt: skip
+    # the target first: --configfile takes every word after it
+    args = ["results/data/curation_report.json", "-s", str(ROOT / "Snakefile"), "--cores", "2",
+            "--configfile", str(ROOT / "config/teacher.yaml")]  # fmt: skip
     r = subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stderr[-6000:]

@@ -1,6 +1,7 @@
 """Snakemake adapter: curate D_SFT and D_Pref (``redi.data.curate.curate``).
 
-input.verified, input.tokenizer (student dir), input.origins (teacher stage only); params.cfg (config.curation), params.benchmarks
+input.verified, input.tokenizer (student dir), input.origins (teacher stage only);
+params.cfg (config.curation), params.benchmarks
 (decontamination benchmark name -> JSON file); output.sft, output.pref, output.report_json,
 output.report_md, output.rejects; threads; log[0].
 """

@@ -22,5 +22,8 @@ params, gpus = snakemake.params, int(snakemake.resources.get("gpu", 0) or 0)
 with gpu_lease(gpus, log=logging.getLogger("teacher_sample").info):  # local runs: exclusive GPUs
     if params.eval["backend"] != "vllm":  # vLLM may run in its own interpreter (vllm.python)
         require_cuda(gpus, f"teacher sampling shard {params.index} of {params.n_shards}")
-    sample_shard(snakemake.input.problems, snakemake.input.model, Path(snakemake.output.cost).parent, params.eval,
-                 index=int(params.index), n_shards=int(params.n_shards), gpus=gpus, threads=snakemake.threads)  # fmt: skip
+    out_dir = Path(snakemake.output.cost).parent
+    sample_shard(
+        snakemake.input.problems, snakemake.input.model, out_dir, params.eval,
+        index=int(params.index), n_shards=int(params.n_shards), gpus=gpus, threads=snakemake.threads,
+    )  # fmt: skip

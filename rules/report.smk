@@ -30,9 +30,9 @@ rule report_build:
     resources:
         **stage_resources(config, "data"),
     params:
+        **config.get("report", {}),
         results="results",
         reports="reports",
         benchmarks="benchmarks",
-        **config.get("report", {}),
     script:
         "../workflow/scripts/report_build.py"

@@ -3,6 +3,8 @@
 # training or evaluation: `redi report build --results results --reports reports
 # --config config/config.yaml`.
 
+from pathlib import Path
+
 from redi.report.layout import snakemake_outputs
 
 
@@ -31,8 +33,9 @@ rule report_build:
         **stage_resources(config, "data"),
     params:
         **config.get("report", {}),
-        results="results",
-        reports="reports",
+        # folders from the rule's own files (results/data/curation_report.json, reports/summary.md)
+        results=lambda w, input: str(Path(input.curation).parents[1]),
+        reports=lambda w, output: str(Path(output.summary_md).parent),
         benchmarks="benchmarks",
     script:
         "../workflow/scripts/report_build.py"

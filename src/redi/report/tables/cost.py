@@ -159,6 +159,28 @@ def _other_jobs(results: Results, out: CostRows) -> None:
         out.add("/".join(rel.parts[1:]), rel.parts[0], Timing.read([path]), None, gpus)
 
 
+def _teacher_jobs(results: Results, out: CostRows) -> None:
+    """The teacher stage's jobs (issue 16): sampling shards at resources.teacher's GPUs; their
+    tokens and GPU-hours from ``results/teacher/teacher_report.json`` go into a note."""
+    bdir = results.benchmarks_dir
+    for path in sorted(bdir.glob("teacher/**/*.tsv")) if bdir.is_dir() else []:
+        rel = path.relative_to(bdir).with_suffix("")
+        sampling = "sample" in rel.parts
+        gpus = results.gpus("teacher") if sampling else results.gpus("data")
+        kind = "teacher: sampling" if sampling else "teacher"
+        out.add("/".join(rel.parts[1:]), kind, Timing.read([path]), None, gpus)
+    report = results.results / "teacher" / "teacher_report.json"
+    if report.is_file():
+        import json
+
+        t = json.loads(report.read_text())
+        out.notes.add(
+            f"Teacher sampling: {t['samples']:,} samples of {t['problems']:,} problems, {t['generated_tokens']:,} "
+            f"tokens generated in {duration(t['generation_seconds'])} of generation, {t['gpu_hours']:.2f} GPU-hours "
+            f"(results/teacher/teacher_report.json; per shard in its cost.json)."
+        )
+
+
 def cost_table(results: Results) -> Table:
     """Wall time and GPU-hours per job group, then the total."""
     notes = Notes(results.settings.max_listed_missing)
@@ -167,6 +189,7 @@ def cost_table(results: Results) -> Table:
     _intermediate_evals(results, out)
     _final_evals(results, out)
     _other_jobs(results, out)
+    _teacher_jobs(results, out)
     out.total()
     notes.add(
         "Wall (benchmark): Snakemake benchmark: files (sum over the group's jobs); Wall (trainer): summary.json "

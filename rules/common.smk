@@ -17,6 +17,7 @@ from redi.plan import (  # noqa: E402
     stage2_runs,
     stage_resources,
 )
+from redi.teacher.config import TeacherConfig  # noqa: E402
 from redi.train.objectives import needs_reference  # noqa: E402
 
 check_consistency(config)
@@ -91,6 +92,33 @@ def verify_shards(wildcards):
 def benchmark_inputs(names):
     """Benchmark files a rule reads (the synthetic test set is produced by the pipeline)."""
     return {name: BENCHMARKS[name] for name in names}
+
+
+# ---- teacher traces (rules/teacher.smk; issue 16) -----------------------------------------
+
+TEACHER = TeacherConfig.from_dict(config["teacher"])
+
+
+def teacher_base(wildcards):
+    """The configured corpus' canonical table, when the stage reads the corpus."""
+    return (
+        {"canonical": "results/teacher/base/canonical.parquet"}
+        if TEACHER.needs_corpus
+        else {}
+    )
+
+
+def teacher_problem_inputs(wildcards):
+    """The problem set: the corpus' canonical table or the file teacher.problems names."""
+    extra = {} if TEACHER.from_corpus else {"problems": TEACHER.problems}
+    return {**teacher_base(wildcards), **extra}
+
+
+def teacher_model(wildcards):
+    """The teacher's folder: the tiny one the pipeline builds, a local copy or the hub download."""
+    if TEACHER.model.kind == "tiny":
+        return "resources/models/teacher-tiny"
+    return TEACHER.model.local_path or "resources/models/teacher"
 
 
 def decontamination_benchmarks(wildcards):

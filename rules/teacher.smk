@@ -5,10 +5,7 @@
 # teacher.enabled false no rule here exists and the DAG is unchanged.
 import sys
 
-from redi.teacher.config import TeacherConfig  # noqa: E402
 from redi.teacher.plan import describe  # noqa: E402
-
-TEACHER = TeacherConfig.from_dict(config["teacher"])
 
 if TEACHER.enabled:
     # before anything runs (also on snakemake -n): expected problems, samples and tokens
@@ -25,23 +22,6 @@ if TEACHER.enabled:
         i=range(TEACHER.shards),
         n=TEACHER.shards,
     )
-
-    def teacher_base(wildcards):
-        """The configured corpus' canonical table, when the stage reads the corpus."""
-        return (
-            {"canonical": "results/teacher/base/canonical.parquet"}
-            if TEACHER.needs_corpus
-            else {}
-        )
-
-    def teacher_problem_inputs(wildcards):
-        extra = {} if TEACHER.from_corpus else {"problems": TEACHER.problems}
-        return {**teacher_base(wildcards), **extra}
-
-    def teacher_model(wildcards):
-        if TEACHER.model.kind == "tiny":
-            return "resources/models/teacher-tiny"
-        return TEACHER.model.local_path or "resources/models/teacher"
 
     rule teacher_normalize_corpus:
         input:
@@ -164,7 +144,6 @@ if TEACHER.enabled:
         resources:
             **stage_resources(config, "data"),
         params:
-            shards=TEACHER_SHARDS,
             keep_corpus_traces=TEACHER.keep_corpus_traces,
             # a problem set without problem_is_valid is treated as curation treats such corpora
             unknown_validity=(

@@ -96,7 +96,8 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     runs (hours later, for an evaluation or a stage-2 job) or would silently ignore: each is
     checked here with that code's own rule, so the workflow stops before any job starts."""
     from redi.data.synthetic import SynthConfig
-    from redi.eval.generate import SamplingConfig, VLLMBackend
+    from redi.eval.backends import VLLMBackend
+    from redi.eval.config import SamplingConfig
     from redi.model.shape import TINY_DEFAULTS
     from redi.train.config import RunConfig
     from redi.train.launch import accelerate_config_path

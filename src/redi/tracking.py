@@ -66,8 +66,12 @@ def export(tracking: dict) -> None:
 
 
 def sweep_group(run: dict) -> str:
-    """``sft`` for stage-1 runs, ``stage2-from-{start}`` for stage-2 runs."""
-    return "sft" if run.get("objective") == "sft" else f"stage2-from-{run.get('start') or 'start'}"
+    """``sft`` for stage-1 runs, ``stage2-from-{start}`` for stage-2 (pairwise) runs."""
+    from redi.train import objectives
+
+    if not objectives.get(run["objective"]).pairwise:
+        return "sft"
+    return f"stage2-from-{run.get('start') or 'start'}"
 
 
 def tensorboard_dir(run_dir: str | Path) -> Path:

@@ -191,16 +191,6 @@ def generation_budget(
     }
 
 
-def __getattr__(name: str):
-    # ``redi.plan.check_consumers`` reads VLLMBackend's keywords from here; the backends now
-    # live one per file in redi.eval.backends (resolved lazily: they import this module).
-    if name in ("TransformersBackend", "VLLMBackend"):
-        from redi.eval import backends
-
-        return getattr(backends, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "Backend",
     "FINISH_REASONS",

@@ -51,7 +51,7 @@ from redi.data.config import RULE_LISTS, CurationConfig
 from redi.data.curate_report import build_report, empty_message, render_markdown, source_counts
 from redi.data.io import JsonlWriter, read_kv_meta
 from redi.data.normalize import LABEL_FIELDS
-from redi.data.schemas import META_NORMALIZE
+from redi.data.schemas import META_NORMALIZE, META_VERIFY
 from redi.files import write_json_atomic, write_text_atomic
 from redi.prompts import OPENR1_INSTRUCTION, assistant_messages, conversation_messages, user_messages
 
@@ -196,11 +196,22 @@ class TokenCounter:
     def response_lengths(self, texts: list[str]) -> list[int]:
         return self._lengths(texts)
 
-    def _lengths(self, texts: list[str], chunk: int = 256) -> list[int]:
+    #: texts per tokenizer call, and characters per call: a call's encodings (ids, offsets and
+    #: token strings, ~100 bytes per token) stay bounded however long the traces (issue 17)
+    BATCH = 256
+    MAX_CHARS = 2_000_000
+
+    def _lengths(self, texts: list[str]) -> list[int]:
         out: list[int] = []
-        for k in range(0, len(texts), chunk):
-            enc = self.tok(texts[k : k + chunk], add_special_tokens=False)["input_ids"]
+        k = 0
+        while k < len(texts):
+            end, chars = k, 0
+            while end < len(texts) and end - k < self.BATCH and (end == k or chars + len(texts[end]) <= self.MAX_CHARS):
+                chars += len(texts[end])
+                end += 1
+            enc = self.tok(texts[k:end], add_special_tokens=False, return_attention_mask=False)["input_ids"]
             out.extend(len(x) for x in enc)
+            k = end
         return out
 
 
@@ -291,9 +302,12 @@ def read_rows(verified_path, rule: str) -> list[dict]:
     cols = [c for c in pf.schema_arrow.names if c != "generations"]
     if rule == "recomputed" and "label_recomputed" not in cols:
         raise ValueError(f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)")
+    # gather's tables (footer key redi.verify) have one verify_status per generation: the counts
+    # come from that list, so this pass never decodes the generation texts (issue 17)
+    count_col = "verify_status" if read_kv_meta(verified_path, META_VERIFY) and "verify_status" in cols else "generations"
     rows = []
-    for batch in pf.iter_batches(batch_size=4096, columns=cols + ["generations"]):
-        n_gens = pc.list_value_length(batch.column("generations")).to_pylist()
+    for batch in pf.iter_batches(batch_size=4096, columns=list(dict.fromkeys(cols + [count_col]))):
+        n_gens = pc.list_value_length(batch.column(count_col)).to_pylist()
         for row, n_gen in zip(batch.select(cols).to_pylist(), n_gens):
             row["n_generations"] = int(n_gen or 0)
             rows.append(row)
@@ -391,30 +405,92 @@ def select(rows: list[dict], cfg: CurationConfig):
     return sft, pref, s_sft, s_pref
 
 
-def fetch_texts(verified_path, items) -> dict[tuple[int, int], str]:
-    """Pass 2: only the selected generation texts, ``(row_index, gen_index) -> text``."""
+class TextStore:
+    """The selected generation texts, spilled to a temporary file beside the outputs: memory
+    holds only ``(row_index, gen_index) -> (offset, bytes)`` (issue 17: the full corpus' selected
+    traces are ~5 GB of text). ``store[key]`` reads one text back; iteration gives the keys in
+    file (row) order. Close it (or use ``with``) to delete the file."""
+
+    def __init__(self, folder):
+        import tempfile
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self._fh = tempfile.TemporaryFile(dir=str(folder), prefix=".curate-texts-")
+        self._where: dict[tuple[int, int], tuple[int, int]] = {}
+        self._end = 0
+
+    def add(self, key: tuple[int, int], text: str) -> None:
+        data = text.encode("utf-8", errors="surrogatepass")
+        self._fh.seek(self._end)
+        self._fh.write(data)
+        self._where[key] = (self._end, len(data))
+        self._end += len(data)
+
+    def __getitem__(self, key: tuple[int, int]) -> str:
+        offset, size = self._where[key]
+        self._fh.seek(offset)
+        return self._fh.read(size).decode("utf-8", errors="surrogatepass")
+
+    def __contains__(self, key) -> bool:
+        return key in self._where
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> TextStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+#: verified rows per read batch of fetch_texts: the pass holds one batch's texts at a time
+FETCH_BATCH_ROWS = 256
+
+
+def fetch_texts(verified_path, items, folder) -> TextStore:
+    """Pass 2: only the selected generation texts, ``(row_index, gen_index) -> text``, streamed
+    from the verified table ``FETCH_BATCH_ROWS`` rows at a time into a :class:`TextStore` in
+    ``folder``; rows with nothing selected are filtered out before their texts are decoded."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     need: dict[int, set[int]] = {}
     for row, *gens in items:
         need.setdefault(row["row_index"], set()).update(gens)
-    texts: dict[tuple[int, int], str] = {}
-    for batch in pq.ParquetFile(str(verified_path)).iter_batches(batch_size=1024, columns=["row_index", "generations"]):
+    texts = TextStore(folder)
+    pf = pq.ParquetFile(str(verified_path))
+    for batch in pf.iter_batches(batch_size=FETCH_BATCH_ROWS, columns=["row_index", "generations"]):
+        ris = batch.column("row_index").to_pylist()
+        mask = [ri in need for ri in ris]
+        if not any(mask):
+            continue
+        batch = batch.filter(pa.array(mask))
         gens_col = batch.column("generations")
         for k, ri in enumerate(batch.column("row_index").to_pylist()):
-            if ri in need:
-                gens = gens_col[k].as_py()
-                for gi in need[ri]:
-                    texts[(ri, gi)] = gens[gi]
+            gens = gens_col[k]
+            for gi in sorted(need[ri]):
+                texts.add((ri, gi), gens[gi].as_py())
     return texts
 
 
 def token_lengths(counter: TokenCounter, sft, texts) -> tuple[dict[int, int], dict[tuple[int, int], int]]:
     """Prompt tokens by row_index and response tokens by (row_index, gen_index). Every D_Pref
-    row is also a D_SFT row, so the SFT rows cover all prompts; each text is tokenised once."""
+    row is also a D_SFT row, so the SFT rows cover all prompts; each text is tokenised once,
+    a bounded batch at a time (``texts`` may be a :class:`TextStore` on disk)."""
     prompt_len = dict(zip([r["row_index"] for r, _ in sft], counter.prompt_lengths([r["problem"] for r, _ in sft])))
     keys = sorted(texts)
-    return prompt_len, dict(zip(keys, counter.response_lengths([texts[k] for k in keys])))
+    resp_len: dict[tuple[int, int], int] = {}
+    for k in range(0, len(keys), TokenCounter.BATCH):
+        part = keys[k : k + TokenCounter.BATCH]
+        resp_len.update(zip(part, counter.response_lengths([texts[key] for key in part])))
+    return prompt_len, resp_len
 
 
 def length_filter(items, name: str, roles: tuple[str, ...], prompt_len, resp_len, cfg: CurationConfig):
@@ -514,7 +590,9 @@ def curate(
         sft_sel, pref_sel, s_sft, s_pref = select(rows, cfg)
         sft, pref = funnel.keep(sft_sel, s_sft), funnel.keep(pref_sel, s_pref)
 
-        texts = fetch_texts(verified_path, sft_sel + pref_sel)
+        # an unnamed temporary file: its space is freed when closed below, or on any error when
+        # the store is collected or the process exits
+        texts = fetch_texts(verified_path, sft_sel + pref_sel, Path(out_sft).parent)
         prompt_len, resp_len = token_lengths(TokenCounter(tokenizer_path, OPENR1_INSTRUCTION), sft_sel, texts)
         lengths = (prompt_len, resp_len)
         pref = funnel.keep(*length_filter(pref, "length_filter_pref", ("chosen ", "rejected "), *lengths, cfg))
@@ -543,7 +621,8 @@ def curate(
             for stale in (out_sft, out_pref):  # no earlier run's file may pass for this one
                 Path(stale).unlink(missing_ok=True)
             raise ValueError(empty_message(name, funnel.steps, which, report_md, rejects_path))
-    write_sets(out_sft, out_pref, sft, pref, texts)
+    with texts:
+        write_sets(out_sft, out_pref, sft, pref, texts)
     log.info("curate: sft=%d pref=%d (before length filter %d)", len(sft), len(pref), len(pref_sel))
     return report
 

@@ -3,14 +3,18 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from redi.data.sources import hub_cache_dir  # noqa: E402
+from redi.eval.backends import groups_per_run  # noqa: E402
 from redi.plan import (  # noqa: E402
     all_runs,
     check_consistency,
+    job_threads,
     reference_resources,
     reference_runs,
     sft_runs,
@@ -28,9 +32,20 @@ RUNS = all_runs(config)
 REFERENCE_RUNS = reference_runs(STAGE2_RUNS)
 EVAL = config["evaluation"]
 # evaluation keys of the whole workflow, not of one job (eval_params drops them)
-EVAL_WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models")
+EVAL_WORKFLOW_KEYS = (
+    "benchmarks",
+    "intermediate",
+    "final",
+    "reference_models",
+    "group_per_run",
+)
 EVAL_ENV = f"../envs/{'eval-vllm' if EVAL['backend'] == 'vllm' else 'train'}.yaml"
 BENCHMARKS = EVAL["benchmarks"]
+# one eval_group job per run instead of one job per checkpoint (rules/eval.smk, issue 17)
+GROUP_EVAL = groups_per_run(EVAL["group_per_run"], EVAL["backend"])
+GROUP_BENCHMARKS = list(
+    dict.fromkeys(EVAL["intermediate"]["benchmarks"] + EVAL["final"]["benchmarks"])
+)
 RES = config["resources"]
 SYNTHETIC_TEST = "results/data/corpus/test.json"
 HUB_CORPUS = hub_cache_dir(config["corpus"]["hub"]["name"])
@@ -44,10 +59,24 @@ wildcard_constraints:
     step=r"\d+",
 
 
-def res(stage, key):
+def given_cores():
+    """Snakemake's --cores (None where a cluster executor runs without one)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
+
+
+def res(stage, key, parallel=1):
+    """A resources key of `stage`; `threads` resolved (`auto`: redi.plan.job_threads, with
+    `parallel` jobs of the stage able to run at once)."""
     if stage == "reference":
-        return (RES.get("reference") or reference_resources(RES["train"]))[key]
-    return RES[stage][key]
+        spec = RES.get("reference") or reference_resources(RES["train"])
+    else:
+        spec = RES[stage]
+    if key == "threads":
+        return job_threads(spec, given_cores(), parallel)
+    return spec[key]
 
 
 def reference_under_deepspeed():
@@ -158,6 +187,10 @@ def saved_steps(run):
 
 
 def intermediate_metrics(run):
+    """The run's per-checkpoint metrics as job inputs; none when eval_group writes them (its
+    best.json stands for them)."""
+    if GROUP_EVAL:
+        return []
     return expand(
         "results/eval/{run}/step-{step}/{bench}/metrics.json",
         run=run,

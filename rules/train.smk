@@ -19,7 +19,7 @@ checkpoint train_sft:
         "benchmarks/train/{sft_run}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: res("train", "threads")
+    threads: res("train", "threads", len(SFT_RUNS))
     resources:
         **stage_resources(config, "train"),
     params:
@@ -41,7 +41,7 @@ rule reference_logps:
         "benchmarks/train/{sft_run}-ref_logps.tsv"
     conda:
         "../envs/train.yaml"
-    threads: res("reference", "threads")
+    threads: res("reference", "threads", len(REFERENCE_RUNS))
     resources:
         **stage_resources(config, "reference"),
     params:
@@ -66,7 +66,7 @@ checkpoint train_stage2:
         "benchmarks/train/{stage2_run}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: res("train", "threads")
+    threads: res("train", "threads", len(STAGE2_RUNS))
     resources:
         **stage_resources(config, "train"),
     params:

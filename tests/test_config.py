@@ -133,3 +133,24 @@ def test_reference_runs_must_agree_on_truncation():
     runs.append({**copy.deepcopy(dpo), "name": "dpo-other", "overrides": {"max_response_length": 7}})
     with pytest.raises(ConfigError, match="share its reference log-probs"):
         validate_config(config)
+
+
+def test_threads_auto_follows_the_cores_a_job_has():
+    """resources.<stage>.threads: auto (issue 17): a job alone takes every core Snakemake was
+    given, parallel jobs of a stage share them, GPU jobs take their allocation's CPUs."""
+    from redi.plan import job_threads, reference_resources
+
+    cpu = {"threads": "auto", "gpu": 0, "cpus_per_gpu": 8}
+    assert job_threads(cpu, cores=2, parallel=1) == 2  # the demo's one SFT run
+    assert job_threads(cpu, cores=2, parallel=6) == 1  # its six stage-2 runs
+    assert job_threads(cpu, cores=16, parallel=6) == 2
+    assert job_threads(cpu, cores=None) == 1  # a cluster executor without --cores
+    assert job_threads({**cpu, "gpu": 4, "cpus_per_gpu": 6}, cores=2) == 24
+    assert job_threads({**cpu, "threads": 3}, cores=64, parallel=1) == 3  # a number is kept
+    assert reference_resources({**cpu, "mem_mb": 8000, "runtime": "1h"})["threads"] == "auto"
+    config = validate_config(raw("config.yaml"))
+    assert (config["resources"]["train"]["threads"], config["resources"]["eval"]["threads"]) == ("auto", 1)
+    config = raw("config.yaml")
+    config["resources"]["eval"]["threads"] = "all"
+    with pytest.raises(ConfigError, match="resources.eval.threads"):
+        validate_config(config)

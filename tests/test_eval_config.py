@@ -15,7 +15,7 @@ from redi.plan import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATION = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["evaluation"]
-WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models")  # rules/common.smk
+WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run")  # rules/common.smk
 
 
 def test_schema_defaults_equal_the_dataclass_defaults():
@@ -84,3 +84,19 @@ def test_backend_options_are_the_constructors_keywords():
     cfg = EvalConfig.from_dict({"backend": "vllm", "vllm": {"max_model_len": 4096}})
     assert cfg.backend_options == {"max_model_len": 4096} and cfg.max_model_len == 4096
     assert EvalConfig.from_dict({"vllm": {"max_model_len": 4096}}).max_model_len is None  # transformers
+
+
+def test_group_per_run_follows_the_backend():
+    """evaluation.group_per_run (issue 17): auto = one job per run on transformers (CPU: a job's
+    start costs more than a small evaluation), one per checkpoint on vLLM; booleans win."""
+    from redi.eval.backends import groups_per_run
+
+    assert EVALUATION["properties"]["group_per_run"]["default"] == "auto"
+    assert groups_per_run("auto", "transformers") is True
+    assert groups_per_run("auto", "vllm") is False
+    assert {groups_per_run(v, b) for v in (True,) for b in BACKENDS} == {True}
+    assert {groups_per_run(v, b) for v in (False,) for b in BACKENDS} == {False}
+    with pytest.raises(ValueError, match="group_per_run"):
+        groups_per_run("yes", "transformers")
+    with pytest.raises(ValueError, match="backend"):
+        groups_per_run("auto", "tgi")

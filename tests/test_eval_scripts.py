@@ -85,3 +85,64 @@ def test_eval_run_and_select_best(tmp_path, model_dir, monkeypatch):
     _run("eval_run.py", smk, monkeypatch)
     m = json.loads((out / "metrics.json").read_text())
     assert (m["checkpoint"], m["step"], m["model_path"]) == ("best", best["step"], str(model_dir))
+
+
+def test_eval_group_matches_the_per_checkpoint_jobs(tmp_path, model_dir, monkeypatch):
+    """evaluation.group_per_run (issue 17): one eval_group job writes what eval_checkpoint,
+    select_best and eval_final write, with the same samples (each benchmark one evaluate() call
+    with the same settings; the checkpoint's engine shared across benchmarks)."""
+    toy, toy2 = tmp_path / "toy.json", tmp_path / "toy2.json"
+    toy.write_text(json.dumps([{"problem": f"{k}+{k}?", "answer": 2 * k} for k in range(3)]))
+    toy2.write_text(json.dumps([{"problem": f"{k}*{k}?", "answer": k * k} for k in range(2)]))
+    cfg = {"backend": "transformers", "sampling": {"max_new_tokens": 6},
+           "batch_size": 2, "verify_timeout_s": 5, "vllm": {}, "limit": None}  # fmt: skip
+    inter, final = {**cfg, "n_samples": 2}, {**cfg, "n_samples": 3}
+    ckpts = tmp_path / "train" / "r" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for step in (10, 20):
+        (ckpts / f"checkpoint-{step}").symlink_to(model_dir)
+    summary = tmp_path / "train" / "r" / "summary.json"
+    summary.write_text(json.dumps({"saved_checkpoints": [10, 20]}))
+
+    # one job per checkpoint and benchmark (group_per_run: false)
+    single = tmp_path / "single" / "r"
+    for step in (10, 20):
+        out = single / f"step-{step}" / "toy"
+        _run("eval_run.py", _snakemake(
+            tmp_path, input={"toy": str(toy), "summary": str(summary)},
+            output={"metrics": str(out / "metrics.json"), "samples": str(out / "samples.parquet")},
+            params={"model_path": str(ckpts / f"checkpoint-{step}"), "run": "r", "checkpoint": f"step-{step}",
+                    "eval": inter},
+            wildcards={"run": "r", "step": str(step), "bench": "toy"}), monkeypatch)  # fmt: skip
+    _run("eval_select_best.py", _snakemake(
+        tmp_path, [str(single / f"step-{s}" / "toy" / "metrics.json") for s in (10, 20)],
+        [str(single / "best.json")], {}, {"run": "r"}), monkeypatch)  # fmt: skip
+    for bench, path in (("toy", toy), ("toy2", toy2)):
+        out = single / "best" / bench
+        _run("eval_run.py", _snakemake(
+            tmp_path, input={bench: str(path), "best": str(single / "best.json"), "model": "unused"},
+            output={"metrics": str(out / "metrics.json"), "samples": str(out / "samples.parquet")},
+            params={"run": "r", "checkpoint": "best", "eval": final},
+            wildcards={"run": "r", "ckpt": "best", "bench": bench}), monkeypatch)  # fmt: skip
+
+    # one job for the run (group_per_run: true)
+    grouped = tmp_path / "grouped" / "r"
+    finals = [str(grouped / "best" / b / f) for b in ("toy", "toy2") for f in ("metrics.json", "samples.parquet")]
+    _run("eval_group.py", _snakemake(
+        tmp_path, input={"toy": str(toy), "toy2": str(toy2), "summary": str(summary), "model": "unused"},
+        output={"best": str(grouped / "best.json")},
+        params={"run": "r", "checkpoints": str(ckpts), "intermediate": {"benchmarks": ["toy"], "eval": inter},
+                "final": {"benchmarks": ["toy", "toy2"], "eval": final}, "final_checkpoints": ["best"]},
+        wildcards={"run": "r"}), monkeypatch)  # fmt: skip
+
+    for f in finals:
+        assert Path(f).is_file(), f
+    one, many = json.loads((single / "best.json").read_text()), json.loads((grouped / "best.json").read_text())
+    assert {k: one[k] for k in ("checkpoint", "step", "path", "pass@1")} == {
+        k: many[k] for k in ("checkpoint", "step", "path", "pass@1")
+    }
+    for rel in ("step-10/toy", "step-20/toy", "best/toy", "best/toy2"):
+        a, b = (pd.read_parquet(d / rel / "samples.parquet") for d in (single, grouped))
+        pd.testing.assert_frame_equal(a, b)
+        ma, mb = (json.loads((d / rel / "metrics.json").read_text()) for d in (single, grouped))
+        assert (ma["checkpoint"], ma["step"], ma["pass@1"]) == (mb["checkpoint"], mb["step"], mb["pass@1"])

@@ -205,6 +205,25 @@ def reference_resources(train: dict) -> dict:
     }
 
 
+def job_threads(spec: dict, cores: int | None, parallel: int = 1) -> int:
+    """A job's ``threads`` from its stage's resources ``spec`` (issue 17).
+
+    An integer is kept. ``auto`` = the cores the job really has: on GPUs its allocation,
+    ``cpus_per_gpu x gpu``; on the CPU the ``cores`` Snakemake was given (``--cores``) shared
+    among the ``parallel`` jobs of the stage that can run at once, at least 1 (a job alone takes
+    every core; the demo's six stage-2 runs take one each). Without a core count (a cluster
+    executor without ``--cores``) a CPU job gets 1.
+    """
+    threads = spec["threads"]
+    if threads != "auto":
+        return int(threads)
+    if spec.get("gpu"):
+        return int(spec["cpus_per_gpu"]) * int(spec["gpu"])
+    if not cores:
+        return 1
+    return max(1, int(cores) // max(1, int(parallel)))
+
+
 def run_name(objective: str, params: dict) -> str:
     """``objective`` then each of its parameters and the learning rate as tag + value, when set:
     ``redi-a0.8-lr1e-6``, ``simpo-b2-g1-lr5e-7`` (tags and order from the objective registry)."""

@@ -139,6 +139,10 @@ class Backend(ABC):
     """
 
     name: str = ""
+    # evaluation.group_per_run: auto takes this (issue 17): one process per run scoring all its
+    # checkpoints pays off where starting a job costs more than an evaluation (CPU); on GPUs
+    # one job per checkpoint spreads a run's evaluations over the cluster.
+    group_per_run: bool = False
 
     @abstractmethod
     def generate(

@@ -162,6 +162,7 @@ def evaluate(
     threads: int = 1,
     resume: bool = True,
     tokenizer=None,
+    engine=None,
 ) -> dict:
     """Generate ``config.n_samples`` per problem, score them, write samples + metrics; return
     the metrics (the dict written to ``metrics.json``).
@@ -171,7 +172,10 @@ def evaluate(
     ``checkpoint``); ``threads`` is the job's CPU budget (torch's thread count is the caller's
     business, ``redi.runtime.set_threads``; here it sizes the Math-Verify pool unless
     ``config.verify_workers`` is set); ``resume=False`` discards earlier generations in
-    ``out_dir``; ``tokenizer`` replaces the model's own (tests).
+    ``out_dir``; ``tokenizer`` replaces the model's own (tests); ``engine``: a backend already
+    built on ``model_path`` with ``config``'s backend settings (:func:`redi.eval.group.evaluate_run`
+    loads a checkpoint once for all its benchmarks), used and left open; default: one is built
+    here and closed after generation.
 
     Raises:
         ValueError: an empty benchmark, an unknown config key, or a budget that does not fit the
@@ -192,7 +196,8 @@ def evaluate(
     done = _reusable(journal, hashes)
     reused = {k for k in done if k[1] < cfg.n_samples}
     jobs = plan_jobs(problems, prompts, done, cfg.n_samples)
-    _generate(job, cfg, jobs, options, tokenizer, journal, done, hashes, n_total=len(problems) * cfg.n_samples)
+    _generate(job, cfg, jobs, options, tokenizer, journal, done, hashes, n_total=len(problems) * cfg.n_samples,
+              engine=engine)  # fmt: skip
     records = _collect(problems, done, cfg.n_samples)
 
     samples = _score(problems, records, cfg, threads)
@@ -248,16 +253,22 @@ def _check_budget(job: _Job, cfg: EvalConfig, prompts: dict[str, list[int]]) -> 
 
     Returns the budget (for the metrics) and the backend's options; vLLM is given the context
     explicitly, never the model's own default."""
-    options = cfg.backend_options
     budget = generation_budget(
         [len(ids) for ids in prompts.values()],
         cfg.sampling.max_new_tokens,
         cfg.max_model_len or model_context_length(job.model_path),
         where=f"{job.where} ({job.model_path})",
     )
+    return budget, engine_options(cfg, job.model_path)
+
+
+def engine_options(cfg: EvalConfig, model_path: str | os.PathLike) -> dict:
+    """The backend's options for ``model_path`` (a copy): vLLM gets the context explicitly
+    (``vllm.max_model_len``, else the model's ``max_position_embeddings``), never its default."""
+    options = cfg.backend_options
     if cfg.backend == "vllm":
-        options["max_model_len"] = budget["max_model_len"]
-    return budget, options
+        options["max_model_len"] = cfg.max_model_len or model_context_length(model_path)
+    return options
 
 
 def _fingerprint(job: _Job, cfg: EvalConfig) -> dict:
@@ -275,8 +286,9 @@ def _reusable(journal: Journal, hashes: dict[str, str]) -> dict[tuple[str, int],
 
 
 def _generate(job: _Job, cfg: EvalConfig, jobs: list[GenerationJob], options: dict, tokenizer,
-              journal: Journal, done: dict, hashes: dict[str, str], n_total: int) -> None:  # fmt: skip
-    """Generate the missing samples, journalling each batch into ``done`` as it finishes."""
+              journal: Journal, done: dict, hashes: dict[str, str], n_total: int, engine=None) -> None:  # fmt: skip
+    """Generate the missing samples, journalling each batch into ``done`` as it finishes (with
+    ``engine`` if given: the caller's, left open)."""
     n_todo = sum(len(j.sample_indices) for j in jobs)
     log.info("%s: %d problems x %d samples, %d re-used, %d to generate (%s)", job.where, len(hashes),
              cfg.n_samples, n_total - n_todo, n_todo, cfg.backend)  # fmt: skip
@@ -292,6 +304,9 @@ def _generate(job: _Job, cfg: EvalConfig, jobs: list[GenerationJob], options: di
             done.setdefault((r["problem_id"], r["sample_index"]), r)
         progress.update(len(gens), tokens=sum(g.length for g in gens))
 
+    if engine is not None:
+        engine.generate(jobs, cfg.sampling, on_batch)
+        return
     engine = make_backend(cfg.backend, job.model_path, tokenizer=tokenizer, batch_size=cfg.batch_size,
                           trust_remote_code=cfg.trust_remote_code, **options)  # fmt: skip
     try:

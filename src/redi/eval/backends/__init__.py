@@ -32,6 +32,22 @@ def backend_options(name: str) -> set[str]:
     return set(inspect.signature(BACKENDS[name].__init__).parameters) - _NOT_OPTIONS
 
 
+def groups_per_run(setting: bool | str, backend: str) -> bool:
+    """``evaluation.group_per_run`` resolved: ``auto`` takes the backend's ``group_per_run``
+    (transformers: true, vllm: false; issue 17), a boolean is kept.
+
+    Raises:
+        ValueError: an unknown backend or setting.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown generation backend {backend!r}; expected one of {sorted(BACKENDS)}")
+    if setting == "auto":
+        return BACKENDS[backend].group_per_run
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError(f"evaluation key 'group_per_run' must be auto, true or false, got {setting!r}")
+
+
 def make_backend(
     name: str,
     model_path: str | os.PathLike,
@@ -54,4 +70,4 @@ def make_backend(
     )
 
 
-__all__ = ["BACKENDS", "TransformersBackend", "VLLMBackend", "backend_options", "make_backend"]
+__all__ = ["BACKENDS", "TransformersBackend", "VLLMBackend", "backend_options", "groups_per_run", "make_backend"]

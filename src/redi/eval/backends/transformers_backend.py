@@ -24,6 +24,7 @@ class TransformersBackend(Backend):
     """
 
     name = "transformers"
+    group_per_run = True  # a job's start (Python, torch, transformers) costs more than a tiny eval
 
     def __init__(
         self,

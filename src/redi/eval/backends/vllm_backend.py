@@ -170,6 +170,7 @@ class VLLMBackend(Backend):
     """
 
     name = "vllm"
+    group_per_run = False  # one GPU job per checkpoint: a run's evaluations spread over the cluster
 
     def __init__(
         self,

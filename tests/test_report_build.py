@@ -380,3 +380,22 @@ def test_cli_rebuilds_reports_from_existing_results(tmp_path):
     written = {str(p) for p in all_report_files(load_config(root / "config.yaml"), str(reports))}
     assert all(Path(p).stat().st_size > 0 for p in written)
     assert (reports / "summary.md").read_text().startswith("# REDI reproduction")
+
+
+def test_cost_table_reads_a_grouped_run_once(tmp_path):
+    """evaluation.group_per_run (issue 17): a run evaluated by one eval_group job has one cost row
+    from benchmarks/eval/{run}/group.tsv, and no per-checkpoint or final rows shown missing."""
+    root = handmade_tree.write_tree(tmp_path / "tree", ROOT / "config" / "config.yaml")
+    run, bdir = "redi-a0.5-lr1e-4", root / "benchmarks" / "eval"
+    walls = [float(read_csv_tsv(p)[0]["s"]) for p in (bdir / run).rglob("*.tsv")]
+    shutil.rmtree(bdir / run)
+    (bdir / run).mkdir()
+    handmade_tree._benchmark_tsv(bdir / run / "group.tsv", sum(walls) / 2)
+    config = load_config(root / "config.yaml")
+    build_report(root / "results", root / "reports", config, root / "benchmarks")
+    rows = [r for r in read_csv(root / "reports" / "tables" / "cost.csv") if r["job"] == run]
+    kinds = {r["kind"]: r for r in rows}
+    grouped = next(r for k, r in kinds.items() if "one job" in k)
+    assert math.isclose(float(grouped["wall_seconds"]), sum(walls) / 2, rel_tol=1e-6)
+    assert float(grouped["jobs"]) == 1 and set(kinds) == {"train", grouped["kind"]}
+    assert f"benchmarks for {run}" not in (root / "reports" / "tables" / "cost.md").read_text()

@@ -119,9 +119,21 @@ def _training(results: Results, out: CostRows) -> None:
             out.add(name, "DPO reference log-probs", Timing.read([ref]), 1, gpus)
 
 
+# evaluation.group_per_run (issue 17): one eval_group job did all of a run's evaluations
+GROUP_TSV = "group.tsv"
+
+
+def _grouped(results: Results, name: str) -> bool:
+    return (results.benchmarks_dir / "eval" / name / GROUP_TSV).is_file()
+
+
 def _intermediate_evals(results: Results, out: CostRows) -> None:
     bdir, inter = results.benchmarks_dir, results.intermediate_benchmarks
     for name in ["student", *results.runs]:
+        if name != "student" and _grouped(results, name):
+            kind = "eval: every checkpoint, then best/final on final benchmarks (one job)"
+            out.add(name, kind, Timing.read([bdir / "eval" / name / GROUP_TSV]), 1, results.gpus("eval"))
+            continue
         ckpts = ["base"] if name == "student" else [f"step-{s}" for s in results.checkpoint_steps(name)]
         paths = [bdir / "eval" / name / c / f"{b}.tsv" for c in ckpts for b in inter]
         if not paths:
@@ -134,7 +146,7 @@ def _intermediate_evals(results: Results, out: CostRows) -> None:
 def _final_evals(results: Results, out: CostRows) -> None:
     bdir, final, gpus = results.benchmarks_dir, results.final_benchmarks, results.gpus("eval")
     paper_hours = paper.COST_HOURS["eval-final"] if set(final) == set(paper.BENCHMARKS) else None
-    for name in results.runs:
+    for name in (r for r in results.runs if not _grouped(results, r)):  # grouped: in the row above
         for ckpt in results.final_checkpoints:
             timing = Timing.read([bdir / "eval" / name / ckpt / f"{b}.tsv" for b in final])
             out.add(name, f"eval: {ckpt} on final benchmarks", timing, len(final), gpus, paper_hours)

@@ -89,6 +89,113 @@ def measure(method: str, length: int, threads: int = 1, chunk: int = 512) -> dic
     }
 
 
+def measure_trl(length: int, threads: int = 2, beta: float = 0.1) -> dict:
+    """TRL 1.16 ``DPOTrainer``'s log-prob head on the same pair, model and token ids as
+    :func:`measure`: the model patched with ``trl.trainer.utils.add_fused_lm_head`` and the
+    outputs ``DPOTrainer.__init__`` asks for (``log_probs, entropy, mean_logits, is_top1``),
+    called as ``DPOTrainer._compute_loss`` calls it (``[chosen; rejected]`` right-padded,
+    ``labels`` = ``input_ids`` masked outside the completion, ``fused_lm_head=True``), then its
+    sigmoid DPO loss with precomputed reference log-probs (TRL's closest to a reference-free
+    step), one forward+backward timed in this fresh process."""
+    from benchlib import set_threads
+
+    set_threads(threads)
+    import numpy as np
+    import psutil
+    import torch
+    import torch.nn.functional as F
+    from trl.trainer.utils import add_fused_lm_head
+
+    from redi.model.student import random_student
+
+    shape = {"vocab_size": VOCAB, "hidden_size": HIDDEN, "intermediate_size": 128, "num_hidden_layers": 1,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False,
+             "max_position_embeddings": PROMPT + length + 8}  # fmt: skip
+    model = random_student(None, shape, attn_implementation="sdpa").float()
+    with torch.no_grad():  # the same init as measure()
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.2)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    model.train()
+    rng = np.random.default_rng(0)  # the same draws, in the same order, as measure()
+
+    def step(n: int):
+        def ids(k):
+            return torch.from_numpy(rng.integers(0, VOCAB, size=k).astype(np.int64))
+
+        prompt, chosen, rejected = ids(PROMPT), ids(n), ids(n)
+        input_ids = torch.stack([torch.cat([prompt, chosen]), torch.cat([prompt, rejected])])
+        completion = torch.zeros_like(input_ids)
+        completion[:, PROMPT:] = 1
+        attention = torch.ones_like(input_ids)
+        t0 = time.perf_counter()
+        labels = input_ids.masked_fill(completion == 0, -100)
+        out = model(input_ids=input_ids, attention_mask=attention, labels=labels, fused_lm_head=True, use_cache=False)
+        seq = completion[..., 1:].size(1)
+        logps = out.log_probs[:, -seq:].sum(dim=1)
+        chosen_lp, rejected_lp = logps.chunk(2, dim=0)
+        ref = torch.zeros_like(chosen_lp)  # precomputed reference log-probs (their values cost nothing)
+        loss = -F.logsigmoid(beta * ((chosen_lp - ref) - (rejected_lp - ref))).mean()
+        loss.backward()
+        seconds = time.perf_counter() - t0
+        model.zero_grad(set_to_none=True)
+        return seconds, float(loss), int(input_ids.numel())
+
+    step(min(64, length))  # warm-up, as measure()
+    baseline = psutil.Process().memory_info().rss / GIB
+    seconds, loss, tokens = step(length)
+    peak = peak_rss_gib()
+    return {"method": "trl_fused_head", "response_tokens": length, "tokens": tokens, "seconds": rnd(seconds, 3),
+            "peak_rss_gib": rnd(peak, 3), "baseline_rss_gib": rnd(baseline, 3),
+            "step_peak_gib": rnd(peak - baseline, 3),
+            "loss": loss, "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def run_vs_trl(quick: bool, repeats: int, threads: int = 2, chunk: int = 512, log=print) -> dict:
+    """Issue 17's regression guard (not a timed test): our chunked head + REDI loss against TRL
+    1.16 ``DPOTrainer``'s fused head + DPO loss, one pair of ``L`` + ``L`` response tokens, vocab
+    151,936, fp32, ``threads`` torch threads, each measurement a fresh process, interleaved."""
+    lengths = [512] if quick else [4096, 8192, 16384]
+    rows, runs = [], {}
+    for length in lengths:
+        variants = {
+            "ours": lambda n=length: run_worker("bench_logprobs:measure", {"method": "chunked", "length": n,
+                                                "threads": threads, "chunk": chunk}, threads=threads, timeout=3600),
+            "trl": lambda n=length: run_worker("bench_logprobs:measure_trl", {"length": n, "threads": threads},
+                                               threads=threads, timeout=3600),
+        }  # fmt: skip
+        log(f"  ours vs TRL's fused head at {length} response tokens")
+        res = interleaved(variants, repeats, log)
+        runs[str(length)] = res
+
+        def agg(name, key, res=res):
+            return median([r.get(key) for r in res[name] if isinstance(r, dict) and key in r])
+
+        row = {"response_tokens": length}
+        for name in ("ours", "trl"):
+            for key in ("peak_rss_gib", "step_peak_gib", "seconds"):
+                row[f"{name}_{key}"] = rnd(agg(name, key), 3)
+        row["peak_ratio_ours_over_trl"] = ratio(row["ours_peak_rss_gib"], row["trl_peak_rss_gib"])
+        row["step_peak_ratio_ours_over_trl"] = ratio(row["ours_step_peak_gib"], row["trl_step_peak_gib"])
+        row["time_ratio_ours_over_trl"] = ratio(row["ours_seconds"], row["trl_seconds"])
+        row["errors"] = [r["error"] for v in res.values() for r in v if isinstance(r, dict) and "error" in r]
+        rows.append(row)
+    return {
+        "benchmark": "one pair (chosen and rejected of L tokens each, prompt 64): our chunked log-prob head "
+        f"(chunk {chunk}) + REDI loss (alpha 0.8) vs TRL 1.16 DPOTrainer's fused LM head + sigmoid DPO loss "
+        "(precomputed reference log-probs); forward+backward",
+        "model": {"vocab": VOCAB, "hidden": HIDDEN, "layers": 1, "dtype": "float32", "prompt_tokens": PROMPT},
+        "threads": threads,
+        "repeats": repeats,
+        "summary": rows,
+        "runs": runs,
+        "guard": "ours <= TRL in peak memory and step time at every length (issue 17 measured 0.16x and 0.21x at 4k)",
+        "guard_holds": all((r["peak_ratio_ours_over_trl"] or 9) <= 1.0 and (r["time_ratio_ours_over_trl"] or 9) <= 1.0
+                           for r in rows),  # fmt: skip
+    }
+
+
 def _predict(points: list[tuple[int, float]], length: int) -> float | None:
     if len(points) < 2:
         return None

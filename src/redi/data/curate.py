@@ -49,7 +49,7 @@ from pathlib import Path
 
 from redi.data.config import RULE_LISTS, CurationConfig
 from redi.data.curate_report import build_report, empty_message, render_markdown, source_counts
-from redi.data.io import JsonlWriter, read_kv_meta
+from redi.data.io import JsonlWriter, iter_parquet_batches, read_kv_meta
 from redi.data.normalize import LABEL_FIELDS
 from redi.data.schemas import META_NORMALIZE, META_VERIFY
 from redi.files import write_json_atomic, write_text_atomic
@@ -304,9 +304,10 @@ def read_rows(verified_path, rule: str) -> list[dict]:
         raise ValueError(f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)")
     # gather's tables (footer key redi.verify) have one verify_status per generation: the counts
     # come from that list, so this pass never decodes the generation texts (issue 17)
-    count_col = "verify_status" if read_kv_meta(verified_path, META_VERIFY) and "verify_status" in cols else "generations"
+    from_gather = read_kv_meta(verified_path, META_VERIFY) is not None and "verify_status" in cols
+    count_col = "verify_status" if from_gather else "generations"
     rows = []
-    for batch in pf.iter_batches(batch_size=4096, columns=list(dict.fromkeys(cols + [count_col]))):
+    for batch in iter_parquet_batches(verified_path, 4096, list(dict.fromkeys(cols + [count_col]))):
         n_gens = pc.list_value_length(batch.column(count_col)).to_pylist()
         for row, n_gen in zip(batch.select(cols).to_pylist(), n_gens):
             row["n_generations"] = int(n_gen or 0)
@@ -459,14 +460,12 @@ def fetch_texts(verified_path, items, folder) -> TextStore:
     from the verified table ``FETCH_BATCH_ROWS`` rows at a time into a :class:`TextStore` in
     ``folder``; rows with nothing selected are filtered out before their texts are decoded."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     need: dict[int, set[int]] = {}
     for row, *gens in items:
         need.setdefault(row["row_index"], set()).update(gens)
     texts = TextStore(folder)
-    pf = pq.ParquetFile(str(verified_path))
-    for batch in pf.iter_batches(batch_size=FETCH_BATCH_ROWS, columns=["row_index", "generations"]):
+    for batch in iter_parquet_batches(verified_path, FETCH_BATCH_ROWS, ["row_index", "generations"]):
         ris = batch.column("row_index").to_pylist()
         mask = [ri in need for ri in ris]
         if not any(mask):

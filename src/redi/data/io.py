@@ -12,6 +12,18 @@ import json
 from redi.files import atomic_write
 
 
+def iter_parquet_batches(path, batch_size: int = 1024, columns: list[str] | None = None):
+    """``pyarrow.RecordBatch`` es of a parquet file in row order, at most ``batch_size`` rows each,
+    read one row group at a time: one ``iter_batches`` reader over many row groups keeps memory
+    it has finished with (pyarrow 20-22: RSS grows with the file, ~1 GB after 1.3 GB of text,
+    issue 17), a reader per row group does not. A batch never spans two row groups."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(str(path))
+    for i in range(pf.num_row_groups):
+        yield from pf.iter_batches(batch_size=batch_size, row_groups=[i], columns=columns)
+
+
 def read_kv_meta(path, key: str) -> dict | None:
     """A JSON value stored in a parquet file's footer key-value metadata, or None."""
     import pyarrow.parquet as pq
@@ -51,4 +63,4 @@ def read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-__all__ = ["JsonlWriter", "read_jsonl", "read_kv_meta"]
+__all__ = ["JsonlWriter", "iter_parquet_batches", "read_jsonl", "read_kv_meta"]

@@ -200,10 +200,10 @@ class Corpus:
     def iter_batches(self, batch_size: int = 2048, columns: list[str] | None = None) -> Iterator:
         """Yields ``pyarrow.RecordBatch`` in corpus row order."""
         if self.kind == "parquet":
-            import pyarrow.parquet as pq
+            from redi.data.io import iter_parquet_batches  # a reader per row group: bounded memory
 
             for f in self.files:
-                yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+                yield from iter_parquet_batches(f, batch_size=batch_size, columns=columns)
         else:
             table = self._load_table()
             if columns is not None:

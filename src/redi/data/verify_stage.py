@@ -15,7 +15,7 @@ import statistics
 import time
 from collections import Counter, defaultdict
 
-from redi.data.io import read_kv_meta
+from redi.data.io import iter_parquet_batches, read_kv_meta
 from redi.data.schemas import META_NORMALIZE, META_VERIFY, canonical_schema, shard_schema, verified_schema
 from redi.files import atomic_path, write_json_atomic
 from redi.verify import STATUSES, final_answer_segment, verify_many_timed
@@ -34,10 +34,8 @@ def _shard_items(canonical_path, shard_index: int, n_shards: int):
     """``(row_index, gen_index, gold, final answer segment)`` of the shard's rows, in row order.
     Each read batch is filtered to the shard's rows before any text becomes a Python string."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(str(canonical_path))
-    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=["row_index", "answer", "generations"]):
+    for batch in iter_parquet_batches(canonical_path, READ_BATCH_ROWS, ["row_index", "answer", "generations"]):
         mask = batch.column("row_index").to_numpy(zero_copy_only=False) % n_shards == shard_index
         if not mask.any():
             continue
@@ -142,7 +140,6 @@ class _Results:
 
     def __init__(self, shard_paths):
         import numpy as np
-        import pyarrow.parquet as pq
 
         cols = ["row_index", "gen_index", "mv_recomputed", "status", "seconds"]
         parts: dict[str, list] = {c: [] for c in cols}
@@ -150,8 +147,7 @@ class _Results:
         self.status_names: list[str] = []
         codes: dict[str, int] = {}
         for k, sp in enumerate(shard_paths):
-            pf = pq.ParquetFile(str(sp))
-            for batch in pf.iter_batches(batch_size=65536, columns=cols):
+            for batch in iter_parquet_batches(sp, 65536, cols):
                 for c in ("row_index", "gen_index", "seconds"):
                     parts[c].append(batch.column(c).to_numpy(zero_copy_only=False))
                 ok = batch.column("mv_recomputed").fill_null(False).to_numpy(zero_copy_only=False)
@@ -223,8 +219,7 @@ def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
     with atomic_path(out_path) as tmp_out:
         writer = pq.ParquetWriter(str(tmp_out), out_schema)
         try:
-            pf = pq.ParquetFile(str(canonical_path))
-            for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS):
+            for batch in iter_parquet_batches(canonical_path, READ_BATCH_ROWS):
                 n = batch.num_rows
                 meta = {c: (batch.column(c).to_pylist() if c in batch.schema.names else [None] * n) for c in small}
                 n_gens = pc.list_value_length(batch.column("generations")).fill_null(0).to_pylist()

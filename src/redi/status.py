@@ -215,6 +215,8 @@ class Status:
         name = f"{run}/{ckpt}/{bench}"
         folder = self.results / "eval" / run / ckpt / bench
         log = f"logs/eval/{run}/{ckpt}/{bench}.log"
+        if not (self.root / log).is_file() and (self.root / f"logs/eval/{run}/group.log").is_file():
+            log = f"logs/eval/{run}/group.log"  # evaluation.group_per_run: one job's log (issue 17)
         metrics = _json(folder / "metrics.json")
         if metrics is not None:
             sem = metrics.get("sem")

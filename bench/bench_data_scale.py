@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import BENCH_DIR, GIB, REPO, loadavg, rnd, worker_env
+from benchlib import BENCH_DIR, REPO, loadavg, rnd, worker_env
 
 # OpenR1-Math-Raw (the dataset card; issue 17)
 FULL = {"problems": 516_499, "traces": 1_209_403}
@@ -459,6 +459,70 @@ def run(quick: bool, repeats: int, log=print, workdir: str | None = None, fracti
     return out
 
 
+def render_md(res: dict) -> list[str]:
+    """Markdown lines: per scale and job, wall / CPU / peak RSS; flatness; the extrapolation."""
+    L = [res["benchmark"] + f"; {res['shards']} verification shards x {res['workers']} workers at every scale; "
+         f"tokenizer {res['tokenizer']}. Wall and CPU are under the machine's load (recorded per scale); "
+         "peak RSS does not depend on it.", ""]  # fmt: skip
+    for sc in res["scales"]:
+        c = sc["corpus"]
+        L.append(f"- 1/{round(1 / sc['fraction'])}: {c['rows']:,} rows, {c['traces']:,} traces, {c['text_gb']} GB of "
+                 f"text (mean {c['mean_trace_chars']:,} characters, {c['traces_over_16k_tokens']:,} traces over 16k "
+                 f"tokens); load average {sc['load_average_start']} -> {sc['load_average_end']}")  # fmt: skip
+    scales = res["scales"]
+    head = " | ".join(f"1/{round(1 / sc['fraction'])} wall s | CPU s | peak RSS MB | tree PSS MB" for sc in scales)
+    L += ["", f"| job | {head} |", "|---|" + "---|" * 4 * len(scales)]
+    names = [j["job"] for j in scales[0]["jobs"]]
+    for name in names:
+        cells = []
+        for sc in scales:
+            j = next((x for x in sc["jobs"] if x["job"] == name), None)
+            if j is None:
+                cells.append(" | ".join(["-"] * 4))
+            else:
+                tree = j.get("peak_tree_pss_mb") or "-"
+                cells.append(f"{j['wall_s']} | {j['cpu_s']} | {j['peak_rss_mb']:,} | {tree}")
+        L.append(f"| {name} | " + " | ".join(cells) + " |")
+    if res.get("flatness"):
+        L += ["", "Peak RSS across scales (the criterion: the larger scale within 20 % of the smaller):", "",
+              "| job | small MB | large MB | ratio | flat |", "|---|---|---|---|---|"]  # fmt: skip
+        for f in res["flatness"]:
+            L.append(f"| {f['job']} | {f['small_mb']:,} | {f['large_mb']:,} | {f['ratio']} | "
+                     f"{'yes' if f['flat_within_20pct'] else '**no**'} |")  # fmt: skip
+    ex = res.get("extrapolation")
+    if ex:
+        L += ["", f"Full size ({FULL['problems']:,} problems, {FULL['traces']:,} traces) on one 32-core node, paper "
+              f"config ({PAPER['shards']} shards x {PAPER['workers']} workers): **{ex['total_wall_min']} min** wall "
+              f"(target 30: {'met' if ex['met']['time'] else 'missed'}), largest job peak "
+              f"**{ex['max_peak_rss_mb']:,} MB** per process (target 8 GB: {'met' if ex['met']['rss'] else 'missed'}); "
+              f"dominated by `{ex['dominant']}`.", "",
+              "| job | CPU s | wall s | peak RSS MB | tree PSS MB | growth MB per 1 % of the corpus | how |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for k, e in ex["jobs"].items():
+            L.append(f"| {k} | {e['cpu_s']:,} | {e['wall_s']:,} | {e['peak_rss_mb']:,} | {e['peak_tree_pss_mb']:,} | "
+                     f"{e['peak_growth_mb_per_1pct_of_corpus']} | {e['how']} |")  # fmt: skip
+        L += ["", f"Assumptions: {ex['assumptions']}."]
+    return L
+
+
+def goal(res: dict) -> dict:
+    """Issue 17: every job's peak flat across scales (within 20 %); the full-size estimate within
+    30 min on a 32-core node and 8 GB per job."""
+    out = {"goal": "data stage: peak RSS of every job flat across scales (within 20 %); full corpus curated in "
+           "<= 30 min on one 32-core node with <= 8 GB per job (extrapolated)"}  # fmt: skip
+    flat, ex = res.get("flatness"), res.get("extrapolation")
+    if not flat or not ex:
+        return {**out, "status": "not_measured"}
+    bad = [f["job"] for f in flat if not f["flat_within_20pct"]]
+    worst = max(flat, key=lambda f: f["ratio"])
+    out["measured"] = (f"peak ratio large/small scale <= {worst['ratio']} ({worst['job']}); "
+                       f"not flat: {', '.join(bad) or 'none'}; full size ~{ex['total_wall_min']} min, largest job "
+                       f"{ex['max_peak_rss_mb']:,} MB (dominant: {ex['dominant']})")  # fmt: skip
+    out["value"] = ex["total_wall_min"]
+    out["status"] = "met" if not bad and ex["met"]["time"] and ex["met"]["rss"] else "missed"
+    return out
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -481,7 +545,7 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["FULL", "GIB", "extrapolate", "flatness", "make_corpus", "measure_job", "run"]
+__all__ = ["FULL", "extrapolate", "flatness", "goal", "make_corpus", "measure_job", "render_md", "run"]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(BENCH_DIR))

@@ -10,7 +10,8 @@ same date and host is updated: sections run now replace the earlier ones, the ot
 (so a GPU session can run ``--only gpu`` in several commands). Results are written after every
 section (and every GPU item), so an interrupted run keeps what it measured.
 
-Sections (``--only``): ``logprobs``, ``trainers``, ``verify``, ``generate`` (CPU), ``gpu``,
+Sections (``--only``): ``logprobs``, ``trl_head``, ``trainers``, ``verify``, ``generate``,
+``data_scale`` (CPU), ``gpu``,
 ``pipeline`` (the default CPU demo's wall time; only with ``--pipeline`` or ``--only pipeline``).
 See bench/README.md.
 """
@@ -33,7 +34,7 @@ import time  # noqa: E402
 
 import benchlib  # noqa: E402
 
-CPU_SECTIONS = ("logprobs", "trainers", "verify", "generate")
+CPU_SECTIONS = ("logprobs", "trl_head", "trainers", "verify", "generate", "data_scale")
 SECTIONS = CPU_SECTIONS + ("gpu", "pipeline")
 SCHEMA = 1
 
@@ -87,6 +88,39 @@ def evaluate_goals(doc: dict) -> list[dict]:
                 "not_measured",
             )
         )
+
+    # 1b. the log-prob head vs TRL's fused head (issue 17: a regression guard)
+    th = sec.get("trl_head")
+    if th and th.get("summary"):
+        rows = th["summary"]
+        goals.append(
+            _goal(
+                "logprob_head_vs_trl_cpu",
+                "our log-prob head + REDI loss at most TRL DPOTrainer's fused head in peak memory and step time",
+                "met" if th.get("guard_holds") else "missed",
+                "; ".join(
+                    f"{r['response_tokens']}: peak {_fmt(r['peak_ratio_ours_over_trl'], 3)}x, "
+                    f"time {_fmt(r['time_ratio_ours_over_trl'], 3)}x"
+                    for r in rows
+                ),
+                max((r["peak_ratio_ours_over_trl"] or 9) for r in rows),
+                1.0,
+            )
+        )
+    else:
+        goals.append(
+            _goal(
+                "logprob_head_vs_trl_cpu",
+                "our log-prob head + REDI loss at most TRL DPOTrainer's fused head in peak memory and step time",
+                "not_measured",
+            )
+        )
+
+    # 1c. the data stage at the corpus' scale (issue 17)
+    import bench_data_scale
+
+    g = bench_data_scale.goal(sec.get("data_scale") or {})
+    goals.append(_goal("data_stage_scale", g["goal"], g["status"], g.get("measured"), g.get("value"), 30))
 
     # 2. SFT step on CPU vs TRL
     tr = (sec.get("trainers") or {}).get("comparisons") or {}
@@ -293,6 +327,27 @@ def render_md(doc: dict) -> str:
                 f"{_fmt(r['fp32_logits_gib'])} |"
             )
 
+    th = (sec.get("trl_head") or {}).get("result") or {}
+    if th.get("summary"):
+        L += ["", "## 1b. Log-prob head vs TRL's fused head (CPU; regression guard)", "", th["benchmark"] + f"; "
+              f"{th['threads']} threads, {th['repeats']} interleaved repeat(s), fresh processes; peak = process "
+              "peak RSS; step = that peak minus the RSS before the step.", "",
+              "| response tokens | ours peak GiB | TRL peak GiB | peak ours / TRL | step peak ours / TRL | ours s | "
+              "TRL s | time ours / TRL |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in th["summary"]:
+            L.append(
+                f"| {r['response_tokens']:,} | {_fmt(r['ours_peak_rss_gib'])} | {_fmt(r['trl_peak_rss_gib'])} | "
+                f"**{_fmt(r['peak_ratio_ours_over_trl'], 3)}** | {_fmt(r['step_peak_ratio_ours_over_trl'], 3)} | "
+                f"{_fmt(r['ours_seconds'])} | {_fmt(r['trl_seconds'])} | **{_fmt(r['time_ratio_ours_over_trl'], 3)}** |"
+            )
+        L.append(f"\nGuard ({th['guard']}): {'holds' if th.get('guard_holds') else 'BROKEN'}.")
+
+    ds = (sec.get("data_scale") or {}).get("result") or {}
+    if ds.get("scales"):
+        import bench_data_scale
+
+        L += ["", "## Data stage at OpenR1-Math-Raw's scale (CPU)", ""] + bench_data_scale.render_md(ds)
+
     tr = (sec.get("trainers") or {}).get("result") or {}
     if tr.get("comparisons"):
         st = tr["settings"]
@@ -441,6 +496,12 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--pipeline-cores", type=int, default=2)
     ap.add_argument("--logprob-threads", type=int, default=1, help="torch threads of the log-prob benchmark")
+    ap.add_argument(
+        "--data-fractions",
+        type=float,
+        nargs="+",
+        help="corpus fractions of the data_scale section (default 0.01 0.05; 1/2000 1/1000 with --quick)",
+    )
     ap.add_argument("--gpu-budget-s", type=float, default=1500, help="stop starting GPU items after this many seconds")
     ap.add_argument(
         "--gpu-lengths",
@@ -528,6 +589,15 @@ def main(argv=None) -> int:
                     import bench_logprobs
 
                     entry["result"] = bench_logprobs.run(args.quick, repeats, threads=args.logprob_threads, log=log)
+                elif name == "trl_head":
+                    import bench_logprobs
+
+                    entry["result"] = bench_logprobs.run_vs_trl(args.quick, repeats, threads=2, log=log)
+                elif name == "data_scale":
+                    import bench_data_scale
+
+                    entry["result"] = bench_data_scale.run(args.quick, repeats, log=log, workdir=str(workdir),
+                                                           fractions=args.data_fractions)  # fmt: skip
                 elif name == "trainers":
                     import bench_trainers
 

@@ -51,11 +51,30 @@ def test_verify_shard_chunks_and_batches_do_not_change_results(canonical, tmp_pa
     assert a.equals(b) and a.num_rows == one["items"] == two["items"] > 3
     assert pq.ParquetFile(tmp_path / "b.parquet").num_row_groups > 1  # written chunk by chunk
     assert one["rows"] == two["rows"] == len(set(a.column("row_index").to_pylist()))
-    assert set(a.column("row_index").to_pylist()) == {i for i in range(11) if i % 2 == 1}
+    assert set(a.column("row_index").to_pylist()) == set(range(5, 11))  # shard 1 of 2 over row indices 0..10
+
+
+def test_shards_read_only_their_row_groups(canonical, tmp_path, monkeypatch):
+    """A shard decodes only the row groups that hold its row_index range (footer statistics)."""
+    read = []
+    real = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, row_groups=None, **kwargs):
+        read.extend(row_groups or [])
+        return real(self, *args, row_groups=row_groups, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    n_groups = pq.ParquetFile(canonical).num_row_groups  # 11 rows in groups of 4: 3
+    for i in range(2):
+        read.clear()
+        verify_stage.verify_shard(canonical, i, 2, tmp_path / f"s{i}.parquet", timeout_s=10, workers=1)
+        assert 0 < len(set(read)) < n_groups
+    assert verify_stage.shard_range(11, 0, 2) == (0, 5) and verify_stage.shard_range(11, 1, 2) == (5, 11)
 
 
 def test_verify_shard_empty_shard_writes_an_empty_table(canonical, tmp_path):
-    s = verify_stage.verify_shard(canonical, 12, 13, tmp_path / "e.parquet", timeout_s=10, workers=1)
+    assert verify_stage.shard_range(11, 0, 13) == (0, 0)  # more shards than rows: some are empty
+    s = verify_stage.verify_shard(canonical, 0, 13, tmp_path / "e.parquet", timeout_s=10, workers=1)
     t = pq.read_table(tmp_path / "e.parquet")
     assert s["items"] == s["rows"] == t.num_rows == 0 and t.schema.names[0] == "row_index"
 

@@ -11,7 +11,7 @@ from redi.data.io import read_kv_meta
 from redi.data.normalize import normalize
 from redi.data.schemas import META_NORMALIZE, verified_schema
 from redi.data.synthetic import raw_schema
-from redi.data.verify_stage import gather, verify_shard
+from redi.data.verify_stage import gather, shard_range, verify_shard
 from test_data_common import gen, raw_row, write_parquet
 
 
@@ -49,7 +49,9 @@ def test_shards_partition_and_gather(canonical, tmp_path):
         p = tmp_path / f"shard-{i}-of-3.parquet"
         s = verify_shard(canonical, i, 3, p, timeout_s=10, workers=1)
         t = pq.read_table(p).to_pylist()
-        assert all(r["row_index"] % 3 == i for r in t)
+        lo, hi = shard_range(4, i, 3)  # 4 corpus rows: contiguous ranges [0, 1), [1, 2), [2, 4)
+        assert t and [r["row_index"] for r in t] == sorted(r["row_index"] for r in t)
+        assert all(lo <= r["row_index"] < hi for r in t)
         assert (
             set(t[0]) == {"row_index", "gen_index", "mv_recomputed", "status", "extracted", "seconds"}
             if t

@@ -1,6 +1,7 @@
 """Re-verification of every teacher generation with bounded Math-Verify (scatter / gather).
 
-``verify_shard`` handles canonical rows with ``row_index % n_shards == shard_index``: for each
+``verify_shard`` handles the canonical rows of its contiguous ``row_index`` range
+(:func:`shard_range`; it reads only the row groups that hold them): for each
 generation it compares the final answer segment (text after the last ``</think>``; none ->
 ``no_answer``) against the gold ``answer`` with :func:`redi.verify.verify_many_timed`.
 ``gather`` joins the shards back onto the canonical table (``label_recomputed``,
@@ -30,21 +31,57 @@ VERIFY_CHUNK = 8192
 READ_BATCH_ROWS = 1024
 
 
+def _row_index_stats(pf) -> tuple[list[tuple[int, int] | None], int]:
+    """Per row group ``(min, max)`` of ``row_index`` from the parquet footer (None where a writer
+    left no statistics), and the number of row indices (``max + 1``; 0 for an empty table)."""
+    col = pf.schema_arrow.get_field_index("row_index")
+    stats, top = [], -1
+    for i in range(pf.metadata.num_row_groups):
+        rg = pf.metadata.row_group(i)
+        st = rg.column(col).statistics if rg.num_rows else None
+        if st is not None and st.has_min_max:
+            stats.append((int(st.min), int(st.max)))
+            top = max(top, int(st.max))
+        else:
+            stats.append(None)
+            if rg.num_rows:
+                top = max(top, max(pf.read_row_group(i, columns=["row_index"]).column(0).to_pylist()))
+    return stats, top + 1
+
+
+def shard_range(n_row_indices: int, shard_index: int, n_shards: int) -> tuple[int, int]:
+    """Shard ``shard_index`` of ``n_shards`` verifies the rows with ``lo <= row_index < hi``:
+    contiguous, equal ranges of the corpus' row indices, so a shard reads only the row groups
+    that hold its range (issue 17: with ``row_index % n`` every shard decoded every trace)."""
+    return n_row_indices * shard_index // n_shards, n_row_indices * (shard_index + 1) // n_shards
+
+
 def _shard_items(canonical_path, shard_index: int, n_shards: int):
     """``(row_index, gen_index, gold, final answer segment)`` of the shard's rows, in row order.
-    Each read batch is filtered to the shard's rows before any text becomes a Python string."""
+    Row groups outside the shard's range are skipped by their footer statistics; a read batch
+    is filtered to the shard's rows before any text becomes a Python string."""
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    for batch in iter_parquet_batches(canonical_path, READ_BATCH_ROWS, ["row_index", "answer", "generations"]):
-        mask = batch.column("row_index").to_numpy(zero_copy_only=False) % n_shards == shard_index
-        if not mask.any():
+    pf = pq.ParquetFile(str(canonical_path))
+    stats, n_idx = _row_index_stats(pf)
+    lo, hi = shard_range(n_idx, shard_index, n_shards)
+    for g, st in enumerate(stats):
+        if st is not None and (st[1] < lo or st[0] >= hi):
             continue
-        mine = batch.filter(pa.array(mask)) if not mask.all() else batch
-        gens_col = mine.column("generations")
-        for k, (ri, answer) in enumerate(zip(mine.column("row_index").to_pylist(), mine.column("answer").to_pylist())):
-            gens = gens_col[k].as_py() or []
-            for gi, gen in enumerate(gens):
-                yield ri, gi, answer, final_answer_segment(gen)
+        cols = ["row_index", "answer", "generations"]
+        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[g], columns=cols):
+            ri_all = batch.column("row_index").to_numpy(zero_copy_only=False)
+            mask = (ri_all >= lo) & (ri_all < hi)
+            if not np.any(mask):
+                continue
+            mine = batch if np.all(mask) else batch.filter(pa.array(mask))
+            gens_col = mine.column("generations")
+            answers = mine.column("answer").to_pylist()
+            for k, ri in enumerate(mine.column("row_index").to_pylist()):
+                for gi, gen in enumerate(gens_col[k].as_py() or []):
+                    yield ri, gi, answers[k], final_answer_segment(gen)
 
 
 def verify_shard(

@@ -523,6 +523,31 @@ def goal(res: dict) -> dict:
     return out
 
 
+def compare_md(before: dict, after: dict, title: str) -> str:
+    """A before/after record (same corpora, same machine): per scale and job, peak RSS, CPU and
+    wall of both, then the "after" run's full rendering."""
+    L = [f"# {title}", "", "Before = the data stage of the commit before issue 17's streaming (`--src` of a `git "
+         "archive`), after = this tree; the same synthetic corpora, one run each, one after the other on the same "
+         "(shared, loaded) machine. Peak RSS is the job's largest process; CPU = user + system of the job and its "
+         "verification workers.", "",
+         "| scale | job | peak RSS MB before -> after | CPU s before -> after | wall s before -> after |",
+         "|---|---|---|---|---|"]  # fmt: skip
+    for sb, sa in zip(before["scales"], after["scales"]):
+        for jb in sb["jobs"]:
+            ja = next((j for j in sa["jobs"] if j["job"] == jb["job"]), None)
+            if ja is None:
+                continue
+            scale = f"1/{round(1 / sb['fraction'])}"
+            L.append(f"| {scale} | {jb['job']} | {jb['peak_rss_mb']:,} -> **{ja['peak_rss_mb']:,}** "
+                     f"| {jb['cpu_s']} -> {ja['cpu_s']} | {jb['wall_s']} -> {ja['wall_s']} |")  # fmt: skip
+    for name, res in (("before", before), ("after", after)):
+        if res.get("flatness"):
+            parts = [f"{f['job']} {f['small_mb']:,} -> {f['large_mb']:,} MB (x{f['ratio']})" for f in res["flatness"]]
+            L += ["", f"Peak across scales, {name}: " + "; ".join(parts)]
+    L += ["", "## After, in full", ""] + render_md(after)
+    return "\n".join(L) + "\n"
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -534,7 +559,14 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the corpora and outputs")
     ap.add_argument("--out", help="write the result JSON here")
     ap.add_argument("--src", help="run the jobs on this src/ (e.g. `git archive` of an earlier commit): before/after")
+    ap.add_argument("--compare", nargs=2, metavar=("BEFORE_JSON", "AFTER_JSON"),
+                    help="write a before/after markdown record (to --out) from two result files and stop")
     args = ap.parse_args(argv)
+    if args.compare:
+        before, after = (json.loads(Path(p).read_text()) for p in args.compare)
+        text = compare_md(before, after, "Data stage at OpenR1-Math-Raw's scale: before / after streaming (issue 17)")
+        Path(args.out).write_text(text) if args.out else print(text)
+        return 0
     res = run(False, 1, fractions=args.fractions, shards=args.shards, workers=args.workers, workdir=args.workdir,
               keep=args.keep, src=args.src,
               log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))  # fmt: skip

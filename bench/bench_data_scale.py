@@ -378,11 +378,10 @@ def extrapolate(small: dict, large: dict, shards: int) -> dict:
             # a bench shard holds f/shards of the corpus; a paper shard 1/32 of it
             x_s, x_l, x_full = f_s / shards, f_l / shards, 1.0 / n_paper
             cpu_a, cpu_b = _fit(x_s, per_job(s["cpu"]), x_l, per_job(lg["cpu"]))
-            # the parent reads every row of the canonical table (row_index % n shards): its cost
-            # follows the whole corpus, not the shard
-            par_a, par_b = _fit(f_s, per_job(s["self"]), f_l, per_job(lg["self"]))
-            parent = par_a + par_b * 1.0
-            shard_cpu = cpu_a + cpu_b * x_full + (parent - (par_a + par_b * x_l))
+            # the parent reads only its shard's row groups (shard_range): its cost follows the shard
+            par_a, par_b = _fit(x_s, per_job(s["self"]), x_l, per_job(lg["self"]))
+            parent = par_a + par_b * x_full
+            shard_cpu = cpu_a + cpu_b * x_full
             workers_cpu = max(0.0, shard_cpu - parent)
             shard_wall = max(parent, workers_cpu / w_paper)
             waves = -(-n_paper // (PAPER["node_cores"] // w_paper))

@@ -292,19 +292,28 @@ def copy_normalize(funnel: Funnel, meta: dict | None) -> None:
                     funnel.rejects.write(json.loads(line))
 
 
+#: the verified columns the funnel reads from a row (besides the label lists its rule reads):
+#: validity, source, truncation, the problem text (prompt tokens, decontamination, the sets)
+ROW_FIELDS = ("row_index", "problem_id", "source", "problem", "problem_is_valid", "schema",
+              "is_reasoning_complete", "finish_reasons")  # fmt: skip
+
+
 def read_rows(verified_path, rule: str) -> list[dict]:
-    """Pass 1: every verified row without its generation texts (kept out of memory), plus
-    ``n_generations``. Stops when the rule needs lists the table cannot have."""
+    """Pass 1: every verified row with only the fields the funnel reads (:data:`ROW_FIELDS` and
+    the rule's label lists; never the generation texts), plus ``n_generations``. Stops when the
+    rule needs lists the table cannot have."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(str(verified_path))
-    cols = [c for c in pf.schema_arrow.names if c != "generations"]
-    if rule == "recomputed" and "label_recomputed" not in cols:
+    names = pf.schema_arrow.names
+    if rule == "recomputed" and "label_recomputed" not in names:
         raise ValueError(f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)")
+    # only what the steps read: the rows stay in memory until the sets are written (issue 17)
+    cols = [c for c in names if c in ROW_FIELDS or c in RULE_LISTS[rule]]
     # gather's tables (footer key redi.verify) have one verify_status per generation: the counts
     # come from that list, so this pass never decodes the generation texts (issue 17)
-    from_gather = read_kv_meta(verified_path, META_VERIFY) is not None and "verify_status" in cols
+    from_gather = read_kv_meta(verified_path, META_VERIFY) is not None and "verify_status" in names
     count_col = "verify_status" if from_gather else "generations"
     rows = []
     for batch in iter_parquet_batches(verified_path, 4096, list(dict.fromkeys(cols + [count_col]))):

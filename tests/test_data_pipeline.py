@@ -16,13 +16,14 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 CFG = {"n_train_problems": 150, "n_test_problems": 20, "seed": 5}
 
 
-class Named(list):
-    """Stand-in for snakemake's Namedlist: a list with named entries as attributes."""
+def Named(items=(), **named):
+    """Snakemake's own Namedlist (input/output/params/log of a job): positional items, then
+    named ones, reachable as attributes and through ``.get``."""
+    from snakemake.iocontainers import Namedlist
 
-    def __init__(self, items=(), **named):
-        super().__init__(list(items) + list(named.values()))
-        for k, v in named.items():
-            setattr(self, k, v)
+    out = Namedlist(toclone=list(items))
+    out.update(named)
+    return out
 
 
 def run_script(name, tmp_path, *, input=None, output=None, params=None, threads=1):

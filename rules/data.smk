@@ -118,9 +118,9 @@ checkpoint curate:
         "benchmarks/data/curate.tsv"
     conda:
         "../envs/data.yaml"
-    threads: 1
+    threads: res("curate", "threads")
     resources:
-        **stage_resources(config, "data"),
+        **stage_resources(config, "curate"),
     params:
         cfg=config["curation"],
         benchmarks=decontamination_benchmarks(None),

@@ -27,7 +27,10 @@ def set_threads(n: int) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Hugging Face tokenizers encode batches on Rayon threads: as many as the job has, none more
+    # (curation's length filter is the data stage's dominant cost at full size; issue 17).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if n > 1 else "false")
+    os.environ.setdefault("RAYON_NUM_THREADS", str(n))
     import torch
 
     torch.set_num_threads(n)

@@ -139,3 +139,11 @@ def write_data(directory: str | Path, n: int = 24, seed: int = 0, max_filler: in
             fs.write(json.dumps({**base, "messages": [user, good]}) + "\n")
             fp.write(json.dumps({**base, "prompt": [user], "chosen": [good], "rejected": [bad]}) + "\n")
     return sft, pref
+
+
+def tiny_training_inputs(root: Path, *, n: int, max_filler: int) -> dict:
+    """A saved tiny student (init std 0.2) and its SFT/pair files under ``root``: the inputs the
+    training tests share (``model``, ``sft``, ``pref`` paths as strings)."""
+    save_tiny_student(root / "student", init_std=0.2)
+    sft, pref = write_data(root, n=n, max_filler=max_filler)
+    return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import save_tiny_student, write_data
+from helpers import tiny_training_inputs
 from redi import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    save_tiny_student(root / "student", init_std=0.2)
-    sft, pref = write_data(root, n=8, max_filler=12)
-    return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}
+    return tiny_training_inputs(tmp_path_factory.mktemp("tiny"), n=8, max_filler=12)
 
 
 # ---- item 1: workers import the package with PYTHONPATH stripped ---------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import save_tiny_student, write_data
+from helpers import tiny_training_inputs
 from redi.train.checkpoints import latest_resumable
 from redi.train.run import train
 from redi.train.trainer import NonFiniteError
@@ -35,10 +35,7 @@ class ScaleGrad(torch.autograd.Function):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    save_tiny_student(root / "student", init_std=0.2)
-    sft, pref = write_data(root, n=12, max_filler=8)
-    return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}
+    return tiny_training_inputs(tmp_path_factory.mktemp("tiny"), n=12, max_filler=8)
 
 
 def _poison(monkeypatch, at_call, kind):

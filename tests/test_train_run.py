@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import save_tiny_student, write_data
+from helpers import tiny_training_inputs
 from redi.train.collapse import CollapseDetector
 from redi.train.run import train
 from redi.train.schedule import checkpoint_steps
@@ -27,10 +27,7 @@ METRIC_KEYS = {
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    save_tiny_student(root / "student", init_std=0.2)
-    sft, pref = write_data(root, n=10, max_filler=12)
-    return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}
+    return tiny_training_inputs(tmp_path_factory.mktemp("tiny"), n=10, max_filler=12)
 
 
 def _weights(model_dir):

@@ -5,12 +5,18 @@ module first.
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
+
+# Hugging Face progress bars (weight loading, downloads) write carriage returns into job logs;
+# the package logs its own progress lines (redi.progress, issue 15). Read when transformers is
+# first imported, so set here, before any adapter imports the package.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def setup_logging(log_path: str) -> None:

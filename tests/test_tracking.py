@@ -103,11 +103,19 @@ def test_summary_records_provenance(trained):
     assert prov["libraries"]["transformers"] == transformers.__version__
     assert prov["data"]["train"]["sha256"] == provenance.content_hash(trained["pref"])
     assert prov["model"]["sha256"] and prov["config"]["alpha"] == 1.0
-    # a changed data file changes its identity, and with it the version key
+    # a changed corpus changes the version key; a record without one (an evaluation) agrees with
+    # any; a run's own training file is not compared (SFT and pair runs read different files)
     other = trained["root"] / "other.jsonl"
     other.write_text(Path(trained["pref"]).read_text() + "\n")
-    changed = dict(prov, data={**prov["data"], "train": provenance.data_identity(other)})
-    assert provenance.version_key(changed) != provenance.version_key(prov)
+    corpus = dict(prov, data={**prov["data"], "corpus": provenance.data_identity(trained["pref"])})
+    changed = dict(prov, data={**prov["data"], "corpus": provenance.data_identity(other)})
+    assert not provenance.compatible(provenance.version_key(changed), provenance.version_key(corpus))
+    no_corpus = provenance.version_key(dict(prov, data={}))
+    assert provenance.compatible(no_corpus, provenance.version_key(changed))
+    own_train = dict(corpus, data={**corpus["data"], "train": provenance.data_identity(other)})
+    assert provenance.compatible(provenance.version_key(own_train), provenance.version_key(corpus))
+    newer = dict(corpus, code={"commit": "0" * 40, "dirty": False})
+    assert not provenance.compatible(provenance.version_key(newer), provenance.version_key(corpus))
 
 
 def test_final_model_carries_a_model_card(trained):

@@ -165,19 +165,28 @@ def record(*, config: dict | None = None, data: dict | None = None, model=None, 
 
 def version_key(prov: dict | None) -> tuple | None:
     """What must agree for two results to be compared: code (commit, dirty), library versions,
-    and the identities (hash or hub revision) of the data. Model and config vary by design."""
+    and the corpus identity (hash or hub revision; None where the record names no corpus, as an
+    evaluation's does). Model, config and a run's own training file (SFT and pair runs read
+    different files by design) vary. Compare keys with :func:`compatible`."""
     if not prov:
         return None
     code = prov.get("code") or {}
     libs = tuple(sorted((prov.get("libraries") or {}).items()))
-    data = tuple(sorted((role, d.get("sha256") or f"{d.get('hub')}@{d.get('revision')}")
-                        for role, d in (prov.get("data") or {}).items() if d and role in COMPARED_DATA))
-    return (code.get("commit"), code.get("dirty"), libs, data)
+    corpus = (prov.get("data") or {}).get("corpus")
+    ident = (corpus.get("sha256") or f"{corpus.get('hub')}@{corpus.get('revision')}") if corpus else None
+    return (code.get("commit"), code.get("dirty"), libs, ident)
 
 
-# data roles whose identity must agree across a table (the corpus and what curation made of it;
-# benchmarks are compared by name in every table already)
-COMPARED_DATA = ("corpus", "train")
+def compatible(a: tuple | None, b: tuple | None) -> bool:
+    """Two version keys agree: same code and libraries, and the same corpus where both name one."""
+    if a is None or b is None:
+        return a is b
+    return a[:3] == b[:3] and (a[3] is None or b[3] is None or a[3] == b[3])
+
+
+# data roles whose identity must agree across a table (the corpus; benchmarks are compared by
+# name in every table already)
+COMPARED_DATA = ("corpus",)
 
 
 def describe(prov: dict) -> str:

@@ -301,7 +301,7 @@ def _problems_section(results: Results) -> list[str]:
 def provenance_lines(results: Results) -> list[str]:
     """The code/library/data versions behind the results, printed once; results whose version
     (``redi.provenance.version_key``) differs from the most common one are named, by table."""
-    from redi.provenance import describe, version_key
+    from redi.provenance import compatible, describe, version_key
 
     found = {}  # label -> provenance
     for run, summary in results.summaries.items():
@@ -320,9 +320,18 @@ def provenance_lines(results: Results) -> list[str]:
     keys: dict = {}
     for label, prov in found.items():
         keys.setdefault(version_key(prov), []).append(label)
-    main_key, main_labels = max(keys.items(), key=lambda kv: len(kv[1]))
+    # the majority: the key most results agree with (a record without a corpus agrees with any)
+    main_key, main_labels = max(
+        keys.items(),
+        key=lambda kv: (
+            sum(len(labs) for k, labs in keys.items() if compatible(k, kv[0])),
+            kv[0] is not None and kv[0][3] is not None,
+        ),
+    )
+    others = {k: labs for k, labs in keys.items() if not compatible(k, main_key)}
+    agreeing = len(found) - sum(len(labs) for labs in others.values())
     main = found[main_labels[0]]
-    lines.append(f"- {len(main_labels)} of {len(found)} results: {describe(main)}.")
+    lines.append(f"- {agreeing} of {len(found)} results: {describe(main)}.")
     corpus = (main.get("data") or {}).get("corpus") or {}
     if corpus:
         lines.append(
@@ -334,11 +343,9 @@ def provenance_lines(results: Results) -> list[str]:
             )
             + "."
         )
-    if len(keys) > 1:
+    if others:
         lines.append("- **Results from other code/data versions** (compare with care; they sit in the same tables):")
-        for key, labels in keys.items():
-            if key == main_key:
-                continue
+        for _key, labels in others.items():
             tables = sorted(
                 {
                     "training/sweep"

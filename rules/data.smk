@@ -6,6 +6,7 @@ rule synthesize_corpus:
         "logs/data/synthesize_corpus.log",
     benchmark:
         "benchmarks/data/synthesize_corpus.tsv"
+    priority: job_priority("data")
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -24,6 +25,7 @@ rule download_corpus:
         "logs/data/download_corpus.log",
     benchmark:
         "benchmarks/data/download_corpus.tsv"
+    priority: job_priority("data")
     localrule: True
     conda:
         "../envs/data.yaml"
@@ -48,6 +50,7 @@ rule normalize_corpus:
         "logs/data/normalize_corpus.log",
     benchmark:
         "benchmarks/data/normalize_corpus.tsv"
+    priority: job_priority("data")
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -66,6 +69,7 @@ rule verify_shard:
         "logs/data/verify/shard-{i}-of-{n}.log",
     benchmark:
         "benchmarks/data/verify/shard-{i}-of-{n}.tsv"
+    priority: job_priority("data")
     conda:
         "../envs/data.yaml"
     threads: config["verify"]["workers"]
@@ -91,6 +95,7 @@ rule gather_verification:
         "logs/data/gather_verification.log",
     benchmark:
         "benchmarks/data/gather_verification.tsv"
+    priority: job_priority("data")
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -116,6 +121,7 @@ checkpoint curate:
         "logs/data/curate.log",
     benchmark:
         "benchmarks/data/curate.tsv"
+    priority: job_priority("data")
     conda:
         "../envs/data.yaml"
     threads: res("curate", "threads")

@@ -49,6 +49,7 @@ if GROUP_EVAL:
             "logs/eval/{run}/group.log",
         benchmark:
             "benchmarks/eval/{run}/group.tsv"
+        priority: eval_priority
         conda:
             EVAL_ENV
         threads: res("eval", "threads")
@@ -82,6 +83,7 @@ else:
             "logs/eval/{run}/step-{step}/{bench}.log",
         benchmark:
             "benchmarks/eval/{run}/step-{step}/{bench}.tsv"
+        priority: eval_priority
         conda:
             EVAL_ENV
         threads: res("eval", "threads")
@@ -126,6 +128,7 @@ else:
             "benchmarks/eval/{run}/{ckpt}/{bench}.tsv"
         wildcard_constraints:
             ckpt="best|final",
+        priority: eval_priority
         conda:
             EVAL_ENV
         threads: res("eval", "threads")

@@ -9,6 +9,7 @@ if config["student"]["kind"] == "tiny":
             "logs/model/build_student.log",
         benchmark:
             "benchmarks/model/build_student.tsv"
+        priority: job_priority("student")
         conda:
             "../envs/train.yaml"
         threads: 1
@@ -28,6 +29,7 @@ else:
             "logs/model/prepare_student.log",
         benchmark:
             "benchmarks/model/prepare_student.tsv"
+        priority: job_priority("student")
         localrule: True
         conda:
             "../envs/train.yaml"

@@ -224,6 +224,27 @@ def job_threads(spec: dict, cores: int | None, parallel: int = 1) -> int:
     return max(1, int(cores) // max(1, int(parallel)))
 
 
+#: Snakemake ``priority:`` of each rule: critical path first (issue 17). Where cores are scarce
+#: (the CPU demo runs ~30 jobs on 2 cores) a job that many others wait for starts before one
+#: that nothing waits for: the data stage, then SFT (every stage-2 run starts from it), the
+#: reference pass (it gates the DPO runs and needs every core), stage-2 training, and the
+#: evaluation groups; SFT's group first (it evaluates the most checkpoints, the longest job).
+#: Jobs that only the report waits for (the untrained student's evaluation, model cards) keep
+#: Snakemake's default 0 and fill the gaps. In the demo this kept a 2-core job (SFT, the
+#: reference pass) from waiting behind 1-core jobs while a core idled: the reference pass had
+#: run last, then DPO's training and evaluation alone on one core. On a cluster it only orders
+#: submissions. Keys are job kinds (``rules/*.smk`` reads them through ``priority()``).
+JOB_PRIORITY: dict[str, int] = {
+    "data": 60,  # synthesize / read / normalise / verify / gather / curate
+    "student": 55,  # build / prepare the student: curation tokenises with it, SFT starts from it
+    "train_sft": 50,
+    "reference_logps": 40,
+    "train_stage2": 30,
+    "eval_sft_group": 25,
+    "eval": 20,  # a stage-2 run's evaluation group / checkpoint / final evaluation
+}
+
+
 def run_name(objective: str, params: dict) -> str:
     """``objective`` then each of its parameters and the learning rate as tag + value, when set:
     ``redi-a0.8-lr1e-6``, ``simpo-b2-g1-lr5e-7`` (tags and order from the objective registry)."""

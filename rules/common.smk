@@ -12,9 +12,9 @@ if SRC not in sys.path:
 from redi.data.sources import hub_cache_dir  # noqa: E402
 from redi.eval.backends import groups_per_run  # noqa: E402
 from redi.plan import (  # noqa: E402
-    JOB_PRIORITY,
     all_runs,
     check_consistency,
+    job_priority,
     job_threads,
     reference_resources,
     reference_runs,
@@ -80,14 +80,10 @@ def res(stage, key, parallel=1):
     return spec[key]
 
 
-def job_priority(kind):
-    """Snakemake `priority:` of a job kind (redi.plan.JOB_PRIORITY: critical path first)."""
-    return JOB_PRIORITY[kind]
-
-
 def eval_priority(wildcards):
     """An evaluation job's priority: an SFT run's before a stage-2 run's (it has more checkpoints)."""
-    return job_priority("eval_sft_group" if wildcards.run in SFT_RUNS else "eval")
+    tier = "eval_sft" if wildcards.run in SFT_RUNS else "eval"
+    return job_priority(tier, res("eval", "threads"))
 
 
 def reference_under_deepspeed():

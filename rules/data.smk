@@ -69,7 +69,7 @@ rule verify_shard:
         "logs/data/verify/shard-{i}-of-{n}.log",
     benchmark:
         "benchmarks/data/verify/shard-{i}-of-{n}.tsv"
-    priority: job_priority("data")
+    priority: job_priority("data", config["verify"]["workers"])
     conda:
         "../envs/data.yaml"
     threads: config["verify"]["workers"]
@@ -121,7 +121,7 @@ checkpoint curate:
         "logs/data/curate.log",
     benchmark:
         "benchmarks/data/curate.tsv"
-    priority: job_priority("data")
+    priority: job_priority("data", res("curate", "threads"))
     conda:
         "../envs/data.yaml"
     threads: res("curate", "threads")

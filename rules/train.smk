@@ -17,7 +17,7 @@ checkpoint train_sft:
         "logs/train/{sft_run}.log",
     benchmark:
         "benchmarks/train/{sft_run}.tsv"
-    priority: job_priority("train_sft")
+    priority: job_priority("train_sft", res("train", "threads", len(SFT_RUNS)))
     conda:
         "../envs/train.yaml"
     threads: res("train", "threads", len(SFT_RUNS))
@@ -40,7 +40,7 @@ rule reference_logps:
         "logs/train/{sft_run}-ref_logps.log",
     benchmark:
         "benchmarks/train/{sft_run}-ref_logps.tsv"
-    priority: job_priority("reference_logps")
+    priority: job_priority("reference_logps", res("reference", "threads", len(REFERENCE_RUNS)))
     conda:
         "../envs/train.yaml"
     threads: res("reference", "threads", len(REFERENCE_RUNS))
@@ -66,7 +66,7 @@ checkpoint train_stage2:
         "logs/train/{stage2_run}.log",
     benchmark:
         "benchmarks/train/{stage2_run}.tsv"
-    priority: job_priority("train_stage2")
+    priority: job_priority("train_stage2", res("train", "threads", len(STAGE2_RUNS)))
     conda:
         "../envs/train.yaml"
     threads: res("train", "threads", len(STAGE2_RUNS))

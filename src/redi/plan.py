@@ -224,25 +224,36 @@ def job_threads(spec: dict, cores: int | None, parallel: int = 1) -> int:
     return max(1, int(cores) // max(1, int(parallel)))
 
 
-#: Snakemake ``priority:`` of each rule: critical path first (issue 17). Where cores are scarce
-#: (the CPU demo runs ~30 jobs on 2 cores) a job that many others wait for starts before one
-#: that nothing waits for: the data stage, then SFT (every stage-2 run starts from it), the
-#: reference pass (it gates the DPO runs and needs every core), stage-2 training, and the
-#: evaluation groups; SFT's group first (it evaluates the most checkpoints, the longest job).
-#: Jobs that only the report waits for (the untrained student's evaluation, model cards) keep
-#: Snakemake's default 0 and fill the gaps. In the demo this kept a 2-core job (SFT, the
-#: reference pass) from waiting behind 1-core jobs while a core idled: the reference pass had
-#: run last, then DPO's training and evaluation alone on one core. On a cluster it only orders
-#: submissions. Keys are job kinds (``rules/*.smk`` reads them through ``priority()``).
-JOB_PRIORITY: dict[str, int] = {
-    "data": 60,  # synthesize / read / normalise / verify / gather / curate
-    "student": 55,  # build / prepare the student: curation tokenises with it, SFT starts from it
+#: Scheduling tiers, critical path first (issue 17): where cores are scarce (the CPU demo runs
+#: ~30 jobs on 2 cores) a job that many others wait for should start before one that nothing
+#: waits for: the data stage, the student (curation tokenises with it, SFT starts from it), SFT
+#: (every stage-2 run starts from it), the reference pass (it gates the DPO runs), stage-2
+#: training, then the evaluations; an SFT run's first (it evaluates the most checkpoints, the
+#: longest job). Jobs only the report waits for (the untrained student's evaluation, model
+#: cards) have no tier (Snakemake's default priority 0) and fill the gaps.
+PRIORITY_TIERS: dict[str, int] = {
+    "data": 60,
+    "student": 55,
     "train_sft": 50,
     "reference_logps": 40,
     "train_stage2": 30,
-    "eval_sft_group": 25,
-    "eval": 20,  # a stage-2 run's evaluation group / checkpoint / final evaluation
+    "eval_sft": 25,
+    "eval": 20,
 }
+
+
+def job_priority(kind: str, threads: int = 1) -> int:
+    """Snakemake ``priority:`` of a job of ``kind`` (a key of ``PRIORITY_TIERS``) that takes
+    ``threads`` cores: its tier x its cores.
+
+    Snakemake's scheduler (ILP, Snakemake 9) starts the set of ready jobs with the largest *sum*
+    of priorities that fits the free cores, so a bare tier would let two 1-core stage-2 jobs
+    (30 + 30) outrank the 2-core reference pass (40); in the demo that pass then ran last and
+    DPO's training and evaluation ran alone on one core. Weighted by cores, a job's priority is
+    its tier per core it takes, and the higher tier wins the cores. On a cluster it only orders
+    submissions.
+    """
+    return PRIORITY_TIERS[kind] * max(1, int(threads))
 
 
 def run_name(objective: str, params: dict) -> str:

@@ -507,6 +507,13 @@ def main(argv=None) -> int:
     ap.add_argument("--pipeline-cores", type=int, default=2)
     ap.add_argument("--logprob-threads", type=int, default=1, help="torch threads of the log-prob benchmark")
     ap.add_argument(
+        "--trl-limit-gib",
+        type=float,
+        default=8.0,
+        help="trl_head: skip a variant whose predicted peak passes this (or the free memory - 2 GiB); "
+        "TRL's fused head needs ~9 GiB at 8k and ~17.4 GiB at 16k tokens",
+    )
+    ap.add_argument(
         "--data-fractions",
         type=float,
         nargs="+",
@@ -602,7 +609,9 @@ def main(argv=None) -> int:
                 elif name == "trl_head":
                     import bench_logprobs
 
-                    entry["result"] = bench_logprobs.run_vs_trl(args.quick, repeats, threads=2, log=log)
+                    entry["result"] = bench_logprobs.run_vs_trl(
+                        args.quick, repeats, threads=2, limit_gib=args.trl_limit_gib, log=log
+                    )
                 elif name == "data_scale":
                     import bench_data_scale
 

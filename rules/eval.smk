@@ -17,6 +17,7 @@ rule eval_student:
         "logs/eval/student/base/{bench}.log",
     benchmark:
         "benchmarks/eval/student/base/{bench}.tsv"
+    priority: job_priority("eval", res("eval", "threads"))
     conda:
         EVAL_ENV
     threads: res("eval", "threads")
@@ -153,6 +154,7 @@ rule eval_reference:
         "logs/eval/reference-{ref}/{bench}.log",
     benchmark:
         "benchmarks/eval/reference-{ref}/{bench}.tsv"
+    priority: job_priority("eval", res("eval", "threads"))
     conda:
         EVAL_ENV
     threads: res("eval", "threads")

@@ -154,3 +154,23 @@ def test_threads_auto_follows_the_cores_a_job_has():
     config["resources"]["eval"]["threads"] = "all"
     with pytest.raises(ConfigError, match="resources.eval.threads"):
         validate_config(config)
+
+
+def test_priorities_put_the_critical_path_first_on_scarce_cores():
+    """Snakemake's scheduler starts the ready jobs with the largest summed priority that fit the
+    free cores (issue 17): weighted by cores, one 2-core job of a higher tier must outrank any
+    pair of 1-core jobs of lower tiers on the demo's 2 cores; training comes before evaluation."""
+    from redi.plan import PRIORITY_TIERS, job_priority
+
+    # the demo after SFT: the reference pass (2 cores) vs two stage-2 runs (1 core each)
+    assert job_priority("reference_logps", 2) > 2 * job_priority("train_stage2", 1)
+    # SFT (2 cores) vs the best pair of anything below it; curation (2 cores) vs the student's evaluation
+    assert job_priority("train_sft", 2) > 2 * job_priority("reference_logps", 1)
+    assert job_priority("data", 2) > job_priority("student") > job_priority("eval")
+    # training before evaluation; an SFT run's evaluation group before a stage-2 run's
+    assert job_priority("train_stage2") > job_priority("eval_sft") > job_priority("eval")
+    tiers = list(PRIORITY_TIERS)
+    assert tiers == sorted(tiers, key=PRIORITY_TIERS.get, reverse=True)  # declared in critical-path order
+    assert job_priority("eval", 0) == job_priority("eval", 1)  # a job takes at least one core
+    with pytest.raises(KeyError):
+        job_priority("no-such-kind")

@@ -132,6 +132,30 @@ def test_length_filter_counts_with_real_tokenizer(qwen, tmp_path):
     assert report["final"]["sft"] == 5  # the paper filters pairs only
 
 
+def test_length_counts_equal_the_tokenizers_own(qwen):
+    """The length filter counts through the Rust tokenizer's encode_batch_fast (issue 17): the
+    same number of tokens as the transformers tokenizer call it replaces, for special tokens in
+    the text, <think>, LaTeX, CJK and emoji, whitespace runs, an empty text, and a batch cut by
+    the character bound."""
+    from redi.data.curate import TokenCounter
+
+    path, tok = qwen
+    counter = TokenCounter(path, OPENR1_INSTRUCTION)
+    texts = [
+        "<think>\nLet x = 2.\n</think>\n\n$\\boxed{\\frac{1}{2}}$<|im_end|>",
+        "<|endoftext|><|im_start|>user\nhi<|im_end|>",
+        "\u043f\u0440\u0438\u0432\u0435\u0442 \u4f60\u597d\uff0c\u4e16\u754c \U0001f600\U0001f44d\U0001f3fd \\sqrt{2}\\cdot\\pi",
+        "   \n\n\t  trailing   ",
+        "",
+        "x" * 5000 + " " + "12345678901234567890" * 50,
+    ]
+    expected = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    assert counter.response_lengths(texts) == expected
+    assert expected[1] == 6 and expected[4] == 0  # special tokens stay one token each
+    counter.MAX_CHARS = 100  # one text per call past the bound
+    assert counter.response_lengths(texts) == expected
+
+
 def test_paper_config_edit_and_template_key(qwen, tmp_path):
     from transformers import AutoConfig, AutoTokenizer, Qwen2ForCausalLM
 

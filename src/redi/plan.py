@@ -229,8 +229,9 @@ def job_threads(spec: dict, cores: int | None, parallel: int = 1) -> int:
 #: waits for: the data stage, the student (curation tokenises with it, SFT starts from it), SFT
 #: (every stage-2 run starts from it), the reference pass (it gates the DPO runs), stage-2
 #: training, then the evaluations; an SFT run's first (it evaluates the most checkpoints, the
-#: longest job). Jobs only the report waits for (the untrained student's evaluation, model
-#: cards) have no tier (Snakemake's default priority 0) and fill the gaps.
+#: longest job). Model cards and the report have no tier (Snakemake's default priority 0). The
+#: untrained student's evaluation is an evaluation like the others: with no tier it ran last,
+#: alone on one core of two, in the demo (31 s).
 PRIORITY_TIERS: dict[str, int] = {
     "data": 60,
     "student": 55,
@@ -238,7 +239,7 @@ PRIORITY_TIERS: dict[str, int] = {
     "reference_logps": 40,
     "train_stage2": 30,
     "eval_sft": 25,
-    "eval": 20,
+    "eval": 20,  # a stage-2 run's evaluations, the student's, a reference model's
 }
 
 

@@ -202,6 +202,12 @@ class TokenCounter:
     MAX_CHARS = 2_000_000
 
     def _lengths(self, texts: list[str]) -> list[int]:
+        # The Rust tokenizer itself (what ``self.tok(texts)`` calls), through ``encode_batch_fast``:
+        # the same ids without character offsets, and without converting every encoding to
+        # Python lists first; it encodes a batch on the job's threads (RAYON_NUM_THREADS, set by
+        # redi.runtime.set_threads). Same counts as ``self.tok(texts, add_special_tokens=False)``
+        # (tests/test_qwen_real.py); the length filter's share of curation (issue 17).
+        backend = self._backend()
         out: list[int] = []
         k = 0
         while k < len(texts):
@@ -209,10 +215,20 @@ class TokenCounter:
             while end < len(texts) and end - k < self.BATCH and (end == k or chars + len(texts[end]) <= self.MAX_CHARS):
                 chars += len(texts[end])
                 end += 1
-            enc = self.tok(texts[k:end], add_special_tokens=False, return_attention_mask=False)["input_ids"]
-            out.extend(len(x) for x in enc)
+            out.extend(len(e) for e in backend.encode_batch_fast(texts[k:end], add_special_tokens=False))
             k = end
         return out
+
+    def _backend(self):
+        """The fast tokenizer's Rust ``Tokenizer``, set as ``self.tok(...)`` sets it for a call
+        without padding or truncation (special tokens in the text stay special)."""
+        backend = getattr(self.tok, "backend_tokenizer", None)
+        if backend is None:
+            raise ValueError(f"{self.tok.name_or_path}: curation needs a fast (Rust) tokenizer")
+        backend.no_truncation()
+        backend.no_padding()
+        backend.encode_special_tokens = bool(getattr(self.tok, "split_special_tokens", False))
+        return backend
 
 
 # --------------------------------------------------------------------------- the funnel

@@ -144,7 +144,8 @@ def test_length_counts_equal_the_tokenizers_own(qwen):
     texts = [
         "<think>\nLet x = 2.\n</think>\n\n$\\boxed{\\frac{1}{2}}$<|im_end|>",
         "<|endoftext|><|im_start|>user\nhi<|im_end|>",
-        "\u043f\u0440\u0438\u0432\u0435\u0442 \u4f60\u597d\uff0c\u4e16\u754c \U0001f600\U0001f44d\U0001f3fd \\sqrt{2}\\cdot\\pi",
+        "\u043f\u0440\u0438\u0432\u0435\u0442 \u4f60\u597d\uff0c\u4e16\u754c "  # Cyrillic, CJK
+        "\U0001f600\U0001f44d\U0001f3fd \\sqrt{2}\\cdot\\pi",  # emoji with a skin-tone modifier, LaTeX
         "   \n\n\t  trailing   ",
         "",
         "x" * 5000 + " " + "12345678901234567890" * 50,

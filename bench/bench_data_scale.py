@@ -21,7 +21,11 @@ across scales is bounded by its batch, not by the corpus.
 
 The extrapolation to full size (:func:`extrapolate`) puts each job's CPU seconds and peak RSS on
 the line through the two scales (a fixed part and a part per corpus fraction) and runs the paper
-config's 32 shards x 8 workers (``config/paper.yaml``) 4 at a time on a 32-core node.
+config's 32 shards x 8 workers (``config/paper.yaml``) 4 at a time on a 32-core node, and
+curation with the paper config's 32 threads (``resources.curate``): its tokenisation (timed
+inside the job, CPU and wall) divided over them at the parallel efficiency measured here with
+``curate_threads`` threads, or 70 % if that is higher (a 2-core machine cannot show 32-thread
+scaling), the rest of curation serial.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ GEN_WEIGHTS = (0.80, 0.09, 0.05, 0.035, 0.025)
 TOKENS_MEDIAN, TOKENS_SIGMA = 3950.0, 0.8
 BLOCK = 5000  # rows per synthetic-generator call (see make_corpus)
 ROW_GROUP_ROWS = 1000  # what `datasets` writes per parquet row group (its default writer batch)
-PAPER = {"shards": 32, "workers": 8, "node_cores": 32}
+PAPER = {"shards": 32, "workers": 8, "node_cores": 32, "curate_threads": 32}
+ASSUMED_EFFICIENCY_32 = 0.70  # the tokenizer's parallel efficiency on 32 threads, at most
 MB = 2**20
 
 
@@ -206,20 +211,24 @@ def _benchmarks() -> dict[str, str]:
     return {p.stem: str(p) for p in sorted(root.glob("*.json"))}
 
 
-def job_curate(work: str, tokenizer: str) -> dict:
+def job_curate(work: str, tokenizer: str, threads: int = 1) -> dict:
+    from redi.runtime import set_threads
+
+    set_threads(threads)  # as workflow/scripts/data_curate.py: the tokenizer encodes on `threads`
     from redi.data import curate as curate_mod
     from redi.data.curate import curate
 
     # how much of the job is the tokenizer (the part that parallelises): the real method, timed
-    spent = [0.0]
+    spent, spent_wall = [0.0], [0.0]
     real = curate_mod.TokenCounter._lengths
 
     def timed(self, texts):
-        t0 = time.process_time()
+        t0, w0 = time.process_time(), time.perf_counter()
         try:
             return real(self, texts)
         finally:
             spent[0] += time.process_time() - t0
+            spent_wall[0] += time.perf_counter() - w0
 
     curate_mod.TokenCounter._lengths = timed
 
@@ -228,7 +237,8 @@ def job_curate(work: str, tokenizer: str) -> dict:
     r = curate(w / "verified.parquet", tokenizer, w / "sft.jsonl", w / "pref.jsonl", w / "curation_report.json",
                w / "curation_report.md", w / "rejects.jsonl", cfg, _benchmarks())  # fmt: skip
     return {"sft": r["final"]["sft"], "pref": r["final"]["pref"], "self_cpu_s": _self_cpu(),
-            "tokenize_cpu_s": round(spent[0], 2)}  # fmt: skip
+            "tokenize_cpu_s": round(spent[0], 2), "tokenize_wall_s": round(spent_wall[0], 2),
+            "threads": threads}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,13 +262,19 @@ def _tree_rss(proc) -> int:
     return total
 
 
-def measure_job(target: str, kwargs: dict, threads: int = 1, src: str | None = None) -> dict:
+def measure_job(target: str, kwargs: dict, threads: int = 1, src: str | None = None,
+                tokenizer_threads: int = 1) -> dict:  # fmt: skip
     """Run ``bench_data_scale:<target>(**kwargs)`` in a fresh process: wall, CPU (user + system,
-    the job and its reaped children), peak RSS of its largest process and of its process tree."""
+    the job and its reaped children), peak RSS of its largest process and of its process tree.
+    ``tokenizer_threads`` > 1 lets Hugging Face tokenizers encode batches on that many threads
+    (the curate job; benchlib's worker environment turns its parallelism off)."""
+    extra = {"PYTHONPATH": src} if src else {}
+    if tokenizer_threads > 1:
+        extra |= {"TOKENIZERS_PARALLELISM": "true", "RAYON_NUM_THREADS": str(tokenizer_threads)}
     cmd = [sys.executable, str(BENCH_DIR / "run.py"), "--worker", f"bench_data_scale:{target}", json.dumps(kwargs)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO),
-                            env=worker_env(threads, {"PYTHONPATH": src} if src else None))  # fmt: skip
+                            env=worker_env(threads, extra))  # fmt: skip
     peak_tree = [0]
     stop = threading.Event()
 
@@ -304,7 +320,7 @@ def measure_job(target: str, kwargs: dict, threads: int = 1, src: str | None = N
 
 
 def run_scale(work: Path, fraction: float, tokenizer: str, shards: int, workers: int, log=print,
-              src: str | None = None) -> dict:  # fmt: skip
+              src: str | None = None, curate_threads: int = 1) -> dict:  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     stats_path = work / "corpus_stats.json"
@@ -321,10 +337,11 @@ def run_scale(work: Path, fraction: float, tokenizer: str, shards: int, workers:
     jobs += [("job_verify_shard", {"work": str(work), "shard": i, "shards": shards, "workers": workers}, workers)
              for i in range(shards)]  # fmt: skip
     jobs += [("job_gather", {"work": str(work), "shards": shards}, 1),
-             ("job_curate", {"work": str(work), "tokenizer": tokenizer}, 1)]  # fmt: skip
+             ("job_curate", {"work": str(work), "tokenizer": tokenizer, "threads": curate_threads},
+              curate_threads)]  # fmt: skip
     out = {"fraction": fraction, "corpus": stats, "load_average_start": loadavg(), "jobs": []}
     for target, kw, threads in jobs:
-        r = measure_job(target, kw, threads, src=src)
+        r = measure_job(target, kw, threads, src=src, tokenizer_threads=kw.get("threads", 1))
         if "shard" in kw:
             r["job"] = f"verify_shard {kw['shard']}-of-{kw['shards']}"
         err = f" ERROR {r['error']}: {r['log_tail'][-800:]}" if "error" in r else ""
@@ -400,36 +417,56 @@ def extrapolate(small: dict, large: dict, shards: int) -> dict:
             est[k] = {"cpu_s": round(cpu), "wall_s": round(cpu), "peak_rss_mb": round(peak_a + peak_b),
                       "peak_tree_pss_mb": round(tree_a + tree_b),
                       "how": "one single-threaded process: wall ~ CPU"}  # fmt: skip
+            if k == "curate":
+                est[k].update(_curate_on_threads(small, large, cpu))
         est[k]["peak_growth_mb_per_1pct_of_corpus"] = rnd(peak_b / 100, 2)
     total_wall = sum(e["wall_s"] for e in est.values())
     dominant = max(est, key=lambda k: est[k]["wall_s"]) if est else None
-    what_if = None
-    cur = next((j for j in large["jobs"] if j["job"] == "curate"), None)
-    tok = ((cur or {}).get("output") or {}).get("tokenize_cpu_s")
-    if "curate" in est and tok and cur["cpu_s"]:
-        share = min(1.0, tok / cur["cpu_s"])
-        cores = PAPER["node_cores"]
-        par = est["curate"]["cpu_s"] * ((1 - share) + share / (cores * 0.7))  # 70 % parallel efficiency assumed
-        what_if = {
-            "tokenizer_share_of_curate_cpu": rnd(share, 3),
-            "curate_wall_s_with_32_tokenizer_threads": round(par),
-            "total_wall_min": rnd((total_wall - est["curate"]["wall_s"] + par) / 60, 1),
-            "how": "the curate rule given the node's 32 threads and the tokenizer's own parallel batch encoding "
-            "(TOKENIZERS_PARALLELISM on): the tokenizer's share of curate's CPU (measured at the larger scale) "
-            "divided over 32 threads at 70 % efficiency, the rest serial",
-        }
     return {
         "jobs": est,
         "total_wall_s": round(total_wall),
         "total_wall_min": rnd(total_wall / 60, 1),
         "dominant": dominant,
         "max_peak_rss_mb": max((e["peak_rss_mb"] for e in est.values()), default=None),
-        "what_if_parallel_tokenizer": what_if,
         "targets": {"curated_within_min": 30, "rss_per_job_gb": 8},
         "met": {"time": total_wall <= 30 * 60, "rss": all(e["peak_rss_mb"] <= 8 * 1024 for e in est.values())},
         "assumptions": "CPU seconds and peak RSS on the line through the two scales (fixed + per corpus "
         "fraction); the jobs run one after another except the shards; measured CPU (not wall) seconds are the "
         "basis because this machine is shared; a full-size node's cores are assumed as fast as these",
+    }
+
+
+def _curate_on_threads(small: dict, large: dict, cpu_full: float) -> dict:
+    """Curation at full size with the paper config's 32 threads: the tokenizer's CPU (timed in
+    the job, on the line through the two scales) over 32 threads at the parallel efficiency
+    measured at the larger scale (tokenizer CPU / (threads x tokenizer wall)), capped at
+    ``ASSUMED_EFFICIENCY_32``; the rest of the job serial."""
+    outs = []
+    for res in (small, large):
+        j = next((x for x in res["jobs"] if x["job"] == "curate"), None)
+        outs.append((res["fraction"], (j or {}).get("output") or {}))
+    (f_s, o_s), (f_l, o_l) = outs
+    if not o_s.get("tokenize_cpu_s") or not o_l.get("tokenize_cpu_s"):
+        return {}
+    tok_a, tok_b = _fit(f_s, o_s["tokenize_cpu_s"], f_l, o_l["tokenize_cpu_s"])
+    tok_full = min(cpu_full, tok_a + tok_b)
+    threads = int(o_l.get("threads") or 1)
+    measured = o_l["tokenize_cpu_s"] / (threads * o_l["tokenize_wall_s"]) if o_l.get("tokenize_wall_s") else None
+    eff = min(ASSUMED_EFFICIENCY_32, measured or ASSUMED_EFFICIENCY_32)
+    n = PAPER["curate_threads"]
+    wall = (cpu_full - tok_full) + tok_full / (n * eff)
+    return {
+        "wall_s": round(wall),
+        "single_thread_wall_s": round(cpu_full),
+        "tokenizer_cpu_s": round(tok_full),
+        "tokenizer_share_of_cpu": rnd(tok_full / cpu_full, 3) if cpu_full else None,
+        "tokenizer_threads_measured": threads,
+        "tokenizer_efficiency_measured": rnd(measured, 3),
+        "tokenizer_efficiency_used": rnd(eff, 3),
+        "how": f"the paper config's {n} threads: the tokenizer's CPU / ({n} x {eff:.0%} efficiency; measured "
+        f"{measured:.0%} on {threads} threads here), the rest serial"
+        if measured
+        else f"the paper config's {n} threads at an assumed {eff:.0%} efficiency, the rest serial",
     }
 
 
@@ -451,10 +488,14 @@ def flatness(small: dict, large: dict) -> list[dict]:
 
 
 def run(quick: bool, repeats: int, log=print, workdir: str | None = None, fractions=None, shards: int = 2,
-        workers: int = 2, keep: bool = False, src: str | None = None) -> dict:  # fmt: skip
+        workers: int = 2, keep: bool = False, src: str | None = None,
+        curate_threads: int | None = None) -> dict:  # fmt: skip
+    """``curate_threads``: the curate job's threads (default: this machine's usable cores, as
+    ``threads: auto`` gives the demo's curation)."""
     import shutil
     import tempfile
 
+    curate_threads = curate_threads or len(os.sched_getaffinity(0))
     fractions = fractions or ([1 / 2000, 1 / 1000] if quick else [1 / 100, 1 / 20])
     root = Path(workdir or tempfile.mkdtemp(prefix="redi-data-scale-")) / "data_scale"
     root.mkdir(parents=True, exist_ok=True)
@@ -467,7 +508,8 @@ def run(quick: bool, repeats: int, log=print, workdir: str | None = None, fracti
     try:
         for f in fractions:
             log(f"== data stage at 1/{round(1 / f)} of OpenR1-Math-Raw")
-            scales.append(run_scale(root / f"scale-{round(1 / f)}", f, str(tok_dir), shards, workers, log=log, src=src))
+            scales.append(run_scale(root / f"scale-{round(1 / f)}", f, str(tok_dir), shards, workers, log=log, src=src,
+                                    curate_threads=curate_threads))  # fmt: skip
             if not keep:
                 shutil.rmtree(root / f"scale-{round(1 / f)}" / "corpus", ignore_errors=True)
     finally:
@@ -479,6 +521,7 @@ def run(quick: bool, repeats: int, log=print, workdir: str | None = None, fracti
         "full_size": FULL,
         "shards": shards,
         "workers": workers,
+        "curate_threads": curate_threads,
         "tokenizer": "Qwen2.5-Math-1.5B (151,643 BPE + 22 added tokens; tests/qwen_real.py)",
         "scales": scales,
         "src": src or "src/ of this tree",
@@ -492,7 +535,8 @@ def run(quick: bool, repeats: int, log=print, workdir: str | None = None, fracti
 def render_md(res: dict) -> list[str]:
     """Markdown lines: per scale and job, wall / CPU / peak RSS; flatness; the extrapolation."""
     L = [res["benchmark"] + f"; {res['shards']} verification shards x {res['workers']} workers at every scale; "
-         f"tokenizer {res['tokenizer']}. Wall and CPU are under the machine's load (recorded per scale); "
+         f"curation on {res.get('curate_threads', 1)} thread(s); tokenizer {res['tokenizer']}. "
+         "Wall and CPU are under the machine's load (recorded per scale); "
          "peak RSS does not depend on it.", ""]  # fmt: skip
     for sc in res["scales"]:
         c = sc["corpus"]
@@ -531,12 +575,12 @@ def render_md(res: dict) -> list[str]:
         for k, e in ex["jobs"].items():
             L.append(f"| {k} | {e['cpu_s']:,} | {e['wall_s']:,} | {e['peak_rss_mb']:,} | {e['peak_tree_pss_mb']:,} | "
                      f"{e['peak_growth_mb_per_1pct_of_corpus']} | {e['how']} |")  # fmt: skip
-        wi = ex.get("what_if_parallel_tokenizer")
-        if wi:
-            L += ["", f"What dominates: curate's tokenisation ({wi['tokenizer_share_of_curate_cpu']:.0%} of its CPU: "
-                  "every selected trace through Qwen2.5's tokenizer, one thread, as the rule's `threads: 1` runs it). "
-                  f"With 32 tokenizer threads: curate ~{wi['curate_wall_s_with_32_tokenizer_threads']:,} s, total "
-                  f"~{wi['total_wall_min']} min ({wi['how']})."]  # fmt: skip
+        cur = ex["jobs"].get("curate") or {}
+        if cur.get("tokenizer_share_of_cpu") is not None:
+            L += ["", f"Curation: its tokenisation is {cur['tokenizer_share_of_cpu']:.0%} of its CPU (every selected "
+                  f"trace through Qwen2.5's tokenizer for the length filter); on one thread curate would take "
+                  f"~{cur['single_thread_wall_s']:,} s, with the paper config's {PAPER['curate_threads']} threads "
+                  f"~{cur['wall_s']:,} s."]  # fmt: skip
         L += ["", f"Assumptions: {ex['assumptions']}."]
     return L
 
@@ -591,6 +635,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fractions", type=float, nargs="+", help="corpus fractions (default 0.01 0.05)")
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--curate-threads", type=int, help="the curate job's threads (default: this machine's cores)")
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true", help="keep the corpora and outputs")
     ap.add_argument("--out", help="write the result JSON here")
@@ -604,7 +649,7 @@ def main(argv=None) -> int:
         Path(args.out).write_text(text) if args.out else print(text)
         return 0
     res = run(False, 1, fractions=args.fractions, shards=args.shards, workers=args.workers, workdir=args.workdir,
-              keep=args.keep, src=args.src,
+              keep=args.keep, src=args.src, curate_threads=args.curate_threads,
               log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", file=sys.stderr, flush=True))  # fmt: skip
     text = json.dumps(res, indent=1)
     if args.out:

@@ -83,7 +83,7 @@ def make_corpus(out_dir: str, fraction: float, seed: int = 0) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from redi.data.synthetic import SynthConfig, generate, raw_schema
+    from redi.data.synthetic import SynthConfig, generate, synthetic_corpus_schema
 
     n_rows = max(100, round(FULL["problems"] * fraction))
     # the generator's problem families hold ~10^4 distinct problems: blocks of BLOCK rows with
@@ -109,7 +109,7 @@ def make_corpus(out_dir: str, fraction: float, seed: int = 0) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files_rows = 100_000  # rows per file, as the hub's train-0000k-of-000n files split it
     writer, file_no = None, 0
-    schema = raw_schema()
+    schema = synthetic_corpus_schema()
     for start in range(0, len(rows), ROW_GROUP_ROWS):
         chunk = rows[start : start + ROW_GROUP_ROWS]
         for k, row in enumerate(chunk):

@@ -148,10 +148,9 @@ def _run_dict(objective: str, settings: dict, steps: int) -> dict:
     }
     if pairwise:
         run.update(max_prompt_length=s["max_prompt_length"], max_response_length=s["max_response_length"])
-        if objective == "redi":
-            run["alpha"] = s["alpha"]
-        if objective == "dpo":
-            run["beta"] = s["beta"]
+        from redi.train import objectives
+
+        run.update({p: s[p] for p in objectives.get(objective).params})  # the registry's parameters
     else:
         run["max_length"] = s["max_length"]
     return run
@@ -310,6 +309,7 @@ def _train_ours(objective, work: Path, settings: dict, steps: int, out: str, met
     import logging
 
     import redi.train.trainer as trainer_mod
+    from redi.train import objectives
     from redi.train.run import train
 
     logging.getLogger("redi").setLevel(logging.WARNING)
@@ -324,7 +324,7 @@ def _train_ours(objective, work: Path, settings: dict, steps: int, out: str, met
     trainer_mod.RediTrainer = Metered  # run.train imports it from the module at call time
     try:
         data = work / ("sft.jsonl" if objective == "sft" else "pref.jsonl")
-        ref = str(work / "ref_logps.parquet") if objective == "dpo" else None
+        ref = str(work / "ref_logps.parquet") if objectives.needs_reference(objective) else None
         run = {**_run_dict(objective, settings, steps), **settings.get("run_overrides", {}), **overrides}
         train(
             run, _model_dir(work, settings), str(data), out, ref_logps_path=ref, threads=int(settings.get("threads", 1))

@@ -11,6 +11,7 @@ if SRC not in sys.path:
 
 from redi.data.sources import hub_cache_dir  # noqa: E402
 from redi.eval.backends import groups_per_run  # noqa: E402
+from redi.eval.config import job_settings  # noqa: E402
 from redi.plan import (  # noqa: E402
     all_runs,
     check_consistency,
@@ -32,14 +33,6 @@ STAGE2_RUNS = stage2_runs(config)
 RUNS = all_runs(config)
 REFERENCE_RUNS = reference_runs(STAGE2_RUNS)
 EVAL = config["evaluation"]
-# evaluation keys of the whole workflow, not of one job (eval_params drops them)
-EVAL_WORKFLOW_KEYS = (
-    "benchmarks",
-    "intermediate",
-    "final",
-    "reference_models",
-    "group_per_run",
-)
 EVAL_ENV = f"../envs/{'eval-vllm' if EVAL['backend'] == 'vllm' else 'train'}.yaml"
 BENCHMARKS = EVAL["benchmarks"]
 # one eval_group job per run instead of one job per checkpoint (rules/eval.smk, issue 17)
@@ -237,9 +230,8 @@ def final_metrics():
 def eval_params(kind):
     """One evaluation job's settings, an EvalConfig dict (redi.eval.config): the evaluation
     section without its workflow-level keys, plus the n_samples and limit of `kind`."""
-    settings = {k: v for k, v in EVAL.items() if k not in EVAL_WORKFLOW_KEYS}
     return {
-        **settings,
+        **job_settings(EVAL),
         "n_samples": EVAL[kind]["n_samples"],
         "limit": EVAL[kind]["limit"],
     }

@@ -129,6 +129,6 @@ checkpoint curate:
         **stage_resources(config, "curate"),
     params:
         cfg=config["curation"],
-        benchmarks=decontamination_benchmarks(None),
+        benchmarks=config["curation"]["decontaminate"]["benchmarks"],  # names; files are inputs
     script:
         "../workflow/scripts/data_curate.py"

@@ -10,7 +10,7 @@ import pytest
 from redi.data.io import read_jsonl, read_kv_meta
 from redi.data.normalize import detect_schema, normalize
 from redi.data.schemas import META_NORMALIZE, canonical_schema
-from redi.data.synthetic import raw_schema
+from redi.data.synthetic import synthetic_corpus_schema
 from redi.ids import problem_id
 from test_data_common import raw_row, write_parquet
 
@@ -41,7 +41,7 @@ def test_raw_schema_with_malformed_rows(tmp_path):
         raw_row("P7", gens=["x"], llama=[None], mv=[True], valid=" Yes "),  # null label element -> False
         raw_row("P8", gens=["x", "y"], llama=[True, True], mv=[True, False]),
     ]
-    src = write_parquet(rows, tmp_path / "raw.parquet", raw_schema())
+    src = write_parquet(rows, tmp_path / "raw.parquet", synthetic_corpus_schema())
     out = normalize(src, tmp_path / "canon.parquet", tmp_path / "rej.jsonl")
     assert out["schema"] == "raw"
     # label lists are judged by curation's rule, never here (issue 11): P1 and P6 are kept
@@ -180,5 +180,5 @@ def test_no_schema_matches_lists_missing_columns(tmp_path):
 def test_detect_schema_prefers_raw(tmp_path):
     import pyarrow as pa
 
-    schema = raw_schema().append(pa.field("correctness_math_verify", pa.list_(pa.bool_())))
+    schema = synthetic_corpus_schema().append(pa.field("correctness_math_verify", pa.list_(pa.bool_())))
     assert detect_schema(schema) == "raw"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from redi.data.sources import download_hub, load_corpus
-from redi.data.synthetic import raw_schema
+from redi.data.synthetic import synthetic_corpus_schema
 from test_data_common import raw_row, write_parquet
 
 
@@ -38,13 +38,13 @@ def _problems(corpus):
 
 def test_load_single_parquet_and_dir(tmp_path):
     rows = _rows()
-    f = write_parquet(rows, tmp_path / "one.parquet", raw_schema())
+    f = write_parquet(rows, tmp_path / "one.parquet", synthetic_corpus_schema())
     c = load_corpus(f)
     assert c.kind == "parquet" and c.num_rows == 5 and "correctness" in c.column_names
     assert _problems(c) == [f"P{i}" for i in range(5)]
     d = tmp_path / "dir"
-    write_parquet(rows[:2], d / "train-00000.parquet", raw_schema())
-    write_parquet(rows[2:], d / "train-00001.parquet", raw_schema())  # files are read in sorted path order
+    write_parquet(rows[:2], d / "train-00000.parquet", synthetic_corpus_schema())
+    write_parquet(rows[2:], d / "train-00001.parquet", synthetic_corpus_schema())  # files are read in sorted path order
     c = load_corpus(d)
     assert c.num_rows == 5 and _problems(c) == [f"P{i}" for i in range(5)]
 
@@ -66,7 +66,7 @@ def test_load_save_to_disk(tmp_path):
     import datasets
     import pyarrow as pa
 
-    table = pa.Table.from_pylist(_rows(), schema=raw_schema())
+    table = pa.Table.from_pylist(_rows(), schema=synthetic_corpus_schema())
     ds = datasets.Dataset(table)
     ds.save_to_disk(str(tmp_path / "ds"))
     c = load_corpus(tmp_path / "ds")

@@ -11,7 +11,7 @@ from redi.data import curate as curate_mod
 from redi.data import verify_stage
 from redi.data.io import iter_parquet_batches
 from redi.data.normalize import normalize
-from redi.data.synthetic import raw_schema
+from redi.data.synthetic import synthetic_corpus_schema
 from test_data_common import build_tiny_tokenizer, gen, raw_row, write_parquet
 
 
@@ -36,7 +36,7 @@ def canonical(tmp_path):
                 mv=[True] * (1 + i % 3))  # fmt: skip
         for i in range(11)
     ]
-    src = write_parquet(rows, tmp_path / "raw.parquet", raw_schema())
+    src = write_parquet(rows, tmp_path / "raw.parquet", synthetic_corpus_schema())
     normalize(src, tmp_path / "canonical.parquet", tmp_path / "rej.jsonl", batch_size=4)  # several row groups
     assert pq.ParquetFile(tmp_path / "canonical.parquet").num_row_groups > 1
     return tmp_path / "canonical.parquet"

@@ -10,7 +10,7 @@ import pytest
 from redi.data.io import read_kv_meta
 from redi.data.normalize import normalize
 from redi.data.schemas import META_NORMALIZE, verified_schema
-from redi.data.synthetic import raw_schema
+from redi.data.synthetic import synthetic_corpus_schema
 from redi.data.verify_stage import gather, shard_range, verify_shard
 from test_data_common import gen, raw_row, write_parquet
 
@@ -37,7 +37,7 @@ def canonical(tmp_path):
             source="b",
         ),
     ]
-    src = write_parquet(rows, tmp_path / "raw.parquet", raw_schema())
+    src = write_parquet(rows, tmp_path / "raw.parquet", synthetic_corpus_schema())
     normalize(src, tmp_path / "canonical.parquet", tmp_path / "rej.jsonl")
     return tmp_path / "canonical.parquet"
 

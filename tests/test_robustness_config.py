@@ -159,6 +159,8 @@ CONSUMER_CASES = [
     (lambda c: c["evaluation"]["reference_models"].append({"name": "nowhere"}), "evaluation.reference_models"),
     (lambda c: c["resources"].update(accelerate_config="zero9"), "resources.accelerate_config"),
     (lambda c: c["evaluation"].update(vllm={"tensor_paralel_size": 2}), "evaluation.vllm"),
+    # every evaluation key is checked as the evaluation job checks it (EvalConfig.from_dict)
+    (lambda c: c["evaluation"].update(transformers={"dtipe": "bfloat16"}), "evaluation.transformers.dtipe"),
     (lambda c: c["student"]["tiny"].update(hiden_size=64), "student.tiny"),
     (lambda c: c["student"]["tiny"].update(hidden_size=100, num_attention_heads=3), "student.tiny"),
     (lambda c: c["corpus"]["synthetic"].update(n_test_problem=5), "corpus.synthetic"),

@@ -22,7 +22,7 @@ import pytest
 from redi.data.curate import curate
 from redi.data.io import read_jsonl
 from redi.data.normalize import normalize
-from redi.data.synthetic import raw_schema
+from redi.data.synthetic import synthetic_corpus_schema
 from redi.data.verify_stage import gather, verify_shard
 from test_data_common import build_tiny_tokenizer, raw_row, verified_row, write_parquet, write_verified
 
@@ -202,7 +202,7 @@ def test_unreadable_utf8_in_a_parquet_string_column(tmp_path):
     import pyarrow as pa
 
     rows = [_row(f"Row {k} problem.") for k in range(3)]
-    table = pa.Table.from_pylist(rows, schema=raw_schema())
+    table = pa.Table.from_pylist(rows, schema=synthetic_corpus_schema())
     texts = [r["problem"].encode() for r in rows]
     texts[1] = b"Row 1 \xff problem."
     offsets = np.cumsum([0] + [len(t) for t in texts]).astype("int32")
@@ -278,7 +278,7 @@ def test_empty_curated_set_stops_naming_the_step(tmp_path, tok, rows, cfg, name,
 
 def test_corpus_emptied_by_normalize_stops_at_curation_naming_normalize(tmp_path, tok):
     rows = [{**raw_row(f"P{i}"), "generations": None} for i in range(3)]
-    src = write_parquet(rows, tmp_path / "raw.parquet", raw_schema())
+    src = write_parquet(rows, tmp_path / "raw.parquet", synthetic_corpus_schema())
     summary = normalize(src, tmp_path / "canonical.parquet", tmp_path / "nr.jsonl")
     assert summary["canonical_rows"] == 0 and summary["reject_reasons"] == {"generations_none": 3}
     verify_shard(tmp_path / "canonical.parquet", 0, 1, tmp_path / "s.parquet")

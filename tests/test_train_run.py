@@ -206,3 +206,16 @@ def test_dpo_with_cached_reference_via_cli(inputs, tmp_path):
     assert rows[1]["loss"] != rows[0]["loss"]
     with pytest.raises(ValueError, match="ref_logps_path"):
         train({"objective": "dpo"}, inputs["model"], inputs["pref"], str(tmp_path / "x"))
+
+
+def test_reference_pass_is_only_for_objectives_that_need_one(tmp_path):
+    """The objective registry decides (needs_reference), not a name: REDI is pairwise but has no
+    reference model, so its pass is refused before any model loads; without an objective the
+    pass takes the first registry objective that needs one."""
+    from redi.train import objectives
+    from redi.train.reference import compute_reference_logps
+
+    run = {"objective": "redi", "alpha": 0.8, "global_batch_size": 4, "per_device_batch_size": 2}
+    with pytest.raises(ValueError, match="objective is 'redi'"):
+        compute_reference_logps(str(tmp_path / "no-model"), str(tmp_path / "no-data"), str(tmp_path / "r"), run, 1)
+    assert [n for n, o in objectives.OBJECTIVES.items() if o.needs_reference][0] == "dpo"

@@ -7,8 +7,8 @@ name and hyper-parameters are defined in exactly one place.
 from __future__ import annotations
 
 import copy
-import inspect
 import itertools
+import re
 from pathlib import Path
 
 import yaml
@@ -96,16 +96,16 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     runs (hours later, for an evaluation or a stage-2 job) or would silently ignore: each is
     checked here with that code's own rule, so the workflow stops before any job starts."""
     from redi.data.synthetic import SynthConfig
-    from redi.eval.backends import VLLMBackend
-    from redi.eval.config import SamplingConfig
+    from redi.eval.config import EvalConfig, job_settings
     from redi.model.shape import TINY_DEFAULTS
     from redi.train.config import RunConfig
     from redi.train.launch import accelerate_config_path
 
-    try:
-        SamplingConfig(**config["evaluation"]["sampling"])
-    except ValueError as error:  # its messages start with the field's name
-        raise ConfigError(f"config key 'evaluation.sampling.{str(error).split()[0]}': {error}") from error
+    try:  # as every evaluation job will check its settings (sampling, backend options, ...)
+        EvalConfig.from_dict(job_settings(config["evaluation"]))
+    except (TypeError, ValueError) as error:  # its messages name the key (evaluation.sampling.top_p)
+        named = re.search(r"\bevaluation(\.\w+)+", str(error))
+        raise ConfigError(f"config key '{named.group(0) if named else 'evaluation'}': {error}") from error
     world_size = max(1, int(config["resources"]["train"]["gpu"]))
     for run in runs.values():  # a stage-2 job must not find this out after SFT has run
         try:
@@ -123,11 +123,6 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
             accelerate_config_path(config["resources"]["accelerate_config"])
         except FileNotFoundError as error:
             raise ConfigError(f"config key 'resources.accelerate_config': {error}") from error
-    vllm_keys = set(inspect.signature(VLLMBackend.__init__).parameters) - {"self", "model_path", "tokenizer",
-                                                                        "trust_remote_code"}  # fmt: skip
-    unknown = sorted(set(config["evaluation"]["vllm"]) - vllm_keys - {"data_parallel"})
-    if unknown:
-        raise ConfigError(f"config key 'evaluation.vllm': unknown option(s) {unknown}; known: {sorted(vllm_keys)}")
     tiny = {**TINY_DEFAULTS, **config["student"]["tiny"]}
     unknown = sorted(set(tiny) - set(TINY_DEFAULTS))
     if unknown:

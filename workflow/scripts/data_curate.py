@@ -1,9 +1,9 @@
 """Snakemake adapter: curate D_SFT and D_Pref (``redi.data.curate.curate``).
 
-input.verified, input.tokenizer (student dir), input.origins (teacher stage only);
-params.cfg (config.curation), params.benchmarks
-(decontamination benchmark name -> JSON file); output.sft, output.pref, output.report_json,
-output.report_md, output.rejects; threads; log[0].
+input.verified, input.tokenizer (student dir), input.origins (teacher stage only), and one
+input per decontamination benchmark (its JSON file, named as the benchmark);
+params.cfg (config.curation), params.benchmarks (the decontamination benchmarks' names);
+output.sft, output.pref, output.report_json, output.report_md, output.rejects; threads; log[0].
 """
 
 import _bootstrap
@@ -27,6 +27,6 @@ curate(
     out.report_md,
     out.rejects,
     CurationConfig.from_dict(snakemake.params.cfg),
-    dict(snakemake.params.benchmarks),
+    {name: snakemake.input[name] for name in snakemake.params.benchmarks},  # name -> file
     origins_path=snakemake.input.get("origins"),
 )

@@ -518,7 +518,11 @@ def _malform(r: random.Random, row: dict, kind: str) -> dict:
     return row
 
 
-def raw_schema():
+def synthetic_corpus_schema():
+    """The embedded synthetic corpus' columns and Arrow types: Open-R1's problem-level fields
+    (``solution``, ``problem_type``, ``question_type``, ``uuid``) with the Raw layout's
+    ``generations`` and ``correctness`` struct. Not :func:`redi.data.schemas.raw_schema`, the
+    layout the teacher stage writes."""
     import pyarrow as pa
 
     lb = pa.list_(pa.bool_())
@@ -596,7 +600,7 @@ def write_corpus(cfg: SynthConfig | dict | None, train_path, test_path) -> dict:
 
     cfg = SynthConfig.from_dict(cfg)
     rows, test = generate(cfg)
-    write_parquet_atomic(pa.Table.from_pylist(rows, schema=raw_schema()), train_path)
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=synthetic_corpus_schema()), train_path)
     write_text_atomic(test_path, json.dumps(test, indent=1) + "\n")
     stats = corpus_stats(rows, test, cfg)
     log.info("corpus: %s", json.dumps(stats, default=str))

@@ -7,7 +7,9 @@ key, so a typo fails the job instead of evaluating with a default. ``config/sche
 the defaults for Snakemake and ``tests/test_eval_config.py`` checks that the two agree. The same
 pattern as training's ``RunConfig`` and curation's ``CurationConfig`` (issue 14).
 
-Nothing heavy is imported here: ``redi.plan`` validates the sampling block at parse time.
+Nothing heavy is imported here: ``redi.plan`` checks the workflow's ``evaluation`` section with
+:meth:`EvalConfig.from_dict` at parse time (through :func:`job_settings`, as every job gets it),
+so a value an evaluation job would reject fails before any job starts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Keys of the workflow's ``evaluation`` section that are not one job's settings: which
+#: benchmarks, the intermediate / final schedules (their ``n_samples`` and ``limit`` go to each
+#: job), reference models, and the job layout (``group_per_run``).
+WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run")
+
+
+def job_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """One evaluation job's :class:`EvalConfig` dict from the workflow's ``evaluation`` section:
+    every key but :data:`WORKFLOW_KEYS` (unknown keys are kept, so ``from_dict`` names them).
+    The caller adds ``n_samples`` and ``limit`` (``rules/common.smk`` ``eval_params``; the teacher
+    stage's sampling jobs, ``redi.teacher.config``)."""
+    return {k: v for k, v in evaluation.items() if k not in WORKFLOW_KEYS}
 
 
 @dataclass(frozen=True)
@@ -69,8 +84,11 @@ class EvalConfig:
         sampling = values.pop("sampling", None) or {}
         if not isinstance(sampling, SamplingConfig):
             _check_keys(sampling, SamplingConfig, "evaluation.sampling")
-            sampling = SamplingConfig(**_typed(sampling, {"temperature": float, "top_p": float,
-                                                          "max_new_tokens": int, "seed": int}))  # fmt: skip
+            try:
+                sampling = SamplingConfig(**_typed(sampling, {"temperature": float, "top_p": float,
+                                                              "max_new_tokens": int, "seed": int}))  # fmt: skip
+            except ValueError as error:  # its messages start with the field's name
+                raise ValueError(f"key evaluation.sampling.{str(error).split()[0]}: {error}") from error
         values = {k: v for k, v in values.items() if v is not None}
         values = _typed(values, {"n_samples": int, "limit": int, "batch_size": int, "verify_timeout_s": float,
                                  "verify_memory_mb": int, "verify_workers": int})  # fmt: skip
@@ -121,4 +139,4 @@ def _check_names(values: dict, known: set[str], where: str) -> None:
             raise ValueError(f"unknown key {where}.{key}; known keys: {sorted(known)}")
 
 
-__all__ = ["EvalConfig", "SamplingConfig"]
+__all__ = ["WORKFLOW_KEYS", "EvalConfig", "SamplingConfig", "job_settings"]

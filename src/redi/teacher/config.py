@@ -103,8 +103,9 @@ class TeacherConfig:
         section's per-job keys (its workflow keys, benchmarks and schedules, dropped), then
         ``generation`` on top (``sampling`` and the backend blocks merged key by key), with
         ``n_samples`` and the teacher model's ``trust_remote_code``."""
-        fields = _eval_fields()
-        out = {k: v for k, v in evaluation.items() if k in fields and k not in ("n_samples", "limit")}
+        from redi.eval.config import job_settings
+
+        out = job_settings(evaluation)
         for key, value in self.generation.items():
             if isinstance(value, dict) and isinstance(out.get(key), dict):
                 out[key] = {**out[key], **value}

@@ -45,16 +45,18 @@ def compute_reference_logps(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from . import objectives
     from .batching import Collator, load_tokenized
     from .config import RunConfig
     from .logprobs import batch_logprobs, sequence_sums
     from .run import resolve_environment
 
     run_cfg = dict(run_cfg)
-    run_cfg.setdefault("objective", "dpo")
+    # only the truncation settings matter here; without an objective, the first that needs a reference
+    run_cfg.setdefault("objective", next(n for n, o in objectives.OBJECTIVES.items() if o.needs_reference))
     cfg = RunConfig.from_dict(run_cfg)
-    if not cfg.is_pairwise:
-        raise ValueError(f"reference log-probs are for pair data; objective is {cfg.objective!r}")
+    if not objectives.needs_reference(cfg.objective):
+        raise ValueError(f"reference log-probs are for objectives that need them; objective is {cfg.objective!r}")
     env = resolve_environment(cfg, deepspeed=deepspeed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

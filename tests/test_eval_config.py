@@ -100,3 +100,19 @@ def test_group_per_run_follows_the_backend():
         groups_per_run("yes", "transformers")
     with pytest.raises(ValueError, match="backend"):
         groups_per_run("auto", "tgi")
+
+
+def test_the_workflow_config_sets_every_job_knob():
+    """config/schema.yaml's evaluation section is EvalConfig's fields plus the workflow keys;
+    the only fields it leaves out are set per job (issue 17: the transformers backend's options
+    were a field the workflow config could not set)."""
+    from redi.eval.config import WORKFLOW_KEYS
+
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    section = set(schema["properties"]["evaluation"]["properties"])
+    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    assert section - set(WORKFLOW_KEYS) <= fields
+    per_job = {"n_samples", "limit",  # from evaluation.intermediate / final
+               "trust_remote_code",  # the evaluated model's own setting (student, reference model)
+               "verify_workers"}  # the job's threads  # fmt: skip
+    assert fields - section == per_job

@@ -49,4 +49,6 @@ def test_curation_job_takes_its_own_threads():
     cfg = load_config(ROOT / "config/paper.yaml")
     assert job_threads(cfg["resources"]["curate"], None) == 32
     assert stage_resources(cfg, "curate")["mem_mb"] == 32000
-    assert job_threads(load_config(ROOT / "config/config.yaml")["resources"]["curate"], 2) == 1
+    # the demo: auto, every core it is given (alone in its stage; issue 17)
+    demo = load_config(ROOT / "config/config.yaml")["resources"]["curate"]
+    assert demo["threads"] == "auto" and job_threads(demo, 2) == 2 and job_threads(demo, None) == 1

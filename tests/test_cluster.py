@@ -310,7 +310,7 @@ def test_reference_of_another_precision_is_refused(inputs, tmp_path):
     import pyarrow.parquet as pq
 
     from redi.train.config import RunConfig
-    from redi.train.run import check_reference_numerics, resolve_environment
+    from redi.train.environment import check_reference_numerics, resolve_environment
 
     path = tmp_path / "ref.parquet"
     meta = {"precision": "bf16"}  # as for DeepSpeed ZeRO-2

@@ -10,6 +10,8 @@
 * ``collapse.py``    the collapse guard
 * ``trainer.py``     RediTrainer (transformers.Trainer subclass): loss, metrics, atomic checkpoints
 * ``checkpoints.py`` checkpoint folders: resumable, model vs trainer files, pruning, fsync
+* ``environment.py`` where and how a job computes: device, precision mode, attention, padding;
+                     training and the reference pass agree on it
 * ``run.py``         ``train()``: prepare -> resume -> build trainer -> outputs (model/, metrics.jsonl,
                      summary.json)
 * ``reference.py``   ``compute_reference_logps()``: cached reference log-probs (DPO)

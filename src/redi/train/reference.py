@@ -3,7 +3,7 @@
 DPO needs ``log pi_ref(y|x)`` for every chosen and rejected response. Computing them once, before
 training, means the DPO job holds one model (the paper's setup needed ZeRO-3 to hold two). The
 pass uses the same tokenisation, truncation, chunked log-prob head and (on GPU) bf16 autocast as
-training, and the same precision mode as the training job (``run.precision_mode``: fp32,
+training, and the same precision mode as the training job (``environment.precision_mode``: fp32,
 fp32 weights under bf16 autocast, or bf16 weights as DeepSpeed trains; issue 13, item 9), so at
 step 0 the policy's log-probs equal the cached ones and the DPO loss is ``log 2``. The mode is
 recorded in the file and training refuses a file of another mode.
@@ -48,8 +48,8 @@ def compute_reference_logps(
     from . import objectives
     from .batching import Collator, load_tokenized
     from .config import RunConfig
+    from .environment import resolve_environment
     from .logprobs import batch_logprobs, sequence_sums
-    from .run import resolve_environment
 
     run_cfg = dict(run_cfg)
     # only the truncation settings matter here; without an objective, the first that needs a reference

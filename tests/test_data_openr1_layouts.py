@@ -140,6 +140,23 @@ def test_hub_download_path_on_a_local_datasets_repository(tmp_path, tok):
     info = download_hub(str(repo), None, "train", out)
     assert info["rows"] == 7 and "correctness_llama" in info["columns"]
     assert json.loads((out / "redi_download.json").read_text())["split"] == "train"
+    # provenance names what was downloaded, not only the revision asked for (a "main" moves):
+    # the saved files' hash, taken once at download; no hub commit for a local repository
+    from redi.provenance import data_identity, version_key
+
+    ident = data_identity(out)
+    assert ident["hub"] == str(repo) and ident.get("commit") is None and len(ident["sha256"]) == 64
+    other = tmp_path / "open-r1" / "other"
+    (other / "data").mkdir(parents=True)
+    table = pq.read_table(FIX / "openr1_220k.parquet")
+    pq.write_table(table.slice(0, 6), other / "data" / "train-00000-of-00001.parquet")
+    download_hub(str(other), None, "train", tmp_path / "cache2")
+    moved = data_identity(tmp_path / "cache2")
+    keys = [version_key({"code": {}, "libraries": {}, "data": {"corpus": d}}) for d in (ident, moved)]
+    assert keys[0] != keys[1]  # the same request, other content: results do not compare
+    from redi.provenance import describe
+
+    assert f"corpus {repo}@None sha256 {ident['sha256'][:12]}" in describe({"data": {"corpus": ident}})
     summary, _, steps, sft, _ = _pipeline(out, tmp_path / "run", tok, label_rule="mv")
     assert summary["input_kind"] == "save_to_disk" and summary["schema"] == "flat"
     assert sorted(r["row_index"] for r in sft) == EXPECTED[("openr1_220k", "mv")][0]

@@ -7,7 +7,7 @@ One record shape, written into every training ``summary.json`` and every evaluat
      "libraries": {"torch": "2.13.0", "transformers": ..., "accelerate": ..., "vllm": null,
                    "math-verify": ..., "datasets": ...},          # null = not installed
      "data": {"<role>": {"path": ..., "sha256": ...} | {"path": ..., "hub": name,
-              "revision": rev}},                                   # content hash or hub revision
+              "revision": rev, "commit": sha, "sha256": ...}},     # content hash (+ hub source)
      "model": {"path": ..., "sha256": ..., "hub": ..., "revision": ...},
      "config": {...}}                                              # the resolved config
 
@@ -90,8 +90,9 @@ def content_hash(path: str | Path) -> str:
 
 
 def data_identity(path: str | Path | None) -> dict | None:
-    """A data file or folder: its hub name and revision when it is a hub download (the record
-    ``download_hub`` leaves), else its content hash. None for no path; a missing path says so."""
+    """A data file or folder: its content hash, and its hub name, revision and resolved commit
+    when it is a hub download (from the record ``download_hub`` leaves, which hashed the download
+    once). None for no path; a missing path says so."""
     if path is None:
         return None
     p = Path(path)
@@ -100,6 +101,7 @@ def data_identity(path: str | Path | None) -> dict | None:
     if record is not None and record.is_file():
         info = json.loads(record.read_text())
         out.update(hub=info.get("name"), revision=info.get("revision"), split=info.get("split"))
+        out.update({k: info[k] for k in ("commit", "sha256") if info.get(k)})
         return out
     if not p.exists():
         out["missing"] = True
@@ -197,6 +199,7 @@ def describe(prov: dict) -> str:
     parts += [f"{k} {v}" for k, v in (prov.get("libraries") or {}).items() if v]
     for role, d in sorted((prov.get("data") or {}).items()):
         if d and role in COMPARED_DATA:
-            ident = f"{d['hub']}@{d.get('revision')}" if d.get("hub") else f"sha256 {str(d.get('sha256'))[:12]}"
+            ident = f"{d['hub']}@{d.get('commit') or d.get('revision')}" if d.get("hub") else ""
+            ident = " ".join(x for x in (ident, f"sha256 {str(d['sha256'])[:12]}" if d.get("sha256") else "") if x)
             parts.append(f"{role} {ident}")
     return ", ".join(parts)

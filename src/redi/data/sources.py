@@ -56,10 +56,27 @@ def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
         raise error from exc
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     ds.save_to_disk(str(out_dir))
-    info = {"name": name, "revision": revision, "split": split, "rows": len(ds), "columns": ds.column_names}
+    from redi.provenance import content_hash
+
+    info = {"name": name, "revision": revision, "commit": _hub_commit(name, revision), "split": split,
+            "rows": len(ds), "columns": ds.column_names,
+            # what was really downloaded: a revision such as "main" moves (issue 15); hashed once here
+            "sha256": content_hash(out_dir)}  # fmt: skip
     write_text_atomic(out_dir / "redi_download.json", json.dumps(info, indent=1) + "\n")
     log.info("download: %s", info)
     return info
+
+
+def _hub_commit(name: str, revision: str | None) -> str | None:
+    """The commit ``revision`` of hub dataset ``name`` resolves to (``huggingface_hub``), or None
+    where it cannot be asked (a local repository path, offline mode)."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(name, revision=revision).sha
+    except Exception as exc:  # noqa: BLE001 - provenance only; the download itself succeeded
+        log.info("no hub commit for %s@%s: %s", name, revision, type(exc).__name__)
+        return None
 
 
 @dataclass(frozen=True)

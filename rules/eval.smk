@@ -17,7 +17,7 @@ rule eval_student:
         "logs/eval/student/base/{bench}.log",
     benchmark:
         "benchmarks/eval/student/base/{bench}.tsv"
-    priority: job_priority("eval", res("eval", "threads"))
+    priority: job_priority("eval_student", res("eval", "threads"))
     conda:
         EVAL_ENV
     threads: res("eval", "threads")

@@ -159,7 +159,7 @@ def test_threads_auto_follows_the_cores_a_job_has():
 def test_priorities_put_the_critical_path_first_on_scarce_cores():
     """Snakemake's scheduler starts the ready jobs with the largest summed priority that fit the
     free cores (issue 17): weighted by cores, one 2-core job of a higher tier must outrank any
-    pair of 1-core jobs of lower tiers on the demo's 2 cores; training comes before evaluation."""
+    pair of 1-core jobs of lower tiers on the demo's 2 cores; then the longest jobs first."""
     from redi.plan import PRIORITY_TIERS, job_priority
 
     # the demo after SFT: the reference pass (2 cores) vs two stage-2 runs (1 core each)
@@ -167,8 +167,11 @@ def test_priorities_put_the_critical_path_first_on_scarce_cores():
     # SFT (2 cores) vs the best pair of anything below it; curation (2 cores) vs the student's evaluation
     assert job_priority("train_sft", 2) > 2 * job_priority("reference_logps", 1)
     assert job_priority("data", 2) > job_priority("student") > job_priority("eval")
-    # training before evaluation; an SFT run's evaluation group before a stage-2 run's
-    assert job_priority("train_stage2") > job_priority("eval_sft") > job_priority("eval")
+    # longest first among the rest: SFT's evaluation group (ready with the stage-2 trainings) beside
+    # them, the stage-2 evaluations after them, the student's (the shortest) last; yet the
+    # reference pass (2 cores) wins over SFT's evaluation group + a training (1 core each)
+    assert job_priority("eval_sft") > job_priority("train_stage2") > job_priority("eval") > job_priority("eval_student")
+    assert job_priority("reference_logps", 2) > job_priority("eval_sft") + job_priority("train_stage2")
     tiers = list(PRIORITY_TIERS)
     assert tiers == sorted(tiers, key=PRIORITY_TIERS.get, reverse=True)  # declared in critical-path order
     assert job_priority("eval", 0) == job_priority("eval", 1)  # a job takes at least one core

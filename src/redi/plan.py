@@ -221,20 +221,23 @@ def job_threads(spec: dict, cores: int | None, parallel: int = 1) -> int:
 
 #: Scheduling tiers, critical path first (issue 17): where cores are scarce (the CPU demo runs
 #: ~30 jobs on 2 cores) a job that many others wait for should start before one that nothing
-#: waits for: the data stage, the student (curation tokenises with it, SFT starts from it), SFT
-#: (every stage-2 run starts from it), the reference pass (it gates the DPO runs), stage-2
-#: training, then the evaluations; an SFT run's first (it evaluates the most checkpoints, the
-#: longest job). Model cards and the report have no tier (Snakemake's default priority 0). The
-#: untrained student's evaluation is an evaluation like the others: with no tier it ran last,
-#: alone on one core of two, in the demo (31 s).
+#: waits for, and among the rest the longest first, so that the last job to finish is a short
+#: one (longest-processing-time-first; the demo's runs ended with one core idle for up to a
+#: whole evaluation). The data stage, the student (curation tokenises with it, SFT starts from
+#: it), SFT (every stage-2 run starts from it), the reference pass (it gates the DPO runs);
+#: then an SFT run's evaluation group, ready at the same time as the stage-2 trainings and the
+#: longest job (it evaluates the most checkpoints), beside them; stage-2 training; the stage-2
+#: evaluations; last the untrained student's evaluation (the shortest: it fills the final gap).
+#: Model cards and the report have no tier (Snakemake's default priority 0).
 PRIORITY_TIERS: dict[str, int] = {
     "data": 60,
     "student": 55,
     "train_sft": 50,
     "reference_logps": 40,
+    "eval_sft": 35,
     "train_stage2": 30,
-    "eval_sft": 25,
-    "eval": 20,  # a stage-2 run's evaluations, the student's, a reference model's
+    "eval": 20,  # a stage-2 run's evaluations, a reference model's
+    "eval_student": 15,
 }
 
 

@@ -107,6 +107,7 @@ else:
             "logs/eval/{run}/select_best.log",
         benchmark:
             "benchmarks/eval/{run}/select_best.tsv"
+        priority: eval_priority
         conda:
             "../envs/train.yaml"
         threads: 1

@@ -49,6 +49,7 @@ rule prepare_reference:
         "logs/model/prepare_reference-{ref}.log",
     benchmark:
         "benchmarks/model/prepare_reference-{ref}.tsv"
+    priority: job_priority("eval")
     localrule: True
     conda:
         "../envs/train.yaml"

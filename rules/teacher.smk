@@ -33,6 +33,7 @@ if TEACHER.enabled:
             "logs/teacher/normalize_corpus.log",
         benchmark:
             "benchmarks/teacher/normalize_corpus.tsv"
+        priority: job_priority("data")
         conda:
             "../envs/data.yaml"
         threads: 1
@@ -50,6 +51,7 @@ if TEACHER.enabled:
             "logs/teacher/problems.log",
         benchmark:
             "benchmarks/teacher/problems.tsv"
+        priority: job_priority("data")
         conda:
             "../envs/data.yaml"
         threads: 1
@@ -70,6 +72,7 @@ if TEACHER.enabled:
             "logs/teacher/build_teacher_tiny.log",
         benchmark:
             "benchmarks/teacher/build_teacher_tiny.tsv"
+        priority: job_priority("data")
         conda:
             "../envs/train.yaml"
         threads: 1
@@ -87,6 +90,7 @@ if TEACHER.enabled:
             "logs/teacher/prepare_teacher.log",
         benchmark:
             "benchmarks/teacher/prepare_teacher.tsv"
+        priority: job_priority("data")
         localrule: True
         conda:
             "../envs/train.yaml"
@@ -112,6 +116,7 @@ if TEACHER.enabled:
         wildcard_constraints:
             i=r"\d+",
             n=r"\d+",
+        priority: job_priority("data", res("teacher", "threads"))
         conda:
             TEACHER_ENV
         threads: res("teacher", "threads")
@@ -138,6 +143,7 @@ if TEACHER.enabled:
             "logs/teacher/corpus.log",
         benchmark:
             "benchmarks/teacher/corpus.tsv"
+        priority: job_priority("data")
         conda:
             "../envs/data.yaml"
         threads: 1

@@ -177,3 +177,17 @@ def test_priorities_put_the_critical_path_first_on_scarce_cores():
     assert job_priority("eval", 0) == job_priority("eval", 1)  # a job takes at least one core
     with pytest.raises(KeyError):
         job_priority("no-such-kind")
+
+
+def test_every_rule_has_a_scheduling_tier():
+    """A rule without `priority:` runs at 0, below every tiered job: a teacher-stage or
+    select_best job would then wait behind evaluations (issue 17). Only the jobs nothing else
+    waits for (model cards, the report, publishing, `all`) keep 0."""
+    untiered = {"all", "model_card", "push_to_hub", "report_build"}
+    missing = []
+    for path in sorted((ROOT / "rules").glob("*.smk")) + [ROOT / "Snakefile"]:
+        blocks = re.split(r"^\s*(?:rule|checkpoint) (\w+):\n", path.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2]):
+            if name not in untiered and not re.search(r"^\s+priority:", body, re.M):
+                missing.append(f"{path.name}:{name}")
+    assert not missing, missing

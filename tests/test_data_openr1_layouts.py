@@ -157,6 +157,7 @@ def test_hub_download_path_on_a_local_datasets_repository(tmp_path, tok):
     from redi.provenance import describe
 
     assert f"corpus {repo}@None sha256 {ident['sha256'][:12]}" in describe({"data": {"corpus": ident}})
+    assert describe({"data": {"corpus": {"path": "gone", "missing": True}}}).endswith("corpus missing")
     summary, _, steps, sft, _ = _pipeline(out, tmp_path / "run", tok, label_rule="mv")
     assert summary["input_kind"] == "save_to_disk" and summary["schema"] == "flat"
     assert sorted(r["row_index"] for r in sft) == EXPECTED[("openr1_220k", "mv")][0]

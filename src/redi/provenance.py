@@ -201,5 +201,6 @@ def describe(prov: dict) -> str:
         if d and role in COMPARED_DATA:
             ident = f"{d['hub']}@{d.get('commit') or d.get('revision')}" if d.get("hub") else ""
             ident = " ".join(x for x in (ident, f"sha256 {str(d['sha256'])[:12]}" if d.get("sha256") else "") if x)
+            ident = ident or ("missing" if d.get("missing") else "unknown")
             parts.append(f"{role} {ident}")
     return ", ".join(parts)

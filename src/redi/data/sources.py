@@ -43,10 +43,13 @@ def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
     message says how to use a local copy instead.
     """
     out_dir = Path(out_dir)
+    # resolve the revision first and load that commit, so the record names what was downloaded
+    # even if the branch moves meanwhile
+    commit = _hub_commit(name, revision)
     try:
         import datasets
 
-        ds = datasets.load_dataset(name, revision=revision, split=split)
+        ds = datasets.load_dataset(name, revision=commit or revision, split=split)
     except Exception as exc:  # noqa: BLE001 - every failure gets the same actionable message
         error = RuntimeError(
             f"Could not load {name!r} (revision {revision!r}, split {split!r}) from the Hugging "
@@ -58,7 +61,7 @@ def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
     ds.save_to_disk(str(out_dir))
     from redi.provenance import content_hash
 
-    info = {"name": name, "revision": revision, "commit": _hub_commit(name, revision), "split": split,
+    info = {"name": name, "revision": revision, "commit": commit, "split": split,
             "rows": len(ds), "columns": ds.column_names,
             # what was really downloaded: a revision such as "main" moves (issue 15); hashed once here
             "sha256": content_hash(out_dir)}  # fmt: skip
@@ -73,7 +76,7 @@ def _hub_commit(name: str, revision: str | None) -> str | None:
     try:
         from huggingface_hub import HfApi
 
-        return HfApi().dataset_info(name, revision=revision).sha
+        return HfApi().dataset_info(name, revision=revision, timeout=30).sha
     except Exception as exc:  # noqa: BLE001 - provenance only; the download itself succeeded
         log.info("no hub commit for %s@%s: %s", name, revision, type(exc).__name__)
         return None

@@ -41,6 +41,7 @@ no training job starts on an empty set.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import Counter
@@ -207,7 +208,7 @@ class TokenCounter:
         # Python lists first; it encodes a batch on the job's threads (RAYON_NUM_THREADS, set by
         # redi.runtime.set_threads). Same counts as ``self.tok(texts, add_special_tokens=False)``
         # (tests/test_qwen_real.py); the length filter's share of curation (issue 17).
-        backend = self._backend()
+        backend = self.backend
         out: list[int] = []
         k = 0
         while k < len(texts):
@@ -219,9 +220,10 @@ class TokenCounter:
             k = end
         return out
 
-    def _backend(self):
-        """The fast tokenizer's Rust ``Tokenizer``, set as ``self.tok(...)`` sets it for a call
-        without padding or truncation (special tokens in the text stay special)."""
+    @functools.cached_property
+    def backend(self):
+        """The fast tokenizer's Rust ``Tokenizer``, set once as ``self.tok(...)`` sets it for a
+        call without padding or truncation (special tokens in the text stay special)."""
         backend = getattr(self.tok, "backend_tokenizer", None)
         if backend is None:
             raise ValueError(f"{self.tok.name_or_path}: curation needs a fast (Rust) tokenizer")

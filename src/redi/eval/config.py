@@ -70,7 +70,7 @@ class EvalConfig:
     #   VLLMBackend (tensor_parallel_size, data_parallel, gpu_memory_utilization, max_model_len:
     #   the context set explicitly (default the model's max_position_embeddings), python, ...)
     transformers: dict[str, Any] = field(default_factory=dict)  # transformers backend options,
-    #   keywords of TransformersBackend (device, dtype, attn_implementation)
+    #   keywords of TransformersBackend (device, dtype, attn_implementation, prefill_once)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | EvalConfig | None) -> EvalConfig:

@@ -1,8 +1,10 @@
 """The ``transformers`` backend: batched ``model.generate`` with the KV cache (CPU, CI, one GPU).
 
 Left padding; prompts sorted by length (longest first, so memory trouble shows at once) with
-all samples of a prompt in the same batch, so padding stays small. Nothing from the checkpoint's
-``generation_config.json`` leaks into sampling (top-k stays off, as in vLLM).
+all samples of a prompt in the same batch, so padding stays small. Each prompt is prefilled
+once and its KV cache copied to its samples (``model.generate`` would prefill every sample's
+copy: 4-8x the prompt work; issue 17). Nothing from the checkpoint's ``generation_config.json``
+leaks into sampling (top-k stays off, as in vLLM).
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ class TransformersBackend(Backend):
         dtype: str | None = None,
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
+        prefill_once: bool = True,
     ):
+        """``prefill_once``: prefill each prompt once and share its KV cache among its samples
+        (the same sampled tokens up to float rounding: the prompt's attention runs in a smaller
+        batch; ~20 % faster on the CPU demo, issue 17); false: ``model.generate`` prefills
+        every sample (transformers' own path)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -63,6 +70,7 @@ class TransformersBackend(Backend):
             eos_token_id=self.stop_ids, pad_token_id=self.pad_id
         )
         self.batch_size = max(1, int(batch_size))
+        self.prefill_once = bool(prefill_once)
 
     def _generation_config(self, sampling: SamplingConfig):
         from transformers import GenerationConfig
@@ -98,10 +106,13 @@ class TransformersBackend(Backend):
                 input_ids[k, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
                 attention[k, width - len(ids) :] = 1
             torch.manual_seed(stable_int(sampling.seed, batch[0][0], batch[0][1], len(batch)))
+            input_ids, attention = input_ids.to(self.device), attention.to(self.device)
             with torch.inference_mode():
+                cache = self._shared_prompt_cache(chunk, input_ids, attention)
                 out = self.model.generate(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=attention.to(self.device),
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    past_key_values=cache,
                     generation_config=config,
                 )
             new = out[:, width:].tolist()
@@ -119,6 +130,34 @@ class TransformersBackend(Backend):
                 seconds,
             )
             on_batch(gens, seconds)
+
+    def _shared_prompt_cache(self, chunk, input_ids, attention):
+        """The KV cache of every row's prompt but its last token, each prompt computed once.
+
+        ``input_ids``/``attention``: (rows, width), left-padded, one row per sample in ``chunk``
+        order. Returns a ``DynamicCache`` over (rows, width - 1) positions, or None (no prompt
+        has two samples in this batch, or ``prefill_once`` is off): ``model.generate`` then
+        prefills every row itself. Given the cache, ``generate`` runs only the last prompt
+        token (transformers restarts from a cache when ``input_ids`` holds the full sequence);
+        positions follow the attention mask as ``generate`` computes them.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        counts = [len(j.sample_indices) for j in chunk]
+        if not self.prefill_once or max(counts) < 2 or input_ids.shape[1] < 2:
+            return None
+        first = torch.tensor([0, *counts[:-1]], device=input_ids.device).cumsum(0)  # a row per prompt
+        ids, mask = input_ids[first, :-1], attention[first, :-1]
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1)  # fmt: skip
+        cache.batch_select_indices(
+            torch.repeat_interleave(torch.arange(len(chunk), device=input_ids.device),
+                                    torch.tensor(counts, device=input_ids.device))  # fmt: skip
+        )
+        return cache
 
     def close(self):
         self.model = None

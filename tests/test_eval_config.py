@@ -80,7 +80,7 @@ def test_from_dict_names_the_bad_key(bad, message):
 
 def test_backend_options_are_the_constructors_keywords():
     assert {"tensor_parallel_size", "data_parallel", "max_model_len", "python"} <= backend_options("vllm")
-    assert backend_options("transformers") == {"device", "dtype", "attn_implementation"}
+    assert backend_options("transformers") == {"device", "dtype", "attn_implementation", "prefill_once"}
     cfg = EvalConfig.from_dict({"backend": "vllm", "vllm": {"max_model_len": 4096}})
     assert cfg.backend_options == {"max_model_len": 4096} and cfg.max_model_len == 4096
     assert EvalConfig.from_dict({"vllm": {"max_model_len": 4096}}).max_model_len is None  # transformers

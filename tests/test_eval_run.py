@@ -261,8 +261,8 @@ def test_prompt_prefilled_once_samples_what_generate_samples(model_dir):
         for batch_size in (2, 5):
             backend = TransformersBackend(model_dir, batch_size=batch_size, prefill_once=once)
             _sharpen_attention(backend.model)
-            got = []
-            backend.generate(jobs, sampling, lambda gens, _secs: got.extend(gens))
+            got: list = []
+            backend.generate(jobs, sampling, lambda gens, _secs, got=got: got.extend(gens))
             texts[once, batch_size] = sorted((g.problem_id, g.sample_index, g.text, g.length) for g in got)
     for batch_size in (2, 5):
         assert len(texts[True, batch_size]) == 13

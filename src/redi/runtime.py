@@ -66,7 +66,7 @@ def keep_freed_memory() -> bool:
     million minor faults and 110 s of system time out of ~1,060 CPU s. With the mmap threshold
     at 32 MiB and the trim threshold at 256 MiB, one evaluation of the demo (800 samples) takes
     210 k faults instead of 700-780 k and 5 % less wall time; SFT ~3 % less (issue 17,
-    ``bench/results/2026-12-01-demo-malloc-issue17.md``). The numbers computed do not change
+    ``bench/results/2026-11-30-demo-issue17.md``). The numbers computed do not change
     (only where freed memory goes). Costs up to ``TRIM_THRESHOLD_BYTES`` of resident memory
     per process that a default process would have returned.
 
@@ -82,12 +82,12 @@ def keep_freed_memory() -> bool:
         if sys.platform.startswith("linux") and not any(v in os.environ for v in _USER_MALLOC_SETTINGS):
             try:
                 libc = ctypes.CDLL(None)
-                libc.gnu_get_libc_version  # glibc only (musl has mallopt as a no-op)
-                _allocator_tuned = bool(
-                    libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-                    and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-                )
-            except (OSError, AttributeError):
+                if hasattr(libc, "gnu_get_libc_version"):  # glibc (musl's mallopt does nothing)
+                    _allocator_tuned = bool(
+                        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                        and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+                    )
+            except OSError:
                 pass
     return _allocator_tuned
 

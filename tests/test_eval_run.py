@@ -229,45 +229,49 @@ def test_transformers_backend_stops_on_im_end(model_dir):
     assert finish(ids, backend.stop_ids, tok)[2] == "length"
 
 
-def _sharpen_attention(model, scale: float = 6.0) -> None:
-    """A random tiny model attends almost uniformly, so a wrong position or a cache row copied
-    to the wrong sample would hardly move its logits: scaled queries and keys make attention
-    peaked, so each token's positions and context count."""
-    import torch
-
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.q_proj.weight.mul_(scale)
-            layer.self_attn.k_proj.weight.mul_(scale)
+@pytest.fixture(scope="module")
+def peaked_model_dir(tmp_path_factory):
+    """A tiny student with larger weights (init std 0.2): the default init attends almost
+    uniformly, so a wrong position or a cache row copied to the wrong sample would hardly move
+    its logits (a one-off position error passed against it)."""
+    return save_tiny_student(tmp_path_factory.mktemp("tiny-qwen2-peaked"), init_std=0.2)
 
 
-def test_prompt_prefilled_once_samples_what_generate_samples(model_dir):
+def test_prompt_prefilled_once_samples_what_generate_samples(peaked_model_dir):
     """Sharing each prompt's KV cache among its samples (the default) samples the same tokens as
     ``model.generate``'s own prefill of every copy: prompts of different lengths (left
-    padding), a resumed prompt, a prompt with one sample, a batch that holds no shared prompt."""
-    tok = TransformersBackend(model_dir, batch_size=1).tokenizer
+    padding), a resumed prompt, a prompt with one sample, one with none, a batch that holds no
+    shared prompt. The shared path really runs: its first forward has a row per prompt."""
+    tok = TransformersBackend(peaked_model_dir, batch_size=1).tokenizer
     prompts = [tok(f"What is {k} plus {k * 7}? Think step by step." * (1 + k % 3),
-                   add_special_tokens=False)["input_ids"] for k in range(5)]  # fmt: skip
+                   add_special_tokens=False)["input_ids"] for k in range(6)]  # fmt: skip
     jobs = [
         GenerationJob("a", tuple(prompts[0]), (0, 1, 2, 3)),
         GenerationJob("b", tuple(prompts[1]), (2, 3)),  # resumed: samples 2 and 3 only
         GenerationJob("c", tuple(prompts[2]), (0,)),
         GenerationJob("d", tuple(prompts[3]), (0, 1, 2)),
         GenerationJob("e", tuple(prompts[4]), (5, 6, 7)),
+        GenerationJob("f", tuple(prompts[5]), ()),  # nothing left to sample
     ]
     sampling = SamplingConfig(temperature=1.0, top_p=0.95, max_new_tokens=24, seed=3)
-    texts = {}
+    texts, first_forward = {}, {}
     for once in (True, False):
-        for batch_size in (2, 5):
-            backend = TransformersBackend(model_dir, batch_size=batch_size, prefill_once=once)
-            _sharpen_attention(backend.model)
+        for batch_size in (2, 6):
+            backend = TransformersBackend(peaked_model_dir, batch_size=batch_size, prefill_once=once)
+            shapes: list = []
+            backend.model.model.embed_tokens.register_forward_hook(
+                lambda _m, args, _out, shapes=shapes: shapes.append(tuple(args[0].shape)))
             got: list = []
             backend.generate(jobs, sampling, lambda gens, _secs, got=got: got.extend(gens))
             texts[once, batch_size] = sorted((g.problem_id, g.sample_index, g.text, g.length) for g in got)
-    for batch_size in (2, 5):
+            first_forward[once, batch_size] = shapes[0]
+    for batch_size in (2, 6):
         assert len(texts[True, batch_size]) == 13
         assert texts[True, batch_size] == texts[False, batch_size]
-    assert len({t[2] for t in texts[True, 5]}) > 10  # real sampling, not one repeated text
+    assert len({t[2] for t in texts[True, 6]}) > 10  # real sampling, not one repeated text
+    width = max(len(p) for p in prompts[:5])
+    assert first_forward[True, 6] == (5, width - 1)  # five prompts with samples, once each
+    assert first_forward[False, 6] == (13, width)  # generate's own prefill: every sample
 
 
 FAKE_VLLM = textwrap.dedent(

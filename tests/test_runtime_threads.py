@@ -82,13 +82,18 @@ print(json.dumps({"tuned": tuned, "faults": faults, "tokens": out[:, 120:].tolis
 """
 
 
-def _malloc_probe(mode: str, **env_extra: str) -> dict:
+def _malloc_probe(mode: str, probe: str = MALLOC_PROBE, **env_extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")}
+           if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES", "LD_PRELOAD")}
     env.update(PYTHONPATH=src_path(), **env_extra)
-    out = subprocess.run([sys.executable, "-c", MALLOC_PROBE, mode], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", probe, mode], env=env, capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _tuned_with(**env_extra: str) -> bool:
+    probe = "import json; from redi.runtime import keep_freed_memory; print(json.dumps({'tuned': keep_freed_memory()}))"
+    return _malloc_probe("tuned", probe, **env_extra)["tuned"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
@@ -99,6 +104,10 @@ def test_generation_reuses_freed_memory_and_samples_the_same_tokens():
     base, tuned = _malloc_probe("base"), _malloc_probe("tuned")
     assert tuned["tuned"] is True
     assert tuned["tokens"] == base["tokens"]
-    assert tuned["faults"] * 8 < base["faults"], (tuned["faults"], base["faults"])
-    # the user's own malloc settings stand
-    assert _malloc_probe("tuned", MALLOC_TRIM_THRESHOLD_="131072")["tuned"] is False
+    # measured ratio >= 27 here, >= 10 with transparent huge pages on torch's buffers
+    assert tuned["faults"] * 3 < base["faults"], (tuned["faults"], base["faults"])
+    # the user's own malloc settings stand; an unrelated glibc tunable does not count
+    assert _tuned_with() is True
+    assert _tuned_with(MALLOC_TRIM_THRESHOLD_="131072") is False
+    assert _tuned_with(GLIBC_TUNABLES="glibc.malloc.arena_max=2") is False
+    assert _tuned_with(GLIBC_TUNABLES="glibc.rtld.optional_static_tls=2048") is True

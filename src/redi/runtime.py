@@ -52,8 +52,19 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 * 2**20
 # Free memory at the heap's top is handed back to the kernel only past this.
 TRIM_THRESHOLD_BYTES = 256 * 2**20
-_USER_MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 _allocator_tuned: bool | None = None
+
+
+def _user_chose_allocator() -> bool:
+    """The user set glibc's malloc thresholds or preloaded another allocator (jemalloc,
+    tcmalloc, mimalloc: mallopt would then set a malloc that is not in use)."""
+    env = os.environ
+    return (
+        "MALLOC_MMAP_THRESHOLD_" in env
+        or "MALLOC_TRIM_THRESHOLD_" in env
+        or "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
+        or "malloc" in env.get("LD_PRELOAD", "")
+    )
 
 
 def keep_freed_memory() -> bool:
@@ -72,14 +83,15 @@ def keep_freed_memory() -> bool:
 
     Applies from the call on (allocations already made keep their place). Does nothing where
     the C library is not glibc, or where the user set ``MALLOC_MMAP_THRESHOLD_``,
-    ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` (their choice stands). Returns whether the
+    ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc.*`` tunable, or preloaded another allocator
+    (``LD_PRELOAD`` naming a malloc): their choice stands. Returns whether the
     settings are in effect in this process (the first call decides; later calls repeat its
     answer). Source: glibc ``mallopt(3)`` (``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``).
     """
     global _allocator_tuned
     if _allocator_tuned is None:
         _allocator_tuned = False
-        if sys.platform.startswith("linux") and not any(v in os.environ for v in _USER_MALLOC_SETTINGS):
+        if sys.platform.startswith("linux") and not _user_chose_allocator():
             try:
                 libc = ctypes.CDLL(None)
                 if hasattr(libc, "gnu_get_libc_version"):  # glibc (musl's mallopt does nothing)

@@ -144,8 +144,8 @@ class TransformersBackend(Backend):
         import torch
         from transformers import DynamicCache
 
-        counts = [len(j.sample_indices) for j in chunk]
-        if not self.prefill_once or max(counts) < 2 or input_ids.shape[1] < 2:
+        counts = [len(j.sample_indices) for j in chunk if j.sample_indices]
+        if not self.prefill_once or not counts or max(counts) < 2 or input_ids.shape[1] < 2:
             return None
         first = torch.tensor([0, *counts[:-1]], device=input_ids.device).cumsum(0)  # a row per prompt
         ids, mask = input_ids[first, :-1], attention[first, :-1]
@@ -154,7 +154,7 @@ class TransformersBackend(Backend):
         self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                    use_cache=True, logits_to_keep=1)  # fmt: skip
         cache.batch_select_indices(
-            torch.repeat_interleave(torch.arange(len(chunk), device=input_ids.device),
+            torch.repeat_interleave(torch.arange(len(counts), device=input_ids.device),
                                     torch.tensor(counts, device=input_ids.device))  # fmt: skip
         )
         return cache

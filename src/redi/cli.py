@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from redi.runtime import keep_freed_memory
+
+    keep_freed_memory()  # every command (issue 17); set_threads repeats it for library callers
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

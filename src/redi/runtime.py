@@ -76,12 +76,14 @@ def keep_freed_memory() -> bool:
     goes back to the kernel on free, and every reuse costs page faults: the CPU demo took 48
     million minor faults and 110 s of system time out of ~1,060 CPU s. With the mmap threshold
     at 32 MiB and the trim threshold at 256 MiB, one evaluation of the demo (800 samples) takes
-    210 k faults instead of 700-780 k and 5 % less wall time; SFT ~3 % less (issue 17,
+    210 k faults instead of 700-780 k and 5-8 % less wall time; an SFT epoch 2.4 % less
+    (measured with a 1 GiB trim threshold) (issue 17,
     ``bench/results/2026-11-30-demo-issue17.md``). The numbers computed do not change
     (only where freed memory goes). Costs up to ``TRIM_THRESHOLD_BYTES`` of resident memory
     per process that a default process would have returned.
 
-    Applies from the call on (allocations already made keep their place). Does nothing where
+    Called by every job (``workflow/scripts/_bootstrap.py``), every ``redi`` command and
+    :func:`set_threads`. Applies from the call on (allocations already made keep their place). Does nothing where
     the C library is not glibc, or where the user set ``MALLOC_MMAP_THRESHOLD_``,
     ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc.*`` tunable, or preloaded another allocator
     (``LD_PRELOAD`` naming a malloc): their choice stands. Returns whether the

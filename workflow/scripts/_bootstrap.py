@@ -18,6 +18,12 @@ if SRC not in sys.path:
 # first imported, so set here, before any adapter imports the package.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+# Every job, not only those that set torch's threads (data jobs and their forked Math-Verify
+# workers too): freed memory stays in the process (redi.runtime.keep_freed_memory, issue 17).
+from redi.runtime import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 
 def setup_logging(log_path: str) -> None:
     """Send the package's log records and warnings to the rule's log file."""

@@ -9,7 +9,10 @@ pattern as training's ``RunConfig`` and curation's ``CurationConfig`` (issue 14)
 
 Nothing heavy is imported here: ``redi.plan`` checks the workflow's ``evaluation`` section with
 :meth:`EvalConfig.from_dict` at parse time (through :func:`job_settings`, as every job gets it),
-so a value an evaluation job would reject fails before any job starts.
+so a value an evaluation job would reject fails before any job starts (the backends' modules
+import only the standard library until an engine is built). :class:`SamplingConfig`, which every
+backend consumes, is defined with the other generation types in :mod:`redi.eval.generate` and
+re-exported here, so imports run one way: config -> backends -> generate.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from redi.eval.backends import BACKENDS, backend_options
+from redi.eval.generate import SamplingConfig
 
 #: Keys of the workflow's ``evaluation`` section that are not one job's settings: which
 #: benchmarks, the intermediate / final schedules (their ``n_samples`` and ``limit`` go to each
@@ -30,25 +36,6 @@ def job_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
     The caller adds ``n_samples`` and ``limit`` (``rules/common.smk`` ``eval_params``; the teacher
     stage's sampling jobs, ``redi.teacher.config``)."""
     return {k: v for k, v in evaluation.items() if k not in WORKFLOW_KEYS}
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How each sample is drawn (paper, "Evaluation": temperature 0.6, top-p 0.95). The resume
-    journal's fingerprint and ``metrics.json``'s ``sampling`` are this dict."""
-
-    temperature: float = 0.6  # softmax temperature (> 0: sampling; greedy decoding is not pass@k)
-    top_p: float = 0.95  # nucleus sampling mass in (0, 1]; top-k and penalties stay off
-    max_new_tokens: int = 32768  # generation budget per sample (tokens after the prompt)
-    seed: int = 0  # base seed; a sample's randomness derives from (seed, problem, index)
-
-    def __post_init__(self):
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0 (sampling; greedy decoding is not pass@k)")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -93,8 +80,6 @@ class EvalConfig:
         values = _typed(values, {"n_samples": int, "limit": int, "batch_size": int, "verify_timeout_s": float,
                                  "verify_memory_mb": int, "verify_workers": int})  # fmt: skip
         out = cls(sampling=sampling, **values)
-        from redi.eval.backends import BACKENDS, backend_options
-
         if out.backend not in BACKENDS:
             raise ValueError(f"evaluation key 'backend' must be one of {sorted(BACKENDS)}, got {out.backend!r}")
         for name in BACKENDS:

@@ -28,8 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from redi.eval.config import SamplingConfig
-
 log = logging.getLogger(__name__)
 
 FINISH_REASONS = ("stop", "length")
@@ -55,6 +53,25 @@ class Generation:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How each sample is drawn (paper, "Evaluation": temperature 0.6, top-p 0.95). The resume
+    journal's fingerprint and ``metrics.json``'s ``sampling`` are this dict."""
+
+    temperature: float = 0.6  # softmax temperature (> 0: sampling; greedy decoding is not pass@k)
+    top_p: float = 0.95  # nucleus sampling mass in (0, 1]; top-k and penalties stay off
+    max_new_tokens: int = 32768  # generation budget per sample (tokens after the prompt)
+    seed: int = 0  # base seed; a sample's randomness derives from (seed, problem, index)
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0 (sampling; greedy decoding is not pass@k)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
 
 
 # Called after every finished batch with its generations and the batch's wall seconds.

@@ -172,8 +172,9 @@ def _rate(num: int, den: int) -> float | None:
 
 class _Results:
     """Every shard's results in compact arrays sorted by (row_index, gen_index): ~22 bytes per
-    generation (26 MB for OpenR1-Math-Raw's 1.2M traces), never the Python objects per item
-    (issue 17). ``row(ri, n)`` gives a row's (labels, statuses), or None for a missing item."""
+    generation (26 MB for OpenR1-Math-Raw's 1.2M traces), never the Python objects per item.
+    :meth:`rows` gives each row's ``[start, end)`` in them; ``status_names`` decodes
+    ``status``; ``seconds`` is in shard order (unsorted)."""
 
     def __init__(self, shard_paths):
         import numpy as np
@@ -230,80 +231,100 @@ def _canonical_columns(batch, schema, n: int) -> list:
     return out
 
 
-def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
-    """Join shard results onto the canonical table -> verified parquet; write the agreement
-    report (JSON). Fails if any generation has no verification result.
+class _Join:
+    """Labels one canonical batch with the shard results and counts, per source, what the
+    agreement report needs; remembers how many generations had no result (and the first)."""
 
-    Streams (issue 17): the shard results are held as compact arrays (:class:`_Results`) and the
-    canonical table is read and written ``READ_BATCH_ROWS`` rows at a time; the generation texts
-    are passed through as Arrow data, never converted to Python strings."""
-    import numpy as np
+    #: canonical columns read as Python values (the generations stay Arrow data)
+    SMALL = ("row_index", "source", "label_mv", "label_llama")
+
+    def __init__(self, results: _Results):
+        self.results = results
+        self.per_source: dict[str, Counter] = defaultdict(Counter)
+        self.n_missing = 0
+        self.first_missing: tuple[int, int] | None = None
+        self.n_rows = 0
+
+    def labels(self, batch) -> tuple[list[list[bool]], list[list[str]]]:
+        """``label_recomputed`` and ``verify_status`` of every row of ``batch`` (a generation
+        without a result: ``False`` / ``"missing"``), counted into :attr:`per_source`."""
+        import pyarrow.compute as pc
+
+        n = batch.num_rows
+        meta = {c: (batch.column(c).to_pylist() if c in batch.schema.names else [None] * n) for c in self.SMALL}
+        n_gens = pc.list_value_length(batch.column("generations")).fill_null(0).to_pylist()
+        starts, ends = self.results.rows(meta["row_index"])
+        rec_col, stat_col = [], []
+        for k in range(n):
+            rec, stat = self._row(meta["row_index"][k], int(starts[k]), int(ends[k]), n_gens[k])
+            rec_col.append(rec)
+            stat_col.append(stat)
+            _count_row(self.per_source[meta["source"][k]], rec, stat, meta["label_mv"][k], meta["label_llama"][k])
+        self.n_rows += n
+        return rec_col, stat_col
+
+    def _row(self, ri: int, start: int, end: int, n_gen: int) -> tuple[list[bool], list[str]]:
+        """One row's labels and statuses from its results ``[start, end)`` of the sorted arrays."""
+        results = self.results
+        have = dict(zip(results.gi[start:end].tolist(), range(start, end)))
+        rec, stat = [], []
+        for gi in range(n_gen):
+            j = have.get(gi)
+            if j is None:
+                self.n_missing += 1
+                if self.first_missing is None:
+                    self.first_missing = (ri, gi)
+                rec.append(False)
+                stat.append("missing")
+                continue
+            rec.append(bool(results.ok[j]))
+            stat.append(results.status_names[int(results.status[j])])
+        return rec, stat
+
+
+def _count_row(c: Counter, rec: list[bool], stat: list[str], label_mv, label_llama) -> None:
+    """Add one row to its source's counts: generations, recomputed positives, statuses, and
+    agreement with each corpus label list (a list missing or of another length is skipped:
+    curation drops such rows)."""
+    c["rows"] += 1
+    for gi, r in enumerate(rec):
+        c["generations"] += 1
+        c["recomputed_true"] += r
+        c[f"status_{stat[gi]}"] += 1
+        for name, labels in (("mv", label_mv), ("llama", label_llama)):
+            if labels is None or len(labels) != len(rec):  # curation drops such rows
+                continue
+            c[f"{name}_compared"] += 1
+            c[f"{name}_true"] += labels[gi]
+            c[f"{name}_agree"] += labels[gi] == r
+            if labels[gi] and not r:
+                c[f"{name}_true_recomputed_false"] += 1
+            if r and not labels[gi]:
+                c[f"{name}_false_recomputed_true"] += 1
+
+
+def _write_verified(canonical_path, out_path, join: _Join, shard_paths: list[str], normalize_meta) -> None:
+    """Stream the canonical table through ``join`` into the verified parquet (its key-value
+    metadata: the normalisation summary and the shard list). Nothing is written when a
+    generation has no result (``ValueError`` naming the count, the first one and the shards)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    shard_paths = [str(s) for s in shard_paths]
-    results = _Results(shard_paths)
-
-    out_schema = verified_schema()
-    canon_schema = canonical_schema()
-    normalize_meta = read_kv_meta(canonical_path, META_NORMALIZE)
-    per_source: dict[str, Counter] = defaultdict(Counter)
-    missing: list[tuple[int, int]] = []
-    n_missing = 0
-    n_rows = 0
-    small = ["row_index", "source", "label_mv", "label_llama"]
+    out_schema, canon_schema = verified_schema(), canonical_schema()
     with atomic_path(out_path) as tmp_out:
         writer = pq.ParquetWriter(str(tmp_out), out_schema)
         try:
             for batch in iter_parquet_batches(canonical_path, READ_BATCH_ROWS):
-                n = batch.num_rows
-                meta = {c: (batch.column(c).to_pylist() if c in batch.schema.names else [None] * n) for c in small}
-                n_gens = pc.list_value_length(batch.column("generations")).fill_null(0).to_pylist()
-                starts, ends = results.rows(meta["row_index"])
-                rec_col, stat_col = [], []
-                for k in range(n):
-                    ri, s, e, n_gen = meta["row_index"][k], int(starts[k]), int(ends[k]), n_gens[k]
-                    have = dict(zip(results.gi[s:e].tolist(), range(s, e)))
-                    rec, stat = [], []
-                    for gi in range(n_gen):
-                        j = have.get(gi)
-                        if j is None:
-                            n_missing += 1
-                            if len(missing) < 1:
-                                missing.append((ri, gi))
-                            rec.append(False)
-                            stat.append("missing")
-                            continue
-                        rec.append(bool(results.ok[j]))
-                        stat.append(results.status_names[int(results.status[j])])
-                    rec_col.append(rec)
-                    stat_col.append(stat)
-                    c = per_source[meta["source"][k]]
-                    c["rows"] += 1
-                    for gi, r in enumerate(rec):
-                        c["generations"] += 1
-                        c["recomputed_true"] += r
-                        c[f"status_{stat[gi]}"] += 1
-                        for name, labels in (("mv", meta["label_mv"][k]), ("llama", meta["label_llama"][k])):
-                            if labels is None or len(labels) != len(rec):  # curation drops such rows
-                                continue
-                            c[f"{name}_compared"] += 1
-                            c[f"{name}_true"] += labels[gi]
-                            c[f"{name}_agree"] += labels[gi] == r
-                            if labels[gi] and not r:
-                                c[f"{name}_true_recomputed_false"] += 1
-                            if r and not labels[gi]:
-                                c[f"{name}_false_recomputed_true"] += 1
-                n_rows += n
-                columns = _canonical_columns(batch, canon_schema, n)
+                rec_col, stat_col = join.labels(batch)
+                columns = _canonical_columns(batch, canon_schema, batch.num_rows)
                 columns += [pa.array(rec_col, type=out_schema.field("label_recomputed").type),
                             pa.array(stat_col, type=out_schema.field("verify_status").type)]  # fmt: skip
                 writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=out_schema))
-            if missing:
+            if join.first_missing is not None:
+                ri, gi = join.first_missing
                 raise ValueError(
-                    f"{n_missing} generations have no verification result (first: row {missing[0][0]} "
-                    f"gen {missing[0][1]}); are all shards listed? got {len(shard_paths)} shard files"
+                    f"{join.n_missing} generations have no verification result (first: row {ri} "
+                    f"gen {gi}); are all shards listed? got {len(shard_paths)} shard files"
                 )
             if normalize_meta is not None:
                 writer.add_key_value_metadata({META_NORMALIZE: json.dumps(normalize_meta)})
@@ -311,40 +332,52 @@ def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
         finally:
             writer.close()
 
+
+def _summarise(c: Counter) -> dict:
+    """One source's (or the total's) report entry from its counts."""
+    out = {
+        "rows": c["rows"],
+        "generations": c["generations"],
+        "recomputed_positive_rate": _rate(c["recomputed_true"], c["generations"]),
+        "status": {s: c[f"status_{s}"] for s in STATUSES if c[f"status_{s}"]},
+    }
+    for name in ("mv", "llama"):
+        if c[f"{name}_compared"]:
+            out[f"{name}_positive_rate"] = _rate(c[f"{name}_true"], c[f"{name}_compared"])
+            out[f"agreement_with_{name}"] = _rate(c[f"{name}_agree"], c[f"{name}_compared"])
+            out[f"{name}_true_recomputed_false"] = c[f"{name}_true_recomputed_false"]
+            out[f"{name}_false_recomputed_true"] = c[f"{name}_false_recomputed_true"]
+        else:
+            out[f"agreement_with_{name}"] = None
+    return out
+
+
+def _seconds_summary(seconds) -> dict:
+    """Mean, p50, p99, max and total of the per-item verification seconds (a numpy array: no
+    Python float per item)."""
+    import numpy as np
+
+    secs = np.sort(seconds)
+    return {
+        "mean": round(statistics.fmean(secs), 6) if secs.size else None,
+        "p50": float(secs[len(secs) // 2]) if secs.size else None,
+        "p99": float(secs[min(len(secs) - 1, int(len(secs) * 0.99))]) if secs.size else None,
+        "max": float(secs[-1]) if secs.size else None,
+        "total": round(float(sum(secs)), 3),
+    }
+
+
+def _agreement_report(join: _Join, normalize_meta) -> dict:
+    """The gather report: totals, per-source agreement with the corpus labels, timing."""
     total = Counter()
-    for c in per_source.values():
+    for c in join.per_source.values():
         total.update(c)
-
-    def summarise(c: Counter) -> dict:
-        out = {
-            "rows": c["rows"],
-            "generations": c["generations"],
-            "recomputed_positive_rate": _rate(c["recomputed_true"], c["generations"]),
-            "status": {s: c[f"status_{s}"] for s in STATUSES if c[f"status_{s}"]},
-        }
-        for name in ("mv", "llama"):
-            if c[f"{name}_compared"]:
-                out[f"{name}_positive_rate"] = _rate(c[f"{name}_true"], c[f"{name}_compared"])
-                out[f"agreement_with_{name}"] = _rate(c[f"{name}_agree"], c[f"{name}_compared"])
-                out[f"{name}_true_recomputed_false"] = c[f"{name}_true_recomputed_false"]
-                out[f"{name}_false_recomputed_true"] = c[f"{name}_false_recomputed_true"]
-            else:
-                out[f"agreement_with_{name}"] = None
-        return out
-
-    secs = np.sort(results.seconds)  # as a numpy array: no Python float per item (issue 17)
-    report = {
-        "rows": n_rows,
+    return {
+        "rows": join.n_rows,
         "generations": total["generations"],
-        "overall": summarise(total),
-        "per_source": {s: summarise(c) for s, c in sorted(per_source.items())},
-        "seconds_per_item": {
-            "mean": round(statistics.fmean(secs), 6) if secs.size else None,
-            "p50": float(secs[len(secs) // 2]) if secs.size else None,
-            "p99": float(secs[min(len(secs) - 1, int(len(secs) * 0.99))]) if secs.size else None,
-            "max": float(secs[-1]) if secs.size else None,
-            "total": round(float(sum(secs)), 3),
-        },
+        "overall": _summarise(total),
+        "per_source": {s: _summarise(c) for s, c in sorted(join.per_source.items())},
+        "seconds_per_item": _seconds_summary(join.results.seconds),
         "notes": (
             "agreement_with_mv compares our recomputed Math-Verify label with the corpus' own "
             "Math-Verify label (re-parsed answer for Raw, correctness_math_verify for flat); "
@@ -352,8 +385,21 @@ def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
         ),
         "normalize": normalize_meta,
     }
+
+
+def gather(shard_paths, canonical_path, out_path, report_path) -> dict:
+    """Join shard results onto the canonical table -> verified parquet; write the agreement
+    report (JSON) and return it. Fails (``ValueError``) if any generation has no verification
+    result.
+
+    Streams: the shard results are held as compact arrays (:class:`_Results`) and the canonical
+    table is read and written ``READ_BATCH_ROWS`` rows at a time; the generation texts are
+    passed through as Arrow data, never converted to Python strings."""
+    shard_paths = [str(s) for s in shard_paths]
+    join = _Join(_Results(shard_paths))
+    normalize_meta = read_kv_meta(canonical_path, META_NORMALIZE)
+    _write_verified(canonical_path, out_path, join, shard_paths, normalize_meta)
+    report = _agreement_report(join, normalize_meta)
     write_json_atomic(report_path, report)
-    log.info(
-        "gather: %d rows, overall agreement with mv %s", n_rows, report["overall"].get("agreement_with_mv")
-    )
+    log.info("gather: %d rows, overall agreement with mv %s", join.n_rows, report["overall"].get("agreement_with_mv"))
     return report

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from redi.train.collapse import CollapseDetector, CollapseRule, assess, ema, running_median
+from redi.train.collapse import CollapseDetector, CollapseRule, assess, running_median
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "collapse" / "runs.json").read_text())
 
@@ -58,8 +58,7 @@ def test_one_signal_alone_is_suspect_and_noise_is_smoothed():
     assert out.verdict == "collapse" and out.guard_step == 30
 
 
-def test_ema_skips_gaps_and_rule_text_states_thresholds():
-    assert ema([1.0, None, float("nan"), 1.0], 3) == [1.0, 1.0, 1.0, 1.0]
+def test_running_median_skips_gaps_and_rule_text_states_thresholds():
     assert running_median([1.0, 9.0, None, 2.0, 3.0], 3) == [1.0, 5.0, 5.0, 2.0, 3.0]
     text = CollapseRule(span=7, chosen_drop=0.25).text()
     assert "7 steps" in text and "0.25 nats/token" in text and "2 combined SEMs" in text

@@ -222,10 +222,6 @@ def _canonical_row(
     )
 
 
-def _len(x):
-    return len(x) if isinstance(x, (list, tuple)) else None
-
-
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")

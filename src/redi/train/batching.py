@@ -180,12 +180,6 @@ class TokenizedData:
             return p + c
         return p + np.maximum(c, np.array([len(x) for x in self.rejected]))
 
-    def n_tokens(self) -> int:
-        total = sum(len(p) + len(c) for p, c in zip(self.prompts, self.chosen))
-        if self.rejected is not None:
-            total += sum(len(p) + len(r) for p, r in zip(self.prompts, self.rejected))
-        return int(total)
-
 
 def tokenize_records(records: list[dict], tokenizer, cfg) -> TokenizedData:
     """Tokenise SFT rows (``messages``) or pair rows (``prompt``/``chosen``/``rejected``)."""

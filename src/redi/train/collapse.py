@@ -95,18 +95,6 @@ class Assessment:
         return self.verdict == "collapse"
 
 
-def ema(values: list[float], span: int) -> list[float]:
-    """Exponential moving average (alpha = 2 / (span + 1), pandas' ``ewm(span, adjust=False)``);
-    non-finite values are skipped (the previous average carries on)."""
-    a = 2.0 / (max(1, int(span)) + 1.0)
-    out, cur = [], None
-    for v in values:
-        if v is not None and math.isfinite(float(v)):
-            cur = float(v) if cur is None else a * float(v) + (1 - a) * cur
-        out.append(float("nan") if cur is None else cur)
-    return out
-
-
 def running_median(values: list[float], span: int) -> list[float]:
     """Median of the last ``span`` finite values at each position (NaN before the first)."""
     import statistics

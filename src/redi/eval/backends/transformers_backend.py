@@ -122,7 +122,7 @@ class TransformersBackend(Backend):
                 gens.append(Generation(pid, idx, text, length, reason))
             seconds = time.perf_counter() - t0
             done_rows += len(batch)
-            log.info(
+            log.debug(  # the job's progress line (redi.progress, through on_batch) reports it
                 "generated %d/%d samples: %d tokens in %.1fs",
                 done_rows,
                 n_rows,

@@ -11,6 +11,7 @@ if SRC not in sys.path:
 
 from redi.data.sources import hub_cache_dir  # noqa: E402
 from redi.eval.backends import groups_per_run  # noqa: E402
+from redi.eval.benchmarks import benchmark_paths  # noqa: E402
 from redi.eval.config import job_settings  # noqa: E402
 from redi.plan import (  # noqa: E402
     all_runs,
@@ -34,7 +35,7 @@ RUNS = all_runs(config)
 REFERENCE_RUNS = reference_runs(STAGE2_RUNS)
 EVAL = config["evaluation"]
 EVAL_ENV = f"../envs/{'eval-vllm' if EVAL['backend'] == 'vllm' else 'train'}.yaml"
-BENCHMARKS = EVAL["benchmarks"]
+BENCHMARKS = benchmark_paths(EVAL["benchmarks"])  # name -> file
 # one eval_group job per run instead of one job per checkpoint (rules/eval.smk, issue 17)
 GROUP_EVAL = groups_per_run(EVAL["group_per_run"], EVAL["backend"])
 GROUP_BENCHMARKS = list(

@@ -26,6 +26,7 @@ sys.path.insert(0, str(FIXTURES))
 
 import handmade_tree  # noqa: E402
 
+from redi.eval.benchmarks import display_name  # noqa: E402
 from redi.plan import load_config, sft_runs  # noqa: E402
 from redi.report.build import build_report  # noqa: E402
 from redi.report.layout import FIGSIZE, FIGURE_DPI, all_report_files, figure_names  # noqa: E402
@@ -140,7 +141,7 @@ def test_pass1_tables_match_metrics(built, table):
 def test_markdown_cells_show_the_metrics(built):
     header, body = md_rows(built["reports"] / "tables" / "table2_ablation.md")
     bench = built["cfg"]["evaluation"]["final"]["benchmarks"][0]
-    column = next(i for i, h in enumerate(header) if h.startswith(_display(bench)))
+    column = next(i for i, h in enumerate(header) if h.startswith(display_name(built["cfg"], bench)))
     checked = 0
     for cells in body:
         run = cells[0].removesuffix(" (start)")
@@ -154,12 +155,6 @@ def test_markdown_cells_show_the_metrics(built):
         assert cells[header.index("Samples")] == str(metrics["n_samples"])
         checked += 1
     assert checked
-
-
-def _display(bench):
-    from redi.report.paper_lookup import display_benchmark
-
-    return display_benchmark(bench)
 
 
 @pytest.mark.parametrize("table", ["table3_passk_ablation", "table4_passk_final"])

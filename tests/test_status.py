@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from redi.eval.benchmarks import benchmark_paths
 from redi.plan import all_runs, load_config
 from redi.status import Status, render
 
@@ -54,7 +55,7 @@ def test_states_of_a_sweep_in_flight(tmp_path):
     journal = res / "eval" / "simpo-b2-g1-lr1e-4" / "step-4" / "synthetic"
     (journal / "metrics.json").unlink()
     (journal / "generations.jsonl").write_text('{"problem_id": "a", "sample_index": 0}\n' * 5)
-    bench = work / config["evaluation"]["benchmarks"]["synthetic"]
+    bench = work / benchmark_paths(config["evaluation"]["benchmarks"])["synthetic"]
     bench.parent.mkdir(parents=True, exist_ok=True)
     bench.write_text(json.dumps([{"problem": f"{i} + 1", "answer": str(i + 1)} for i in range(24)]))
 

@@ -69,15 +69,10 @@ GLOBAL_BATCH_SIZE = {"sft": 128, "redi": 32, "dpo": 32, "simpo": 32}
 # --------------------------------------------------------------------------------------------
 # Used by the report (``redi.report.paper_lookup`` maps a configured run onto a row here).
 
-#: The paper's five evaluation benchmarks, in its column order, with its display names.
-BENCHMARK_NAMES = {
-    "math500": "MATH-500",
-    "aime24": "AIME24",
-    "amc": "AMC23",
-    "minerva": "Minerva",
-    "olympiadbench": "OlympiadBench",
-}
-BENCHMARKS = tuple(BENCHMARK_NAMES)
+#: The paper's five evaluation benchmarks (keys of ``evaluation.benchmarks``), in its column
+#: order; their display names (MATH-500, AIME24, AMC23, Minerva, OlympiadBench) are the config's
+#: (``config/schema.yaml`` default, ``redi.eval.benchmarks.display_name``).
+BENCHMARKS = ("math500", "aime24", "amc", "minerva", "olympiadbench")
 #: Samples per problem of the final evaluation; Tables 3-4 report pass@k at this k.
 PASSK_K = 16
 

@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from redi.eval.benchmarks import benchmark_paths
 from redi.plan import all_runs
 from redi.train import objectives
 
@@ -203,7 +204,7 @@ class Status:
         kind = "intermediate" if ckpt.startswith("step-") or ckpt == "base" else "final"
         key = (bench, kind)
         if key not in self._problems:
-            path = Path(ev["benchmarks"].get(bench, ""))
+            path = Path(benchmark_paths(ev["benchmarks"]).get(bench, ""))
             path = path if path.is_absolute() else self.root / path
             data = _json(path)
             n = len(data) if isinstance(data, list) else None

@@ -22,6 +22,7 @@ hex characters (stable across runs, machines and file re-orderings).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,32 @@ def load_benchmark(path: str | Path, limit: int | None = None) -> list[Problem]:
             seen[pid] = 0
         problems.append(Problem(pid, i, row["problem"], normalise_answer(row["answer"])))
     return problems
+
+
+def benchmark_paths(benchmarks: Mapping[str, str | Mapping]) -> dict[str, str]:
+    """``{name: file}`` of the config's ``evaluation.benchmarks``, whose entries are a file
+    (``math500: data/benchmarks/math.json``) or ``{path, display}``.
+
+    Raises:
+        ValueError: an entry that is neither, naming the benchmark.
+    """
+    return {name: _entry(name, spec)["path"] for name, spec in benchmarks.items()}
+
+
+def display_name(config: Mapping, name: str) -> str:
+    """The name tables and figures show for benchmark ``name``: its ``display`` in the workflow
+    config's ``evaluation.benchmarks`` (``math500: {path: ..., display: MATH-500}``), else the
+    name itself (a plain ``name: file`` entry, or a benchmark the config does not list)."""
+    spec = (config.get("evaluation") or {}).get("benchmarks", {}).get(name)
+    return (_entry(name, spec).get("display") if spec is not None else None) or name
+
+
+def _entry(name: str, spec) -> dict:
+    if isinstance(spec, (str, Path)):
+        return {"path": str(spec)}
+    if isinstance(spec, Mapping) and isinstance(spec.get("path"), (str, Path)) and set(spec) <= {"path", "display"}:
+        return {"path": str(spec["path"]), "display": spec.get("display")}
+    raise ValueError(f"evaluation.benchmarks.{name}: expected a file or {{path, display}}, got {spec!r}")
 
 
 def gold_response(gold: str) -> str:

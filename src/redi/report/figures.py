@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from redi.eval.benchmarks import display_name  # noqa: E402
 from redi.report.collect import REFERENCE_PREFIX, Results, number, peak_and_final  # noqa: E402
 from redi.report.layout import (  # noqa: E402
     FAMILY_LABEL,
@@ -31,7 +32,6 @@ from redi.report.layout import (  # noqa: E402
     run_label,
     stage2_groups,
 )
-from redi.report.paper_lookup import display_benchmark  # noqa: E402
 
 PANELS = (
     ("accuracy", "intermediate pass@1 (%)"),
@@ -158,7 +158,7 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
         ax.set_ylabel(ylabel + (f"\n(centred mean of {window} steps)" if index and window > 1 else ""))
         ax.grid(alpha=0.3)
     if bench is not None:
-        axes[0].set_ylabel(f"{display_benchmark(bench)} pass@1 (%)")
+        axes[0].set_ylabel(f"{display_name(results.config, bench)} pass@1 (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         h, lab = ax.get_legend_handles_labels()
@@ -194,7 +194,7 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
                     continue
                 if spe:
                     points.append((point["step"] / spe, point["metrics"]))
-            label = name if len(benches) == 1 else f"{name} ({display_benchmark(bench)})"
+            label = name if len(benches) == 1 else f"{name} ({display_name(results.config, bench)})"
             if points:
                 xs = [p[0] for p in points]
                 ys = [100 * float(p[1]["pass@1"]) for p in points]
@@ -205,7 +205,7 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
             if spe is None and results.intermediate(name, bench):
                 problems.append(f"{name}: steps per epoch unknown (no summary.json)")
     ax.set_xlabel("epoch (0 = untrained student)")
-    bench_names = ", ".join(display_benchmark(b) for b in benches)
+    bench_names = ", ".join(display_name(results.config, b) for b in benches)
     ax.set_ylabel(f"{bench_names} pass@1 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -249,7 +249,7 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)
-    ax.set_title(f"pass@k on {display_benchmark(bench)}", fontsize=11)
+    ax.set_title(f"pass@k on {display_name(results.config, bench)}", fontsize=11)
     _note(fig, problems)
     return _save(fig, directory, f"fig_passk_{bench}")
 

@@ -14,13 +14,6 @@ import math
 from redi import paper
 from redi.train.objectives import objective_params
 
-# Display names of benchmarks: the paper's, plus the embedded synthetic test set.
-DISPLAY = {**paper.BENCHMARK_NAMES, "synthetic": "synthetic test"}
-
-
-def display_benchmark(name: str) -> str:
-    return DISPLAY.get(name, name)
-
 
 def _close(a, b) -> bool:
     return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-6)

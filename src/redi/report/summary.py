@@ -10,9 +10,10 @@ from __future__ import annotations
 import html
 import math
 
+from redi.eval.benchmarks import display_name
 from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import FAMILY_LABEL, family, run_label
-from redi.report.paper_lookup import display_benchmark, paper_setting
+from redi.report.paper_lookup import paper_setting
 from redi.report.render import MISSING
 from redi.report.tables.accuracy import Metric, ablation_entries
 from redi.train.collapse import CollapseRule
@@ -82,12 +83,12 @@ def _setting_section(results: Results) -> list[str]:
             else " — not the paper's setting: there is no paper counterpart, and no paper number is compared."
         )
     )
-    benches = ", ".join(display_benchmark(b) for b in results.final_benchmarks)
+    benches = ", ".join(display_name(results.config, b) for b in results.final_benchmarks)
     n_final = results.evaluation.get("final", {}).get("n_samples")
     n_inter = results.evaluation.get("intermediate", {}).get("n_samples")
     lines.append(
         f"Final benchmarks: {benches} (pass@1 over {n_final} samples ± SEM); intermediate: "
-        f"{', '.join(display_benchmark(b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
+        f"{', '.join(display_name(results.config, b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
     )
     lines.append("")
     return lines
@@ -139,14 +140,15 @@ def _sft_section(results: Results) -> list[str]:
                 last = points[-1]
                 best = max(points, key=lambda p: float(p["metrics"]["pass@1"]))
                 lines.append(
-                    f"- `{name}` on {display_benchmark(bench)}: untrained student {start} → "
+                    f"- `{name}` on {display_name(results.config, bench)}: untrained student {start} → "
                     f"last checkpoint (step {last['step']}) "
                     f"{_fmt(number(last['metrics']['pass@1']), number(last['metrics'].get('sem')))}; "
                     f"best step {best['step']} "
                     f"{_fmt(number(best['metrics']['pass@1']), number(best['metrics'].get('sem')))}."
                 )
             else:
-                lines.append(f"- `{name}` on {display_benchmark(bench)}: no checkpoint evaluated yet ({MISSING}).")
+                shown = display_name(results.config, bench)
+                lines.append(f"- `{name}` on {shown}: no checkpoint evaluated yet ({MISSING}).")
     lines.append("")
     return lines
 
@@ -257,13 +259,14 @@ def _stability_section(results: Results) -> list[str]:
                 drops.append(f"`{name}` {_fmt(*p)} at step {peak['step']} → {_fmt(*f)} at step {final['step']}")
         if drops:
             lines.append(
-                f"- Final below peak by more than {k:g} combined SEMs on {display_benchmark(bench)}: "
+                f"- Final below peak by more than {k:g} combined SEMs on {display_name(results.config, bench)}: "
                 + "; ".join(drops)
                 + "."
             )
         elif results.stage2:
             lines.append(
-                f"- On {display_benchmark(bench)}, no stage-2 run ended more than {k:g} combined SEMs below its peak."
+                f"- On {display_name(results.config, bench)}, no stage-2 run ended more than {k:g} combined SEMs "
+                "below its peak."
             )
     lines.append("")
     return lines

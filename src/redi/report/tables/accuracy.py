@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redi import paper
+from redi.eval.benchmarks import display_name
 from redi.eval.metrics import benchmark_average
 from redi.fmt import format_number
 from redi.report import paper_lookup
@@ -91,7 +92,7 @@ def accuracy_table(
         rows.append(row)
         data += records
     _metric_notes(layout, notes)
-    columns = _columns(layout)
+    columns = _columns(layout, results.config)
     n_text = 3 if layout.show_config else 2
     align = ["l"] * n_text + ["r"] * (len(columns) - n_text)
     return Table(
@@ -119,10 +120,10 @@ def _layout(results: Results, name: str, entries: list[dict], benches: list[str]
     return Layout(name, list(benches), metric, with_paper, len(benches) > 1, show_config, problems)
 
 
-def _columns(layout: Layout) -> list[str]:
+def _columns(layout: Layout, config: dict) -> list[str]:
     columns = ["Model"] + (["Configuration"] if layout.show_config else []) + ["Checkpoint", "Samples"]
     for bench in layout.benches + ([AVG] if layout.with_avg else []):
-        label = "Avg" if bench == AVG else paper_lookup.display_benchmark(bench)
+        label = "Avg" if bench == AVG else display_name(config, bench)
         columns.append(label + _problems_suffix(layout, bench))
         if layout.with_paper:
             columns += [f"{label} paper", f"{label} Δ"]

@@ -4,10 +4,10 @@ registry (``redi.train.objectives.PARAMETERS``)."""
 
 from __future__ import annotations
 
+from redi.eval.benchmarks import display_name
 from redi.fmt import format_number
 from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import TABLES
-from redi.report.paper_lookup import display_benchmark
 from redi.report.render import MISSING, Table, pm
 from redi.report.tables.common import Notes, frame, p100
 from redi.train.collapse import CollapseRule
@@ -59,7 +59,7 @@ def _run_bench(
         *(format_number(params[p]) if params.get(p) is not None else "" for p in PARAM_COLUMNS),
         format_number(run["learning_rate"]),
         run["start"],
-        display_benchmark(bench),
+        display_name(results.config, bench),
         ", ".join(map(str, samples)) if samples else MISSING,
         start_text,
         pm(p_val, p_sem) if peak else MISSING,
@@ -127,7 +127,7 @@ def sweep_table(results: Results) -> Table:
     notes.add("Collapsed (step = first evidence): " + CollapseRule().text().replace("**", ""))
     if not results.stage2:
         notes.add("No stage-2 runs are configured.")
-    title = TABLES["sweep"] + (f" ({', '.join(display_benchmark(b) for b in benches)})" if benches else "")
+    title = TABLES["sweep"] + (f" ({', '.join(display_name(results.config, b) for b in benches)})" if benches else "")
     align = ["l", "l"] + ["r"] * (len(PARAM_COLUMNS) + 1) + ["l", "l"] + ["r"] * 7 + ["l"]
     return Table(
         name="sweep", title=title, columns=columns, rows=rows, notes=notes.render(), data=frame(data), align=align

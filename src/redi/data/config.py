@@ -32,10 +32,19 @@ RENAMED = {"max_prompt_tokens": "max_prompt_length", "max_response_tokens": "max
 class DecontaminationConfig:
     """Drop problems sharing a normalised word n-gram with a benchmark problem (Open-R1)."""
 
-    enabled: bool = True  # run the step at all
-    ngram: int = paper.CURATION_DECONTAMINATION_NGRAM  # words per n-gram (Open-R1: 8)
-    benchmarks: list[str] = field(default_factory=list)  # names (keys of evaluation.benchmarks);
-    #   the workflow resolves them into the files curate() reads
+    enabled: bool = field(
+        default=True,
+        metadata={"help": "Drop problems sharing a normalised word n-gram with a problem of these benchmarks."},
+    )
+    ngram: int = field(
+        default=paper.CURATION_DECONTAMINATION_NGRAM,
+        metadata={"help": "Words per n-gram (Open-R1: 8)."},
+    )
+    benchmarks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Benchmark names (keys of `evaluation.benchmarks`) to decontaminate against; the "
+                          "workflow gives curation their files."},
+    )
 
 
 @dataclass
@@ -46,30 +55,79 @@ class ExpectedCounts:
     the report's "paper" column; set these to compare a run against them (config/paper.yaml).
     """
 
-    sft: int | None = None  # D_SFT size after select_sft
-    pairs_before_length_filter: int | None = None  # D_Pref size after select_pref
+    sft: int | None = field(
+        default=None,
+        metadata={"help": "Expected D_SFT size after `select_sft`, printed beside ours (paper: 77629)."},
+    )
+    pairs_before_length_filter: int | None = field(
+        default=None,
+        metadata={"help": "Expected D_Pref size after `select_pref`, before the length filter (paper: 53175)."},
+    )
 
 
 @dataclass
 class CurationConfig:
-    """Curation of the verified corpus into D_SFT and D_Pref (``redi.data.curate``)."""
+    """Curation of the verified corpus into D_SFT and D_Pref (``redi.data.curate``).
 
-    valid_only: bool = paper.CURATION_VALID_ONLY  # keep rows with problem_is_valid == "yes"
-    #   (stripped, case-insensitive); a null where the corpus has the column is dropped
-    keep_unknown_validity: bool = True  # keep rows of corpora without a problem_is_valid column
-    #   (220k flat / MV-only), counted apart
-    exclude_sources: list[str] = field(default_factory=lambda: list(paper.CURATION_EXCLUDE_SOURCES))
-    #   sources dropped (paper: cn_k12)
-    label_rule: str = paper.CURATION_LABEL_RULE  # when a generation is positive: one of LABEL_RULES
-    truncated_as_rejected: bool = False  # may a truncated trace be a pair's rejected? (never positive)
-    shuffle_seed: int = paper.CURATION_SHUFFLE_SEED  # Dataset.shuffle(seed) order before selection
-    max_prompt_length: int = paper.CURATION_MAX_PROMPT_LENGTH  # length filter: prompt tokens
-    #   (student's chat template, generation prompt included); same name as training's cap
-    max_response_length: int = paper.CURATION_MAX_RESPONSE_LENGTH  # length filter: tokens of each
-    #   response (chosen and rejected; SFT's too with length_filter_sft)
-    length_filter_sft: bool = False  # also length-filter D_SFT (the paper filters pairs only)
-    decontaminate: DecontaminationConfig = field(default_factory=DecontaminationConfig)
-    expected: ExpectedCounts = field(default_factory=ExpectedCounts)
+    Each field's ``help`` is the one home of its documentation: ``python -m redi.config_docs``
+    writes it into ``config/schema.yaml``'s descriptions and ``config/README.md``'s table.
+    """
+
+    valid_only: bool = field(
+        default=paper.CURATION_VALID_ONLY,
+        metadata={"help": "Keep rows with `problem_is_valid == \"yes\"` (stripped, case-insensitive). Where the "
+                          "corpus has the column a null is dropped (`problem_is_valid null`), as the paper's rule "
+                          "drops it."},
+    )
+    keep_unknown_validity: bool = field(
+        default=True,
+        metadata={"help": "Keep rows of corpora without a `problem_is_valid` column (the 220k flat schema, "
+                          "MV-only), counted apart."},
+    )
+    exclude_sources: list[str] = field(
+        default_factory=lambda: list(paper.CURATION_EXCLUDE_SOURCES),
+        metadata={"help": "Sources dropped (paper: `cn_k12`)."},
+    )
+    label_rule: str = field(
+        default=paper.CURATION_LABEL_RULE,
+        metadata={"help": "When a generation is positive: `llama_and_mv` (judge AND Math-Verify re-parsed, the "
+                          "paper), `llama_or_mv`, `mv`, or `recomputed` (our own Math-Verify label). A row lacking "
+                          "a label list the rule reads is dropped (the lists per corpus schema: config/README.md)."},
+    )
+    truncated_as_rejected: bool = field(
+        default=False,
+        metadata={"help": "A truncated trace (`is_reasoning_complete` false or `finish_reasons` \"length\", 220k) "
+                          "is never a positive; with `true` it may be the rejected trace of a pair. Counted at "
+                          "`select_sft` / `select_pref`."},
+    )
+    shuffle_seed: int = field(
+        default=paper.CURATION_SHUFFLE_SEED,
+        metadata={"help": "Seed of the shuffle before picking the first positive / negative; the original row "
+                          "index is kept."},
+    )
+    max_prompt_length: int = field(
+        default=paper.CURATION_MAX_PROMPT_LENGTH,
+        metadata={"help": "Length filter: prompt tokens (the student's tokenizer and chat template, generation "
+                          "prompt included); training's key of the same name truncates. The old "
+                          "`max_prompt_tokens` stops with a message naming this key."},
+    )
+    max_response_length: int = field(
+        default=paper.CURATION_MAX_RESPONSE_LENGTH,
+        metadata={"help": "Length filter: tokens of each response (chosen and rejected; the SFT response with "
+                          "`length_filter_sft`). The old `max_response_tokens` stops with a message naming this key."},
+    )
+    length_filter_sft: bool = field(
+        default=False,
+        metadata={"help": "Also length-filter the SFT set (the paper filters the pairs only)."},
+    )
+    decontaminate: DecontaminationConfig = field(
+        default_factory=DecontaminationConfig,
+        metadata={"help": "Decontamination against benchmark problems (Open-R1's n-gram rule)."},
+    )
+    expected: ExpectedCounts = field(
+        default_factory=ExpectedCounts,
+        metadata={"help": "Counts printed beside ours in the curation report (null = not compared)."},
+    )
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | CurationConfig | None) -> CurationConfig:

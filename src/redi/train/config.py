@@ -30,9 +30,19 @@ class CollapseConfig:
     run's ``collapse_step``. Needs ``2 * window`` steps of history; pair objectives only.
     """
 
-    window: int = 10  # steps per averaging window
-    drop: float = 0.5  # nats/token both chosen and rejected must fall by, window over window
-    stop: bool = False  # stop the run at the first flagged step (summary: collapsed=true)
+    window: int = field(
+        default=10,
+        metadata={"help": "Steps per averaging window: the last `window` steps are compared with the `window` before."},
+    )
+    drop: float = field(
+        default=0.5,
+        metadata={"help": "Nats/token by which BOTH the chosen and the rejected mean per-token log-probs must fall, "
+                          "window over window, to flag a collapse."},
+    )
+    stop: bool = field(
+        default=False,
+        metadata={"help": "Stop the run at the first flagged step (its summary then says `collapsed: true`)."},
+    )
 
     def __post_init__(self) -> None:
         if int(self.window) < 1:
@@ -44,46 +54,137 @@ class CollapseConfig:
 
 @dataclass
 class RunConfig:
-    """A training run. Every field is a key of the workflow's ``run`` dict."""
+    """A training run. Every field is a key of the workflow's ``run`` dict.
 
-    name: str = ""  # run name (results/train/{name}/); defaults to the output folder's name
-    objective: str = ""  # required: a key of redi.train.objectives.OBJECTIVES
-    start: str | None = None  # workflow: the SFT run a stage-2 run starts from (recorded only;
-    #   the start model itself is train()'s model_path)
+    Each field's ``help`` is the one home of its documentation: ``python -m redi.config_docs``
+    writes it into ``config/schema.yaml``'s descriptions and ``config/README.md``'s table.
+    """
+
+    name: str = field(
+        default="",
+        metadata={"help": "Run name (`results/train/{name}/`); a stage-2 run's default is its objective and "
+                          "parameters, e.g. `redi-a0.8-lr1e-6`."},
+    )
+    objective: str = field(
+        default="",
+        metadata={"help": "Required: the loss, a name in `redi.train.objectives.OBJECTIVES` (SFT runs: `sft`; "
+                          "stage-2 runs: a pair objective)."},
+    )
+    start: str | None = field(
+        default=None,
+        metadata={"help": "Stage 2: the SFT run whose final model this run starts from (default "
+                          "`training.stage2.start`, else the first SFT run)."},
+    )
     # --- objective parameters ---
-    alpha: float = 0.8  # redi: weight of the rejected term, in [0, 1]; 0 = SFT on chosen, 1 = symmetric
-    beta: float | None = None  # dpo / simpo temperature; per objective: paper.BETA (dpo 0.001, simpo 2.0)
-    gamma: float = paper.SIMPO_GAMMA  # simpo target reward margin (paper: 1.0)
+    alpha: float = field(
+        default=0.8,
+        metadata={"help": "REDI: weight of the rejected term, in [0, 1]; 0 = SFT on the chosen traces, 1 = symmetric."},
+    )
+    beta: float | None = field(
+        default=None,
+        metadata={"help": "DPO / SimPO temperature beta; default per objective (`redi.paper.BETA`)."},
+    )
+    gamma: float = field(
+        default=paper.SIMPO_GAMMA,
+        metadata={"help": "SimPO target reward margin gamma (paper 1.0); lists of SimPO's beta and gamma sweep as "
+                          "pairs, as the paper pairs them."},
+    )
     # --- optimisation (AdamW + linear warm-up / linear decay to 0) ---
-    learning_rate: float | None = None  # peak LR; per objective: paper.LEARNING_RATE (sft 5e-5,
-    #   redi 1e-6, dpo 2e-7, simpo 5e-7; symmetric REDI, alpha=1, used 2e-7: set it explicitly)
-    epochs: int | None = None  # per objective: paper.EPOCHS (sft 3, pair objectives 1)
-    global_batch_size: int | None = None  # sequences (sft) or pairs per optimizer step:
-    #   paper.GLOBAL_BATCH_SIZE (sft 128, pair objectives 32)
-    per_device_batch_size: int = 1  # examples per forward/backward on one device
-    warmup_ratio: float = 0.1  # share of total steps with linear warm-up from 0 (ceil)
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay (not on biases / norm weights)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0  # gradient clipping (transformers/TRL default the paper ran with); 0 = off
-    max_steps: int | None = None  # overrides epochs when set (runs exactly this many steps)
-    seed: int = 42  # data order and initial RNG state
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate (linear warm-up, then linear decay to 0); default per objective, the "
+                          "paper's (symmetric REDI, alpha = 1, used 2e-7: set it explicitly)."},
+    )
+    epochs: int | None = field(
+        default=None,
+        metadata={"help": "Passes over the data; default per objective, the paper's."},
+    )
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Sequences (SFT) or pairs (stage 2) per optimizer step over all GPUs; default per "
+                          "objective, the paper's."},
+    )
+    per_device_batch_size: int = field(
+        default=1,
+        metadata={"help": "Examples per forward/backward on one process; gradient accumulation fills the global "
+                          "batch."},
+    )
+    warmup_ratio: float = field(
+        default=0.1,
+        metadata={"help": "Share of the steps with linear warm-up from 0, rounded up (paper 0.1)."},
+    )
+    weight_decay: float = field(
+        default=1e-4,
+        metadata={"help": "AdamW decoupled weight decay, not on biases and norm weights (paper 1e-4)."},
+    )
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1 (paper 0.9)."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2 (paper 0.999)."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon (paper 1e-8)."})
+    max_grad_norm: float = field(
+        default=1.0,
+        metadata={"help": "Gradient clipping by global norm (the transformers/TRL default the paper ran with); "
+                          "0 = off."},
+    )
+    max_steps: int | None = field(
+        default=None,
+        metadata={"help": "Run exactly N optimizer steps, overriding `epochs` (null = full epochs)."},
+    )
+    seed: int = field(default=42, metadata={"help": "Data order and initial RNG state."})
     # --- sequence lengths (tokens, with the student's chat template) ---
-    max_length: int = 32768  # sft: prompt + response, truncated from the right
-    max_prompt_length: int = 800  # pairs: longer prompts keep their last tokens
-    max_response_length: int = 19000  # pairs: longer responses are truncated from the right
+    max_length: int = field(
+        default=32768,
+        metadata={"help": "SFT: cap on prompt + response tokens (the student's chat template), cut from the right."},
+    )
+    max_prompt_length: int = field(
+        default=800,
+        metadata={"help": "Stage 2: cap on prompt tokens; a longer prompt keeps its last tokens."},
+    )
+    max_response_length: int = field(
+        default=19000,
+        metadata={"help": "Stage 2: cap on each response's tokens, cut from the right."},
+    )
     # --- checkpoints ---
-    save_steps: int = 200  # save every N optimizer steps (0 = only epoch ends / final)
-    save_each_epoch: bool | None = None  # also save at each epoch end; default per objective (sft: true)
-    keep_optimizer_state: str = "last"  # "last": older checkpoints keep weights only; "all"
+    save_steps: int = field(
+        default=200,
+        metadata={"help": "Save a resumable checkpoint every N optimizer steps (paper 200); every checkpoint is "
+                          "evaluated."},
+    )
+    save_each_epoch: bool | None = field(
+        default=None,
+        metadata={"help": "Also save at every epoch end (the accuracy-per-epoch figure); default per objective."},
+    )
+    keep_optimizer_state: str = field(
+        default="last",
+        metadata={"help": "`last`: older checkpoints keep weights only (saves disk at 1.5B scale); `all`: every "
+                          "checkpoint resumable."},
+    )
     # --- memory / speed ---
-    logprob_chunk_size: int = 512  # positions per log-softmax chunk; 0 = naive full logits
-    gradient_checkpointing: bool | str = "auto"  # activation checkpointing; auto = on with CUDA
-    bf16: bool | str = "auto"  # bf16 autocast; auto = on when CUDA supports bf16
-    padding_free: bool | str = "auto"  # pack sequences with position_ids; auto = with flash-attn
-    attn_implementation: str = "auto"  # auto = flash_attention_2 if installed on CUDA, else sdpa
-    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    logprob_chunk_size: int = field(
+        default=512,
+        metadata={"help": "Positions per log-softmax chunk of the memory-bounded log-prob head."},
+    )
+    gradient_checkpointing: bool | str = field(
+        default="auto",
+        metadata={"help": "Recompute activations in backward: `auto` (on with CUDA), `true`, `false`."},
+    )
+    bf16: bool | str = field(
+        default="auto",
+        metadata={"help": "bf16 autocast: `auto` (on a GPU that supports bf16), `true`, `false`."},
+    )
+    padding_free: bool | str = field(
+        default="auto",
+        metadata={"help": "Pack sequences with `position_ids` (FlashAttention varlen): `auto` (on a GPU with "
+                          "flash-attn), `true`, `false` (padded, length-grouped batches)."},
+    )
+    attn_implementation: str = field(
+        default="auto",
+        metadata={"help": "`auto` (`flash_attention_2` if installed on CUDA, else `sdpa`), `sdpa`, `eager` or "
+                          "`flash_attention_2`."},
+    )
+    collapse: CollapseConfig = field(
+        default_factory=CollapseConfig,
+        metadata={"help": "Collapse guard: flag (and optionally stop) a sharp simultaneous log-prob drop."},
+    )
 
     # ------------------------------------------------------------------
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -98,7 +99,6 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     from redi.data.synthetic import SynthConfig
     from redi.eval.config import EvalConfig, job_settings
     from redi.model.shape import TINY_DEFAULTS
-    from redi.train.config import RunConfig
     from redi.train.launch import accelerate_config_path
 
     try:  # as every evaluation job will check its settings (sampling, backend options, ...)
@@ -109,7 +109,7 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     world_size = max(1, int(config["resources"]["train"]["gpu"]))
     for run in runs.values():  # a stage-2 job must not find this out after SFT has run
         try:
-            RunConfig.from_dict(run).gradient_accumulation(world_size)
+            resolve_run(run).gradient_accumulation(world_size)
         except ValueError as error:
             raise ConfigError(f"config key 'training' (with resources.train.gpu {world_size}): {error}") from error
     for i, ref in enumerate(config["evaluation"]["reference_models"]):
@@ -276,13 +276,34 @@ def _merge(*layers: dict) -> dict:
     return merged
 
 
+#: canonical JSON of a run dict -> its resolved RunConfig (see resolve_run)
+_RESOLVED: dict = {}
+
+
+def resolve_run(run: dict):
+    """The run's :class:`~redi.train.config.RunConfig`, resolved once per process for each
+    distinct run dict: Snakemake's parse asks for the same runs many times (rules, checks, the
+    report's figure names), and each resolution validates every field. The record is shared:
+    read it, do not modify it (``to_dict()`` gives a copy).
+
+    Raises:
+        TypeError, ValueError: as :meth:`RunConfig.from_dict` (not cached).
+    """
+    from redi.train.config import RunConfig
+
+    key = json.dumps(run, sort_keys=True, default=repr)
+    if key not in _RESOLVED:
+        record = RunConfig.from_dict(run)
+        _RESOLVED[key] = record  # and under its own values, which resolve to itself
+        _RESOLVED.setdefault(json.dumps(record.to_dict(), sort_keys=True, default=repr), record)
+    return _RESOLVED[key]
+
+
 def _complete(run: dict) -> dict:
     """Every knob of the run with the trainer's own defaults filled in, so that Snakemake's
     checkpoint steps and the trainer can never disagree about a default."""
-    from redi.train.config import RunConfig
-
     try:
-        return RunConfig.from_dict(run).to_dict()
+        return resolve_run(run).to_dict()
     except (TypeError, ValueError) as error:
         raise ConfigError(f"config key 'training' (run '{run.get('name')}'): {error}") from error
 

@@ -498,7 +498,7 @@ _MALFORMED_KINDS = [
 ]
 
 
-def _malform(r: random.Random, row: dict, kind: str) -> dict:
+def _malform(row: dict, kind: str) -> dict:
     row = dict(row)
     if kind == "label_length":
         corr = dict(row["correctness"])
@@ -573,7 +573,7 @@ def generate(cfg: SynthConfig | dict | None = None) -> tuple[list[dict], list[di
     # Malformed rows replace rows at deterministic positions (so counts stay n_train_problems).
     n_bad = min(int(cfg.malformed_rows), len(rows))
     for k, pos in enumerate(sorted(r.sample(range(len(rows)), n_bad))):
-        rows[pos] = _malform(r, rows[pos], _MALFORMED_KINDS[k % len(_MALFORMED_KINDS)])
+        rows[pos] = _malform(rows[pos], _MALFORMED_KINDS[k % len(_MALFORMED_KINDS)])
 
     rt = random.Random(f"{cfg.seed}-test")
     test: list[dict] = []

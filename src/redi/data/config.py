@@ -34,7 +34,8 @@ class DecontaminationConfig:
 
     enabled: bool = field(
         default=True,
-        metadata={"help": "Drop problems sharing a normalised word n-gram with a problem of these benchmarks."},
+        metadata={"help": "Drop problems sharing a normalised word n-gram with a problem of the benchmarks "
+                          "`decontaminate.benchmarks`."},
     )
     ngram: int = field(
         default=paper.CURATION_DECONTAMINATION_NGRAM,

@@ -77,6 +77,8 @@ class RunConfig:
     save_steps: int = 200  # save every N optimizer steps (0 = only epoch ends / final)
     save_each_epoch: bool | None = None  # also save at each epoch end; default per objective (sft: true)
     keep_optimizer_state: str = "last"  # "last": older checkpoints keep weights only; "all"
+    save: bool = True  # false: write no checkpoint and no final model, only metrics and summary
+    #   (measurement runs, e.g. bench/gpu_check; the workflow needs the model: keep true there)
     # --- memory / speed ---
     logprob_chunk_size: int = 512  # positions per log-softmax chunk; 0 = naive full logits
     gradient_checkpointing: bool | str = "auto"  # activation checkpointing; auto = on with CUDA
@@ -140,6 +142,8 @@ class RunConfig:
             raise ValueError(f"run {c.name!r}: warmup_ratio must be in [0, 1), got {c.warmup_ratio}")
         if c.keep_optimizer_state not in ("last", "all"):
             raise ValueError(f"run {c.name!r}: keep_optimizer_state must be 'last' or 'all'")
+        if not isinstance(c.save, bool):
+            raise ValueError(f"run {c.name!r}: save must be true or false, got {c.save!r}")
         for key in ("gradient_checkpointing", "bf16", "padding_free"):
             v = getattr(c, key)
             if isinstance(v, str):

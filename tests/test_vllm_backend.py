@@ -161,3 +161,69 @@ def test_data_parallel_workers_live_for_the_backends_life(model, events):
     backend.close()
     single.close()
     assert all(p.returncode == 0 for p in procs) and not workdir.exists() and backend._workers == []
+
+
+FAKE_VLLM = '''
+"""vLLM's offline surface as VLLMEngine uses it: LLM(...).llm_engine.add_request / step /
+has_unfinished_requests; finished outputs carry the engine's own id (ours + a suffix)."""
+
+
+class SamplingParams:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class _Out:
+    def __init__(self, request_id, outputs):
+        self.request_id, self.outputs, self.finished = request_id, outputs, True
+
+
+class _Completion:
+    def __init__(self, index, token_ids, finish_reason):
+        self.index, self.token_ids, self.finish_reason = index, token_ids, finish_reason
+
+
+class _Engine:
+    def __init__(self):
+        self.queue, self.steps, self.added_before_first_step = [], 0, None
+
+    def add_request(self, request_id, prompt, params):
+        self.queue.append((request_id + "-0a1b", prompt, params))
+
+    def has_unfinished_requests(self):
+        return bool(self.queue)
+
+    def step(self):
+        if self.added_before_first_step is None:
+            self.added_before_first_step = len(self.queue)
+        rid, prompt, params = self.queue.pop()
+        return [_Out(rid, [_Completion(i, [7] * params.max_tokens, "length") for i in range(params.n)])]
+
+
+class LLM:
+    def __init__(self, model, **kw):
+        self.llm_engine = _Engine()
+'''
+
+
+def test_vllm_engine_steps_its_offline_engine(model, tmp_path, monkeypatch):
+    """``VLLMEngine`` on vLLM's stepping surface: all requests added before the first step, ids
+    mapped back, samples complete (a stand-in vllm module: vLLM itself needs a GPU)."""
+    import sys
+
+    from redi.eval.backends.vllm_backend import VLLMEngine
+
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "__init__.py").write_text(FAKE_VLLM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    backend = VLLMBackend(model, batch_size=2, gpus=[])
+    jobs = _jobs(backend.tokenizer, k=3)
+    got = _collect(backend, jobs)
+    assert isinstance(backend._engine, VLLMEngine)
+    assert backend._engine.llm.llm_engine.added_before_first_step == 3
+    assert sorted((g.problem_id, g.sample_index, g.length) for b in got for g in b) == sorted(
+        (j.problem_id, i, 6) for j in jobs for i in (0, 1)
+    )
+    backend.close()
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)

@@ -109,6 +109,7 @@ class VLLMEngine:
 
         self.llm = LLM(model=model_path, **llm_kwargs)
         self._pending: list = []  # (request_id, prompt, params) for the generate fallback
+        self._submitted: set[str] = set()  # ids added to the engine and not yet finished
         self._stepwise = all(hasattr(getattr(self.llm, "llm_engine", None), m)
                              for m in ("add_request", "step", "has_unfinished_requests"))  # fmt: skip
 
@@ -116,9 +117,16 @@ class VLLMEngine:
         params = vllm_sampling_params(sampling, n=n, seed=seed, stop_ids=stop_ids)
         prompt = {"prompt_token_ids": list(prompt_ids)}
         if self._stepwise:
-            self.llm.llm_engine.add_request(str(request_id), prompt, params)
-        else:
-            self._pending.append((str(request_id), prompt, params))
+            try:
+                self.llm.llm_engine.add_request(str(request_id), prompt, params)
+                self._submitted.add(str(request_id))
+                return
+            except (TypeError, AttributeError) as exc:
+                if self._submitted:
+                    raise
+                log.warning("vLLM's engine refused add_request (%s); one LLM.generate call per job instead", exc)
+                self._stepwise = False
+        self._pending.append((str(request_id), prompt, params))
 
     def has_unfinished(self) -> bool:
         return bool(self._pending) or (self._stepwise and self.llm.llm_engine.has_unfinished_requests())
@@ -129,7 +137,22 @@ class VLLMEngine:
             self._pending = []
             outs = self.llm.generate(list(prompts), list(params), use_tqdm=False)
             return [(rid, _completions(o)) for rid, o in zip(ids, outs)]
-        return [(o.request_id, _completions(o)) for o in self.llm.llm_engine.step() if o.finished]
+        done = []
+        for o in self.llm.llm_engine.step():
+            if o.finished:
+                done.append((self._our_id(o.request_id), _completions(o)))
+        return done
+
+    def _our_id(self, engine_id: str) -> str:
+        """The id we submitted (an engine may return it with a suffix of its own)."""
+        if engine_id in self._submitted:
+            self._submitted.discard(engine_id)
+            return engine_id
+        for rid in self._submitted:
+            if engine_id.startswith(rid + "-"):
+                self._submitted.discard(rid)
+                return rid
+        raise RuntimeError(f"vLLM returned a request id we did not submit: {engine_id!r}")
 
     def close(self) -> None:
         self.llm = None

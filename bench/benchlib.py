@@ -46,6 +46,22 @@ def worker_env(threads: int, extra: dict | None = None) -> dict:
     return env
 
 
+_LIVE: set[int] = set()  # process groups of the workers running now (see kill_live_workers)
+
+
+def kill_live_workers() -> None:
+    """SIGKILL every worker process group still running (a parent ended by a signal calls this:
+    its workers run in their own sessions and would outlive it)."""
+    import signal
+
+    for pgid in list(_LIVE):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _LIVE.discard(pgid)
+
+
 def run_command(cmd: list[str], *, timeout: float | None = None, env: dict | None = None, cwd: str | None = None,
                 threads: int = 1) -> dict:  # fmt: skip
     """Run ``cmd`` in its own process group; on timeout the whole group is killed (a launcher's
@@ -57,6 +73,7 @@ def run_command(cmd: list[str], *, timeout: float | None = None, env: dict | Non
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=worker_env(threads, env), cwd=cwd or str(REPO), start_new_session=True)  # fmt: skip
     timed_out = False
+    _LIVE.add(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -66,6 +83,8 @@ def run_command(cmd: list[str], *, timeout: float | None = None, env: dict | Non
         except ProcessLookupError:
             pass
         stdout, stderr = proc.communicate()
+    finally:
+        _LIVE.discard(proc.pid)
     return {
         "returncode": proc.returncode,
         "stdout": stdout or "",

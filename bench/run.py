@@ -150,11 +150,13 @@ def evaluate_goals(doc: dict) -> list[dict]:
         )
 
     gpu = sec.get("gpu") or {}
-    if gpu.get("simulate"):  # the GPU code path exercised on a CPU: no GPU figures
+    if gpu.get("smoke") or gpu.get("simulate"):  # the GPU code path exercised on a CPU: no GPU figures
         gpu = {}
     items = gpu.get("items") or {}
     cmp_ = gpu.get("comparisons") or {}
     card = ((items.get("matmul") or {}).get("device")) or None
+    if (items.get("longest/redi") or {}).get("status") != "ran":
+        items = {k: v for k, v in items.items() if k != "longest/redi"}
     # 3. REDI step vs TRL DPO on GPU
     key = "8192/redi_vs_trl_dpo_precomputed"
     if key in cmp_:

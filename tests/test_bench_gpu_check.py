@@ -107,11 +107,18 @@ def test_a_killed_worker_leaves_no_scratch_and_no_process(tmp_path):
 
 
 def test_estimate_of_the_full_check_names_every_item():
-    smoke = {"items": {"steps/64/redi": {"item_wall_s": 20.0, "seconds": 1.0}}, "data_seconds": {"64": 3.0}}
+    smoke = {"items": {"steps/64/redi": {"item_wall_s": 20.0, "seconds": 1.0}},
+             "machine": {"cpu_usable": 2, "load_average_start": 8.0, "load_average_end": 8.0}}  # fmt: skip
     e = gpu_check.estimate_full(smoke)
     names = [r["item"] for r in e["rows"]]
-    assert names.index("pair_19k") == names.index("steps/4096/redi") + 2  # the pair right after the 4k steps
-    assert e["total_s"] == pytest.approx(sum(r["seconds"] for r in e["rows"]), abs=0.5)
+    assert names.index("pair_19k") == names.index("steps/4096/redi") + 1  # the pair right after the 4k steps
+    assert e["contention"] == 4.0
+    redi = e["rows"][names.index("steps/4096/redi")]
+    assert (redi["overhead_measured_s"], redi["overhead_s"]) == (18.0, 4.5)
+    assert e["total_s"] == pytest.approx(
+        sum(r["overhead_s"] + r["gpu_s"] for r in e["rows"]), abs=1.5
+    )  # rounding per row
+    assert e["total_uncorrected_s"] > e["total_s"]
 
 
 @pytest.mark.slow

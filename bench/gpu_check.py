@@ -801,24 +801,31 @@ class Check:
             if self.smoke
             else {"prompts": 32, "samples": 4, "max_new_tokens": 2048}
         )
+
+        def run(_):
+            # each variant in its own process: a vLLM engine's GPU memory goes with its process
+            out = None
+            for name, extra in (("per_request_seeds", {"per_request_seeds": True}),
+                                ("engine_seed", {"per_request_seeds": False})):  # fmt: skip
+                r = benchlib.run_worker(
+                    "gpu_check:generate_backend",
+                    {"model_dir": self.model["path"], "backend": "vllm", **args,
+                     "options": {"max_model_len": 1024 if self.smoke else 32768}, "variants": [[name, extra]]},
+                    python=python, timeout=max(60, min(600, self.left())),
+                )  # fmt: skip
+                if "error" in r:
+                    return dict(r, variant=name)
+                out = r if out is None else dict(out, runs={**out["runs"], **r["runs"]})
+            a, b = out["runs"]["per_request_seeds"], out["runs"]["engine_seed"]
+            out["per_request_seeds_cost"] = (
+                round(b["tokens_per_s"] / a["tokens_per_s"], 3) if a["tokens_per_s"] else None
+            )
+            return out
+
         self.item(
             "generate_vllm",
             self.prior("generate_vllm"),
-            lambda _: benchlib.run_worker(
-                "gpu_check:generate_backend",
-                {
-                    "model_dir": self.model["path"],
-                    "backend": "vllm",
-                    **args,
-                    "options": {"max_model_len": 32768 if not self.smoke else 1024},
-                    "variants": [
-                        ["per_request_seeds", {"per_request_seeds": True}],
-                        ["engine_seed", {"per_request_seeds": False}],
-                    ],
-                },
-                python=python,
-                timeout=max(60, min(600, self.left())),
-            ),
+            run,
             judge=lambda r: None if (r.get("generated_tokens") or 0) > 0 else "no tokens generated",
         )
 
@@ -1190,6 +1197,8 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     doc: dict = {"date": date, "host": host, "command": "bench/gpu_check " + " ".join(argv or sys.argv[1:])}
+    doc["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                       text=True).stdout.strip() or None  # fmt: skip
     doc["machine"] = {"cpu_usable": len(os.sched_getaffinity(0)), "load_average_start": os.getloadavg()[0]}
 
     def write():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -94,11 +95,16 @@ def fp32_output_mode(device: torch.device | str, dtype: torch.dtype) -> str:
 def _mm_fp32(a: Tensor, b: Tensor, mode: str, acc: Tensor | None = None) -> Tensor:
     """``a @ b`` as fp32 (added into the fp32 ``acc`` in place when given; returns ``acc``)."""
     if mode == "out_dtype":
-        if acc is None:
-            return torch.mm(a, b, out_dtype=torch.float32)
-        if _probe_out_dtype(a.device, a.dtype)[1]:  # beta = 1: the GEMM adds into acc
-            return torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
-        return acc.add_(torch.mm(a, b, out_dtype=torch.float32))
+        try:
+            if acc is None:
+                return torch.mm(a, b, out_dtype=torch.float32)
+            if _probe_out_dtype(a.device, a.dtype)[1]:  # beta = 1: the GEMM adds into acc
+                return torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+            return acc.add_(torch.mm(a, b, out_dtype=torch.float32))
+        except RuntimeError as exc:  # a shape or layout the probe did not cover: the fallback from now on
+            warnings.warn(f"fp32-output GEMM refused ({exc}); logits rounded to {a.dtype} from here on", stacklevel=2)
+            _OUT_DTYPE_OK[f"{a.device}:{a.dtype}"] = (False, False)
+            mode = "rounded"
     if mode == "upcast":
         a, b = a.float(), b.float()
     if mode in ("native", "upcast"):

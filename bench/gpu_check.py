@@ -1092,7 +1092,11 @@ def estimate_full(smoke: dict) -> dict:
         r = it.get(key) or {}
         if r.get("item_wall_s") is None:
             return 15.0  # not measured in the smoke run: a generous guess, shown as such in the rows
-        return max(0.0, r["item_wall_s"] - 2 * (r.get("seconds") or 0))
+        if "steps_timed" in r:  # a training item: less its warm-up and timed steps
+            return max(0.0, r["item_wall_s"] - 2 * (r.get("seconds") or 0))
+        if key.startswith("generate"):  # less its timed generation
+            return max(0.0, r["item_wall_s"] - (r.get("seconds") or 0))
+        return r["item_wall_s"]  # at smoke size all of it is start-up
 
     def train(length, seqs, steps, equal=False):
         mean = length if equal else 0.75 * length

@@ -107,7 +107,7 @@ def test_a_killed_worker_leaves_no_scratch_and_no_process(tmp_path):
 
 
 def test_estimate_of_the_full_check_names_every_item():
-    smoke = {"items": {"steps/64/redi": {"item_wall_s": 20.0, "seconds": 1.0}},
+    smoke = {"items": {"steps/64/redi": {"item_wall_s": 20.0, "seconds": 1.0, "steps_timed": 1}},
              "machine": {"cpu_usable": 2, "load_average_start": 8.0, "load_average_end": 8.0}}  # fmt: skip
     e = gpu_check.estimate_full(smoke)
     names = [r["item"] for r in e["rows"]]

@@ -843,6 +843,13 @@ class Check:
             "redi_naive": ("ours", "redi", {"logprob_chunk_size": 0}),
             f"redi_{other}": ("ours", "redi", {"padding_free": not flash}),
         }
+        if not self.smoke:  # FlexAttention has no backward on a CPU (torch 2.13); on a GPU: packed rows,
+            # the document mask built by transformers from the packed position_ids, vs the default
+            variants["redi_flex_packed"] = (
+                "ours",
+                "redi",
+                {"attn_implementation": "flex_attention", "padding_free": True},
+            )
         data = self.data(L, equal=False, n_pairs=4, n_sft=4)
         if data is None:
             return
@@ -968,6 +975,7 @@ def comparisons(items: dict) -> dict:
             ("redi_chunked_vs_naive", "redi", "redi_naive"),
             ("redi_default_vs_padding_free", "redi", "redi_padding_free"),
             ("redi_default_vs_padded", "redi", "redi_padded"),
+            ("redi_default_vs_flex_packed", "redi", "redi_flex_packed"),
         ):
             if name == a and (items.get(f"steps/{length}/{b}") or {}).get("status") == "ran":
                 out[f"{length}/{label}"] = benchlib.ratio(

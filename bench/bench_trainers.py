@@ -138,6 +138,7 @@ def _run_dict(objective: str, settings: dict, steps: int) -> dict:
         "max_steps": steps,
         "save_steps": 0,
         "save_each_epoch": False,
+        "save": False,  # a measurement: no checkpoint, no model
         "warmup_ratio": 0.1,
         "weight_decay": 1e-4,
         "seed": 42,
@@ -241,7 +242,14 @@ class _Meter:
 
 
 def measure(
-    impl: str, variant: str, workdir: str, steps: int, warmup: int, overrides: dict | None = None, liger: bool = False
+    impl: str,
+    variant: str,
+    workdir: str,
+    steps: int,
+    warmup: int,
+    overrides: dict | None = None,
+    liger: bool = False,
+    out_dir: str | None = None,
 ) -> dict:
     """Train ``steps`` optimizer steps with ``impl`` ("ours" / "trl") and ``variant`` (our
     objective, or "sft" / "dpo_precomputed" / "dpo_ref_model" for TRL) in this fresh process.
@@ -250,7 +258,10 @@ def measure(
     ``run_overrides`` (our RunConfig keys) and ``trl_args`` (TRL config keys); ``overrides`` are
     this variant's own (our RunConfig keys, or TRL config keys for TRL). ``liger`` patches Qwen2's
     RMSNorm / RoPE / SwiGLU with Liger's Triton kernels (no fused cross-entropy: our loss needs
-    per-token log-probs)."""
+    per-token log-probs). ``out_dir``: the run's folder, made and removed by the caller (a
+    worker killed at its timeout cannot remove its own); default a temporary folder."""
+    import contextlib
+
     from benchlib import set_threads
 
     work = Path(workdir)
@@ -270,7 +281,12 @@ def measure(
         )
     meter = _Meter()
     error = None
-    with tempfile.TemporaryDirectory(prefix=f"bench-{impl}-{variant}-", dir=settings.get("scratch", work)) as out:
+    place = (
+        contextlib.nullcontext(out_dir)
+        if out_dir
+        else tempfile.TemporaryDirectory(prefix=f"bench-{impl}-{variant}-", dir=settings.get("scratch", work))
+    )
+    with place as out:
         try:
             if impl == "ours":
                 _train_ours(variant, work, settings, steps, out, meter, overrides or {})

@@ -46,6 +46,54 @@ def worker_env(threads: int, extra: dict | None = None) -> dict:
     return env
 
 
+_LIVE: set[int] = set()  # process groups of the workers running now (see kill_live_workers)
+
+
+def kill_live_workers() -> None:
+    """SIGKILL every worker process group still running (a parent ended by a signal calls this:
+    its workers run in their own sessions and would outlive it)."""
+    import signal
+
+    for pgid in list(_LIVE):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _LIVE.discard(pgid)
+
+
+def run_command(cmd: list[str], *, timeout: float | None = None, env: dict | None = None, cwd: str | None = None,
+                threads: int = 1) -> dict:  # fmt: skip
+    """Run ``cmd`` in its own process group; on timeout the whole group is killed (a launcher's
+    children too: ``accelerate launch`` starts the real worker as a child). Returns
+    ``{"returncode", "stdout", "log_tail", "timed_out", "seconds"}``."""
+    import signal
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=worker_env(threads, env), cwd=cwd or str(REPO), start_new_session=True)  # fmt: skip
+    timed_out = False
+    _LIVE.add(proc.pid)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        stdout, stderr = proc.communicate()
+    finally:
+        _LIVE.discard(proc.pid)
+    return {
+        "returncode": proc.returncode,
+        "stdout": stdout or "",
+        "log_tail": ((stdout or "")[-1500:] + "\n" + (stderr or "")[-3000:]).strip(),
+        "timed_out": timed_out,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
 def run_worker(
     target: str,
     kwargs: dict,
@@ -54,30 +102,27 @@ def run_worker(
     timeout: float | None = None,
     python: str | None = None,
     env: dict | None = None,
+    launcher: list[str] | None = None,
 ) -> dict:
-    """Run ``bench/<module>.py:function(**kwargs)`` in a fresh process; its JSON result, or
-    ``{"error": ..., "returncode": ...}`` (never raises for a failed measurement)."""
-    cmd = [python or sys.executable, str(BENCH_DIR / "run.py"), "--worker", target, json.dumps(kwargs)]
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=worker_env(threads, env), cwd=str(REPO), timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        tail = (exc.stderr or b"")[-3000:]
-        tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
-        return {"error": f"timed out after {timeout} s", "log_tail": tail, "target": target}
-    wall = time.perf_counter() - t0
-    for line in reversed(proc.stdout.splitlines()):
+    """Run ``bench/<module>.py:function(**kwargs)`` in a fresh process (through ``launcher``, e.g.
+    ``[python, -m, accelerate.commands.launch, ...]``, when given); its JSON result, or
+    ``{"error": ..., "returncode": ...}`` (never raises for a failed measurement). A worker past
+    ``timeout`` is killed with its whole process group."""
+    head = list(launcher) if launcher else [python or sys.executable]
+    cmd = head + [str(BENCH_DIR / "run.py"), "--worker", target, json.dumps(kwargs)]
+    r = run_command(cmd, timeout=timeout, env=env, threads=threads)
+    if r["timed_out"]:
+        return {"error": f"timed out after {timeout} s", "log_tail": r["log_tail"], "target": target}
+    for line in reversed(r["stdout"].splitlines()):
         if line.startswith(MARKER):
             out = json.loads(line[len(MARKER) :])
             if isinstance(out, dict):
-                out.setdefault("process_wall_s", round(wall, 3))
+                out.setdefault("process_wall_s", r["seconds"])
             return out
     return {
-        "error": f"worker {target} exited with code {proc.returncode} and no result",
-        "returncode": proc.returncode,
-        "log_tail": (proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]).strip(),
+        "error": f"worker {target} exited with code {r['returncode']} and no result",
+        "returncode": r["returncode"],
+        "log_tail": r["log_tail"],
         "target": target,
     }
 

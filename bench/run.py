@@ -6,9 +6,9 @@ Detects the hardware and library versions, runs the benchmarks that fit the mach
 always, GPU ones where ``torch.cuda.is_available()``), and writes
 ``<out>/<YYYY-MM-DD>-<host>.json`` (hardware, versions, load averages, every figure, the goals and
 pass/fail against them) and ``<out>/<YYYY-MM-DD>-<host>.md`` (a summary). An existing file of the
-same date and host is updated: sections run now replace the earlier ones, the others are kept
-(so a GPU session can run ``--only gpu`` in several commands). Results are written after every
-section (and every GPU item), so an interrupted run keeps what it measured.
+same date and host is updated: sections run now replace the earlier ones, the others are kept.
+Results are written after every section (and every GPU item), so an interrupted run keeps what it
+measured. The ``gpu`` section is ``bench/gpu_check.py`` with its extended items.
 
 Sections (``--only``): ``logprobs``, ``trl_head``, ``trainers``, ``verify``, ``generate``,
 ``data_scale`` (CPU), ``gpu``,
@@ -150,11 +150,13 @@ def evaluate_goals(doc: dict) -> list[dict]:
         )
 
     gpu = sec.get("gpu") or {}
-    if gpu.get("simulate"):  # the GPU code path exercised on a CPU: no GPU figures
+    if gpu.get("smoke") or gpu.get("simulate"):  # the GPU code path exercised on a CPU: no GPU figures
         gpu = {}
     items = gpu.get("items") or {}
     cmp_ = gpu.get("comparisons") or {}
     card = ((items.get("matmul") or {}).get("device")) or None
+    if (items.get("longest/redi") or {}).get("status") != "ran":
+        items = {k: v for k, v in items.items() if k != "longest/redi"}
     # 3. REDI step vs TRL DPO on GPU
     key = "8192/redi_vs_trl_dpo_precomputed"
     if key in cmp_:
@@ -183,8 +185,8 @@ def evaluate_goals(doc: dict) -> list[dict]:
         )
 
     # 4. MFU at 8k on an H100
-    st = items.get("steps/8192/ours_redi") or {}
-    mfu = st.get("mfu_vs_datasheet_median")
+    st = items.get("steps/8192/redi") or {}
+    mfu = st.get("mfu_vs_datasheet")
     if mfu is not None:
         is_h100 = card is not None and "H100" in card
         goals.append(
@@ -192,8 +194,8 @@ def evaluate_goals(doc: dict) -> list[dict]:
                 "redi_step_mfu_8k_h100",
                 "REDI step at 8k on an H100 at >= 40% MFU",
                 ("met" if mfu >= 0.40 else "missed") if is_h100 else "not_measured",
-                f"{mfu:.1%} of the datasheet peak, {_fmt(st.get('mfu_vs_matmul_ceiling_median'), 3)} of "
-                f"the measured matmul ceiling, on {card}",
+                f"{mfu:.1%} of the datasheet peak, {_fmt(st.get('mfu_vs_measured_matmul'), 3)} of "
+                f"the measured matmul rate, on {card}",
                 mfu,
                 0.40,
                 None if is_h100 else "measured on a card that is not an H100",
@@ -210,7 +212,7 @@ def evaluate_goals(doc: dict) -> list[dict]:
         )
 
     # 5. 2 x 19k pair on one 80 GB card
-    lg = items.get("longest/ours_redi") or {}
+    lg = items.get("longest/redi") or {}
     if lg.get("probes"):
         best = lg.get("longest_fitting_response_tokens")
         mem = ((doc.get("hardware") or {}).get("gpus") or [{}])[0].get("memory_gib")
@@ -418,44 +420,10 @@ def render_md(doc: dict) -> str:
 
     gp = (sec.get("gpu") or {}).get("result") or {}
     if gp.get("items"):
-        it = gp["items"]
-        mm = it.get("matmul") or {}
-        L += [
-            "",
-            "## 5-7. GPU",
-            "",
-            f"Model: random-weight {gp['arch']}{' (SIMULATED on CPU)' if gp.get('simulate') else ''}; flash-attn "
-            f"{gp['flash_attn']}, Liger {gp['liger']}. Matmul ceiling (bf16 {mm.get('n')}^3): "
-            f"{mm.get('tflops_best')} TFLOP/s best, {mm.get('tflops_median')} median; datasheet "
-            f"{mm.get('datasheet_bf16_tflops')} TFLOP/s. Model FLOPs: {gp['flops_formula']}.",
-            "",
-            "| item | tokens/s | MFU (datasheet) | MFU (ceiling) | peak GiB |",
-            "|---|---|---|---|---|",
-        ]
-        for k, r in it.items():
-            if k.startswith("steps/"):
-                L.append(
-                    f"| {k} | {_fmt(r.get('tokens_per_s_median'), 0)} | {_fmt(r.get('mfu_vs_datasheet_median'), 3)} "
-                    f"| {_fmt(r.get('mfu_vs_matmul_ceiling_median'), 3)} | {_fmt(r.get('cuda_peak_allocated_gib'))} |"
-                    + (f" error: {r['error'][:80]}" if r.get("error") else "")
-                )
-        L += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in gp.get("comparisons", {}).items()]
-        for k, r in it.items():
-            if k.startswith("longest/"):
-                L.append(
-                    f"\n- {k}: longest fitting pair 2 x {r.get('longest_fitting_response_tokens')} response "
-                    f"tokens; smallest failing {r.get('smallest_failing_response_tokens')}; probes "
-                    + ", ".join(f"{p['response_tokens']}:{'ok' if p['fits'] else 'fail'}" for p in r["probes"])
-                )
-        if it.get("generate"):
-            g = it["generate"]
-            L.append(
-                f"\n- generation: {g.get('backend')} {_fmt(g.get('tokens_per_s'), 0)} tokens/s "
-                f"({g.get('sequences')} sequences x {g.get('max_new_tokens')} new tokens)"
-                + (f" error: {g['error']}" if g.get("error") else "")
-            )
-        if gp.get("skipped_for_budget"):
-            L.append(f"\n- skipped for the time budget: {', '.join(gp['skipped_for_budget'])}")
+        import gpu_check
+
+        body = gpu_check.render_md(dict(gp, date=doc.get("date"), host=doc.get("host"))).splitlines()[1:]
+        L += ["", "## 5-7. GPU (bench/gpu_check.py, extended)", *body]
     elif sec.get("gpu"):
         L += ["", "## 5-7. GPU", "", (sec["gpu"].get("result") or {}).get("skipped", "not run")]
 
@@ -520,12 +488,12 @@ def main(argv=None) -> int:
         nargs="+",
         help="corpus fractions of the data_scale section (default 0.01 0.05; 1/2000 1/1000 with --quick)",
     )
-    ap.add_argument("--gpu-budget-s", type=float, default=1500, help="stop starting GPU items after this many seconds")
+    ap.add_argument("--gpu-budget-s", type=float, default=1500, help="start no GPU item whose estimate passes this (s)")
     ap.add_argument(
         "--gpu-lengths",
         type=int,
         nargs="+",
-        help="response lengths of the GPU step benchmark (default 8192 4096 16384)",
+        help="response lengths of the GPU step items (default gpu_check's 4096 8192 19000)",
     )
     ap.add_argument(
         "--gpu-simulate",
@@ -634,31 +602,22 @@ def main(argv=None) -> int:
                     if not (cuda or args.gpu_simulate):
                         entry["result"] = {"skipped": "no CUDA device on this machine"}
                     else:
-                        import bench_gpu
+                        import gpu_check
 
-                        previous = ((doc["sections"].get("gpu") or {}).get("result") or {}).get("items")
                         doc["sections"]["gpu"] = entry
-
-                        def save_gpu(suite_ref=[], entry=entry, t0=t0):  # noqa: B006 - the suite, once built
-                            if suite_ref:
-                                entry["result"] = suite_ref[0].result()
-                                entry["seconds"] = round(time.time() - t0, 1)
-                                save()
-
-                        suite = bench_gpu.GpuSuite(
-                            str(workdir / "gpu"),
-                            args.quick,
-                            repeats,
-                            args.gpu_budget_s,
-                            log,
-                            simulate=args.gpu_simulate and not cuda,
-                            vllm_python=args.vllm_python,
-                            lengths=args.gpu_lengths,
-                            done=None if args.no_merge else previous,
-                            save=lambda: save_gpu([suite]),  # noqa: B023 - suite is bound on the next line
-                        )
                         (workdir / "gpu").mkdir(parents=True, exist_ok=True)
-                        entry["result"] = suite.run()
+                        check = gpu_check.Check(
+                            args.gpu_simulate and not cuda,
+                            args.gpu_budget_s,
+                            workdir / "gpu",
+                            log,
+                            extended=True,
+                            repeats=repeats,
+                            lengths=args.gpu_lengths,
+                            vllm_python=args.vllm_python,
+                            save=lambda: (entry.update(result=check.result(final=False)), save()),  # noqa: B023
+                        )
+                        entry["result"] = check.run()
                 elif name == "pipeline":
                     import bench_pipeline
 

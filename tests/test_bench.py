@@ -130,26 +130,31 @@ def test_goals_are_judged_from_the_figures():
         "ours_padding_fraction": 0.1,
         "trl_padding_fraction": 0.1,
     }
-    gpu = {
+    gpu = {  # the shape of gpu_check.Check(extended=True).result()
         "arch": "qwen2.5-math-1.5b",
-        "simulate": False,
-        "flash_attn": True,
-        "liger": False,
+        "smoke": False,
+        "extended": True,
         "flops_formula": "f",
+        "wall_s": 900.0,
+        "budget_s": 1500.0,
+        "ceilings": {
+            "device": "NVIDIA H100 80GB HBM3",
+            "measured_matmul_tflops": 700.0,
+            "datasheet_tflops": 989.4,
+            "datasheet_name": "NVIDIA H100 80GB HBM3 datasheet dense bf16",
+        },  # fmt: skip
         "comparisons": {"8192/redi_vs_trl_dpo_precomputed": 1.5},
+        "summary": {"ran": ["matmul", "steps/8192/redi", "longest/redi"], "failed": [], "not_run": {}},
         "items": {
-            "matmul": {
-                "device": "NVIDIA H100 80GB HBM3",
-                "n": 8192,
-                "tflops_best": 700.0,
-                "datasheet_bf16_tflops": 989.4,
-            },
-            "steps/8192/ours_redi": {
-                "tokens_per_s_median": 1e4,
-                "mfu_vs_datasheet_median": 0.35,
-                "mfu_vs_matmul_ceiling_median": 0.5,
-            },
-            "longest/ours_redi": {
+            "matmul": {"status": "ran", "device": "NVIDIA H100 80GB HBM3", "n": 8192, "tflops_best": 700.0},
+            "steps/8192/redi": {
+                "status": "ran",
+                "tokens_per_s": 1e4,
+                "mfu_vs_datasheet": 0.35,
+                "mfu_vs_measured_matmul": 0.5,
+            },  # fmt: skip
+            "longest/redi": {
+                "status": "ran",
                 "longest_fitting_response_tokens": 24576,
                 "search_limit": 32632,
                 "probes": [{"response_tokens": 19000, "fits": True}],
@@ -188,8 +193,9 @@ def test_goals_are_judged_from_the_figures():
     doc["goals"] = bench_run.evaluate_goals(doc)
     md = bench_run.render_md(doc)
     assert "| 8,192 |" in md and "not run (predicted 29.0)" in md and "**missed**" in md
+    assert "| redi | 8192 | 10000.0 | 0.5000 | 0.3500 |" in md  # gpu_check's table, both ceilings
     # a simulated GPU section (the code path run on a CPU) judges nothing
-    gpu["simulate"] = True
+    gpu["smoke"] = True
     goals = {g["name"]: g["status"] for g in bench_run.evaluate_goals(doc)}
     assert goals["redi_step_gpu_vs_trl_dpo"] == goals["pair_2x19k_one_card"] == "not_measured"
 

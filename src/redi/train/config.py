@@ -158,6 +158,12 @@ class RunConfig:
         metadata={"help": "`last`: older checkpoints keep weights only (saves disk at 1.5B scale); `all`: every "
                           "checkpoint resumable."},
     )
+    save: bool = field(
+        default=True,
+        metadata={"help": "Write checkpoints and the final model; `false` writes only `metrics.jsonl` and "
+                          "`summary.json` (measurement runs calling `redi.train.run.train`, such as "
+                          "`bench/gpu_check`; the workflow needs the model, so it must stay true there)."},
+    )
     # --- memory / speed ---
     logprob_chunk_size: int = field(
         default=512,
@@ -241,6 +247,8 @@ class RunConfig:
             raise ValueError(f"run {c.name!r}: warmup_ratio must be in [0, 1), got {c.warmup_ratio}")
         if c.keep_optimizer_state not in ("last", "all"):
             raise ValueError(f"run {c.name!r}: keep_optimizer_state must be 'last' or 'all'")
+        if not isinstance(c.save, bool):
+            raise ValueError(f"run {c.name!r}: save must be true or false, got {c.save!r}")
         for key in ("gradient_checkpointing", "bf16", "padding_free"):
             v = getattr(c, key)
             if isinstance(v, str):

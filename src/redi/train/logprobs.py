@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -37,36 +38,122 @@ def _compute_dtype(device: torch.device, fallback: torch.dtype) -> torch.dtype:
     return fallback
 
 
+# ----------------------------------------------------------------------------------------------
+# fp32 results from low-precision GEMM inputs
+#
+# A bf16 GEMM accumulates in fp32 and, by default, rounds its result to bf16. The log-softmax
+# needs the logits themselves: rounded to bf16 (8 bits of mantissa, ~0.4 % relative) each
+# token's log-prob is off by up to ~|logit| / 256, and over a 19k-token response sum these errors
+# do not average away (the summed log-probs are what DPO/REDI compare). So the head asks the GEMM
+# for an fp32 *output* from bf16 inputs: the same tensor-core work, no rounding of the result.
+#
+# Modes (:func:`fp32_output_mode`), per device and input dtype:
+#   "native"   inputs already fp32: an ordinary fp32 GEMM;
+#   "out_dtype" CUDA with ``torch.mm(a, b, out_dtype=torch.float32)`` (the ``aten::mm.dtype``
+#              overload, CUDA-only in torch 2.13; probed once per device): fp32 output, and the
+#              weight gradient accumulates straight into its fp32 buffer (``addmm``, beta = 1);
+#   "upcast"   CPU (no ``mm.dtype`` kernel there): the bf16 inputs are widened to fp32 first;
+#              bf16 x bf16 products are exact in fp32, so the result is the fp32-output GEMM's
+#              (up to summation order), at fp32 GEMM cost;
+#   "rounded"  any other device without the overload: the bf16 result widened to fp32 (the
+#              earlier behaviour, kept as the fallback).
+
+_OUT_DTYPE_OK: dict[str, tuple[bool, bool]] = {}  # device:dtype -> (mm.dtype works, addmm into fp32 works)
+
+
+def _probe_out_dtype(device: torch.device, dtype: torch.dtype) -> tuple[bool, bool]:
+    key = f"{device}:{dtype}"
+    if key not in _OUT_DTYPE_OK:
+        a = torch.ones(2, 2, dtype=dtype, device=device)
+        try:
+            mm_ok = torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
+        except (RuntimeError, TypeError, NotImplementedError):
+            mm_ok = False
+        try:
+            acc = torch.ones(2, 2, dtype=torch.float32, device=device)
+            torch.addmm(acc, a, a, out_dtype=torch.float32, out=acc)
+            add_ok = mm_ok and float(acc.sum()) == 12.0
+        except (RuntimeError, TypeError, NotImplementedError):
+            add_ok = False
+        _OUT_DTYPE_OK[key] = (bool(mm_ok), bool(add_ok))
+    return _OUT_DTYPE_OK[key]
+
+
+def fp32_output_mode(device: torch.device | str, dtype: torch.dtype) -> str:
+    """How the head gets fp32 logits from ``dtype`` inputs on ``device``: ``"native"``,
+    ``"out_dtype"``, ``"upcast"`` or ``"rounded"`` (see the comment above this function)."""
+    device = torch.device(device)
+    if dtype == torch.float32 or dtype == torch.float64:
+        return "native"
+    if device.type == "cuda" and _probe_out_dtype(device, dtype)[0]:
+        return "out_dtype"
+    if device.type == "cpu":
+        return "upcast"
+    return "rounded"
+
+
+def _mm_fp32(a: Tensor, b: Tensor, mode: str, acc: Tensor | None = None) -> Tensor:
+    """``a @ b`` as fp32 (added into the fp32 ``acc`` in place when given; returns ``acc``)."""
+    if mode == "out_dtype":
+        try:
+            if acc is None:
+                return torch.mm(a, b, out_dtype=torch.float32)
+            if _probe_out_dtype(a.device, a.dtype)[1]:  # beta = 1: the GEMM adds into acc
+                return torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+            return acc.add_(torch.mm(a, b, out_dtype=torch.float32))
+        except RuntimeError as exc:  # a shape or layout the probe did not cover: the fallback from now on
+            warnings.warn(f"fp32-output GEMM refused ({exc}); logits rounded to {a.dtype} from here on", stacklevel=2)
+            _OUT_DTYPE_OK[f"{a.device}:{a.dtype}"] = (False, False)
+            mode = "rounded"
+    if mode == "upcast":
+        a, b = a.float(), b.float()
+    if mode in ("native", "upcast"):
+        if acc is None:
+            return torch.mm(a, b) if a.dtype == torch.float32 else torch.mm(a, b).float()
+        return acc.addmm_(a, b) if a.dtype == acc.dtype else acc.add_(torch.mm(a, b))
+    out = torch.mm(a, b).float()  # "rounded"
+    return out if acc is None else acc.add_(out)
+
+
+def _logits_fp32(h: Tensor, w: Tensor, b: Tensor | None, mode: str) -> Tensor:
+    logits = _mm_fp32(h, w.t(), mode)
+    return logits if b is None else logits.add_(b.float())
+
+
 class _TargetLogprob(torch.autograd.Function):
-    """``log_softmax(hidden @ weight.T + bias)[i, targets[i]]``, chunked over positions."""
+    """``log_softmax(hidden @ weight.T + bias)[i, targets[i]]``, chunked over positions; the
+    logits are formed in fp32 from compute-dtype inputs (:func:`fp32_output_mode`)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk_size, compute_dtype):
         n = hidden.shape[0]
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        mode = fp32_output_mode(hidden.device, compute_dtype)
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(compute_dtype)
             b = None if bias is None else bias.to(compute_dtype)
             for s in range(0, n, chunk_size):
                 e = min(s + chunk_size, n)
-                logits = F.linear(hidden[s:e].to(compute_dtype), w, b).float()
+                logits = _logits_fp32(hidden[s:e].to(compute_dtype), w, b, mode)
                 lse[s:e] = torch.logsumexp(logits, dim=-1)
                 out[s:e] = logits.gather(-1, targets[s:e, None]).squeeze(-1) - lse[s:e]
                 del logits
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.chunk_size = chunk_size
         ctx.compute_dtype = compute_dtype
+        ctx.mode = mode
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
-        chunk, cdt = ctx.chunk_size, ctx.compute_dtype
+        chunk, cdt, mode = ctx.chunk_size, ctx.compute_dtype, ctx.mode
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         n = hidden.shape[0]
         grad_h = torch.empty_like(hidden) if need_h else None
-        # Accumulate the weight gradient in fp32 across chunks (exact in fp32, stable in bf16).
+        # The weight gradient accumulates in fp32 across chunks, straight into its buffer where
+        # the GEMM can write fp32 (no [V, H] product and fp32 copy of it per chunk).
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         grad_b = (
             torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
@@ -82,14 +169,14 @@ class _TargetLogprob(torch.autograd.Function):
                 h = hidden[s:e].to(cdt)
                 g = grad_out[s:e, None]
                 # softmax, in place over the recomputed logits; then -g * softmax + g * onehot
-                gl = F.linear(h, w, b).float().sub_(lse[s:e, None]).exp_().mul_(-g)
+                gl = _logits_fp32(h, w, b, mode).sub_(lse[s:e, None]).exp_().mul_(-g)
                 gl.scatter_add_(-1, targets[s:e, None], g)
                 gl_c = gl.to(cdt)
                 del gl
                 if grad_h is not None:
                     grad_h[s:e] = (gl_c @ w).to(hidden.dtype)
                 if grad_w is not None:
-                    grad_w.add_((gl_c.t() @ h).float())
+                    _mm_fp32(gl_c.t(), h, mode, acc=grad_w)
                 if grad_b is not None:
                     grad_b.add_(gl_c.float().sum(0))
                 del gl_c, h
@@ -110,8 +197,9 @@ def chunked_token_logprobs(
     """Log-prob of ``targets[i]`` under ``softmax(hidden[i] @ weight.T + bias)``; fp32 ``[N]``.
 
     ``hidden`` is ``[N, H]``, ``weight`` ``[V, H]``, ``targets`` ``[N]`` (int64). Peak extra
-    memory is one ``[chunk_size, V]`` fp32 block. Under autocast the matmuls run in the autocast
-    dtype (as ``nn.Linear`` would) and the softmax in fp32.
+    memory is one ``[chunk_size, V]`` fp32 block. Under autocast the matmuls take inputs in the
+    autocast dtype (as ``nn.Linear`` would) and give fp32 logits where the device can
+    (:func:`fp32_output_mode`); the softmax is fp32.
     """
     if chunk_size <= 0:
         return naive_token_logprobs(hidden, weight, targets, bias)

@@ -216,7 +216,7 @@ def _load_data(job: _Job):
         check_reference_numerics(job.ref_logps_path, job.env)
     job.total = schedule.total_steps(len(data), cfg.global_batch_size, cfg.epochs, cfg.max_steps)
     job.save_at = schedule.checkpoint_steps(len(data), cfg.global_batch_size, cfg.epochs,
-                                            cfg.save_steps, cfg.save_each_epoch, cfg.max_steps)
+                                            cfg.save_steps, cfg.save_each_epoch, cfg.max_steps, cfg.save)
     return data, tokenizer
 
 
@@ -377,7 +377,9 @@ def _write_outputs(job: _Job, trainer, summary: dict, final_step: int) -> None:
     if main:
         shutil.rmtree(tmp_model, ignore_errors=True)
     job.state.wait_for_everyone()
-    if final_ckpt.is_dir() and (final_ckpt / "config.json").exists():
+    if not job.cfg.save:
+        pass  # a measurement run (save: false): no model, only metrics and summary
+    elif final_ckpt.is_dir() and (final_ckpt / "config.json").exists():
         if main:
             checkpoints.copy_model_files(final_ckpt, tmp_model)
     else:
@@ -391,11 +393,12 @@ def _write_outputs(job: _Job, trainer, summary: dict, final_step: int) -> None:
         with atomic_path(out / "metrics.jsonl") as tmp:
             shutil.copyfile(job.metrics_live, tmp)
         write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
-        write_card(out, tmp_model / "README.md")  # a Hugging Face model card (redi.model_card)
         model_dir = out / "model"
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        os.replace(tmp_model, model_dir)  # a folder: redi.files covers files only
+        if job.cfg.save:
+            write_card(out, tmp_model / "README.md")  # a Hugging Face model card (redi.model_card)
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            os.replace(tmp_model, model_dir)  # a folder: redi.files covers files only
         log.info("run %r: done (%s) at step %d; model in %s", job.cfg.name, summary["stopped_reason"],
                  final_step, model_dir)
     job.state.wait_for_everyone()

@@ -53,13 +53,17 @@ def checkpoint_steps(
     save_steps: int,
     save_each_epoch: bool,
     max_steps: int | None = None,
+    save: bool = True,
 ) -> list[int]:
     """The exact, sorted optimizer steps at which the trainer saves a checkpoint.
 
     Every multiple of ``save_steps`` (``save_steps <= 0`` or ``None`` disables these), every
-    epoch end if ``save_each_epoch``, and always the final step.
+    epoch end if ``save_each_epoch``, and always the final step; none at all when ``save`` is
+    false (a measurement run: the run key ``save: false``).
     """
     total = total_steps(n_examples, global_batch, epochs, max_steps)
+    if not save:
+        return []
     steps = {total}
     if save_steps and int(save_steps) > 0:
         steps.update(range(int(save_steps), total + 1, int(save_steps)))

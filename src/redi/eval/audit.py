@@ -232,6 +232,15 @@ def _round_sig(v: Fraction, sig: int) -> tuple[Fraction, Fraction]:
     return (r if v >= 0 else -r), unit
 
 
+def _fmt_units(x: Fraction, unit: Fraction) -> str:
+    """``x`` (a multiple of ``unit``, a power of ten) as ``d.ddd \\times 10^{k}`` with every digit
+    down to ``unit`` written, trailing zeros included: its written precision is ``unit``."""
+    digits = str(abs(x) // unit)
+    exp = -(len(str(unit.denominator)) - 1) if unit < 1 else len(str(unit.numerator)) - 1
+    sign = "-" if x < 0 else ""
+    return f"{sign}{digits[0]}.{digits[1:] or '0'} \\times 10^{{{exp + len(digits) - 1}}}"
+
+
 def _plain_number(kind: str, val) -> str | None:
     """A numeric gold as plain text (no LaTeX), for the unboxed forms; None for fractions."""
     if kind == "int":
@@ -284,11 +293,8 @@ def _precision_cases(g: str, kind: str, val) -> list[tuple[str, bool, str]]:
         mant, exp = _sci_parts(v)
         r, unit = _round_sig(v, APPROX_DIGITS)
         if r != v:  # a real approximation: properly rounded passes, one unit off fails
-            rm, re_ = _sci_parts(r)
-            out.append(("written_precision", True, f"{_fmt_dec(rm)} \\times 10^{{{re_}}}"))
-            off = r + unit if r >= v else r - unit
-            om, oe = _sci_parts(off)
-            out.append(("last_digit", False, f"{_fmt_dec(om)} \\times 10^{{{oe}}}"))
+            out.append(("written_precision", True, _fmt_units(r, unit)))
+            out.append(("last_digit", False, _fmt_units(r + unit if r >= v else r - unit, unit)))
         if kind != "frac" or _fmt_dec(mant) is not None:
             for d in (1, -1):
                 e = _e_form(mant, exp + d)

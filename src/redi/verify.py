@@ -205,6 +205,7 @@ _ANY_MINUS_LIKE = re.compile(rf"[\u2212\ufe63\uff0d\u2796{_DASHES}]")
 # name (x2e3), not an exponent's base or index (10^2e3), not followed by a letter, digit, "^"
 # or a decimal point with digits (2e3x, 2e3^2 keep their old reading: e is Euler's number).
 _E_NOTATION = re.compile(r"(?<![\w.^_])(\d+\.?\d*|\.\d+)[eE]([-+]?\d+)(?![\w^]|\.\d)")
+_E_HINT = re.compile(r"\d[eE][-+]?\d")  # cheap pre-check: most texts have no e-notation
 #: Largest |exponent| written out as a plain decimal; beyond it ``M\times 10^{k}`` (LaTeX only).
 E_NOTATION_MAX_EXP = 100
 # A written number: mantissa (thousands groups allowed), then optionally an exponent written as
@@ -231,7 +232,7 @@ def read_signs(text: str) -> str:
     Idempotent; linear in ``len(text)``.
     """
     text = _minus_signs(text)
-    if "e" in text or "E" in text:
+    if _E_HINT.search(text):
         text = _E_NOTATION.sub(_e_notation_value, text)
     return text
 
@@ -358,10 +359,23 @@ def answer_expression(segment: str) -> tuple[str, bool]:
     return "\\boxed{" + ", ".join(contents) + "}", True
 
 
-#: ``{|value|: half unit}`` of the floats written in the gold and the answer of the verdict being
-#: computed (:func:`written_units`); set by :func:`_check_one` for the duration of one verdict
-#: (one verdict at a time per process, as Math-Verify's own state).
-_UNITS: dict = {}
+#: The gold and the answer of the verdict being computed, set by :func:`_check_one` for the
+#: duration of one verdict (one verdict at a time per process, as Math-Verify's own state), and
+#: ``{|value|: half unit}`` of the floats written in them (:func:`written_units`), computed on the
+#: first float compared: most comparisons are between integers and never pay for it.
+_UNIT_TEXTS: tuple[str, ...] = ()
+_UNITS: dict | None = None
+
+
+def _units() -> dict:
+    global _UNITS
+    if _UNITS is None:
+        _UNITS = {}
+        for text in _UNIT_TEXTS:
+            for k, v in written_units(text).items():
+                if k not in _UNITS or v < _UNITS[k]:
+                    _UNITS[k] = v
+    return _UNITS
 
 
 def _number(expr):
@@ -383,7 +397,7 @@ def _number(expr):
     unit = None
     if x.is_Float:  # exact value of the decimal as written, so 0.333333 is 333333/10^6
         x = Rational(str(x))
-        unit = _UNITS.get(abs(x))
+        unit = _units().get(abs(x))
     return x, is_float, unit, pct
 
 
@@ -490,15 +504,12 @@ def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
     any ``$...$``/``\\(...\\)`` environment, then plain numbers/expressions, rightmost first.
     The gold is :func:`normalize_gold`-ed, boxed and parsed the same way.
     """
-    global _UNITS
+    global _UNITS, _UNIT_TEXTS
     parse, verify, cfg = _mv()
     _RECORDER.seen.clear()
     try:
         g = normalize_gold(gold)
-        _UNITS = written_units(g)
-        for k, v in written_units(answer).items():
-            if k not in _UNITS or v < _UNITS[k]:
-                _UNITS[k] = v
+        _UNIT_TEXTS, _UNITS = (g, answer), None
         g_text, g_boxed = answer_expression(g if ("\\boxed" in g or "\\fbox" in g) else "\\boxed{" + g + "}")
         gold_parsed = parse(g_text, cfg[:1], parsing_timeout=None, raise_on_error=True)
         if not gold_parsed:
@@ -523,7 +534,7 @@ def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
     except Exception:  # noqa: BLE001 - untrusted input; any failure is an "error" verdict
         return False, "error", None
     finally:
-        _UNITS = {}
+        _UNIT_TEXTS, _UNITS = (), None
 
 
 def check_answer(gold: str, answer: str) -> Verdict:

@@ -4,8 +4,10 @@ Scoring rules (issue 12; audit in docs/scoring-audit.md): Math-Verify 0.9 is the
 decisions around it live in one layer below ("scoring rules"): :func:`normalize_gold` (keeps
 LaTeX such as ``\\$18.90``), :func:`answer_expression` (box groups: adjacent boxes are one set
 answer, else the last group; mixed numbers are one value; the extraction order),
-:func:`numeric_equal` (exact for rationals, relative :data:`REL_TOL` = 1e-6 for floats, installed
-as Math-Verify's ``grader.sympy_numeric_eq``). Every verdict - corpus labelling under
+:func:`numeric_equal` (exact for closed forms without a float; relative :data:`REL_TOL` = 1e-6
+when a side holds a float, never wider than half a unit of a written float's last digit;
+installed as Math-Verify's ``grader.sympy_numeric_eq``), :func:`read_signs` (minus look-alikes
+and e-notation, before any extraction). Every verdict - corpus labelling under
 ``label_rule: recomputed`` and evaluation scoring alike - comes from :func:`check_answer`'s
 ``_check_one``.
 
@@ -175,8 +177,8 @@ def _mv():
 
 #: Relative tolerance of the numeric comparison when either side is a float (a decimal point or
 #: scientific notation): ``|a - b| <= REL_TOL * max(|a|, |b|)``, i.e. agreement to about six
-#: significant digits at every magnitude. Two rationals (integers, fractions, powers) compare
-#: exactly.
+#: significant digits at every magnitude, narrowed to half a unit of the last written digit of
+#: each written float (:func:`written_units`). Numbers without a float compare exactly.
 REL_TOL = 1e-6
 
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")

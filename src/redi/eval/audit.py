@@ -20,6 +20,12 @@ Kinds (``expect`` True = must score correct, False = must score wrong):
     (one element removed from a tuple/set/interval-free list of several values) and
     ``bound_type`` (one interval bracket flipped between open and closed).
 
+Written numbers (docs/scoring-audit.md, "Written numbers"): (b) ``e_notation``,
+``e_notation_plain`` (unboxed, :func:`response_plain`), ``unicode_minus``,
+``unicode_minus_plain``, ``written_precision``; (c) ``int_neighbour`` (N +- 1 written with its
+units digit), ``last_digit`` (a seven-digit approximation one unit off), ``wrong_exponent``,
+``euler_reading`` (an e-notation gold's old reading as ``M*e*k``).
+
 Entry point: ``python -m redi.eval.audit [--json out.json] [--md out.md] [--workers N]``.
 """
 

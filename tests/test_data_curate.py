@@ -209,3 +209,44 @@ def test_ngrams():
     index = build_ngram_index({"b": ["x " + BENCH_PROBLEM]}, 8)
     assert contamination("Prefix text. " + BENCH_PROBLEM.lower(), index, 8)[0] == "b"
     assert contamination("Compute 37 + 45 - 18.", index, 8) is None
+
+
+def test_disputed_examples_counted_under_the_paper_rule_and_dropped_on_request(tmp_path, tok):
+    """A trace Math-Verify (re-verified: ``label_recomputed``) calls correct but the judge wrong
+    becomes a rejected trace under the paper's rule (judge AND Math-Verify): counted, kept by
+    default, dropped with ``drop_disputed``; SFT traces the second verifier calls wrong the same
+    way round. Under ``label_rule: recomputed`` the second verifier is the corpus' label_mv."""
+    T, F = True, False
+    rows = _rows() + [
+        verified_row(20, llama=[T, F], mv=[T, F], rec=[F, F]),  # SFT trace re-verified wrong
+        verified_row(21, llama=[T, F, F], mv=[T, T, F], rec=[T, T, F]),  # rejected g1 re-verified right
+        {**verified_row(22, llama=[T, F], mv=[T, F]), "label_recomputed": None},  # no second label
+    ]
+    report, sft, pref, rejects = _run(tmp_path / "paper", tok, rows=rows)
+    steps = {s["step"]: s for s in report["steps"]}
+    # disputed pairs: rows 0 (rejected g1: mv T), 3 (rejected g0: mv T), 21; SFT: row 20
+    assert steps["disputed_pref"]["disputed"] == 3 and steps["disputed_pref"]["dropped"] == 0
+    assert steps["disputed_sft"]["disputed"] == 1 and steps["disputed_sft"]["dropped"] == 0
+    assert steps["disputed_pref"]["no_second_label"] == 1 and steps["disputed_pref"]["verifier"] == "label_recomputed"
+    assert steps["disputed_pref"]["kept"] == steps["select_pref"]["kept"]
+    md = (tmp_path / "paper" / "report.md").read_text()
+    assert "3 of 9 pairs whose rejected trace `label_recomputed` calls correct" in md, md
+    assert "1 of 10 SFT examples whose trace `label_recomputed` calls wrong" in md, md
+    kept_pairs = {p["row_index"] for p in pref}
+    assert {0, 3, 21} <= kept_pairs
+
+    report, sft, pref, rejects = _run(tmp_path / "drop", tok, {"drop_disputed": True}, rows=rows)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["disputed_pref"]["reasons"] == {"rejected trace called correct by label_recomputed": 3}
+    assert steps["disputed_sft"]["reasons"] == {"trace called wrong by label_recomputed": 1}
+    assert not {0, 3, 21} & {p["row_index"] for p in pref}
+    assert 20 not in {r["row_index"] for r in sft} and 20 in {p["row_index"] for p in pref}
+    lines = {(r["row_index"], r["step"], r.get("gen_index")) for r in rejects}
+    assert {(0, "disputed_pref", 1), (3, "disputed_pref", 0), (21, "disputed_pref", 1)} <= lines
+    assert (20, "disputed_sft", 0) in lines
+    assert "dropped (`drop_disputed: true`)" in (tmp_path / "drop" / "report.md").read_text()
+
+    # our own label as the rule: the corpus' Math-Verify list is the second verifier
+    report, *_ = _run(tmp_path / "rec", tok, {"label_rule": "recomputed"}, rows=rows)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["disputed_pref"]["verifier"] == "label_mv"

@@ -4,8 +4,10 @@ Scoring rules (issue 12; audit in docs/scoring-audit.md): Math-Verify 0.9 is the
 decisions around it live in one layer below ("scoring rules"): :func:`normalize_gold` (keeps
 LaTeX such as ``\\$18.90``), :func:`answer_expression` (box groups: adjacent boxes are one set
 answer, else the last group; mixed numbers are one value; the extraction order),
-:func:`numeric_equal` (exact for rationals, relative :data:`REL_TOL` = 1e-6 for floats, installed
-as Math-Verify's ``grader.sympy_numeric_eq``). Every verdict - corpus labelling under
+:func:`numeric_equal` (exact for closed forms without a float; relative :data:`REL_TOL` = 1e-6
+when a side holds a float, never wider than half a unit of a written float's last digit;
+installed as Math-Verify's ``grader.sympy_numeric_eq``), :func:`read_signs` (minus look-alikes
+and e-notation, before any extraction). Every verdict - corpus labelling under
 ``label_rule: recomputed`` and evaluation scoring alike - comes from :func:`check_answer`'s
 ``_check_one``.
 
@@ -175,8 +177,8 @@ def _mv():
 
 #: Relative tolerance of the numeric comparison when either side is a float (a decimal point or
 #: scientific notation): ``|a - b| <= REL_TOL * max(|a|, |b|)``, i.e. agreement to about six
-#: significant digits at every magnitude. Two rationals (integers, fractions, powers) compare
-#: exactly.
+#: significant digits at every magnitude, narrowed to half a unit of the last written digit of
+#: each written float (:func:`written_units`). Numbers without a float compare exactly.
 REL_TOL = 1e-6
 
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
@@ -190,6 +192,95 @@ _BOX_SEP = re.compile(
 _TEXT_NUMBER = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{\s*(-?(?:\d[\d,]*)?\.?\d+)\s*\}")
 # A mixed number in plain text or a box: "5 12/7" (integer, space, integer/integer).
 _MIXED = re.compile(r"(?<![\w.,/^{}])(\d+)\s+(\d+)\s*/\s*(\d+)(?![\w/]|[.,]\d)")
+
+
+# Minus look-alikes. Always a minus: U+2212 MINUS SIGN, U+FE63 SMALL HYPHEN-MINUS, U+FF0D
+# FULLWIDTH HYPHEN-MINUS, U+2796 HEAVY MINUS SIGN. Dashes (U+2010 hyphen, U+2011 non-breaking
+# hyphen, U+2012 figure dash, U+2013 en dash) only where they stand for a unary minus: directly
+# before an operand and not directly after one ("is –7", "(–2, 3)", "10^{–5}"; "3–5" is a range
+# and stays as written).
+_MINUS_TABLE = str.maketrans(dict.fromkeys("\u2212\ufe63\uff0d\u2796", "-"))
+_DASHES = "\u2010\u2011\u2012\u2013"
+_DASH_AS_MINUS = re.compile(rf"(?<![\w)\]}}])[{_DASHES}](?=[\d.(\\{{A-Za-z])")
+_ANY_MINUS_LIKE = re.compile(rf"[\u2212\ufe63\uff0d\u2796{_DASHES}]")
+# e-notation: a number directly followed by e/E and a signed integer exponent, not inside a
+# name (x2e3), not an exponent's base or index (10^2e3), not followed by a letter, digit, "^"
+# or a decimal point with digits (2e3x, 2e3^2 keep their old reading: e is Euler's number).
+_E_NOTATION = re.compile(r"(?<![\w.^_])(\d+\.?\d*|\.\d+)[eE]([-+]?\d+)(?![\w^]|\.\d)")
+_E_HINT = re.compile(r"\d[eE][-+]?\d")  # cheap pre-check: most texts have no e-notation
+#: Largest |exponent| written out as a plain decimal; beyond it ``M\times 10^{k}`` (LaTeX only).
+E_NOTATION_MAX_EXP = 100
+# A written number: mantissa (thousands groups allowed), then optionally an exponent written as
+# e-notation or ``\times``/``\cdot`` 10^k.
+_WRITTEN_NUMBER = re.compile(
+    r"(?<![\w.])(\d+(?:(?:,|\{,\})\d{3})*(?:\.\d*)?|\.\d+)"
+    r"(?:[eE]([-+]?\d+)(?![\w^]|\.\d)|\s*(?:\\times|\\cdot|\u00d7)\s*10\s*\^\s*(?:\{\s*([-+]?\d+)\s*\}|(\d)))?"
+)
+
+
+def read_signs(text: str) -> str:
+    """Written forms Math-Verify misreads, rewritten before parsing (answers and golds alike):
+
+    * minus look-alikes read as ``-`` (U+2212, U+FE63, U+FF0D, U+2796 always; U+2010-U+2013
+      dashes where they stand for a unary minus, see ``_DASH_AS_MINUS``) - the LaTeX
+      normaliser mapped U+2212 inside boxes only, so ``The answer is \u22127.`` had no answer;
+    * e-notation ``6.02e23``/``1.6e-19``/``3e8`` (also ``E``) is the number times 10^exp, written
+      out as a plain decimal with a decimal point (a float, like Python's ``3e8``) so that every
+      extraction path - boxes, ``$...$``, plain sentences - reads it; Math-Verify read the lower
+      case as Euler's number (``6.02*E*23``) and the plain-text path stopped at the ``e``.
+      Euler's ``e`` elsewhere (``e^{2}``, ``2e``, ``ce^{-2t}``) is untouched. A bare ``2e3`` is
+      2000 (docs/scoring-audit.md gives the reasons and its effect on the benchmarks' golds).
+
+    Idempotent; linear in ``len(text)``.
+    """
+    text = _minus_signs(text)
+    if _E_HINT.search(text):
+        text = _E_NOTATION.sub(_e_notation_value, text)
+    return text
+
+
+def _minus_signs(text: str) -> str:
+    """Minus look-alikes as ``-`` (see :func:`read_signs`)."""
+    if _ANY_MINUS_LIKE.search(text):
+        text = _DASH_AS_MINUS.sub("-", text.translate(_MINUS_TABLE))
+    return text
+
+
+def _e_notation_value(m: re.Match) -> str:
+    from decimal import Decimal
+
+    mant, exp = m.group(1), int(m.group(2))
+    if abs(exp) > E_NOTATION_MAX_EXP:
+        return f"{mant if '.' in mant else mant + '.0'}\\times 10^{{{exp}}}"
+    s = format(Decimal(mant).scaleb(exp), "f")
+    return s if "." in s else s + ".0"
+
+
+def written_units(text: str) -> dict:
+    """``{|value|: half a unit of the last written digit}`` (exact SymPy Rationals) of every
+    *float* written in ``text``: a number with a decimal point, in e-notation, or a decimal
+    mantissa times ``10^k``. ``1048576.0`` -> 1/20, ``2.000002 \\times 10^{6}`` -> 1/2,
+    ``3.486784e9`` -> 500. Where one value is written at several precisions the finest counts.
+    Integers (``3 \\times 10^{8}``) are exact and have no entry. Linear in ``len(text)``."""
+    from sympy import Rational
+
+    out: dict = {}
+    for m in _WRITTEN_NUMBER.finditer(_minus_signs(text)):
+        mant, e1, e2, e3 = m.groups()
+        exp_s = e1 or e2 or e3
+        if "." not in mant and e1 is None:
+            continue
+        digits = mant.replace("{,}", "").replace(",", "")
+        decimals = len(digits.split(".", 1)[1]) if "." in digits else 0
+        exp = int(exp_s) if exp_s else 0
+        if abs(exp) > 10 * E_NOTATION_MAX_EXP:
+            continue
+        value = Rational(digits.rstrip(".") or "0") * Rational(10) ** exp
+        half = Rational(10) ** (exp - decimals) / 2
+        key = abs(value)
+        if key not in out or half < out[key]:
+            out[key] = half
+    return out
 
 
 def _mixed_value(m: re.Match) -> str:
@@ -256,6 +347,7 @@ def answer_expression(segment: str) -> tuple[str, bool]:
     result). A single box gives ``\\boxed{content}``. Without a box, the segment itself (mixed
     numbers rewritten) goes to Math-Verify's anchored LaTeX/expression extraction.
     """
+    segment = read_signs(segment)
     boxes = _boxes(segment)
     if not boxes:
         return _MIXED.sub(_mixed_value, segment), False
@@ -269,8 +361,30 @@ def answer_expression(segment: str) -> tuple[str, bool]:
     return "\\boxed{" + ", ".join(contents) + "}", True
 
 
+#: The gold and the answer of the verdict being computed, set by :func:`_check_one` for the
+#: duration of one verdict (one verdict at a time per process, as Math-Verify's own state), and
+#: ``{|value|: half unit}`` of the floats written in them (:func:`written_units`), computed on the
+#: first float compared: most comparisons are between integers and never pay for it.
+_UNIT_TEXTS: tuple[str, ...] = ()
+_UNITS: dict | None = None
+
+
+def _units() -> dict:
+    global _UNITS
+    if _UNITS is None:
+        _UNITS = {}
+        for text in _UNIT_TEXTS:
+            for k, v in written_units(text).items():
+                if k not in _UNITS or v < _UNITS[k]:
+                    _UNITS[k] = v
+    return _UNITS
+
+
 def _number(expr):
-    """(exact value, is_float, is_percent) of a closed-form real/complex number, else None."""
+    """(exact value, is_float, half unit or None, is_percent) of a closed-form real/complex
+    number, else None. The half unit is the written precision of a float whose value was
+    written in the gold or the answer (:data:`_UNITS`); None for exact numbers and for floats
+    inside a larger expression (``2.5\\pi``)."""
     from math_verify.grader import get_pct_val, safe_sympy_doit
     from sympy import Float, Rational
 
@@ -282,9 +396,11 @@ def _number(expr):
     if x.has(*_infinities()):
         return None
     is_float = bool(x.atoms(Float))
+    unit = None
     if x.is_Float:  # exact value of the decimal as written, so 0.333333 is 333333/10^6
         x = Rational(str(x))
-    return x, is_float, pct
+        unit = _units().get(abs(x))
+    return x, is_float, unit, pct
 
 
 _INF = None
@@ -299,17 +415,41 @@ def _infinities():
     return _INF
 
 
-def _close(x, y, is_float: bool) -> bool:
+#: Two closed forms without a float are equal when their difference vanishes to this many
+#: significant digits (SymPy ``evalf``, which raises its working precision until the digits are
+#: correct). No two distinct closed forms of the size of an answer come that close (pi vs
+#: 355/113 differ at 1e-7, sqrt(2) vs 665857/470832 at 1e-12), while SymPy's ``simplify`` cannot
+#: prove many true identities (nested radicals: sqrt(3+2 sqrt 2) = 1 + sqrt 2).
+EXACT_DIGITS = 50
+
+
+def _close(x, y, is_float: bool, ux=None, uy=None) -> bool:
+    """``x`` equals ``y`` under the numeric rule (see :func:`numeric_equal`); ``ux``/``uy``:
+    half a unit of the last written digit of a side written as a float, else None."""
     from sympy import Rational
 
-    if not is_float and x.is_Rational and y.is_Rational:
-        return bool(x == y)
+    if not is_float:
+        if x.is_Rational and y.is_Rational:
+            return bool(x == y)
+        if x == y:
+            return True
+        n = EXACT_DIGITS + 10
+        d = abs((x - y).evalf(n))
+        m = max(abs(x.evalf(n)), abs(y.evalf(n)))
+        return bool(d <= m * Rational(1, 10**EXACT_DIGITS))
     tol = Rational(str(REL_TOL))  # exact 10^-6: 0.333333 vs 1/3 is not decided by binary noise
     if x.is_Rational and y.is_Rational:
-        return bool(abs(x - y) <= tol * max(abs(x), abs(y)))
+        bound = tol * max(abs(x), abs(y))
+        for u in (ux, uy):
+            if u is not None:
+                bound = min(bound, u)
+        return bool(abs(x - y) <= bound)
     d = abs((x - y).evalf(30))
-    m = max(abs(x.evalf(30)), abs(y.evalf(30)))
-    return bool(d <= tol * m)
+    bound = tol * max(abs(x.evalf(30)), abs(y.evalf(30)))
+    for u in (ux, uy):
+        if u is not None:
+            bound = min(bound, u)
+    return bool(d <= bound)
 
 
 def numeric_equal(a, b, float_rounding: int = 6, numeric_precision: int = 15) -> bool:
@@ -318,10 +458,19 @@ def numeric_equal(a, b, float_rounding: int = 6, numeric_precision: int = 15) ->
     relation sides - calls). Math-Verify's own compares floats rounded to 6 decimals and other
     numbers with an absolute ~1e-15 ``chop``, so all tiny values were equal.
 
-    Two numbers: exact when both are rationals; relative (:data:`REL_TOL`) when either holds a
-    float; irrational closed forms (``\\sqrt{2}/2``) at 30 digits, relative. A percent on ONE
-    side is optional: ``35\\%`` equals ``35`` and ``0.35`` (both sides percent: bases compared).
-    Anything else (symbols, matrices) goes to Math-Verify's rule.
+    Two numbers (the rule and its reasons: docs/scoring-audit.md, "Numeric comparison"):
+
+    * neither side holds a float: **exact** - rationals by value, closed forms (``\\sqrt{2}/2``,
+      ``\\pi``) when their difference vanishes to :data:`EXACT_DIGITS` digits; an integer never
+      equals a different integer, ``\\pi`` never equals ``355/113``;
+    * a side holds a float: ``|a - b| <= REL_TOL * max(|a|, |b|)`` (a rounded gold such as
+      ``4.6 \\times 10^{-24}``, an approximation of an exact value: about six significant
+      digits), and never more than **half a unit of the last written digit** of each side written
+      as a float (:func:`written_units`): ``1048576.0`` is 1048576 +- 0.05, so never 1048577;
+      ``3.486784 \\times 10^{9}`` is +- 500 and equals 3486784401.
+
+    A percent on ONE side is optional: ``35\\%`` equals ``35`` and ``0.35`` (both sides
+    percent: bases compared). Anything else (symbols, matrices) goes to Math-Verify's rule.
     """
     try:
         na, nb = _number(a), _number(b)
@@ -329,15 +478,18 @@ def numeric_equal(a, b, float_rounding: int = 6, numeric_precision: int = 15) ->
         na = nb = None
     if na is None or nb is None:
         return _MV_NUMERIC_EQ(a, b, float_rounding, numeric_precision)
-    (xa, fa, pa), (xb, fb, pb) = na, nb
+    (xa, fa, ua, pa), (xb, fb, ub, pb) = na, nb
     is_float = fa or fb
     try:
         if pa == pb:
-            return _close(xa, xb, is_float)
+            return _close(xa, xb, is_float, ua, ub)
         from sympy import Rational
 
-        pct, other = (xa, xb) if pa else (xb, xa)
-        return _close(pct, other, is_float) or _close(pct * Rational(1, 100), other, is_float)
+        (pct, up), (other, uo) = ((xa, ua), (xb, ub)) if pa else ((xb, ub), (xa, ua))
+        hundredth = Rational(1, 100)
+        return _close(pct, other, is_float, up, uo) or _close(
+            pct * hundredth, other, is_float, None if up is None else up * hundredth, uo
+        )
     except (TypeError, ValueError):
         return _MV_NUMERIC_EQ(a, b, float_rounding, numeric_precision)
 
@@ -354,14 +506,16 @@ def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
     any ``$...$``/``\\(...\\)`` environment, then plain numbers/expressions, rightmost first.
     The gold is :func:`normalize_gold`-ed, boxed and parsed the same way.
     """
+    global _UNITS, _UNIT_TEXTS
     parse, verify, cfg = _mv()
     _RECORDER.seen.clear()
     try:
         g = normalize_gold(gold)
+        _UNIT_TEXTS, _UNITS = (g, answer), None
         g_text, g_boxed = answer_expression(g if ("\\boxed" in g or "\\fbox" in g) else "\\boxed{" + g + "}")
         gold_parsed = parse(g_text, cfg[:1], parsing_timeout=None, raise_on_error=True)
         if not gold_parsed:
-            gold_parsed = parse(g, cfg, parsing_timeout=None, raise_on_error=True)
+            gold_parsed = parse(read_signs(g), cfg, parsing_timeout=None, raise_on_error=True)
         if not gold_parsed:
             return False, "unparseable", None
         text, boxed = answer_expression(answer)
@@ -381,6 +535,8 @@ def _check_one(gold: str, answer: str) -> tuple[bool, str, str | None]:
         return False, "error", None
     except Exception:  # noqa: BLE001 - untrusted input; any failure is an "error" verdict
         return False, "error", None
+    finally:
+        _UNIT_TEXTS, _UNITS = (), None
 
 
 def check_answer(gold: str, answer: str) -> Verdict:

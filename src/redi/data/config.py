@@ -23,6 +23,15 @@ RULE_LISTS: dict[str, tuple[str, ...]] = {
     "recomputed": ("label_recomputed",),
 }
 LABEL_RULES = tuple(RULE_LISTS)
+#: label_rule -> the label list of the *second* verifier, whose disagreement with the rule is
+#: counted (and, with ``drop_disputed``, dropped): our own bounded Math-Verify re-verification,
+#: or the corpus' Math-Verify label where the rule already is ours.
+DISPUTE_VERIFIER: dict[str, str] = {
+    "llama_and_mv": "label_recomputed",
+    "llama_or_mv": "label_recomputed",
+    "mv": "label_recomputed",
+    "recomputed": "label_mv",
+}
 
 #: keys renamed by issue 14 (one name per concept: training's length names) -> new name
 RENAMED = {"max_prompt_tokens": "max_prompt_length", "max_response_tokens": "max_response_length"}
@@ -100,6 +109,16 @@ class CurationConfig:
         metadata={"help": "A truncated trace (`is_reasoning_complete` false or `finish_reasons` \"length\", 220k) "
                           "is never a positive; with `true` it may be the rejected trace of a pair. Counted at "
                           "`select_sft` / `select_pref`."},
+    )
+    drop_disputed: bool = field(
+        default=False,
+        metadata={"help": "Disputed examples: a pair whose rejected trace a second verifier calls correct (our "
+                          "bounded Math-Verify re-verification, `label_recomputed`; under `label_rule: recomputed` "
+                          "the corpus' `label_mv`), and an SFT row whose trace it calls wrong. Under the paper's "
+                          "rule (judge AND Math-Verify) a trace the judge alone calls wrong becomes a rejected "
+                          "trace even when its answer matches the gold. Counted at `disputed_sft` / "
+                          "`disputed_pref` either way; `true` drops them (one reject line each), `false` keeps "
+                          "them (the paper)."},
     )
     shuffle_seed: int = field(
         default=paper.CURATION_SHUFFLE_SEED,
@@ -179,4 +198,12 @@ def _check_keys(values: dict, kind: type, where: str) -> None:
         raise ValueError(f"unknown key {where}.{key}; known keys: {sorted(known)}")
 
 
-__all__ = ["CurationConfig", "DecontaminationConfig", "ExpectedCounts", "LABEL_RULES", "RENAMED", "RULE_LISTS"]
+__all__ = [
+    "CurationConfig",
+    "DecontaminationConfig",
+    "DISPUTE_VERIFIER",
+    "ExpectedCounts",
+    "LABEL_RULES",
+    "RENAMED",
+    "RULE_LISTS",
+]

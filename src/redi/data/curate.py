@@ -22,6 +22,9 @@ Steps, in order (each counted in the report; every dropped row gets a reject lin
    D_SFT: first positive generation of every row that has one. D_Pref: first positive =
    chosen, first non-positive (allowed) generation = rejected, for rows that have both. The
    ``expected`` numbers (paper: 77,629 / 53,175) are compared with the counts at this step.
+   ``disputed`` (:func:`disputed`): pairs whose rejected trace a second verifier (our
+   re-verification) calls correct, and SFT rows whose trace it calls wrong, are counted; dropped
+   only with ``drop_disputed`` (default off: the paper).
 6. ``length_filter`` (D_Pref; D_SFT too if ``length_filter_sft``): prompt tokens =
    ``len(apply_chat_template([user], add_generation_prompt=True))`` with the student's
    tokenizer; response tokens = tokens of the assistant content (no special tokens).
@@ -48,7 +51,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redi.data.config import RULE_LISTS, CurationConfig
+from redi.data.config import DISPUTE_VERIFIER, RULE_LISTS, CurationConfig
 from redi.data.curate_report import build_report, empty_message, render_markdown, source_counts
 from redi.data.io import JsonlWriter, iter_parquet_batches, read_kv_meta
 from redi.data.normalize import LABEL_FIELDS
@@ -328,7 +331,7 @@ def read_rows(verified_path, rule: str) -> list[dict]:
     if rule == "recomputed" and "label_recomputed" not in names:
         raise ValueError(f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)")
     # only what the steps read: the rows stay in memory until the sets are written (issue 17)
-    cols = [c for c in names if c in ROW_FIELDS or c in RULE_LISTS[rule]]
+    cols = [c for c in names if c in ROW_FIELDS or c in RULE_LISTS[rule] or c == DISPUTE_VERIFIER[rule]]
     # gather's tables (footer key redi.verify) have one verify_status per generation: the counts
     # come from that list, so this pass never decodes the generation texts (issue 17)
     from_gather = read_kv_meta(verified_path, META_VERIFY) is not None and "verify_status" in names
@@ -431,6 +434,48 @@ def select(rows: list[dict], cfg: CurationConfig):
             continue
         pref.append((row, i_pos, i_neg))
     return sft, pref, s_sft, s_pref
+
+
+def disputed(sft: list, pref: list, cfg: CurationConfig):
+    """Examples a second verifier disputes (:data:`redi.data.config.DISPUTE_VERIFIER`): D_Pref
+    pairs whose rejected trace it calls correct, D_SFT rows whose trace it calls wrong.
+
+    Under the paper's rule (Llama judge AND Math-Verify) a trace that Math-Verify calls correct
+    but the judge wrong becomes a rejected trace. The paper's rule is kept: the steps
+    ``disputed_sft`` / ``disputed_pref`` count these examples (notes ``disputed``, and
+    ``no_second_label`` for rows whose table has no usable list) and drop them only with
+    ``drop_disputed``. Returns ``(sft, pref, step_sft, step_pref)``.
+    """
+    col = DISPUTE_VERIFIER[cfg.label_rule]
+    drop = bool(cfg.drop_disputed)
+    steps = {}
+    for name in ("sft", "pref"):
+        steps[name] = Step(f"disputed_{name}", notes={"verifier": col, "drop_disputed": drop, "disputed": 0,
+                                                      "no_second_label": 0})  # fmt: skip
+
+    def second(row: dict, gen: int) -> bool | None:
+        labels = row.get(col)
+        if labels is None or len(labels) != row["n_generations"] or labels[gen] is None:
+            return None
+        return bool(labels[gen])
+
+    def keep(items, name: str, gen_of, disputed_when: bool, what: str) -> list:
+        step, kept = steps[name], []
+        for item in items:
+            row, gen = item[0], gen_of(item)
+            verdict = second(row, gen)
+            step.notes["no_second_label"] += verdict is None
+            if verdict is disputed_when:
+                step.notes["disputed"] += 1
+                if drop:
+                    step.drop(row, f"{what} called {'correct' if disputed_when else 'wrong'} by {col}", gen_index=gen)
+                    continue
+            kept.append(item)
+        return kept
+
+    sft = keep(sft, "sft", lambda it: it[1], False, "trace")
+    pref = keep(pref, "pref", lambda it: it[2], True, "rejected trace")
+    return sft, pref, steps["sft"], steps["pref"]
 
 
 class TextStore:
@@ -615,6 +660,8 @@ def curate(
         funnel.note("shuffle", len(rows), **notes)
         sft_sel, pref_sel, s_sft, s_pref = select(rows, cfg)
         sft, pref = funnel.keep(sft_sel, s_sft), funnel.keep(pref_sel, s_pref)
+        sft, pref, d_sft, d_pref = disputed(sft, pref, cfg)
+        sft, pref = funnel.keep(sft, d_sft), funnel.keep(pref, d_pref)
 
         # an unnamed temporary file: its space is freed when closed below, or on any error when
         # the store is collected or the process exits

@@ -129,8 +129,8 @@ def build_report(cfg: CurationConfig, paths: dict, steps: list[dict], selected: 
 
 # the steps each curated set goes through, in order (a step absent from a run is skipped)
 _SET_STEPS = {
-    "sft": ("select_sft", "length_filter_sft", "decontaminate_sft"),
-    "pref": ("select_pref", "length_filter_pref", "decontaminate_pref"),
+    "sft": ("select_sft", "disputed_sft", "length_filter_sft", "decontaminate_sft"),
+    "pref": ("select_pref", "disputed_pref", "length_filter_pref", "decontaminate_pref"),
 }
 _COMMON_STEPS = ("corpus", "normalize", "input (verified rows)", "valid_only", "exclude_sources", "label_lists")
 
@@ -174,6 +174,25 @@ def _label_list_lines(info: dict | None, rule: str) -> list[str]:
     return lines
 
 
+def _dispute_lines(steps: list[dict]) -> list[str]:
+    """What the second verifier disputes (steps ``disputed_sft`` / ``disputed_pref``)."""
+    by = {s["step"]: s for s in steps if s["step"] in ("disputed_sft", "disputed_pref")}
+    if not by:
+        return []
+    any_step = next(iter(by.values()))
+    col, drop = any_step.get("verifier"), any_step.get("drop_disputed")
+    parts = []
+    for name, what in (("disputed_pref", "pairs whose rejected trace `{col}` calls correct"),
+                       ("disputed_sft", "SFT examples whose trace `{col}` calls wrong")):  # fmt: skip
+        s = by.get(name)
+        if s is not None:
+            seen = s["kept"] + s.get("dropped", 0)
+            unknown = f", {s['no_second_label']:,} without that label" if s.get("no_second_label") else ""
+            parts.append(f"{s['disputed']:,} of {seen:,} " + what.format(col=col) + unknown)
+    verdict = "dropped (`drop_disputed: true`)" if drop else "kept, as the paper's rule does (`drop_disputed: false`)"
+    return ["", "Disputed by a second verifier: " + "; ".join(parts) + f" - {verdict}."]
+
+
 def render_markdown(report: dict) -> str:
     """The curation report as markdown (``curation_report.md``), from :func:`build_report`'s dict."""
     lines = ["# Curation report", ""]
@@ -205,6 +224,7 @@ def render_markdown(report: dict) -> str:
         dropped = "" if "dropped" not in s else f"{s['dropped']:,}"
         reasons = "; ".join(f"{k}: {v:,}" for k, v in s.get("reasons", {}).items())
         lines.append(f"| {s['step']} | {kept} | {dropped} | {reasons} |")
+    lines += _dispute_lines(report["steps"])
     notes = next((s.get("notes") for s in report["steps"] if s["step"] == "normalize"), None)
     if notes:
         lines += [

@@ -20,6 +20,12 @@ Kinds (``expect`` True = must score correct, False = must score wrong):
     (one element removed from a tuple/set/interval-free list of several values) and
     ``bound_type`` (one interval bracket flipped between open and closed).
 
+Written numbers (docs/scoring-audit.md, "Written numbers"): (b) ``e_notation``,
+``e_notation_plain`` (unboxed, :func:`response_plain`), ``unicode_minus``,
+``unicode_minus_plain``, ``written_precision``; (c) ``int_neighbour`` (N +- 1 written with its
+units digit), ``last_digit`` (a seven-digit approximation one unit off), ``wrong_exponent``,
+``euler_reading`` (an e-notation gold's old reading as ``M*e*k``).
+
 Entry point: ``python -m redi.eval.audit [--json out.json] [--md out.md] [--workers N]``.
 """
 
@@ -30,8 +36,39 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-EQUIVALENT_KINDS = ("dfrac", "left_right", "decimal", "x_equals", "thousands", "text_number", "degrees")
-NEAR_MISS_KINDS = ("x10", "x100", "div100", "plus1", "neg", "drop_element", "bound_type")
+EQUIVALENT_KINDS = (
+    "dfrac",
+    "left_right",
+    "decimal",
+    "x_equals",
+    "thousands",
+    "text_number",
+    "degrees",
+    "e_notation",
+    "e_notation_plain",
+    "unicode_minus",
+    "unicode_minus_plain",
+    "written_precision",
+)
+NEAR_MISS_KINDS = (
+    "x10",
+    "x100",
+    "div100",
+    "plus1",
+    "neg",
+    "drop_element",
+    "bound_type",
+    "int_neighbour",
+    "last_digit",
+    "wrong_exponent",
+    "euler_reading",
+)
+#: Kinds whose response is written without a box (the sentence forms of :func:`response_plain`).
+PLAIN_KINDS = ("e_notation_plain", "unicode_minus_plain")
+#: Minus look-alikes an answer may use (U+2212 minus sign, U+FE63 small hyphen-minus, U+FF0D
+#: fullwidth hyphen-minus; U+2013 en dash only where it stands for a unary minus).
+MINUS_SIGNS = ("\u2212", "\ufe63", "\uff0d")
+EN_DASH = "\u2013"
 KINDS = ("as_written",) + EQUIVALENT_KINDS + NEAR_MISS_KINDS
 BENCHMARK_FILES = {
     "aime": "aime.json",
@@ -49,6 +86,7 @@ _RE_DEC = re.compile(rf"^{_DEC}$")
 _RE_FRAC = re.compile(r"^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
 _RE_SLASH = re.compile(r"^(-?\d+)/(\d+)$")
 _RE_SCI = re.compile(r"^(-?\d+(?:\.\d+)?)\s*\\times\s*10\^\{?(-?\d+)\}?$")
+_RE_ENOT = re.compile(r"^(-?\d+(?:\.\d+)?)[eE]([-+]?\d+)$")
 _RE_POW10 = re.compile(r"^10\^\{?(-?\d+)\}?$")
 _RE_DEG = re.compile(r"\^\s*\{?\\circ\}?")
 _RE_INTERVAL = re.compile(r"^[\[(][^\[\]()]*,[^\[\]()]*[\])]$")
@@ -67,6 +105,13 @@ def response(expr: str) -> str:
         "<think>\nok\n</think>\n\n"
         f"Therefore, the final answer is: $\\boxed{{{expr}}}$. I hope it is correct"
     )
+
+
+def response_plain(expr: str, form: int = 0) -> str:
+    """An unboxed response ending in ``expr``: ``form`` 0 = ``Therefore, the final answer is:
+    R``, 1 = ``The answer is R.`` (Math-Verify's anchored plain-text extraction)."""
+    tail = f"Therefore, the final answer is: {expr}" if form == 0 else f"The answer is {expr}."
+    return "<think>\nok\n</think>\n\n" + tail
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -120,7 +165,7 @@ def numeric(gold: str):
         if v.denominator != 1 and int(m.groups()[-1]) != 0:
             return "frac", v
         return None
-    m = _RE_SCI.match(g)
+    m = _RE_SCI.match(g) or _RE_ENOT.match(g)
     if m:
         return "sci", (Fraction(m.group(1)), int(m.group(2)))
     m = _RE_POW10.match(g)
@@ -162,6 +207,131 @@ def _numeric_misses(kind: str, val) -> dict[str, str]:
         out["x100"] = fmt(val * 100)
         out["div100"] = _fmt_dec(val / 100) if kind != "frac" else _fmt_frac(val / 100)
         out["neg"] = fmt(-val)
+    return out
+
+
+def _sci_parts(v: Fraction) -> tuple[Fraction, int]:
+    """(mantissa, exponent) with ``1 <= |mantissa| < 10`` of a non-zero value."""
+    exp = 0
+    mant = v
+    while abs(mant) >= 10:
+        mant /= 10
+        exp += 1
+    while abs(mant) < 1:
+        mant *= 10
+        exp -= 1
+    return mant, exp
+
+
+def _e_form(mant: Fraction, exp: int) -> str | None:
+    """``M e k`` (e-notation) of ``mant x 10^exp`` with the mantissa written exactly, or None
+    when the mantissa does not terminate."""
+    m = _fmt_dec(mant)
+    return None if m is None else f"{m}e{exp}"
+
+
+def _round_sig(v: Fraction, sig: int) -> tuple[Fraction, Fraction]:
+    """(``v`` rounded half-up to ``sig`` significant digits, one unit of its last digit)."""
+    mant, exp = _sci_parts(v)
+    unit = Fraction(10) ** (exp - sig + 1)
+    r = Fraction(round(abs(v) / unit)) * unit  # round-half-even on exact ties: both are honest
+    return (r if v >= 0 else -r), unit
+
+
+def _fmt_units(x: Fraction, unit: Fraction) -> str:
+    """``x`` (a multiple of ``unit``, a power of ten) as ``d.ddd \\times 10^{k}`` with every digit
+    down to ``unit`` written, trailing zeros included: its written precision is ``unit``."""
+    digits = str(abs(x) // unit)
+    exp = -(len(str(unit.denominator)) - 1) if unit < 1 else len(str(unit.numerator)) - 1
+    sign = "-" if x < 0 else ""
+    return f"{sign}{digits[0]}.{digits[1:] or '0'} \\times 10^{{{exp + len(digits) - 1}}}"
+
+
+def _plain_number(kind: str, val) -> str | None:
+    """A numeric gold as plain text (no LaTeX), for the unboxed forms; None for fractions."""
+    if kind == "int":
+        return str(val.numerator)
+    if kind == "dec":
+        return _fmt_dec(val)
+    if kind == "sci":
+        return _e_form(*val)
+    return None
+
+
+def _value(kind: str, val) -> Fraction:
+    if kind == "sci":
+        mant, exp = val
+        return mant * Fraction(10) ** exp
+    return val
+
+
+#: Significant digits of a properly rounded approximation: half a unit of the 7th digit is at
+#: most 5e-7 relative, inside the scorer's relative tolerance (``redi.verify.REL_TOL`` = 1e-6).
+APPROX_DIGITS = 7
+
+
+def _precision_cases(g: str, kind: str, val) -> list[tuple[str, bool, str]]:
+    """Written-precision floats (must pass) and their neighbours (must fail): (b)
+    ``written_precision``, (c) ``int_neighbour``, ``last_digit``, ``wrong_exponent``,
+    ``euler_reading``."""
+    out: list[tuple[str, bool, str]] = []
+    v = _value(kind, val)
+    if kind == "int":
+        n = val.numerator
+        out.append(("written_precision", True, f"{n}.0"))
+        # a float that claims the units digit must be the integer: its neighbours, written
+        # with a decimal point and, for large values, in scientific notation with all digits
+        for nb in (n + 1, n - 1):
+            out.append(("int_neighbour", False, f"{nb}.0"))
+            if abs(nb) >= 10**6:  # every digit written (trailing zeros too): units precision
+                digits = str(abs(nb))
+                mant = f"{'-' if nb < 0 else ''}{digits[0]}.{digits[1:]}"
+                out.append(("int_neighbour", False, f"{mant} \\times 10^{{{len(digits) - 1}}}"))
+    elif kind == "dec":
+        out.append(("written_precision", True, f"{g}0"))
+    elif kind == "sci":
+        mant, exp = val
+        m = _fmt_dec(mant)
+        if m is not None:
+            m0 = m + ("0" if "." in m else ".0")
+            out.append(("written_precision", True, f"{m0} \\times 10^{{{exp}}}"))
+    if v != 0:
+        mant, exp = _sci_parts(v)
+        r, unit = _round_sig(v, APPROX_DIGITS)
+        if r != v:  # a real approximation: properly rounded passes, one unit off fails
+            out.append(("written_precision", True, _fmt_units(r, unit)))
+            out.append(("last_digit", False, _fmt_units(r + unit if r >= v else r - unit, unit)))
+        if kind != "frac" or _fmt_dec(mant) is not None:
+            for d in (1, -1):
+                e = _e_form(mant, exp + d)
+                if e:
+                    out.append(("wrong_exponent", False, e))
+    return out
+
+
+def _euler_value(g: str) -> str | None:
+    """An e-notation gold read the other way (``M e k`` as ``M * e * k``, ``M e-k`` as
+    ``M*e - k``), written to 7 significant digits: the value the old reading compared with."""
+    m = _RE_ENOT.match(g.strip())
+    if not m:
+        return None
+    import math
+
+    mant, k = m.group(1), m.group(2)
+    x = float(mant) * math.e * int(k) if not k.startswith(("-", "+")) else float(mant) * math.e + int(k)
+    return f"{x:.7g}"
+
+
+def _minus_variants(g: str) -> list[str]:
+    """``g`` with its minus signs written as look-alikes: every ``-`` as each of
+    :data:`MINUS_SIGNS`, and every *unary* ``-`` (at the start, after an opening bracket, a
+    comma, ``=`` or ``^``) as an en dash."""
+    if "-" not in g:
+        return []
+    out = [g.replace("-", c) for c in MINUS_SIGNS]
+    dashed = re.sub(r"(^|[(\[{,=^]\s*)-", lambda m: m.group(1) + EN_DASH, g)
+    if dashed != g:
+        out.append(dashed)
     return out
 
 
@@ -262,7 +432,28 @@ def variants(gold: str) -> list[tuple[str, bool, str]]:
         alt = _RE_DEG.sub(r"^\\circ", g) if "^{\\circ}" in g else _RE_DEG.sub(r"^{\\circ}", g)
         out.append(("degrees", True, alt))
         out.append(("degrees", True, bare))
+    for alt in _minus_variants(g):
+        out.append(("unicode_minus", True, alt))
     if num:
+        e_alt = _e_form(*_sci_parts(_value(*num))) if _value(*num) != 0 else None
+        if num[0] == "sci" and _RE_ENOT.match(g):  # an e-notation gold: the LaTeX form
+            mant, exp = num[1]
+            e_alt = f"{_fmt_dec(mant) or _fmt_frac(mant)} \\times 10^{{{exp}}}"
+        if e_alt:
+            out.append(("e_notation", True, e_alt))
+        plain = _plain_number(*num)
+        if plain:
+            if num[0] != "sci" and e_alt:
+                out.append(("e_notation_plain", True, e_alt))
+            elif num[0] == "sci":
+                out.append(("e_notation_plain", True, plain))
+            if plain.startswith("-"):
+                for c in MINUS_SIGNS + (EN_DASH,):
+                    out.append(("unicode_minus_plain", True, c + plain[1:]))
+        out.extend(_precision_cases(g, *num))
+        euler = _euler_value(g)
+        if euler:
+            out.append(("euler_reading", False, euler))
         for kind, expr in _numeric_misses(*num).items():
             out.append((kind, False, expr))
     elif _single_value(g) and not _RE_DEG.search(g) and re.search(r"[\d\\a-zA-Z]", g):
@@ -295,8 +486,10 @@ def build_items(bench_dir: str | Path, names=None):
             problems.append((name, p))
             todo = [("as_written", True, as_written(raw["answer"]))] + variants(p.gold)
             for kind, expect, expr in todo:
-                cases.append((name, p.index, kind, expect, expr, p.gold))
-                gens.append({"bench": name, "problem": p, "text": response(expr)})
+                texts = [response_plain(expr, 0), response_plain(expr, 1)] if kind in PLAIN_KINDS else [response(expr)]
+                for text in texts:
+                    cases.append((name, p.index, kind, expect, expr, p.gold))
+                    gens.append({"bench": name, "problem": p, "text": text})
     return problems, gens, cases
 
 

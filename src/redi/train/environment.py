@@ -67,6 +67,15 @@ def under_deepspeed() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
 
 
+def resolve_bf16(bf16: bool | str) -> bool:
+    """A run's ``bf16`` setting on this machine: ``auto`` = CUDA with bf16 support."""
+    if bf16 != "auto":
+        return bool(bf16)
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
 def resolve_environment(cfg: RunConfig, world_size: int = 1, deepspeed: bool | None = None) -> Environment:
     """Turn the ``auto`` settings into concrete ones for this machine.
 
@@ -78,7 +87,7 @@ def resolve_environment(cfg: RunConfig, world_size: int = 1, deepspeed: bool | N
     cuda = torch.cuda.is_available()
     n_gpus = torch.cuda.device_count() if cuda else 0
     device = f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cpu"
-    bf16 = cfg.bf16 if cfg.bf16 != "auto" else bool(cuda and torch.cuda.is_bf16_supported())
+    bf16 = resolve_bf16(cfg.bf16)
     attn = cfg.attn_implementation
     if attn == "auto":
         attn = "sdpa"
@@ -128,6 +137,7 @@ __all__ = [
     "Environment",
     "check_reference_numerics",
     "precision_mode",
+    "resolve_bf16",
     "resolve_environment",
     "under_deepspeed",
 ]

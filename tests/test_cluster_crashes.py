@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,49 @@ def test_memory_hints_follow_the_student(tmp_path, caplog):
     assert stage_resources(config, "train")["mem_mb"] == 4000
     assert any("resources.train.mem_mb" in r.getMessage() and "4000 MB is below" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+
+
+def test_a_hand_launched_worker_with_another_mixed_precision_is_refused(inputs, tmp_path, monkeypatch):
+    """``accelerate launch --config_file accelerate/zero2.yaml`` (mixed_precision bf16) of a run
+    with ``bf16: false`` stops before any work, naming both settings, instead of DeepSpeed's
+    ``ds bf16.enabled=True vs hf bf16=False`` or a silent bf16 autocast under DDP/FSDP."""
+    from redi.train.run import train
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what accelerate launch gives its workers
+    with pytest.raises(ValueError, match=r"bf16 is False.*mixed_precision 'bf16'.*--mixed_precision no"):
+        train({"objective": "sft", "max_steps": 1, "bf16": False}, inputs["model"], inputs["sft"], str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_zero2_on_cpu_resumes_exactly_after_a_kill(inputs, tmp_path):
+    """ZeRO-2 on 2 gloo processes, killed (the whole process group, as SLURM does) once its
+    first checkpoint exists, then rerun: every step's loss and the final weights equal an
+    uninterrupted run's (measured: equal to the last bit; about 2 minutes here)."""
+    pytest.importorskip("deepspeed")
+    import signal
+
+    from safetensors.torch import load_file
+
+    run = {"objective": "redi", "alpha": 0.8, "global_batch_size": 4, "per_device_batch_size": 1, "max_steps": 4,
+           "learning_rate": 1e-3, "bf16": True, "seed": 5, "save_steps": 1}  # fmt: skip
+    args = ["--run-json", json.dumps(run), "--model", inputs["model"], "--data", inputs["pref"], "--cpu-processes", "2",
+            "--accelerate-config", "zero2", "--threads", "2"]  # fmt: skip
+    _redi("train", "run", *args, "--out", tmp_path / "whole")
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([str(BIN / "redi"), "train", "run", *args, "--out", str(cut)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 600
+    while not (cut / "checkpoints/checkpoint-1").is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "summary.json").exists()  # it really was cut short
+    _redi("train", "run", *args, "--out", cut)
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["resumed_from_step"] >= 1 and summary["numerics"]["deepspeed"] and summary["world_size"] == 2
+    whole = [json.loads(x) for x in (tmp_path / "whole/metrics.jsonl").read_text().splitlines()]
+    resumed = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole] and len(whole) == 4
+    w1, w2 = load_file(str(tmp_path / "whole/model/model.safetensors")), load_file(str(cut / "model/model.safetensors"))
+    assert all(bool((w1[k] == w2[k]).all()) for k in w1)

@@ -110,6 +110,27 @@ def resolve_environment(cfg: RunConfig, world_size: int = 1, deepspeed: bool | N
     return Environment(device, n_gpus, world_size, bool(bf16), attn, bool(padding_free), bool(gc), ds)
 
 
+def check_launch_precision(bf16: bool, run_name: str = "") -> None:
+    """Refuse a worker that ``accelerate launch`` started with another mixed precision than the
+    run's ``bf16`` (the shipped configs say ``mixed_precision: bf16``; ``redi train run`` and
+    the workflow pass ``--mixed_precision`` from the run, a hand-written launch may not).
+
+    Raises:
+        ValueError: naming both settings and the fix. Under DeepSpeed the mismatch would crash
+            later (``ds bf16.enabled=True vs hf bf16=False``); under DDP/FSDP it would train
+            under bf16 autocast while the summary records fp32.
+    """
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    wanted = "bf16" if bf16 else "no"
+    if launched is None or launched == wanted:
+        return
+    raise ValueError(
+        f"run {run_name!r}: bf16 is {bool(bf16)} on this machine but accelerate launch set mixed_precision "
+        f"{launched!r} (its --mixed_precision or the config file's mixed_precision); launch with "
+        f"--mixed_precision {wanted} (redi train run does), or set the run's bf16 to match"
+    )
+
+
 def check_reference_numerics(ref_logps_path: str, env: Environment) -> None:
     """Refuse cached reference log-probs computed in another precision mode than this run's.
 
@@ -135,6 +156,7 @@ def check_reference_numerics(ref_logps_path: str, env: Environment) -> None:
 __all__ = [
     "PRECISION_MODES",
     "Environment",
+    "check_launch_precision",
     "check_reference_numerics",
     "precision_mode",
     "resolve_bf16",

@@ -60,6 +60,30 @@ def test_collator_keeps_reference_sums_in_float64(inputs):
     assert float(batch["ref_rejected"][0]) == -23456.789012345678
 
 
+def test_trainer_moves_batches_without_deepspeeds_cast():
+    """The base Trainer casts every float tensor of a batch to the engine's dtype under
+    DeepSpeed: reference sums (float64), response lengths (exact integers in float32; bf16 holds
+    integers exactly only up to 256, so SimPO's and REDI's length normalisation moved too) and
+    weights. The trainer keeps every dtype (a Trainer set up as under DeepSpeed bf16)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from redi.train.trainer import RediTrainer
+
+    trainer = object.__new__(RediTrainer)
+    trainer.args = SimpleNamespace(device=torch.device("cpu"))
+    trainer.is_deepspeed_enabled = True
+    plugin = SimpleNamespace(hf_ds_config=SimpleNamespace(dtype=lambda: torch.bfloat16))
+    trainer.accelerator = SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin))
+    batch = {"input_ids": torch.tensor([[5, 6, 7]]), "lengths": torch.tensor([1000.0, 19000.0]),
+             "ref_chosen": torch.tensor([-12345.678901234567], dtype=torch.float64),
+             "weights": torch.tensor([0.3])}  # fmt: skip
+    out = trainer._prepare_input(batch)
+    for key, value in batch.items():
+        assert out[key].dtype == value.dtype and torch.equal(out[key], value), key
+
+
 # ---- the launch: CPU processes under an accelerate config; mixed precision from the run ------
 
 

@@ -76,6 +76,22 @@ def trains_under_deepspeed(accelerate_config: str | None, gpus: int, cpu_process
     return launches_accelerate(gpus, cpu_processes, accelerate_config) and is_deepspeed_config(accelerate_config)
 
 
+def workers_bf16(bf16: bool | str) -> bool:
+    """The run's ``bf16`` as its workers resolve it (:func:`redi.train.environment.resolve_bf16`),
+    decided in the launcher without touching a GPU: asking torch whether bf16 is supported
+    creates a CUDA context (hundreds of MB on GPU 0) that the launcher would hold for the whole
+    run, so ``auto`` with CUDA present is asked of a short-lived interpreter."""
+    if bf16 != "auto":
+        return bool(bf16)
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    code = "import torch; print(int(torch.cuda.is_bf16_supported()))"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return probe.stdout.strip() == "1"
+
+
 def in_distributed_worker() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
@@ -162,9 +178,8 @@ def run_training(
     if workers_of(gpus, cpu_processes) <= 1 or in_distributed_worker():
         return train(*job.args, **job.kwargs)
     from .config import RunConfig
-    from .environment import resolve_bf16
 
-    bf16 = resolve_bf16(RunConfig.from_dict({"name": "launch", **a["run"]}).bf16)
+    bf16 = workers_bf16(RunConfig.from_dict({"name": "launch", **a["run"]}).bf16)
     out = Path(a["out_dir"])
     run_json = out / "checkpoints" / "launch_run.json"
     write_json_atomic(run_json, a["run"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def check_consistency(config: dict) -> None:
             )
     reference_runs(stage2)
     check_consumers(config, {**sft, **stage2})
+    resolve_memory(config, log=logging.getLogger(__name__).warning)
 
 
 def check_consumers(config: dict, runs: dict[str, dict]) -> None:
@@ -106,6 +108,7 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     except (TypeError, ValueError) as error:  # its messages name the key (evaluation.sampling.top_p)
         named = re.search(r"\bevaluation(\.\w+)+", str(error))
         raise ConfigError(f"config key '{named.group(0) if named else 'evaluation'}': {error}") from error
+    check_vllm_gpus(config, "eval", job_settings(config["evaluation"])["backend"])
     world_size = max(1, int(config["resources"]["train"]["gpu"]))
     for run in runs.values():  # a stage-2 job must not find this out after SFT has run
         try:
@@ -149,14 +152,32 @@ def check_teacher(config: dict) -> None:
 
     try:
         teacher = TeacherConfig.from_dict(config["teacher"])
-        EvalConfig.from_dict(teacher.eval_config(config["evaluation"]))
+        backend = EvalConfig.from_dict(teacher.eval_config(config["evaluation"])).backend
     except (TypeError, ValueError) as error:
         raise ConfigError(f"config key 'teacher': {error}") from error
+    check_vllm_gpus(config, "teacher", backend, "teacher.generation.backend")
     rule = config["curation"]["label_rule"]
     if rule not in TEACHER_LABEL_RULES:
         raise ConfigError(
             f"config key 'curation.label_rule': '{rule}' reads the Llama-judge labels, which new teacher "
             f"traces do not have; use one of {list(TEACHER_LABEL_RULES)} with teacher.enabled"
+        )
+
+
+def check_vllm_gpus(config: dict, stage: str, backend: str, backend_key: str = "evaluation.backend") -> None:
+    """vLLM generates on GPUs only: a stage whose jobs use it must request at least one.
+
+    Without this, the plan is accepted and every job of the stage starts without a GPU and
+    fails at its first engine (or a cluster job waits in the queue for a CPU node first).
+
+    Raises:
+        ConfigError: naming ``resources.<stage>.gpu`` and the backend key.
+    """
+    if backend == "vllm" and not int(config["resources"][stage]["gpu"] or 0):
+        raise ConfigError(
+            f"config key 'resources.{stage}.gpu': {backend_key} is 'vllm', which generates on GPUs only, "
+            f"but resources.{stage}.gpu is 0; request GPUs (e.g. resources.{stage}.gpu: 1) or use the "
+            "'transformers' backend on the CPU"
         )
 
 
@@ -183,6 +204,130 @@ def stage_resources(config: dict, stage: str) -> dict:
         if spec.get("gpu_model"):
             out["gpu_model"] = spec["gpu_model"]
     return out
+
+
+# ---- memory hints from the student's size ---------------------------------------------------
+
+#: what a training process holds besides the model's tensors (torch, transformers, tokenizer,
+#: data), MB; a GPU worker's host side (CUDA context, pinned buffers) more
+BASE_MB = {"cpu": 600, "gpu_worker": 4000}
+#: activation floats kept per token and layer for the backward pass: ``a h + b i + c L`` (hidden
+#: size h, MLP size i, row length L), fitted to two measured CPU training steps (fp32, SDPA,
+#: chunked head, no checkpointing; peak RSS): the demo's tiny student at its caps (32 rows of
+#: 1,824 tokens: 5,296 MB) and a SmolLM2-135M-shaped model (4 rows of 1,024: 7,747 MB)
+ACTIVATION_FLOATS = (6.0, 3.2, 1.8)
+#: over the fitted estimate (both measurements fall within it)
+MEMORY_MARGIN = 1.1
+
+
+def count_parameters(shape: dict) -> int:
+    """Parameters of a decoder-only transformer (Qwen2 / Llama layout) from its config keys
+    (``vocab_size``, ``hidden_size``, ``intermediate_size``, ``num_hidden_layers``,
+    ``num_attention_heads``, ``num_key_value_heads``, ``head_dim``, ``tie_word_embeddings``;
+    q/k/v biases for ``model_type`` qwen2 or ``attention_bias``). SmolLM2-135M: 134.5 M;
+    Qwen2.5-1.5B: 1.54 B (both as published)."""
+    v, h, i = int(shape["vocab_size"]), int(shape["hidden_size"]), int(shape["intermediate_size"])
+    layers, heads = int(shape["num_hidden_layers"]), int(shape["num_attention_heads"])
+    kv = int(shape.get("num_key_value_heads") or heads)
+    hd = int(shape.get("head_dim") or h // heads)
+    bias = shape.get("model_type", "qwen2") == "qwen2" or bool(shape.get("attention_bias"))
+    attn = h * heads * hd + 2 * h * kv * hd + heads * hd * h + (heads * hd + 2 * kv * hd if bias else 0)
+    per_layer = attn + 3 * h * i + 2 * h
+    tied = shape.get("tie_word_embeddings", True)
+    return v * h * (1 if tied else 2) + layers * per_layer + h
+
+
+def student_shape(config: dict, root: str | Path = ".") -> dict | None:
+    """The student's architecture keys: the tiny student's (``student.tiny`` over
+    ``TINY_DEFAULTS``), else the ``config.json`` of ``student.local_path`` or of the prepared
+    student (``results/model/student``, under ``root``), else None (a hub model not fetched yet)."""
+    import json
+
+    from redi.model.shape import TINY_DEFAULTS
+
+    student = config["student"]
+    if student["kind"] == "tiny":
+        return {**TINY_DEFAULTS, **student["tiny"], "model_type": "qwen2"}
+    for folder in (student.get("local_path"), Path(root) / "results/model/student"):
+        if folder and (Path(folder) / "config.json").is_file():
+            data = json.loads((Path(folder) / "config.json").read_text())
+            return {**data, **(data.get("text_config") or {})}
+    return None
+
+
+def estimate_train_mem_mb(shape: dict, run: dict, *, gpus: int = 0, backward: bool = True) -> int:
+    """Peak host memory (MB, what SLURM's ``--mem`` counts) of one training job of ``run`` (a
+    run dict, :func:`all_runs`) for a student of ``shape`` (:func:`student_shape`), for a
+    micro-batch at the sequence caps: ``per_device_batch_size`` rows (two per pair) of
+    ``max_length`` or ``max_prompt_length + max_response_length`` tokens (at most the model's
+    positions). Real batches are often shorter, so real peaks are often lower (the demo's runs
+    stay far below); a batch of the longest curated rows reaches it.
+
+    On the CPU (``gpus == 0``) one process holds everything in fp32: weights, gradients and
+    AdamW's two moments (16 bytes per parameter), the micro-batch's activations
+    (:data:`ACTIVATION_FLOATS` per token and layer), the chunked head's ``[logprob_chunk_size,
+    vocab]`` logits three times, and :data:`BASE_MB`, times :data:`MEMORY_MARGIN`. With
+    ``backward=False`` (the DPO reference pass) only the weights and one layer's activations.
+    On GPUs each worker loads the fp32 weights into host memory before moving them (4 bytes per
+    parameter) beside its CUDA context (:data:`BASE_MB`); GPU memory is not SLURM's ``--mem``.
+    """
+    from redi.train.config import RunConfig
+
+    cfg = RunConfig.from_dict(run)
+    params = count_parameters(shape)
+    mb = 2**20
+    if int(gpus) > 0:
+        return int(int(gpus) * (4 * params / mb + BASE_MB["gpu_worker"]))
+    h, i = int(shape["hidden_size"]), int(shape["intermediate_size"])
+    layers, vocab = int(shape["num_hidden_layers"]), int(shape["vocab_size"])
+    if cfg.is_pairwise:
+        row, rows = cfg.max_prompt_length + cfg.max_response_length, 2 * cfg.per_device_batch_size
+    else:
+        row, rows = cfg.max_length, cfg.per_device_batch_size
+    row = min(row, int(shape.get("max_position_embeddings") or row))
+    a, b, c = ACTIVATION_FLOATS
+    per_layer = 4 * rows * row * (a * h + b * i + c * row)
+    states = (16 if backward else 4) * params
+    activations = per_layer * (layers if backward else 1)
+    head = 3 * 4 * max(1, cfg.logprob_chunk_size or row) * vocab
+    return int(((states + activations + head) / mb + BASE_MB["cpu"]) * MEMORY_MARGIN)
+
+
+def memory_hints(config: dict, runs: dict[str, dict], root: str | Path = ".") -> dict[str, int] | None:
+    """``{"train": MB, "reference": MB}``: the largest estimate over the runs
+    (:func:`estimate_train_mem_mb`), or None when the student's shape is unknown."""
+    shape = student_shape(config, root)
+    if shape is None or not runs:
+        return None
+    res = config["resources"]
+    gpus = int(res["train"]["gpu"])
+    train = max(estimate_train_mem_mb(shape, run, gpus=gpus) for run in runs.values())
+    # the reference pass: one process on one device, no gradients or optimizer state
+    ref_runs = [run for run in runs.values() if objectives.needs_reference(run["objective"])]
+    reference = max((estimate_train_mem_mb(shape, run, gpus=min(gpus, 1), backward=False) for run in ref_runs),
+                    default=0)  # fmt: skip
+    return {"train": train, "reference": reference}
+
+
+def resolve_memory(config: dict, root: str | Path = ".", log=None) -> None:
+    """Fill ``resources.<stage>.mem_mb: auto`` (the schema's default) in place: training and the
+    reference pass from the student's size (:func:`memory_hints`), every other stage 8,000 MB.
+    A configured value below the estimate stays, with a warning through ``log`` (SLURM kills a
+    job that passes ``--mem``). Without a known student shape, ``auto`` becomes 8,000 MB."""
+    res = config["resources"]
+    hints = memory_hints(config, all_runs(config), root) or {}
+    for stage, spec in res.items():
+        if not isinstance(spec, dict) or "mem_mb" not in spec:
+            continue
+        estimate = hints.get(stage)
+        if spec["mem_mb"] == "auto":
+            spec["mem_mb"] = max(8000, int(estimate or 0)) if stage in ("train", "reference") else 8000
+        elif estimate and int(spec["mem_mb"]) < estimate and log is not None:
+            log(
+                f"config key 'resources.{stage}.mem_mb': {spec['mem_mb']} MB is below the estimated peak "
+                f"of {estimate} MB for this student and these runs (redi.plan.estimate_train_mem_mb); "
+                "a SLURM job would be killed at its --mem. Raise it, or set it to auto."
+            )
 
 
 def reference_resources(train: dict) -> dict:

@@ -106,6 +106,28 @@ def keep_freed_memory() -> bool:
     return _allocator_tuned
 
 
+def log_uncaught_exceptions(logger_name: str = "redi.job") -> None:
+    """Write an uncaught exception (with its traceback) to the logging handlers before the
+    process dies: a job's log file then says why it failed, not only the console of whatever
+    started it (Snakemake's, for a ``script:`` job). The traceback still goes to stderr too.
+    Idempotent; ``KeyboardInterrupt`` is left alone."""
+    import logging
+
+    if getattr(sys.excepthook, "_redi", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if not issubclass(kind, KeyboardInterrupt):
+            logging.getLogger(logger_name).critical("uncaught %s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+        previous(kind, value, tb)
+
+    hook._redi = True
+    sys.excepthook = hook
+
+
 # ---- child processes find the package (issue 13, item 1) -----------------------------------
 
 def src_path() -> str:
@@ -160,17 +182,30 @@ def driver_version() -> str | None:
         return None
 
 
-def require_cuda(n: int, what: str = "this job") -> None:
+def require_cuda(n: int, what: str = "this job", python: str | None = None) -> None:
     """Raise when ``n > 0`` GPUs are requested and torch cannot use that many.
 
     Without this, a job that asked SLURM for 8 GPUs on a node whose driver is older than the
-    wheel's CUDA would train on the CPU for days (torch falls back silently).
+    wheel's CUDA would train on the CPU for days (torch falls back silently), and a vLLM job
+    would fail deep inside its engine start.
+
+    ``python``: the interpreter whose torch will use the GPUs, where that is not this one (vLLM
+    in its own virtualenv, ``evaluation.vllm.python``): the check runs there (a few seconds),
+    with the same message.
 
     Raises:
         RuntimeError: naming the torch version, its CUDA build, the driver version and
             ``CUDA_VISIBLE_DEVICES``, with the CUDA 12 install hint.
     """
     if int(n) <= 0:
+        return
+    if python and Path(python).resolve() != Path(sys.executable).resolve():
+        code = "import sys; from redi.runtime import require_cuda; require_cuda(int(sys.argv[1]), sys.argv[2])"
+        r = subprocess.run([python, "-c", code, str(int(n)), what], env=worker_env(),
+                           capture_output=True, text=True)  # fmt: skip
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+            raise RuntimeError(f"{last.removeprefix('RuntimeError: ')} (checked with {python})")
         return
     import torch
 
@@ -199,28 +234,79 @@ def _local_gpu_ids() -> list[str]:
 
 
 def gpu_lock_dir() -> Path:
-    """Where local GPU leases live: one machine-wide folder per user (``REDI_GPU_LOCK_DIR``)."""
-    default = Path(tempfile.gettempdir()) / f"redi-gpu-locks-{os.getuid()}"
-    return Path(os.environ.get("REDI_GPU_LOCK_DIR", default))
+    """Where GPU leases live: one machine-wide folder (``REDI_GPU_LOCK_DIR``; default
+    ``$TMPDIR/redi-gpu-locks``, world-writable and sticky like ``/tmp``, so that every user's
+    jobs see each other's leases), or a per-user folder where that one cannot be used."""
+    if os.environ.get("REDI_GPU_LOCK_DIR"):
+        return Path(os.environ["REDI_GPU_LOCK_DIR"])
+    shared = Path(tempfile.gettempdir()) / "redi-gpu-locks"
+    try:
+        shared.mkdir(mode=0o1777, exist_ok=True)
+        if shared.stat().st_uid == os.getuid():
+            shared.chmod(0o1777)
+        if os.access(shared, os.W_OK | os.X_OK):
+            return shared
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"redi-gpu-locks-{os.getuid()}"
+
+
+def gpu_lock_keys(ids: list[str]) -> list[str]:
+    """A machine-wide name for each GPU in ``ids`` (entries of ``CUDA_VISIBLE_DEVICES``), for
+    its lock file.
+
+    Inside a SLURM allocation, ``CUDA_VISIBLE_DEVICES`` may be renumbered from 0 in every
+    allocation (cgroup-constrained devices), so two allocations on one node would both say
+    ``0,1`` for different GPUs: the allocation's physical GPU indices (``SLURM_STEP_GPUS``, else
+    ``SLURM_JOB_GPUS``, same order) name them instead. Outside SLURM the entries are the
+    machine's own indices (or UUIDs, kept as they are). Returns ``gpu-<index>`` or the UUID.
+    """
+    physical = None
+    for var in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
+        listed = [g.strip() for g in os.environ.get(var, "").split(",") if g.strip()]
+        if listed and len(listed) == len(ids):
+            physical = listed
+            break
+    keys = []
+    for i, gpu in enumerate(ids):
+        name = physical[i] if physical is not None and not gpu.startswith(("GPU-", "MIG-")) else gpu
+        keys.append(name if name.startswith(("GPU-", "MIG-")) else f"gpu-{name}")
+    return keys
+
+
+def _try_lock(path: Path):
+    """An open handle holding an exclusive ``flock`` on ``path``, or None if another holds it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 @contextlib.contextmanager
 def gpu_lease(n: int, *, poll_s: float = 10.0, log=None):
-    """Hold ``n`` of this machine's GPUs for the duration of the block and pin the process (and
-    every child) to them through ``CUDA_VISIBLE_DEVICES``.
+    """Hold ``n`` of the GPUs this process may use for the duration of the block and pin the
+    process (and every child) to them through ``CUDA_VISIBLE_DEVICES``.
 
     Snakemake never sets ``CUDA_VISIBLE_DEVICES`` and, without ``--resources gpu=N``, starts every
     GPU job at once: on one box ``snakemake --cores all`` would put 15 vLLM engines (each taking
-    90 % of the memory) and two training runs on the same cards. Each local GPU job therefore
-    takes an exclusive ``flock`` on one file per GPU and waits (logging why) until ``n`` are
-    free. Under SLURM (``SLURM_JOB_ID`` set) the allocation is already exclusive and pinned:
-    nothing is locked. Locks vanish with the process, so a killed job never leaves one behind.
+    90 % of the memory) and two training runs on the same cards. Each GPU job therefore takes an
+    exclusive ``flock`` on one file per GPU and waits (logging why) until ``n`` are free. The
+    pool is ``CUDA_VISIBLE_DEVICES`` when set (inside a SLURM allocation: the allocation's GPUs,
+    so ``snakemake --cores all`` run inside ``salloc``/``sbatch`` shares them out too), else every
+    GPU ``nvidia-smi`` lists. Lock files are named by physical GPU (:func:`gpu_lock_keys`) in a
+    machine-wide folder (:func:`gpu_lock_dir`), so two allocations on one node never wait for
+    each other's GPUs, and two jobs never share one. A SLURM job that the executor plugin
+    submitted holds exactly its own GPUs and leases all of them at once. Locks vanish with the
+    process, so a killed job never leaves one behind.
 
     Raises:
-        RuntimeError: more GPUs requested than the machine shows.
+        RuntimeError: more GPUs requested than the pool holds.
     """
     n = int(n)
-    if n <= 0 or os.environ.get("SLURM_JOB_ID"):
+    if n <= 0:
         yield os.environ.get("CUDA_VISIBLE_DEVICES")
         return
     ids = _local_gpu_ids()
@@ -230,6 +316,7 @@ def gpu_lease(n: int, *, poll_s: float = 10.0, log=None):
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}, nvidia-smi -L); "
             "lower resources.<stage>.gpu or free/expose more GPUs. " + CUDA12_HINT
         )
+    keys = dict(zip(ids, gpu_lock_keys(ids)))
     folder = gpu_lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     held: list[tuple[str, object]] = []
@@ -239,27 +326,23 @@ def gpu_lease(n: int, *, poll_s: float = 10.0, log=None):
             for gpu in ids:
                 if len(held) == n:
                     break
-                handle = open(folder / f"gpu-{gpu}.lock", "a+")
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    handle.close()
-                    continue
-                held.append((gpu, handle))
+                handle = _try_lock(folder / f"{keys[gpu]}.lock")
+                if handle is not None:
+                    held.append((gpu, handle))
             if len(held) == n:
                 break
             for _, handle in held:  # never sit on some GPUs while waiting for more
                 handle.close()
             held.clear()
             if not waited and log is not None:
-                log(f"waiting for {n} free GPU(s) of {ids} (leases in {folder})")
+                log(f"waiting for {n} free GPU(s) of {ids} (leases {[keys[g] for g in ids]} in {folder})")
             waited = True
             time.sleep(poll_s)
         chosen = ",".join(g for g, _ in held)
         previous = os.environ.get("CUDA_VISIBLE_DEVICES")
         os.environ["CUDA_VISIBLE_DEVICES"] = chosen
         if log is not None:
-            log(f"GPU lease: CUDA_VISIBLE_DEVICES={chosen}")
+            log(f"GPU lease: CUDA_VISIBLE_DEVICES={chosen} ({', '.join(keys[g] for g, _ in held)})")
         try:
             yield chosen
         finally:

@@ -26,7 +26,10 @@ keep_freed_memory()
 
 
 def setup_logging(log_path: str) -> None:
-    """Send the package's log records and warnings to the rule's log file."""
+    """Send the package's log records, warnings and an uncaught exception's traceback to the
+    rule's log file (the traceback also reaches stderr, as before)."""
+    from redi.runtime import log_uncaught_exceptions
+
     logging.basicConfig(
         filename=log_path,
         level=logging.INFO,
@@ -34,3 +37,4 @@ def setup_logging(log_path: str) -> None:
         force=True,
     )
     logging.captureWarnings(True)
+    log_uncaught_exceptions()

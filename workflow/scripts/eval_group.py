@@ -19,12 +19,13 @@ import _bootstrap
 
 _bootstrap.setup_logging(snakemake.log[0])
 
-from redi.runtime import gpu_lease, require_cuda, set_threads  # noqa: E402
+from redi.runtime import gpu_lease, set_threads  # noqa: E402
 
 set_threads(snakemake.threads)
 
 from redi.eval.config import EvalConfig  # noqa: E402
 from redi.eval.group import evaluate_run  # noqa: E402
+from redi.eval.run import require_gpus  # noqa: E402
 
 params, inputs = snakemake.params, snakemake.input
 steps = json.loads(Path(inputs.summary).read_text())["saved_checkpoints"]
@@ -34,8 +35,7 @@ inter_cfg, final_cfg = EvalConfig.from_dict(inter["eval"]), EvalConfig.from_dict
 
 gpus = int(snakemake.resources.get("gpu", 0) or 0)
 with gpu_lease(gpus, log=logging.getLogger("eval_group").info):  # local runs: exclusive GPUs
-    if inter_cfg.backend != "vllm":  # vLLM may run in its own interpreter (evaluation.vllm.python)
-        require_cuda(gpus, f"evaluation of {params.run}")
+    require_gpus(inter_cfg, gpus, f"evaluation of {params.run}")
     evaluate_run(
         params.run,
         checkpoints,

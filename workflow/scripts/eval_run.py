@@ -15,12 +15,12 @@ import _bootstrap
 
 _bootstrap.setup_logging(snakemake.log[0])
 
-from redi.runtime import gpu_lease, require_cuda, set_threads  # noqa: E402
+from redi.runtime import gpu_lease, set_threads  # noqa: E402
 
 set_threads(snakemake.threads)
 
 from redi.eval.config import EvalConfig  # noqa: E402
-from redi.eval.run import evaluate  # noqa: E402
+from redi.eval.run import evaluate, require_gpus  # noqa: E402
 
 params, inputs, bench = snakemake.params, snakemake.input, snakemake.wildcards.bench
 cfg = EvalConfig.from_dict(params.eval)
@@ -31,7 +31,6 @@ if params.checkpoint == "best":
 
 gpus = int(snakemake.resources.get("gpu", 0) or 0)
 with gpu_lease(gpus, log=logging.getLogger("eval_run").info):  # local runs: exclusive GPUs
-    if cfg.backend != "vllm":  # vLLM may run in its own interpreter (evaluation.vllm.python)
-        require_cuda(gpus, f"evaluation of {params.run}/{params.checkpoint} on {bench}")
+    require_gpus(cfg, gpus, f"evaluation of {params.run}/{params.checkpoint} on {bench}")
     evaluate(model_path, bench, inputs[bench], Path(snakemake.output.metrics).parent, cfg,
              run=params.run, checkpoint=params.checkpoint, step=step, threads=snakemake.threads)  # fmt: skip

@@ -56,6 +56,21 @@ METRICS_CSV = "metrics.csv"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
+def require_gpus(config: EvalConfig | dict, gpus: int, what: str) -> None:
+    """Fail fast, with training's message (:func:`redi.runtime.require_cuda`), when a job that
+    requests ``gpus`` cannot use them: checked in the interpreter that will generate (vLLM's own
+    virtualenv when ``evaluation.vllm.python`` names one, else this one) before any engine starts.
+
+    Raises:
+        RuntimeError: naming the torch build, the driver and ``CUDA_VISIBLE_DEVICES``.
+    """
+    from redi.runtime import require_cuda
+
+    cfg = EvalConfig.from_dict(config)
+    python = (cfg.vllm or {}).get("python") if cfg.backend == "vllm" else None
+    require_cuda(int(gpus), what, python=python)
+
+
 def checkpoint_step(checkpoint: str) -> int | None:
     """``"step-200"`` (or ``"checkpoint-200"``) -> 200; anything else (``"final"``) -> None."""
     m = re.fullmatch(r"(?:step|checkpoint)-(\d+)", str(checkpoint))
@@ -163,6 +178,7 @@ def evaluate(
     resume: bool = True,
     tokenizer=None,
     engine=None,
+    over_budget: str = "refuse",
 ) -> dict:
     """Generate ``config.n_samples`` per problem, score them, write samples + metrics; return
     the metrics (the dict written to ``metrics.json``).
@@ -175,11 +191,17 @@ def evaluate(
     ``out_dir``; ``tokenizer`` replaces the model's own (tests); ``engine``: a backend already
     built on ``model_path`` with ``config``'s backend settings (:func:`redi.eval.group.evaluate_run`
     loads a checkpoint once for all its benchmarks), used and left open; default: one is built
-    here and closed after generation.
+    here and closed after generation. ``over_budget``: what a prompt whose length plus
+    ``max_new_tokens`` exceeds the context does: ``"refuse"`` (evaluation: the job stops before
+    generating, since a benchmark's score must cover every problem) or ``"skip"`` (teacher
+    sampling: the problem is left out, logged and listed in the metrics under
+    ``skipped_over_budget`` as ``{problem_id, prompt_tokens}``; every other sample gets the full
+    budget).
 
     Raises:
-        ValueError: an empty benchmark, an unknown config key, or a budget that does not fit the
-            context (:func:`~redi.eval.generate.generation_budget`).
+        ValueError: an empty benchmark, an unknown config key, a budget that does not fit the
+            context (:func:`~redi.eval.generate.generation_budget`; with ``"skip"``, only when no
+            problem fits).
     """
     t_start = time.perf_counter()
     cfg = EvalConfig.from_dict(config)
@@ -189,6 +211,11 @@ def evaluate(
     problems = _load_problems(job, cfg)
     tokenizer = tokenizer or _load_tokenizer(job, cfg)
     prompts = _prompts(problems, tokenizer)
+    skipped = []
+    if over_budget == "skip":
+        problems, prompts, skipped = _drop_over_budget(job, cfg, problems, prompts)
+    elif over_budget != "refuse":
+        raise ValueError(f"over_budget must be 'refuse' or 'skip', got {over_budget!r}")
     budget, options = _check_budget(job, cfg, prompts)
 
     hashes = {pid: prompt_hash(ids) for pid, ids in prompts.items()}
@@ -203,6 +230,8 @@ def evaluate(
     samples = _score(problems, records, cfg, threads)
     wall = time.perf_counter() - t_start + sum(float(done[k].get("seconds", 0.0)) for k in reused)
     metrics = _metrics(job, cfg, samples, records, budget, options, reused=len(reused), wall=wall)
+    if over_budget == "skip":
+        metrics["skipped_over_budget"] = skipped
     _write(job.out, samples, metrics)
     _report(job, cfg, metrics)
     return metrics
@@ -246,6 +275,33 @@ def _prompts(problems: list[Problem], tokenizer) -> dict[str, list[int]]:
     from redi.prompts import prompt_token_ids
 
     return {p.problem_id: prompt_token_ids(tokenizer, p.problem) for p in problems}
+
+
+def _drop_over_budget(job: _Job, cfg: EvalConfig, problems: list[Problem], prompts: dict[str, list[int]]):
+    """The problems whose prompt + ``max_new_tokens`` fits the context, their prompts, and the
+    left-out ones as ``{problem_id, prompt_tokens}`` (logged).
+
+    Raises:
+        ValueError: no problem fits (naming the shortest prompt, the budget and the context).
+    """
+    context = cfg.max_model_len or model_context_length(job.model_path)
+    if context is None:
+        return problems, prompts, []
+    budget = cfg.sampling.max_new_tokens
+    over = [p for p in problems if len(prompts[p.problem_id]) + budget > context]
+    if not over:
+        return problems, prompts, []
+    skipped = [{"problem_id": p.problem_id, "prompt_tokens": len(prompts[p.problem_id])} for p in over]
+    log.warning("%s: skipping %d of %d problem(s) whose prompt + max_new_tokens (%d) exceeds the context (%d), "
+                "e.g. %s (%d prompt tokens)", job.where, len(over), len(problems), budget, context,
+                skipped[0]["problem_id"], skipped[0]["prompt_tokens"])  # fmt: skip
+    if len(over) == len(problems):
+        shortest = min(s["prompt_tokens"] for s in skipped)
+        raise ValueError(f"{job.where} ({job.model_path}): no problem fits: the shortest prompt ({shortest} tokens) "
+                         f"+ max_new_tokens ({budget}) exceeds the context ({context})")  # fmt: skip
+    names = {p.problem_id for p in over}
+    kept = [p for p in problems if p.problem_id not in names]
+    return kept, {pid: ids for pid, ids in prompts.items() if pid not in names}, skipped
 
 
 def _check_budget(job: _Job, cfg: EvalConfig, prompts: dict[str, list[int]]) -> tuple[dict, dict]:
@@ -392,9 +448,17 @@ def _write(out: Path, samples, metrics: dict) -> None:
 
 
 def _report(job: _Job, cfg: EvalConfig, metrics: dict) -> None:
+    """Log the result and put it on the run's live curves. Runs after the results are written:
+    a tracker that fails (its package missing from the job's env, a full disk, a W&B outage) is
+    logged as a warning and never fails the job, which would make Snakemake delete the
+    evaluation's finished outputs."""
     run_dir = tracking.run_dir_of(job.model_path)
     if run_dir is not None:  # a checkpoint's accuracy lands on its run's live curves
-        tracking.log_evaluation(run_dir, metrics)
+        try:
+            tracking.log_evaluation(run_dir, metrics)
+        except Exception as error:  # noqa: BLE001 - any tracker failure; the results stand
+            log.warning("%s: results written, but tracking failed (%s: %s); the live curves lack this point",
+                        job.where, type(error).__name__, error, exc_info=True)  # fmt: skip
     log.info(
         "%s: pass@1 %.4f +- %s over %d samples (%d truncated, %d timeouts)",
         job.where,

@@ -23,8 +23,9 @@ traces are then labelled only by the verify stage (``label_rule: recomputed``).
 ``origins.json`` says, per row of the written corpus (its position, which normalisation keeps as
 ``row_index``), how many generations came from the corpus and how many from the teacher; the
 curation report counts what each source contributed from it. ``teacher_report.json`` has the
-stage's counts (problems, samples, correct, incorrect, truncated) and costs (tokens, wall time,
-GPU-hours, throughput) summed over the shards' ``cost.json``.
+stage's counts (problems, problems skipped because prompt + budget exceeds the teacher's context,
+samples, correct, incorrect, truncated) and costs (tokens, wall time, GPU-hours, throughput)
+summed over the shards' ``cost.json``.
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ def build_corpus(problems_path, shard_dirs, out_corpus, out_origins, out_report,
 
     problems = json.loads(Path(problems_path).read_text(encoding="utf-8"))
     samples = read_samples(shard_dirs)
-    missing = [p["problem_id"] for p in problems if not samples.get(p["problem_id"])]
+    # problems whose prompt + budget exceeds the teacher's context have no samples (counted in the report)
+    skipped = {s["problem_id"] for d in shard_dirs for s in json.loads((Path(d) / COST).read_text())
+               .get("skipped_problems", [])}  # fmt: skip
+    missing = [p["problem_id"] for p in problems if not samples.get(p["problem_id"]) and p["problem_id"] not in skipped]
     if missing:
         raise RuntimeError(f"no teacher samples for {len(missing)} selected problem(s), e.g. {missing[0]}; "
                            "rerun the teacher_sample jobs")  # fmt: skip
@@ -148,6 +152,8 @@ def build_corpus(problems_path, shard_dirs, out_corpus, out_origins, out_report,
         if keep_corpus_traces and canonical_path is not None and p["corpus_row"] is not None:
             continue  # joined its corpus row above
         new = samples[p["problem_id"]]
+        if not new:  # skipped for its length, and no corpus row to keep
+            continue
         validity = p["problem_is_valid"] if p["problem_is_valid"] is not None else unknown_validity
         add(_raw_row({**p, "generations": []}, new, validity), 0, len(new))
     write_parquet_atomic(pa.Table.from_pylist(rows, schema=raw_schema()), out_corpus)
@@ -168,6 +174,7 @@ def teacher_report(problems: list[dict], samples: dict, shard_dirs, rows: list, 
     gen_s = sum(c["generation_seconds"] for c in costs)
     return {
         "problems": len(problems),
+        "skipped_over_budget": sum(c.get("skipped_over_budget", 0) for c in costs),
         "samples": len(flat),
         "correct": correct,
         "incorrect": len(flat) - correct,

@@ -11,6 +11,10 @@ shard's problems), evaluation's ``generations.jsonl`` journal, ``samples.parquet
 ``metrics.json``, and ``cost.json`` (written last, atomically):
 
 * ``samples``, ``problems``, ``generated_tokens``, ``truncated`` (finish reason "length");
+* ``skipped_over_budget`` (problems left out because their prompt plus ``max_new_tokens`` does
+  not fit the teacher's context: every sample gets the full recorded budget or none, as in
+  evaluation, and one such problem no longer loses its whole shard) and ``skipped_problems``
+  (their ids and prompt lengths);
 * ``wall_seconds`` (this job plus the generation time of journal samples re-used from an earlier,
   preempted attempt), ``generation_seconds``, ``samples_per_second``, ``tokens_per_second``;
 * ``gpus`` (the job's request) and ``gpu_hours = gpus * wall_seconds / 3600``.
@@ -44,9 +48,10 @@ def sample_shard(problems_path, model_path, out_dir, eval_config: dict, *, index
     shard folder (module doc) and return its cost record.
 
     ``eval_config``: an :class:`~redi.eval.config.EvalConfig` dict
-    (:meth:`redi.teacher.config.TeacherConfig.eval_config`). Raises what ``evaluate`` raises (a
-    budget that does not fit the teacher's context, an unknown key), and ``ValueError`` for an
-    empty shard (more shards than problems).
+    (:meth:`redi.teacher.config.TeacherConfig.eval_config`). Problems whose prompt + budget
+    exceeds the teacher's context are skipped and recorded (module doc). Raises what
+    ``evaluate`` raises (no problem of the shard fits the context, an unknown key), and
+    ``ValueError`` for an empty shard (more shards than problems).
     """
     from redi.eval.run import evaluate
 
@@ -60,7 +65,7 @@ def sample_shard(problems_path, model_path, out_dir, eval_config: dict, *, index
     write_json_atomic(out / SHARD_PROBLEMS, mine, indent=1, ensure_ascii=False)
     where = f"shard-{index}-of-{n_shards}"
     metrics = evaluate(model_path, "teacher", out / SHARD_PROBLEMS, out, eval_config, run="teacher",
-                       checkpoint=where, threads=threads)  # fmt: skip
+                       checkpoint=where, threads=threads, over_budget="skip")  # fmt: skip
     cost = shard_cost(metrics, problems=len(mine), gpus=gpus)
     write_json_atomic(out / COST, cost, indent=1)
     log.info("teacher %s: %s", where, cost)
@@ -71,8 +76,11 @@ def shard_cost(metrics: dict, *, problems: int, gpus: int) -> dict:
     """The cost record of a shard from its evaluation ``metrics`` (module doc)."""
     wall, gen = float(metrics["wall_seconds"]), float(metrics["generation_seconds"])
     samples, tokens = int(metrics["n_problems"]) * int(metrics["n_samples"]), int(metrics["generated_tokens"])
+    skipped = list(metrics.get("skipped_over_budget") or [])
     return {
         "problems": problems,
+        "skipped_over_budget": len(skipped),
+        "skipped_problems": skipped,
         "samples": samples,
         "generated_tokens": tokens,
         "truncated": int(metrics["truncated"]),

@@ -394,7 +394,8 @@ class Collator:
     ``position_ids`` (packed); ``score_index`` [N] flat positions whose next token is a response
     token; ``targets`` [N]; ``seq_index`` [N] row of each scored position; ``lengths`` [R]
     response tokens per row; ``weights`` [B]; ``units`` (scalar, weighted tokens for sft or pairs);
-    ``n_tokens`` (non-padding tokens); ``ref_chosen``/``ref_rejected`` [B] when present.
+    ``n_tokens`` (non-padding tokens); ``ref_chosen``/``ref_rejected`` [B] (float64 reference
+    log-prob sums, nats) when present.
     Rows: sft = one per example; pairs = B chosen rows then B rejected rows.
     """
 
@@ -462,6 +463,7 @@ class Collator:
         else:
             batch["units"] = weights.sum()
         if self.data.ref_chosen is not None:
-            batch["ref_chosen"] = torch.tensor(self.data.ref_chosen[indices], dtype=torch.float32)
-            batch["ref_rejected"] = torch.tensor(self.data.ref_rejected[indices], dtype=torch.float32)
+            # float64 sums, as computed: a float32 sum of a 19k-token response is off by ~1e-3
+            batch["ref_chosen"] = torch.tensor(self.data.ref_chosen[indices], dtype=torch.float64)
+            batch["ref_rejected"] = torch.tensor(self.data.ref_rejected[indices], dtype=torch.float64)
         return batch

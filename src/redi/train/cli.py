@@ -2,8 +2,9 @@
 reference log-probs (DPO).
 
     redi train run --config run.yaml --model M --data D --out results/train/RUN [--ref-logps P]
-                   [--threads N] [--gpus G --accelerate-config zero2]
+                   [--threads N] [--gpus G | --cpu-processes P] [--accelerate-config zero2]
     redi train ref-logps --config run.yaml --model M --data pref.jsonl --out ref_logps.parquet
+                   [--accelerate-config zero3]
     redi train steps --n-examples N --global-batch B --epochs E --save-steps S [--save-each-epoch]
 
 ``--run-json '{"objective": "redi", ...}'`` may replace ``--config FILE``; ``train`` is an alias
@@ -72,7 +73,12 @@ def _cmd_ref_logps(args) -> int:
     _logging()
     from .reference import compute_reference_logps
 
-    compute_reference_logps(args.model, args.data, args.out, _run_dict(args), args.threads)
+    deepspeed = False
+    if args.accelerate_config:
+        from .launch import is_deepspeed_config
+
+        deepspeed = is_deepspeed_config(args.accelerate_config)
+    compute_reference_logps(args.model, args.data, args.out, _run_dict(args), args.threads, deepspeed=deepspeed)
     return 0
 
 
@@ -98,18 +104,35 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="run directory (model/, metrics.jsonl, ...)")
     p.add_argument("--ref-logps", default=None, help="cached reference log-probs (objectives that need them: dpo)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--gpus", type=int, default=0, help=">1: launch with accelerate")
-    p.add_argument("--cpu-processes", type=int, default=1, help="with --gpus 0: >1 trains with gloo DDP on the CPU")
-    p.add_argument("--accelerate-config", default="zero2",
-                   help="ddp | zero2 | zero3 | fsdp, or a path (with --gpus > 1)")
+    p.add_argument("--gpus", type=int, default=0, help=">1: one worker per GPU under accelerate launch")
+    p.add_argument("--cpu-processes", type=int, default=1,
+                   help="with --gpus 0: >1 trains with that many gloo CPU processes (under accelerate launch "
+                        "with --accelerate-config when given, else plain DDP through torch.distributed.run)")
+    p.add_argument("--accelerate-config", default=None,
+                   help="ddp | zero2 | zero3 | fsdp, or a path: how --gpus > 1 (default zero2) or "
+                        "--cpu-processes > 1 workers are launched; its mixed_precision is replaced by the "
+                        "run's bf16")
     p.set_defaults(func=_cmd_train)
 
-    p = subparsers.add_parser("ref-logps", help="cache DPO reference log-probs of the start model")
+    p = subparsers.add_parser(
+        "ref-logps", help="cache DPO reference log-probs of the start model",
+        description="Cache DPO reference log-probs of the start model, in the precision mode the DPO "
+                    "training job's policy computes in at step 0 (so its first loss is log 2). Give "
+                    "--accelerate-config exactly when the training job will be started by accelerate launch "
+                    "with that config (redi train run --gpus N>1 or --cpu-processes N>1, or accelerate launch "
+                    "--config_file accelerate/zero2.yaml yourself): a DeepSpeed config (zero2, zero3) makes a "
+                    "DeepSpeed-mode file (bf16 weights without autocast when the run's bf16 is on); without "
+                    "it, or with ddp/fsdp, the file matches a single-process, DDP or FSDP run (fp32 weights "
+                    "under bf16 autocast). Training refuses a file of another mode.",
+    )  # fmt: skip
     _config_args(p)
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="pref.jsonl")
     p.add_argument("--out", required=True, help="output parquet")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--accelerate-config", default=None,
+                   help="the DPO training job's accelerate config (ddp | zero2 | zero3 | fsdp, or a path); "
+                        "omit for a job that trains in one process")
     p.set_defaults(func=_cmd_ref_logps)
 
     p = subparsers.add_parser("steps", help="print the checkpoint steps of a run")

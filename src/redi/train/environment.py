@@ -67,6 +67,15 @@ def under_deepspeed() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
 
 
+def resolve_bf16(bf16: bool | str) -> bool:
+    """A run's ``bf16`` setting on this machine: ``auto`` = CUDA with bf16 support."""
+    if bf16 != "auto":
+        return bool(bf16)
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
 def resolve_environment(cfg: RunConfig, world_size: int = 1, deepspeed: bool | None = None) -> Environment:
     """Turn the ``auto`` settings into concrete ones for this machine.
 
@@ -78,7 +87,7 @@ def resolve_environment(cfg: RunConfig, world_size: int = 1, deepspeed: bool | N
     cuda = torch.cuda.is_available()
     n_gpus = torch.cuda.device_count() if cuda else 0
     device = f"cuda ({torch.cuda.get_device_name(0)})" if cuda else "cpu"
-    bf16 = cfg.bf16 if cfg.bf16 != "auto" else bool(cuda and torch.cuda.is_bf16_supported())
+    bf16 = resolve_bf16(cfg.bf16)
     attn = cfg.attn_implementation
     if attn == "auto":
         attn = "sdpa"
@@ -99,6 +108,27 @@ def resolve_environment(cfg: RunConfig, world_size: int = 1, deepspeed: bool | N
         gc = cuda
     ds = under_deepspeed() if deepspeed is None else bool(deepspeed)
     return Environment(device, n_gpus, world_size, bool(bf16), attn, bool(padding_free), bool(gc), ds)
+
+
+def check_launch_precision(bf16: bool, run_name: str = "") -> None:
+    """Refuse a worker that ``accelerate launch`` started with another mixed precision than the
+    run's ``bf16`` (the shipped configs say ``mixed_precision: bf16``; ``redi train run`` and
+    the workflow pass ``--mixed_precision`` from the run, a hand-written launch may not).
+
+    Raises:
+        ValueError: naming both settings and the fix. Under DeepSpeed the mismatch would crash
+            later (``ds bf16.enabled=True vs hf bf16=False``); under DDP/FSDP it would train
+            under bf16 autocast while the summary records fp32.
+    """
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    wanted = "bf16" if bf16 else "no"
+    if launched is None or launched == wanted:
+        return
+    raise ValueError(
+        f"run {run_name!r}: bf16 is {bool(bf16)} on this machine but accelerate launch set mixed_precision "
+        f"{launched!r} (its --mixed_precision or the config file's mixed_precision); launch with "
+        f"--mixed_precision {wanted} (redi train run does), or set the run's bf16 to match"
+    )
 
 
 def check_reference_numerics(ref_logps_path: str, env: Environment) -> None:
@@ -126,8 +156,10 @@ def check_reference_numerics(ref_logps_path: str, env: Environment) -> None:
 __all__ = [
     "PRECISION_MODES",
     "Environment",
+    "check_launch_precision",
     "check_reference_numerics",
     "precision_mode",
+    "resolve_bf16",
     "resolve_environment",
     "under_deepspeed",
 ]

@@ -3,7 +3,16 @@ for several (one Snakemake job per run starts all of its GPU workers).
 
 The shipped accelerate configs live in ``accelerate/`` at the repository root: ``ddp.yaml``
 (plain DDP; exact update norms), ``zero2.yaml`` (the paper's DeepSpeed ZeRO-2), ``zero3.yaml``
-and ``fsdp.yaml``. ``--num_processes`` is always set from ``gpus``.
+and ``fsdp.yaml``. ``--num_processes`` is always set from ``gpus`` (or ``cpu_processes``), and
+``--mixed_precision`` from the run's ``bf16``: the configs say ``bf16``, and a run with
+``bf16: false`` (or ``auto`` on a device without bf16) would otherwise crash under DeepSpeed
+(``ds bf16.enabled=True vs hf bf16=False``) or train under bf16 autocast under DDP/FSDP while
+its summary records fp32.
+
+On CPU machines ``cpu_processes > 1`` starts that many gloo workers: through ``accelerate
+launch`` with the named config when one is given (DeepSpeed picks its CPU accelerator by itself;
+its first run compiles a small op with g++, about a minute), else ``torch.distributed.run``
+(plain DDP).
 """
 
 from __future__ import annotations
@@ -39,15 +48,48 @@ def accelerate_config_path(name_or_path: str | None) -> Path:
     return candidate
 
 
-def trains_under_deepspeed(accelerate_config: str | None, gpus: int) -> bool:
-    """Whether a training job with these settings runs under DeepSpeed: only multi-GPU jobs go
-    through ``accelerate launch`` (one GPU trains in-process, without DeepSpeed)."""
-    if int(gpus) <= 1:
-        return False
+def is_deepspeed_config(accelerate_config: str | None) -> bool:
+    """Whether the accelerate config (name or path; default ``zero2``) runs DeepSpeed."""
     import yaml
 
     spec = yaml.safe_load(accelerate_config_path(accelerate_config).read_text()) or {}
     return spec.get("distributed_type") == "DEEPSPEED"
+
+
+def workers_of(gpus: int, cpu_processes: int = 0) -> int:
+    """Worker processes of a training job: one per GPU, else ``cpu_processes`` on the CPU."""
+    return int(gpus) if int(gpus) > 0 else max(1, int(cpu_processes or 1))
+
+
+def launches_accelerate(gpus: int, cpu_processes: int = 0, accelerate_config: str | None = None) -> bool:
+    """Whether the job starts its workers with ``accelerate launch``: several GPUs (the config
+    defaults to ``zero2``), or several CPU processes with a config named."""
+    if workers_of(gpus, cpu_processes) <= 1:
+        return False
+    return int(gpus) > 0 or bool(accelerate_config)
+
+
+def trains_under_deepspeed(accelerate_config: str | None, gpus: int, cpu_processes: int = 0) -> bool:
+    """Whether a training job with these settings runs under DeepSpeed: only jobs of several
+    workers go through ``accelerate launch`` (one GPU trains in-process, without DeepSpeed; CPU
+    workers use ``accelerate launch`` only when a config is named)."""
+    return launches_accelerate(gpus, cpu_processes, accelerate_config) and is_deepspeed_config(accelerate_config)
+
+
+def workers_bf16(bf16: bool | str) -> bool:
+    """The run's ``bf16`` as its workers resolve it (:func:`redi.train.environment.resolve_bf16`),
+    decided in the launcher without touching a GPU: asking torch whether bf16 is supported
+    creates a CUDA context (hundreds of MB on GPU 0) that the launcher would hold for the whole
+    run, so ``auto`` with CUDA present is asked of a short-lived interpreter."""
+    if bf16 != "auto":
+        return bool(bf16)
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    code = "import torch; print(int(torch.cuda.is_bf16_supported()))"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return probe.stdout.strip() == "1"
 
 
 def in_distributed_worker() -> bool:
@@ -65,21 +107,28 @@ def launch_command(
     gpus: int,
     accelerate_config: str | None,
     cpu_processes: int = 0,
+    bf16: bool | None = None,
 ) -> list[str]:
-    """The command that starts one worker per GPU (``accelerate launch`` with the named config),
-    or, with ``gpus == 0`` and ``cpu_processes > 1``, ``cpu_processes`` CPU workers
-    (``torch.distributed.run``; gloo; accelerate's own CPU launcher needs MPI).
+    """The command that starts one worker per GPU (``accelerate launch`` with the named config,
+    default ``zero2``), or, with ``gpus == 0`` and ``cpu_processes > 1``, ``cpu_processes`` CPU
+    workers (gloo): ``accelerate launch`` with ``accelerate_config`` when one is named,
+    else ``torch.distributed.run`` (plain DDP; accelerate's own CPU launcher without a config
+    needs MPI).
 
-    Run it with :func:`redi.runtime.worker_env` so that the workers import this package.
+    ``bf16``: the run's resolved precision; it sets ``--mixed_precision bf16|no`` over the
+    config's (None keeps the config's). Run the command with :func:`redi.runtime.worker_env`
+    so that the workers import this package.
     """
-    n = int(gpus) if int(gpus) > 0 else int(cpu_processes)
+    n = workers_of(gpus, cpu_processes)
     per_worker = max(1, int(threads) // max(1, n))
-    if int(gpus) > 0:
+    if launches_accelerate(gpus, cpu_processes, accelerate_config):
         head = [
             sys.executable, "-m", "accelerate.commands.launch",
             "--config_file", str(accelerate_config_path(accelerate_config)),
             "--num_processes", str(n),
         ]
+        if bf16 is not None:
+            head += ["--mixed_precision", "bf16" if bf16 else "no"]
     else:
         head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
     cmd = head + [
@@ -104,14 +153,18 @@ def run_training(
     **kwargs,
 ) -> dict:
     """:func:`redi.train.run.train` with ``*args, **kwargs`` (its own signature: run, model_path,
-    data_path, out_dir, ref_logps_path, threads) in this process (one GPU, or the CPU) or in one
-    worker per GPU under ``accelerate launch`` (``gpus > 1``); ``cpu_processes > 1`` with
-    ``gpus == 0`` trains with that many CPU processes (gloo DDP; used by the tests and for CPU
-    clusters). ``log_file``: where the workers' output goes. Returns the run summary.
+    data_path, out_dir, ref_logps_path, threads) in this process (one GPU, or one CPU process)
+    or in one worker per GPU under ``accelerate launch`` (``gpus > 1``; ``accelerate_config``,
+    default ``zero2``); ``cpu_processes > 1`` with ``gpus == 0`` trains with that many gloo CPU
+    processes, under ``accelerate launch`` with ``accelerate_config`` when one is named (DDP,
+    FSDP, ZeRO-2, ZeRO-3 exercised on a CPU machine), else plain DDP (``torch.distributed.run``).
+    The workers' mixed precision is the run's ``bf16`` (resolved on this machine), whatever the
+    config file says. ``log_file``: where the workers' output goes. Returns the run summary.
 
     Raises:
         TypeError: arguments ``train()`` does not take.
         RuntimeError: ``gpus > 0`` and torch cannot use that many GPUs (``require_cuda``).
+        subprocess.CalledProcessError: a worker failed (its traceback is in ``log_file``).
     """
     from redi.runtime import require_cuda, worker_env
 
@@ -122,15 +175,18 @@ def run_training(
     a = job.arguments
     if not in_distributed_worker():
         require_cuda(int(gpus), f"training run {a['run'].get('name')!r}")
-    workers = int(gpus) if int(gpus) > 0 else int(cpu_processes)
-    if workers <= 1 or in_distributed_worker():
+    if workers_of(gpus, cpu_processes) <= 1 or in_distributed_worker():
         return train(*job.args, **job.kwargs)
+    from .config import RunConfig
+
+    bf16 = workers_bf16(RunConfig.from_dict({"name": "launch", **a["run"]}).bf16)
     out = Path(a["out_dir"])
     run_json = out / "checkpoints" / "launch_run.json"
     write_json_atomic(run_json, a["run"])
     cmd = launch_command(run_json, a["model_path"], a["data_path"], a["out_dir"],
                          ref_logps_path=a["ref_logps_path"], threads=a["threads"], gpus=int(gpus),
-                         accelerate_config=accelerate_config, cpu_processes=int(cpu_processes))  # fmt: skip
+                         accelerate_config=accelerate_config, cpu_processes=int(cpu_processes),
+                         bf16=bf16)  # fmt: skip
     log.info("launching: %s", " ".join(cmd))
     stream = open(log_file, "a") if log_file else None
     try:

@@ -33,8 +33,15 @@ def compute_reference_logps(
 ) -> dict:
     """Write the reference parquet for ``pref_path``; returns a small summary dict.
 
-    ``deepspeed``: the DPO training job runs under DeepSpeed (bf16 weights, no autocast); see
-    :func:`redi.train.launch.trains_under_deepspeed`.
+    ``deepspeed``: the DPO training job runs under DeepSpeed (bf16 weights, no autocast, when
+    the run's ``bf16`` is on); see :func:`redi.train.launch.trains_under_deepspeed`. From the
+    command line: ``redi train ref-logps ... --accelerate-config zero2`` (or ``zero3``, or the
+    path of a config whose ``distributed_type`` is ``DEEPSPEED``) makes such a file for a job
+    started with ``accelerate launch --config_file accelerate/zero2.yaml ...`` (any number of
+    processes, GPUs or CPU).
+
+    Raises:
+        ValueError: the run's objective does not use reference log-probs.
     """
     from redi.runtime import set_threads
 

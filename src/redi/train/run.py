@@ -34,7 +34,13 @@ from redi.files import atomic_path, write_text_atomic
 
 from . import checkpoints, objectives
 from .config import RunConfig
-from .environment import Environment, check_reference_numerics, resolve_environment
+from .environment import (
+    Environment,
+    check_launch_precision,
+    check_reference_numerics,
+    resolve_bf16,
+    resolve_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +96,8 @@ def train(
 
     Raises:
         FileNotFoundError: an input path does not exist.
-        ValueError: an invalid run config, or reference log-probs missing or made in another
-            precision mode.
+        ValueError: an invalid run config, reference log-probs missing or made in another
+            precision mode, or a worker launched with another mixed precision than the run's bf16.
         NonFiniteError: the loss or gradient norm became NaN/Inf (the newest checkpoint is good).
     """
     from redi.runtime import set_threads
@@ -165,6 +171,7 @@ def _prepare(run, model_path, data_path, out_dir, ref_logps_path) -> _Job:
         raise ValueError(
             f"run {cfg.name!r}: objective {cfg.objective!r} needs ref_logps_path (cached reference log-probs)"
         )
+    check_launch_precision(resolve_bf16(cfg.bf16), cfg.name)  # before accelerate reads it
     # cpu=True without CUDA: else every gloo rank thinks it is the main process (issue 13, item 15)
     state = PartialState(cpu=not torch.cuda.is_available())
     env = resolve_environment(cfg, state.num_processes)

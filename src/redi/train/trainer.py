@@ -93,6 +93,20 @@ class RediTrainer(Trainer):
         )
         return self.accelerator.prepare(loader)
 
+    def _prepare_input(self, data):
+        """Move a batch tensor to the device, keeping its dtype.
+
+        The base ``Trainer`` casts every float tensor of a batch to the model's dtype under
+        DeepSpeed (bf16), which suits float model inputs; the collator's are all integers (ids,
+        masks, positions), and its float tensors feed the loss: the float64 reference log-prob
+        sums (in bf16 a sum of -300 nats moves by up to 1 nat; DPO's first loss was 0.69700
+        instead of log 2 under ZeRO-2), response lengths (bf16 holds integers exactly only up
+        to 256) and pair weights.
+        """
+        if isinstance(data, torch.Tensor):
+            return data.to(device=self.args.device)
+        return super()._prepare_input(data)
+
     def _get_num_items_in_batch(self, batch_samples, device):
         units = sum(float(b["units"]) for b in batch_samples)
         units = torch.tensor(units, dtype=torch.float64, device=device)

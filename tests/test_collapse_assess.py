@@ -8,9 +8,8 @@ make_fixture.py): symmetric REDI fell 22.4 % -> 7.4 % while chosen per-token log
 import json
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 
 from redi.train.collapse import VERDICTS, CollapseDetector, CollapseRule, assess, ema, running_median, verdict_text
 

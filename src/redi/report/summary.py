@@ -438,7 +438,8 @@ def _stability_section(results: Results) -> list[str]:
         verdicts.setdefault(found.verdict if found else "unknown", []).append(text)
     for verdict in VERDICTS:
         if verdict in verdicts:
-            lines.append(f"- **{verdict}**: " + ", ".join(verdicts[verdict]) + ".")
+            what = " (not trained yet)" if verdict == "unknown" else ""
+            lines.append(f"- **{verdict}**{what}: " + ", ".join(verdicts[verdict]) + ".")
     for bench in results.intermediate_benchmarks:
         drops = []
         for name in results.stage2:

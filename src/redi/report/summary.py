@@ -17,6 +17,7 @@ from redi.report.layout import FAMILY_LABEL, family, run_label
 from redi.report.paper_lookup import display_benchmark, paper_setting
 from redi.report.render import MISSING
 from redi.report.tables.accuracy import Metric, ablation_entries
+from redi.report.tables.curation import funnel_text
 from redi.train.collapse import VERDICTS, CollapseRule, verdict_text
 
 
@@ -257,9 +258,8 @@ def _data_section(results: Results) -> list[str]:
     if results.curation is None:
         lines.append(f"- Curation report: {MISSING} (results/data/curation_report.json not produced yet).")
     else:
-        steps = [st for st in results.curation.get("steps") or [] if number(st.get("kept")) is not None]
-        if steps:
-            lines.append("- Curation funnel: " + " → ".join(f"{st['step']} {int(st['kept']):,}" for st in steps) + ".")
+        for branch in funnel_text(results.curation):
+            lines.append(f"- Curation funnel, {branch}.")
         final = results.curation.get("final") or {}
         if final:
             lines.append(

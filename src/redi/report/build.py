@@ -49,7 +49,8 @@ def run(settings: ReportConfig, config: dict) -> list[Path]:
     written += build_figures(data, reports / "figures")
     text = build_summary(data, tables)
     (reports / "summary.md").write_text(text, encoding="utf-8")
-    (reports / "summary.html").write_text(markdown_to_html(text, "REDI reproduction: summary"), encoding="utf-8")
+    page = markdown_to_html(text, "REDI reproduction: summary", reports)
+    (reports / "summary.html").write_text(page, encoding="utf-8")
     written += [reports / "summary.md", reports / "summary.html"]
     _check_layout(written, config, reports)
     log.info("wrote %d report files under %s", len(written), reports)

@@ -11,6 +11,7 @@ names its evaluation (benchmark, samples per problem, intermediate or final).
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import FAMILY_LABEL, family, run_label
@@ -560,49 +561,32 @@ def provenance_lines(results: Results) -> list[str]:
     return lines
 
 
-def markdown_to_html(text: str, title: str = "Summary") -> str:
-    """A minimal rendering of the summary's markdown (headings, lists, paragraphs) for the report."""
-    out, in_list, in_olist = [], False, False
+def markdown_to_html(text: str, title: str = "Summary", base: str | Path | None = None) -> str:
+    """The summary's markdown as an HTML page (Python-Markdown, the ``markdown`` package: bold,
+    code, lists, links, images). Images with a path relative to ``base`` that exists there are
+    embedded as ``data:`` URIs, so the page shows them inside the Snakemake report too; relative
+    links stay relative (they work beside ``reports/``)."""
+    import base64
     import re
 
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    import markdown
 
-    def close():
-        nonlocal in_list, in_olist
-        if in_list:
-            out.append("</ul>")
-        if in_olist:
-            out.append("</ol>")
-        in_list = in_olist = False
+    body = markdown.markdown(text, extensions=["sane_lists"], output_format="html")
+    if base is not None:
+        root = Path(base)
 
-    for line in text.splitlines():
-        if line.startswith("#"):
-            close()
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- "):
-            if not in_list:
-                close()
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{inline(line[2:])}</li>")
-        elif re.match(r"\d+\. ", line):
-            if not in_olist:
-                close()
-                out.append("<ol>")
-                in_olist = True
-            out.append(f"<li>{inline(line.split('. ', 1)[1])}</li>")
-        elif not line.strip():
-            close()
-        else:
-            close()
-            out.append(f"<p>{inline(line)}</p>")
-    close()
+        def embed(match):
+            path = root / html.unescape(match.group(1))
+            if not path.is_file():
+                return match.group(0)
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            return f'src="data:image/png;base64,{data}"'
+
+        body = re.sub(r'src="([^":]+\.png)"', embed, body)
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        "<style>body{font-family:sans-serif;font-size:14px;margin:1em;max-width:60em}</style></head><body>"
-        + "\n".join(out)
+        "<style>body{font-family:sans-serif;font-size:14px;margin:1em;max-width:60em}"
+        "img{max-width:100%}</style></head><body>"
+        + body
         + "</body></html>\n"
     )

@@ -137,6 +137,7 @@ def report_outputs(config: dict, reports: str = "reports") -> dict[str, list[str
             out[f"fig_{kind}_{ext}"] = [str(root / "figures" / f"{name}.{ext}") for name in names]
     out["summary_md"] = [str(root / "summary.md")]
     out["summary_html"] = [str(root / "summary.html")]
+    out["samples_html"] = [str(root / "samples.html")]
     return out
 
 
@@ -154,6 +155,7 @@ CAPTIONS.update(
         "fig_stage2": "fig_stage2.rst",
         "fig_passk": "fig_passk.rst",
         "summary": "summary.rst",
+        "samples": "samples.rst",
     }
 )
 SUBCATEGORY = {
@@ -198,5 +200,8 @@ def snakemake_outputs(config: dict, report, caption_dir: str, reports: str = "re
     out["summary_md"] = str(root / "summary.md")
     out["summary_html"] = report(
         str(root / "summary.html"), caption=f"{caption_dir}/{CAPTIONS['summary']}", category="Summary"
+    )
+    out["samples_html"] = report(
+        str(root / "samples.html"), caption=f"{caption_dir}/{CAPTIONS['samples']}", category="Samples"
     )
     return out

@@ -335,9 +335,66 @@ def headline_figure(results: Results, directory: Path) -> list[Path]:
     return _save(fig, directory, "fig_headline")
 
 
+def diagnostics_figure(results: Results, directory: Path) -> list[Path]:
+    """Preference and length diagnostics of the stage-2 runs: the per-step margin (chosen minus
+    rejected per-token log-prob, the trainer's ``margin``; running median over the collapse
+    rule's span), and per evaluated checkpoint (step 0 = the start) the mean response length, the
+    truncated share and the no-answer share of the samples (``metrics.json``)."""
+    from redi.train.collapse import CollapseRule, running_median
+
+    fig, axes = _figure("diagnostics", 2, 2)
+    axes = axes.ravel()
+    colors = report_colors(results)
+    bench = (results.intermediate_benchmarks or [None])[0]
+    span = CollapseRule().span
+    problems, drawn = [], []
+    for name in results.stage2:
+        color = colors[name]
+        frame = results.train_metrics.get(name)
+        if frame is not None and "margin" in frame and frame["margin"].notna().any():
+            axes[0].plot(frame["step"], running_median(frame["margin"].astype(float).tolist(), span), color=color,
+                         lw=1.2, label=name)  # fmt: skip
+        else:
+            problems.append(f"{name}: no margin")
+        if bench is None:
+            continue
+        points = [p for p in results.curve(name, bench) if p["metrics"] is not None]
+        drawn += [p["metrics"] for p in points]
+        steps = [p["step"] for p in points]
+        total = [max(1, int(p["metrics"].get("n_problems") or 0) * int(p["metrics"].get("n_samples") or 0))
+                 for p in points]  # fmt: skip
+        for ax, key, scale in (
+            (axes[1], "mean_length", None), (axes[2], "truncated", total), (axes[3], "no_answer", total)
+        ):  # fmt: skip
+            values = [number(p["metrics"].get(key)) for p in points]
+            if scale is not None:
+                values = [None if v is None else 100 * v / n for v, n in zip(values, scale)]
+            ax.plot(steps, [float("nan") if v is None else v for v in values], color=color, marker="o", ms=3)
+    titles = (
+        f"margin: chosen - rejected log-prob per token (running median, {span} steps)",
+        "mean response length (tokens)",
+        "truncated samples (%)",
+        "samples without an answer (%)",
+    )
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step" + ("" if ax is axes[0] else " (0 = start model)"))
+        ax.grid(alpha=0.3)
+    n_text = _n_text(drawn)
+    if bench is not None and n_text:
+        axes[1].set_ylabel(f"{display_benchmark(bench)}, {n_text}", fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8,
+                   frameon=False)  # fmt: skip
+    fig.suptitle("Stage 2: preference margin and response-length diagnostics", fontsize=11)
+    _note(fig, problems)
+    return _save(fig, directory, "fig_diagnostics")
+
+
 def build_figures(results: Results, directory: str | Path) -> list[Path]:
     directory = Path(directory)
     paths = headline_figure(results, directory)
+    paths += diagnostics_figure(results, directory)
     paths += sft_figure(results, directory)
     for group in stage2_groups(results.config):
         paths += stage2_figure(results, group, directory)

@@ -33,6 +33,7 @@ FIGURE_DPI = 100
 FIGSIZE = {
     "stage2": (12.0, 8.5),
     "headline": (11.0, 4.8),
+    "diagnostics": (12.0, 8.5),
     "sft": (6.4, 4.6),
     "passk": (6.4, 4.6),
 }
@@ -117,10 +118,11 @@ def stage2_groups(config: dict) -> list[dict]:
 
 
 def figure_names(config: dict) -> dict[str, list[str]]:
-    """Figure stems by kind: headline, sft, stage2, passk."""
+    """Figure stems by kind: headline, diagnostics, sft, stage2, passk."""
     final = config.get("evaluation", {}).get("final", {}).get("benchmarks", [])
     return {
         "headline": ["fig_headline"],
+        "diagnostics": ["fig_diagnostics"],
         "sft": ["fig2_sft_accuracy"],
         "stage2": [g["name"] for g in stage2_groups(config)],
         "passk": [f"fig_passk_{bench}" for bench in final],
@@ -151,6 +153,7 @@ CAPTIONS = {name: f"{name}.rst" for name in TABLES}
 CAPTIONS.update(
     {
         "fig_headline": "fig_headline.rst",
+        "fig_diagnostics": "fig_diagnostics.rst",
         "fig_sft": "fig_sft.rst",
         "fig_stage2": "fig_stage2.rst",
         "fig_passk": "fig_passk.rst",

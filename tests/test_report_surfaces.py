@@ -229,3 +229,33 @@ def test_a_card_of_each_objective_lists_only_its_parameters():
             assert "| max_length | 32768 (above the model's 2,048 positions" in table
             assert "## Training stability" not in card
         assert "## Limitations" in card and "toy model" in card
+
+
+def test_older_metrics_files_are_detected_not_mislabelled(tmp_path):
+    """A metrics.json from older code (no per_problem, no sem_rule) is read through the
+    samples.parquet beside it; without one, every verdict that needs it says so."""
+    from redi.eval.metrics import load_problem_scores
+    from redi.report.collect import collect
+    from redi.report.headline import headline_rows
+    from redi.report.summary import build_summary
+
+    work = handmade_tree.write_tree(tmp_path / "work", ROOT / "config" / "config.yaml")
+    config = load_config(work / "config.yaml")
+    paths = sorted((work / "results" / "eval").glob("*/*/*/metrics.json"))
+    for path in paths:  # as older code wrote them
+        metrics = json.loads(path.read_text())
+        for key in ("per_problem", "sem_rule"):
+            metrics.pop(key)
+        path.write_text(json.dumps(metrics))
+    assert load_problem_scores(paths[0]) == (None, "missing")
+    results = collect(work / "results", config)
+    assert all(row.vs_start is None for row in headline_rows(results))
+    text = build_summary(results)
+    assert "no paired statistic (a per-problem score is missing)" in text
+    assert "indistinguishable" not in text and "a difference" not in text  # nothing claimed
+    # with the samples beside it, the scores are recomputed from the samples
+    frame = samples_of(np.full(5, 0.5), 4, 0)
+    frame.to_parquet(paths[0].with_name("samples.parquet"))
+    paths[0].write_text(json.dumps({**json.loads(paths[0].read_text()), "n_samples": 4}))
+    scores, source = load_problem_scores(paths[0])
+    assert source == "samples.parquet" and len(scores) == 5 and all(n == 4 for _c, n in scores.values())

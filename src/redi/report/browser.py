@@ -8,9 +8,12 @@ wrong / truncated / no answer; click a problem to see it across every run side b
 its reported checkpoint, and at every checkpoint of the selected run). No server, no external
 script: the data is one JSON block in the page.
 
-Size bounds (a paper-size run has 16 samples x 1,560 problems per evaluation):
-``SAMPLES_PER_PROBLEM`` samples per problem and evaluation, ``MAX_CHARS`` characters per
-completion (the rest is cut and the cut is marked); the page's header states both.
+Size bounds (a paper-size run has 16 samples x 1,560 problems per evaluation, traces of
+thousands of tokens): ``SAMPLES_PER_PROBLEM`` samples per problem and evaluation, ``MAX_CHARS``
+characters per completion (its beginning and its end; the cut is marked), and
+``MAX_TOTAL_CHARS`` in all: evaluations are added in the order reported checkpoints, the
+collapsed or suspect runs' checkpoints, then the rest, and those past the budget are named in
+the page's notes. The page's header states the bounds.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 from redi.report.collect import Results
 
 SAMPLES_PER_PROBLEM = 4  # samples kept per problem and evaluation (the first by sample index)
-MAX_CHARS = 4000  # characters kept per completion (the end is cut, marked with "[...]")
+MAX_CHARS = 4000  # characters kept per completion: its first quarter and its end (a collapse shows at the end)
+MAX_TOTAL_CHARS = 40_000_000  # the page's completions in all; evaluations past it are named, not shown
 COLUMNS = ["problem_id", "sample_index", "text", "extracted", "correct", "status", "finish_reason", "length"]
 
 
@@ -45,7 +49,22 @@ def collect_samples(results: Results) -> dict:
     from redi.eval.benchmarks import load_benchmark
 
     evals, problems, notes = [], {}, []
-    for (run, ckpt, bench), metrics in sorted(results.evals.items()):
+    flagged = set()
+    for name in results.stage2:
+        found = results.collapse_assessment(name)
+        if found is not None and found.verdict in ("collapsed", "suspect"):
+            flagged.add(name)
+
+    def order(item):
+        (run, ckpt, bench), _metrics = item
+        reported = ckpt == results.reported_checkpoint(run) or run.startswith("reference-") or ckpt == "base"
+        return (0 if reported else 1 if run in flagged else 2, run, ckpt, bench)
+
+    budget = MAX_TOTAL_CHARS
+    for (run, ckpt, bench), metrics in sorted(results.evals.items(), key=order):
+        if budget <= 0:
+            notes.append(f"{run}/{ckpt}/{bench}: not shown (the page's size bound)")
+            continue
         path = results.eval_path(run, ckpt, bench).with_name("samples.parquet")
         if not path.is_file():
             notes.append(f"{run}/{ckpt}/{bench}: no samples.parquet")
@@ -56,7 +75,10 @@ def collect_samples(results: Results) -> dict:
         for rec in frame.to_dict("records"):
             text = str(rec.get("text") or "")
             if len(text) > MAX_CHARS:
-                text = text[:MAX_CHARS] + " [...]"
+                head = MAX_CHARS // 4
+                cut = f" [... {len(text) - MAX_CHARS:,} characters cut ...] "
+                text = text[:head] + cut + text[-(MAX_CHARS - head) :]
+            budget -= len(text)
             sample = [int(rec["sample_index"]), text, str(rec.get("extracted") or ""), _kind(rec)]
             rows.setdefault(str(rec["problem_id"]), []).append(sample + [int(rec.get("length") or 0)])
         step = metrics.get("step")
@@ -83,7 +105,7 @@ def samples_page(results: Results) -> str:
     blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     header = (
         f"Completions of every evaluation: up to {SAMPLES_PER_PROBLEM} samples per problem, up to {MAX_CHARS:,} "
-        "characters each. Click a problem to compare it across runs."
+        "characters each (beginning and end). Click a problem to compare it across runs."
     )
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>REDI samples browser</title>'

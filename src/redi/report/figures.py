@@ -217,6 +217,7 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
     ax = axes[0, 0]
     problems = []
     benches = results.intermediate_benchmarks
+    colors = report_colors(results)
     for bench in benches:
         base = results.eval("student", "base", bench)
         for name in results.sft:
@@ -237,14 +238,17 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
                 xs = [p[0] for p in points]
                 ys = [100 * float(p[1]["pass@1"]) for p in points]
                 es = _error_bars([p[1] for p in points], problems, name)
-                ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=3, label=label)
+                color = colors.get(name) if len(benches) == 1 else None
+                ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=3, label=label, color=color)
             else:
                 ax.plot([], [], label=f"{label} (no results yet)")
             if spe is None and results.intermediate(name, bench):
                 problems.append(f"{name}: steps per epoch unknown (no summary.json)")
     ax.set_xlabel("epoch (0 = untrained student)")
     bench_names = ", ".join(display_benchmark(b) for b in benches)
-    ax.set_ylabel(f"{bench_names} pass@1 (%)")
+    drawn = [p["metrics"] for b in benches for n in results.sft for p in results.intermediate(n, b) if p["metrics"]]
+    n_text = _n_text(drawn)
+    ax.set_ylabel(f"{bench_names} pass@1 (%)" + (f"\n{n_text}; bars: ± the paper's SEM" if n_text else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Figure 2: SFT accuracy against epoch", fontsize=11)
@@ -285,7 +289,8 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
         ax.set_xticks(ticks, [str(k) for k in ticks])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("k (samples)")
-    ax.set_ylabel("pass@k (%)")
+    n_text = _n_text([m for _l, r, c in passk_models(results) if (m := results.eval(r, c, bench))])
+    ax.set_ylabel("pass@k (%), unbiased estimator" + (f"\n{n_text}" if n_text else ""))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)

@@ -166,8 +166,7 @@ def _answer_section(results: Results) -> list[str]:
         "difference between two models over the same problems; the paper's SEM (± beside single accuracies) "
         "measures only the spread over sample indices and is never used for a verdict."
     )
-    lines.append("- ![headline figure](figures/fig_headline.png)")
-    lines.append("")
+    lines += ["", "![headline figure](figures/fig_headline.png)", ""]
     return lines
 
 

@@ -44,8 +44,8 @@ def paired_text(paired: dict | None, k: float) -> str:
         return "no paired statistic (a per-problem score is missing)"
     verdict = "a difference" if paired["significant"] else "indistinguishable at this sample size"
     return (
-        f"{100 * paired['diff']:+.1f} points [{100 * paired['low']:+.1f}, {100 * paired['high']:+.1f}] "
-        f"(± {k:g} paired SEs over {paired['n_problems']} problems), {verdict}"
+        f"{100 * paired['diff']:+.1f} points [{100 * paired['low']:+.1f}, {100 * paired['high']:+.1f}], "
+        f"± {k:g} paired SEs over {paired['n_problems']} problems: {verdict}"
     )
 
 

@@ -171,7 +171,7 @@ def test_headline_table_and_the_answer_first(tree):
     assert any(line.startswith("- **Did REDI beat SFT?**") for line in head)
     assert any("Against the α = 0 control" in line for line in head)
     assert any("Against DPO" in line for line in head) and any("Against SimPO" in line for line in head)
-    assert any("100x the paper's" in line or "against the paper's" in line for line in head)
+    assert any("REDI 0.0001 = 100x the paper's 1e-06" in line for line in head)
     html = (reports / "summary.html").read_text()
     assert "<strong>Did REDI beat SFT?</strong>" in html and "**" not in html
     assert 'src="data:image/png;base64,' in html  # the headline figure, embedded

@@ -317,7 +317,9 @@ def headline_figure(results: Results, directory: Path) -> list[Path]:
         for y, row in enumerate(rows):
             paired = getattr(row, key)
             if paired is None:
-                if not (key == "vs_control" and row.run == control):
+                if key == "vs_control" and row.run == control:
+                    ax.annotate("(the control)", (0, y), ha="center", va="center", fontsize=8, color="#555")
+                else:
                     problems.append(f"{row.run}: {key.replace('_', ' ')} n/a")
                 continue
             diff, half = 100 * paired["diff"], 100 * (paired["high"] - paired["diff"])

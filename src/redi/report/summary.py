@@ -20,6 +20,9 @@ from redi.report.render import MISSING
 from redi.report.tables.accuracy import Metric, ablation_entries
 from redi.report.tables.curation import funnel_text
 from redi.train.collapse import VERDICTS, CollapseRule, verdict_text
+from redi.train.objectives import OBJECTIVES
+
+OBJECTIVE_LABEL = {name: objective.label for name, objective in OBJECTIVES.items()}
 
 
 def _fmt(value, sem, tag: str = "") -> str:
@@ -143,24 +146,17 @@ def _answer_section(results: Results) -> list[str]:
             + ", ".join(f"`{r}` (step {s})" for r, s in fell.items())
             + f" ({eval_tag(results, 'intermediate')})."
         )
-    ratios = {}
-    for name, run in results.stage2.items():
+    by_objective: dict[str, set] = {}
+    for run in results.stage2.values():
         base = paper.LEARNING_RATE.get(run["objective"])
         if base and run.get("learning_rate"):
-            ratios[name] = float(run["learning_rate"]) / float(base)
-    distinct = {round(r, 6) for r in ratios.values()}
-    if len(distinct) == 1 and abs(next(iter(distinct)) - 1) > 1e-9:
-        lines.append(
-            f"- The stage-2 learning rate is {next(iter(distinct)):g}x the paper's (per objective: "
-            + ", ".join(sorted({f"{r['objective']} {r['learning_rate']:g}" for r in results.stage2.values()}))
-            + ")."
-        )
-    elif len(distinct) > 1:
-        lines.append(
-            "- Stage-2 learning rates against the paper's: "
-            + ", ".join(f"`{n}` {r:g}x" for n, r in ratios.items())
-            + "."
-        )
+            by_objective.setdefault(run["objective"], set()).add((float(run["learning_rate"]), float(base)))
+    if by_objective:
+        parts = []
+        for objective, pairs in by_objective.items():
+            label = OBJECTIVE_LABEL.get(objective, objective)
+            parts += [f"{label} {lr:g} = {lr / base:g}x the paper's {base:g}" for lr, base in sorted(pairs)]
+        lines.append("- Stage-2 learning rates: " + "; ".join(parts) + ".")
     lines.append(
         f"- How to read these: intervals are ± {k:g} paired standard errors (≈ 95 %) of the per-problem "
         "difference between two models over the same problems; the paper's SEM (± beside single accuracies) "

@@ -2,9 +2,11 @@
 
 Builds the report of a complete handmade results tree through the real workflow, renders it in
 Chromium, and checks that the page is not blank and that the report's captions and sections are
-on the rendered page. Skips with a reason when Chromium is not installed, except in CI
-(``REDI_REQUIRE_BROWSER=1``, set by .ci/run, which installs the Debian package ``chromium``).
-The screenshot is kept under the test's tmp folder (look at it: ``report.png``)."""
+on the rendered page; then the summary page (the answer first, the headline figure embedded) and
+the samples browser (its script lists problems and their samples). Skips with a reason when
+Chromium is not installed, except in CI (``REDI_REQUIRE_BROWSER=1``, set by .ci/run, which
+installs the Debian package ``chromium``). The screenshots are kept under the test's tmp folder
+(look at them: ``report.png``, ``summary.png``)."""
 
 from __future__ import annotations
 
@@ -54,11 +56,32 @@ def snakemake(work: Path, *args):
     assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
 
 
+def write_samples(results: Path) -> None:
+    """samples.parquet beside every final metrics.json of the tree, consistent with its
+    per-problem scores (the evaluation's format: redi.eval.run)."""
+    import json
+
+    import pandas as pd
+
+    for path in results.glob("eval/*/best/*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        rec = metrics["per_problem"]
+        rows = []
+        for pid, correct in zip(rec["problem_id"], rec["correct"]):
+            for j in range(rec["samples"]):
+                ok = j < correct
+                rows.append({"problem_id": pid, "sample_index": j, "extracted": "4" if ok else "5",
+                             "text": f"Okay.\n2 + 2 = {4 if ok else 5}.\n</think>\n\n$\\boxed{{{4 if ok else 5}}}$",
+                             "correct": ok, "status": "ok", "length": 20, "finish_reason": "stop"})
+        pd.DataFrame(rows).to_parquet(path.with_name("samples.parquet"))
+
+
 @pytest.mark.slow
 def test_html_report_renders_in_chromium(tmp_path):
     exe = browser()
     work = handmade_tree.write_tree(tmp_path / "work", ROOT / "config" / "config.yaml")
     config = load_config(work / "config.yaml")
+    write_samples(work / "results")
     (work / "config").mkdir()
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     snakemake(work, "--allowed-rules", "report_build", "--forcerun", "report_build")
@@ -79,5 +102,26 @@ def test_html_report_renders_in_chromium(tmp_path):
     dom = chromium(exe, tmp_path / "profile-dom", "--dump-dom", page).stdout
     text = " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", " ", dom, flags=re.S)).split())
     # the workflow description (workflow/report/workflow.rst) and the report's sections render
-    for caption in ("REDI reproduction (arXiv 2505.24850)", "Start with Summary", "Tables", "Figures"):
+    for caption in ("REDI reproduction (arXiv 2505.24850)", "Start with Summary", "Tables", "Figures", "Samples"):
         assert caption in text, caption
+    assert "fig_headline.png" in dom  # the headline figure is in the Snakemake report
+
+    # the summary page: the answer first, bold rendered, the headline figure embedded and drawn
+    reports = work / "reports"
+    summary = tmp_path / "summary.png"
+    chromium(exe, tmp_path / "profile-summary", f"--screenshot={summary}", (reports / "summary.html").as_uri())
+    dom = chromium(exe, tmp_path / "profile-summary-dom", "--dump-dom", (reports / "summary.html").as_uri()).stdout
+    assert "<strong>Did REDI beat SFT?</strong>" in dom and "**" not in dom
+    assert 'src="data:image/png;base64,' in dom
+    pixels = matplotlib.image.imread(str(summary))[..., :3]
+    assert 0.01 < (pixels.min(axis=2) < 0.9).mean() < 0.95
+    figure = matplotlib.image.imread(str(reports / "figures" / "fig_headline.png"))[..., :3]
+    assert (figure.min(axis=2) < 0.9).mean() > 0.02  # drawn, not blank
+
+    # the samples browser: its script runs, lists problems with their samples, and compares one
+    # problem across runs
+    page = (reports / "samples.html").as_uri()
+    dom = chromium(exe, tmp_path / "profile-samples", "--dump-dom", page).stdout
+    assert dom.count('class="problem"') >= 5, dom[-2000:]
+    assert 'class="sample correct"' in dom and ("sample wrong" in dom or "sample no_answer" in dom)
+    assert "pass@1" in dom and "samples per problem" in dom

@@ -54,4 +54,4 @@ def test_knobs_reach_the_summary_and_footnotes(tmp_path):
     run(settings, config)
     summary = (tmp_path / "reports" / "summary.md").read_text().splitlines()
     versus = [line for line in summary if line.startswith("- Versus the")]
-    assert versus and all("3 combined SEMs" in line for line in versus)  # (the collapse rule is train's)
+    assert versus and all("± 3 paired SEs" in line for line in versus)  # (the collapse rule is train's)

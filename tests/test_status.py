@@ -92,6 +92,15 @@ def test_cli_prints_the_table_fast(tmp_path):
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "redi.cli", "status", "--config", str(FIXTURE / "config.yaml"),
                           "--root", str(work), "--json"], capture_output=True, text=True, check=True).stdout
-    rows = json.loads(out)
-    assert {r["state"] for r in rows} == {"done"}
+    data = json.loads(out)
+    rows = data["rows"]
+    assert {r["state"] for r in rows} == {"done"} and data["totals"] == {
+        "done": len(rows), "running": 0, "failed": 0, "not started": 0, "rows": len(rows)}
+    # numbers, not the table's strings: pass@1 and SEM as fractions, step / total / loss / verdict
+    by_name = {(r["kind"], r["name"]): r["values"] for r in rows}
+    train = by_name[("train", "redi-a0-lr1e-4")]
+    assert isinstance(train["step"], int) and train["step"] == train["total"] and isinstance(train["loss"], float)
+    assert train["collapse_verdict"] in ("collapsed", "suspect", "stable") and "best_step" in train
+    ev = next(v for (kind, name), v in by_name.items() if kind == "eval")
+    assert 0.0 <= ev["pass@1"] <= 1.0 and isinstance(ev["n_samples"], int)
     assert time.perf_counter() - start < 60  # a generous bound: it reads only small files

@@ -13,8 +13,9 @@ from redi.train.run import train
 
 RUN = {"name": "redi-a1-lr1e-3", "objective": "redi", "alpha": 1.0, "start": "sft", "global_batch_size": 4,
        "per_device_batch_size": 2, "max_steps": 4, "save_steps": 2, "learning_rate": 1e-3, "seed": 5}
-TRAIN_TAGS = {"train/loss", "train/chosen_logp_per_token", "train/rejected_logp_per_token", "train/margin",
-              "train/grad_norm", "train/update_norm", "train/learning_rate", "train/tokens_per_second"}
+TRAIN_TAGS = {"train/stage2/loss", "train/stage2/chosen_logp_per_token", "train/stage2/rejected_logp_per_token",
+              "train/stage2/margin", "train/stage2/grad_norm", "train/stage2/update_norm",
+              "train/stage2/learning_rate", "train/stage2/tokens_per_second"}  # stage-prefixed: never SFT's axis
 
 
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -50,9 +51,9 @@ def test_tensorboard_has_every_step_metric_and_eval_as_it_lands(trained):
     folder = tracking.tensorboard_dir(trained["out"])
     found = scalars(folder)
     assert TRAIN_TAGS <= set(found), sorted(found)
-    assert [s for s, _ in found["train/loss"]] == [1, 2, 3, 4]
+    assert [s for s, _ in found["train/stage2/loss"]] == [1, 2, 3, 4]
     rows = [json.loads(line) for line in (trained["out"] / "metrics.jsonl").read_text().splitlines()]
-    assert [v for _, v in found["train/chosen_logp_per_token"]] == pytest.approx(
+    assert [v for _, v in found["train/stage2/chosen_logp_per_token"]] == pytest.approx(
         [r["chosen_logp_per_token"] for r in rows], rel=1e-6)
     # an evaluation job appends its checkpoint's accuracy to the same run's folder
     for step, acc in ((2, 0.25), (4, 0.125)):
@@ -60,8 +61,8 @@ def test_tensorboard_has_every_step_metric_and_eval_as_it_lands(trained):
                                                         "step": step, "pass@1": acc, "sem": 0.05})
         assert path is not None and path.parent == folder
     found = scalars(folder)
-    assert found["eval/synthetic/pass@1"] == [(2, 0.25), (4, 0.125)]
-    assert found["eval/synthetic/sem"] == [(2, pytest.approx(0.05)), (4, pytest.approx(0.05))]
+    assert found["eval/stage2/synthetic/pass@1"] == [(2, 0.25), (4, 0.125)]
+    assert found["eval/stage2/synthetic/sem"] == [(2, pytest.approx(0.05)), (4, pytest.approx(0.05))]
 
 
 def test_tracking_config_is_checked_and_never_required(monkeypatch):

@@ -2,8 +2,11 @@
 
 Format (https://huggingface.co/docs/hub/model-cards): YAML front matter (``base_model``,
 ``library_name``, ``tags``, ``datasets`` when the corpus is a hub dataset) and a markdown body:
-data and curation counts, objective and hyper-parameters, an evaluation table (pass@1 ± SEM per
-checkpoint and benchmark), and the exact resolved config with the code commit.
+data and curation counts (the funnel's two branches; drop events and distinct rows), the
+objective and only its own parameters (objective registry) with the training settings, an
+evaluation table (pass@1 ± SEM per checkpoint and benchmark), the collapse verdict of a stage-2
+run (the reading the report and ``redi status`` share), limitations, and the exact resolved config
+with the code commit.
 
 * ``train()`` writes the card into ``results/train/{run}/model/README.md`` when the model is
   saved (evaluations do not exist yet; the table says so).
@@ -20,8 +23,47 @@ from pathlib import Path
 import yaml
 
 TAGS = ["redi", "reinforcement-distillation", "math", "reasoning"]
-HYPER = ("alpha", "beta", "gamma", "learning_rate", "epochs", "global_batch_size", "warmup_ratio", "weight_decay",
-         "max_grad_norm", "max_length", "max_prompt_length", "max_response_length", "seed")
+#: Training settings every card lists after the objective's own parameters (from the objective
+#: registry, ``redi.train.objectives``): a card never shows another objective's parameter.
+TRAINING = ("learning_rate", "epochs", "global_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm", "seed")
+LENGTHS = {False: ("max_length",), True: ("max_prompt_length", "max_response_length")}  # by objective.pairwise
+
+
+def hyper_parameters(cfg: dict, positions: int | None = None) -> list[tuple[str, str]]:
+    """(key, value) rows of a run's card: its objective's parameters (registry order), the
+    training settings, and the length limits of its kind (SFT: ``max_length``; pairs: prompt and
+    response) - a limit above the model's ``positions`` says so."""
+    from redi.train import objectives
+
+    objective = objectives.OBJECTIVES.get(cfg.get("objective"))
+    params = objective.params if objective else ()
+    lengths = LENGTHS[bool(objective.pairwise)] if objective else LENGTHS[False] + LENGTHS[True]
+    rows = []
+    for key in (*params, *TRAINING, *lengths):
+        if cfg.get(key) is None:
+            continue
+        value = str(cfg[key])
+        if key in lengths and positions and int(cfg[key]) > positions:
+            value += f" (above the model's {positions:,} positions: never reached)"
+        rows.append((key, value))
+    return rows
+
+
+def _rejects(curation: dict, data_dir: Path) -> str:
+    """``2,554 drop events over 1,810 distinct rows`` from the rejects file (events alone when it
+    cannot be read)."""
+    events = curation.get("rejects_count")
+    path = data_dir / Path(str(curation.get("rejects") or "rejects.jsonl")).name
+    rows = set()
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.strip():
+                    rows.add(json.loads(line).get("row_index"))
+    except (OSError, ValueError):
+        return f"{events if events is not None else 'n/a'} drop events (each with a reason)"
+    events = events if events is not None else sum(1 for _ in open(path))
+    return f"{int(events):,} drop events over {len(rows - {None}):,} distinct rows (each with a reason)"
 
 
 def _objective_text(name) -> str:
@@ -50,10 +92,13 @@ def eval_rows(eval_dir: Path) -> list[dict]:
 
 
 def build_card(summary: dict, *, curation: dict | None = None, evaluations: list[dict] | None = None,
-               base_model: str | None = None) -> str:
+               base_model: str | None = None, verdict=None, positions: int | None = None,
+               rejects: str | None = None) -> str:
     """The card text. ``summary``: the run's ``summary.json`` (with ``provenance``); ``curation``:
     ``curation_report.json``; ``evaluations``: metrics.json dicts; ``base_model``: hub id of the
-    start model when known (else the start model's recorded hub name, if any)."""
+    start model when known (else the start model's recorded hub name, if any); ``verdict``: the
+    run's :class:`redi.train.collapse.Assessment` (stage 2); ``positions``: the model's
+    ``max_position_embeddings``; ``rejects``: the curation drop count text (:func:`_rejects`)."""
     cfg = summary.get("config") or {}
     prov = summary.get("provenance") or {}
     model = prov.get("model") or {}
@@ -77,19 +122,22 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     lines.append(f"- Training file: `{summary.get('data_path')}` ({summary.get('n_examples')} examples"
                  + (f", sha256 `{train.get('sha256')}`" if train.get("sha256") else "") + ")")
     if curation:
-        steps = [s for s in curation.get("steps") or [] if s.get("kept") is not None]
-        if steps:
-            lines.append("- Curation: " + " -> ".join(f"{s['step']} {s['kept']:,}" for s in steps))
+        from redi.report.tables.curation import funnel_text
+
+        for branch in funnel_text(curation):
+            lines.append(f"- Curation, {branch}")
         final = curation.get("final") or {}
         if final:
-            lines.append(f"- Curated: {final.get('sft')} SFT examples, {final.get('pref')} preference pairs "
-                         f"({curation.get('rejects_count', 'n/a')} rows/generations dropped, each with a reason)")
+            dropped = rejects or f"{curation.get('rejects_count', 'n/a')} drop events (each with a reason)"
+            lines.append(
+                f"- Curated: {final.get('sft')} SFT examples, {final.get('pref')} preference pairs; dropped: {dropped}"
+            )
     tok = summary.get("tokenization") or {}
     if tok:
         lines.append("- Truncation: " + ", ".join(f"{k} {v}" for k, v in tok.items()))
     lines += ["", "## Objective and hyper-parameters", "", "| key | value |", "|---|---|"]
     lines.append(f"| objective | {cfg.get('objective')} |")
-    lines += [f"| {k} | {cfg[k]} |" for k in HYPER if cfg.get(k) is not None]
+    lines += [f"| {k} | {v} |" for k, v in hyper_parameters(cfg, positions)]
     lines.append(
         f"| steps | {summary.get('steps')} of {summary.get('total_steps')} ({summary.get('stopped_reason')}) |"
     )
@@ -107,6 +155,14 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     else:
         lines.append("Not evaluated when this card was written; the pipeline's `results/cards/"
                      f"{name}/README.md` adds the evaluation table.")
+    if verdict is not None:
+        from redi.train.collapse import CollapseRule, verdict_text
+
+        lines += ["", "## Training stability", "", f"Collapse verdict: **{verdict_text(verdict)}**."]
+        lines += [f"- {reason}" for reason in verdict.reasons]
+        lines += ["", "Rule: " + CollapseRule().text()]
+    lines += ["", "## Limitations", ""]
+    lines += _limitations(summary, corpus, positions)
     code = prov.get("code") or {}
     libs = ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items() if v)
     lines += ["", "## Reproduce", "",
@@ -114,6 +170,26 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
               + (f"; {libs}." if libs else "."), "", "Resolved run config:", "", "```json",
               json.dumps(cfg, indent=1, sort_keys=True), "```", ""]
     return "\n".join(lines)
+
+
+def _limitations(summary: dict, corpus: dict, positions: int | None) -> list[str]:
+    """What the model is and is not, from what the run recorded."""
+    out = []
+    if not corpus.get("hub"):
+        out.append(
+            f"- Trained on a local corpus (`{corpus.get('path') or summary.get('data_path')}`), not a published "
+            "dataset: with the pipeline's synthetic demo corpus this is a toy model that exercises the pipeline, not "
+            "a math model."
+        )
+    if positions and positions < 8192:
+        out.append(f"- Context of {positions:,} positions: long reasoning traces do not fit.")
+    out.append(
+        "- Trained and evaluated only on math problems with a checkable final answer; accuracies are pass@1 over "
+        "sampled generations (samples per problem in the evaluation table), not a general capability measure."
+    )
+    if summary.get("objective") != "sft":
+        out.append("- Stage-2 objectives can collapse (see Training stability); check the verdict before use.")
+    return out
 
 
 def write_card(run_dir: str | Path, out: str | Path | None = None, *, results: str | Path | None = None,
@@ -124,11 +200,29 @@ def write_card(run_dir: str | Path, out: str | Path | None = None, *, results: s
     summary = _json(run_dir / "summary.json")
     if summary is None:
         raise FileNotFoundError(f"model card: {run_dir / 'summary.json'} is missing or unreadable")
-    curation = _json(Path(summary.get("data_path") or "").parent / "curation_report.json")
+    data_dir = Path(summary.get("data_path") or "").parent
+    curation = _json(data_dir / "curation_report.json")
     evaluations = eval_rows(Path(results) / "eval" / run_dir.name) if results else None
     out = Path(out) if out else run_dir / "model" / "README.md"
     out.parent.mkdir(parents=True, exist_ok=True)
+    model_config = _json(out.parent / "config.json") or _json(run_dir / "model" / "config.json") or {}
+    positions = model_config.get("max_position_embeddings")
+    verdict = None
+    if summary.get("objective") != "sft":
+        from redi.train.collapse import assess_run
+
+        root = Path(results) if results else run_dir.parent.parent
+        verdict = assess_run(root, run_dir.name, _intermediate_benchmark(root, run_dir.name))
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(build_card(summary, curation=curation, evaluations=evaluations, base_model=base_model))
+    tmp.write_text(build_card(summary, curation=curation, evaluations=evaluations, base_model=base_model,
+                              verdict=verdict, positions=positions,
+                              rejects=_rejects(curation, data_dir) if curation else None))
     tmp.replace(out)
     return out
+
+
+def _intermediate_benchmark(results: Path, run: str) -> str | None:
+    """The benchmark of the run's intermediate (``step-*``) evaluations (the first by name when
+    several; None when none exist yet)."""
+    found = sorted({p.parent.name for p in (results / "eval" / run).glob("step-*/*/metrics.json")})
+    return found[0] if found else None

@@ -13,13 +13,19 @@ builds), checkpoint steps from :func:`redi.train.schedule.checkpoint_steps` (or 
 * ``failed``   - the newest Snakemake log reports an error for the job's output, or partial
   state has not moved for ``stale_s`` seconds; the job's log path is shown.
 * ``not started`` - none of the above.
+
+``--json`` prints ``{"rows": [...], "totals": {state: count, "rows": n}}``; each row carries
+``values``, its numbers: training ``step``, ``total``, ``loss``, ``collapse_verdict`` (the one
+vocabulary of :data:`redi.train.collapse.VERDICTS`), ``collapse_step``, ``best_step``;
+evaluations ``pass@1``, ``sem`` (fractions; the paper's SEM, ``sem_rule`` names it),
+``n_samples``, ``n_problems``, ``samples_done``, ``samples_total``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from redi.eval.benchmarks import benchmark_paths
@@ -37,6 +43,7 @@ class Row:
     progress: str = ""  # "step 40/104", "384/800 samples"
     detail: str = ""  # last loss / accuracy / collapse verdict
     log: str = ""  # the job's log (for running and failed jobs)
+    values: dict = field(default_factory=dict)  # the same facts as numbers (``--json``): see ``Status``
 
 
 def _json(path: Path):
@@ -132,24 +139,35 @@ class Status:
         steps = schedule.checkpoint_steps(*args, run["save_steps"], run["save_each_epoch"], run.get("max_steps"))
         return total, steps
 
-    def train_row(self, name: str, run: dict, total: int | None) -> Row:
-        from redi.train.collapse import assess
+    def _verdict(self, name: str, run: dict, values: dict) -> str:
+        """``, collapse: <verdict>`` of a stage-2 run (:func:`redi.train.collapse.assess_run`, the
+        reading the report and the model cards share); fills ``values``."""
+        from redi.train.collapse import assess_run, verdict_text
 
+        if run["objective"] == "sft":
+            return ""
+        benches = self.config["evaluation"]["intermediate"]["benchmarks"]
+        found = assess_run(self.results, name, benches[0] if benches else None)
+        values["collapse_verdict"] = found.verdict if found else "unknown"
+        values["collapse_step"] = found.step if found else None
+        return f", collapse: {verdict_text(found)}"
+
+    def train_row(self, name: str, run: dict, total: int | None) -> Row:
         run_dir = self.results / "train" / name
         log = f"logs/train/{name}.log"
         summary = _json(run_dir / "summary.json")
+        best = _json(self.results / "eval" / name / "best.json") or {}
         if summary is not None:
             last = _last_lines(run_dir / "metrics.jsonl")
             loss = (json.loads(last[0]).get("loss") if last else None)
+            values = {"step": summary.get("steps"), "total": summary.get("total_steps"),
+                      "loss": loss if isinstance(loss, (int, float)) else None, "best_step": best.get("step")}
             detail = f"loss {loss:.4g}" if isinstance(loss, (int, float)) else ""
-            if run["objective"] != "sft":
-                records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()] \
-                    if (run_dir / "metrics.jsonl").is_file() else []
-                verdict = assess(records, self.curve(name, run)).verdict
-                detail += f", collapse: {verdict}"
+            detail += self._verdict(name, run, values)
             return Row(
-                "train", name, "done", f"step {summary.get('steps')}/{summary.get('total_steps')}", detail.strip(", ")
-            )
+                "train", name, "done", f"step {summary.get('steps')}/{summary.get('total_steps')}", detail.strip(", "),
+                values=values,
+            )  # fmt: skip
         failed = self._failed(
             str(Path("results/train") / name / "summary.json"), str(Path("results/train") / name / "model")
         )
@@ -158,32 +176,16 @@ class Status:
         if last or failed:
             rec = json.loads(last[0]) if last else {}
             progress = f"step {rec.get('step', 0)}/{total if total else '?'}"
-            detail = f"loss {rec['loss']:.4g}" if isinstance(rec.get("loss"), (int, float)) else ""
+            loss = rec.get("loss") if isinstance(rec.get("loss"), (int, float)) else None
+            values = {"step": rec.get("step", 0), "total": total, "loss": loss, "best_step": None}
+            detail = f"loss {loss:.4g}" if loss is not None else ""
             acc = self.last_accuracy(name)
             if acc:
                 detail += f", last acc {acc}"
+            detail += self._verdict(name, run, values)
             state = "failed" if failed or not (self._fresh(live) or self._fresh(self.root / log)) else "running"
-            return Row("train", name, state, progress, detail.strip(", "), failed or log)
-        return Row("train", name, "not started", f"0/{total}" if total else "")
-
-    def curve(self, name: str, run: dict) -> list[tuple]:
-        """(step, pass@1, sem) of the run's evaluated checkpoints on the first intermediate
-        benchmark, step 0 = its start run's last evaluated checkpoint."""
-        benches = self.config["evaluation"]["intermediate"]["benchmarks"]
-        if not benches:
-            return []
-        points = []
-        for path in (self.results / "eval" / name).glob(f"step-*/{benches[0]}/metrics.json"):
-            m = _json(path) or {}
-            if isinstance(m.get("pass@1"), (int, float)):
-                points.append((int(path.parts[-3][5:]), m["pass@1"], m.get("sem")))
-        start = run.get("start")
-        if start and run["objective"] != "sft":
-            prior = self.curve(start, {"objective": "sft"})
-            if prior:
-                last = max(prior)
-                points.append((0, last[1], last[2]))
-        return sorted(points)
+            return Row("train", name, state, progress, detail.strip(", "), failed or log, values)
+        return Row("train", name, "not started", f"0/{total}" if total else "", values={"step": 0, "total": total})
 
     def last_accuracy(self, name: str) -> str:
         benches = self.config["evaluation"]["intermediate"]["benchmarks"]
@@ -224,7 +226,9 @@ class Status:
             detail = f"pass@1 {100 * metrics['pass@1']:.1f}%" + (
                 f" ± {100 * sem:.1f}" if isinstance(sem, (int, float)) else " ± n/a"
             )
-            return Row("eval", name, "done", f"{metrics.get('n_samples')} samples/problem", detail)
+            values = {"pass@1": metrics.get("pass@1"), "sem": sem, "sem_rule": metrics.get("sem_rule"),
+                      "n_samples": metrics.get("n_samples"), "n_problems": metrics.get("n_problems")}
+            return Row("eval", name, "done", f"{metrics.get('n_samples')} samples/problem", detail, values=values)
         failed = self._failed(str(Path("results/eval") / run / ckpt / bench / "metrics.json"))
         journal = folder / "generations.jsonl"
         if journal.is_file() or failed:
@@ -232,8 +236,10 @@ class Status:
             problems = self.n_problems(bench, run, ckpt)
             progress = f"{done}/{problems * n_samples} samples" if problems else f"{done} samples ({n_samples}/problem)"
             state = "failed" if failed or not (self._fresh(journal) or self._fresh(self.root / log)) else "running"
-            return Row("eval", name, state, progress, "", failed or log)
-        return Row("eval", name, "not started")
+            values = {"samples_done": done, "samples_total": problems * n_samples if problems else None,
+                      "n_samples": n_samples, "n_problems": problems}
+            return Row("eval", name, state, progress, "", failed or log, values)
+        return Row("eval", name, "not started", values={"n_samples": n_samples})
 
     def rows(self) -> list[Row]:
         ev = self.config["evaluation"]
@@ -258,16 +264,29 @@ class Status:
         return rows
 
 
+STATES = ("done", "running", "failed", "not started")
+
+
+def totals(rows: list[Row]) -> dict:
+    """``{state: count}`` over ``STATES`` and ``rows`` (all of them)."""
+    counts = {state: 0 for state in STATES}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    return {**counts, "rows": len(rows)}
+
+
+def as_json(rows: list[Row]) -> str:
+    """``--json``: ``{"rows": [...], "totals": ...}`` with every row's ``values`` as numbers."""
+    return json.dumps({"rows": [asdict(r) for r in rows], "totals": totals(rows)}, indent=1) + "\n"
+
+
 def render(rows: list[Row]) -> str:
     from tabulate import tabulate
 
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.state] = counts.get(r.state, 0) + 1
+    counts = totals(rows)
     table = tabulate([[r.kind, r.name, r.state, r.progress, r.detail, r.log] for r in rows],
                      headers=["job", "name", "state", "progress", "last", "log"], tablefmt="simple")
-    order = ("done", "running", "failed", "not started")
-    return table + "\n\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in order) + f" (of {len(rows)})\n"
+    return table + "\n\n" + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES) + f" (of {len(rows)})\n"
 
 
 def register_command(parser) -> None:
@@ -275,7 +294,8 @@ def register_command(parser) -> None:
         "--config", default="config/config.yaml", help="the workflow config (default: config/config.yaml)"
     )
     parser.add_argument("--root", default=".", help="the Snakemake working directory holding results/ and logs/")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print {rows, totals} as JSON, each row with its numbers under 'values'")
     parser.add_argument("--stale-s", type=float, default=STALE_S,
                         help="partial state idle this long (and no Snakemake error) counts as failed")
     parser.set_defaults(func=_main)
@@ -285,5 +305,5 @@ def _main(args) -> int:
     from redi.plan import load_config
 
     rows = Status(load_config(args.config), args.root, stale_s=args.stale_s).rows()
-    print(json.dumps([asdict(r) for r in rows], indent=1) if args.json else render(rows), end="")
+    print(as_json(rows) if args.json else render(rows), end="")
     return 0

@@ -9,6 +9,18 @@
 * Generation length statistics over all samples (generated tokens, stop token excluded).
 * The benchmark average (the paper's "Avg" column) and its SEM: :func:`benchmark_average`, the
   one implementation the report's tables and summary use.
+* ``per_problem``: ``{"problem_id": [...], "correct": [...], "samples": k}`` (correct samples of
+  every problem) and ``sem_rule`` (:data:`SEM_RULE`, the rule of ``sem``). A ``metrics.json``
+  without ``sem_rule`` was written by older code: :func:`load_problem_scores` then reads the
+  ``samples.parquet`` beside it, or reports the scores as missing (never guessed).
+
+Verdicts ("is model A better than model B?") never use the paper's SEM: with k = 4 or 8 samples
+it measures only the spread between sample indices, and the same checkpoint evaluated twice
+(4 and 8 samples) differs from itself by "more than 2 combined SEMs". They use the **paired
+problem-level difference** (:func:`paired_difference`): per problem ``d_i = c_A,i/n_A - c_B,i/n_B``
+over the problems both evaluated, its mean and standard error ``std(d, ddof=1) / sqrt(N)``
+(paired differences as in Miller 2024, "Adding Error Bars to Evals", arXiv 2411.00640);
+over several benchmarks the difference of the unweighted averages, ``SE = sqrt(sum SE_b^2) / B``.
 """
 
 from __future__ import annotations
@@ -44,6 +56,10 @@ TAIL_KEYS = (
     "tokens_per_second",
     "backend",
 )
+
+
+#: Names the rule of ``sem`` in ``metrics.json`` (absent = older code; see module doc).
+SEM_RULE = "paper: std(ddof=0) of the k per-sample-index pass@1 values / sqrt(k)"
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -128,6 +144,12 @@ def summarise(samples, n_samples: int | None = None) -> dict:
         "sem": sem(scores),
         "pass@k": pass_at_k_curve(matrix),
         "per_sample_pass@1": [float(s) for s in scores],
+        "sem_rule": SEM_RULE,
+        "per_problem": {
+            "problem_id": [str(i) for i in ids],
+            "correct": [int(c) for c in matrix.sum(axis=1)],
+            "samples": int(matrix.shape[1]),
+        },
         **length_stats(samples["length"].tolist()),
         "truncated": int((samples["finish_reason"].astype(str) == "length").sum()),
         "no_think_close": int(status.get("no_think_close", 0)),
@@ -181,3 +203,84 @@ def benchmark_average(metrics: Sequence[Mapping], expected: Sequence[str] | None
         out["per_sample_pass@1"] = [float(x) for x in np.mean(np.asarray(per, dtype=float), axis=0)]
         out["sem"] = sem(out["per_sample_pass@1"])
     return out
+
+
+# ---- per-problem scores and the paired difference (the statistic of every verdict) ----------
+
+
+def problem_scores(metrics: Mapping) -> dict[str, tuple[int, int]] | None:
+    """``{problem_id: (correct, samples)}`` from a metrics dict's ``per_problem``; None when the
+    dict has none (older code). Raises ``ValueError`` on a malformed record."""
+    rec = metrics.get("per_problem")
+    if not rec:
+        return None
+    ids, correct, n = rec.get("problem_id"), rec.get("correct"), rec.get("samples")
+    if not isinstance(ids, list) or not isinstance(correct, list) or len(ids) != len(correct) or not n:
+        raise ValueError("per_problem needs equal-length problem_id and correct lists and samples > 0")
+    return {str(i): (int(c), int(n)) for i, c in zip(ids, correct)}
+
+
+def load_problem_scores(metrics_path) -> tuple[dict[str, tuple[int, int]] | None, str]:
+    """(scores, source) of one evaluation: ``metrics.json``'s ``per_problem`` (source
+    ``"metrics.json"``), else the ``samples.parquet`` beside it (``"samples.parquet"``, for files
+    written before ``per_problem`` existed), else ``(None, "missing")``."""
+    import json
+    from pathlib import Path
+
+    path = Path(metrics_path)
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, "missing"
+    found = problem_scores(metrics)
+    if found is not None:
+        return found, "metrics.json"
+    samples = path.with_name("samples.parquet")
+    if samples.is_file():
+        import pandas as pd
+
+        frame = pd.read_parquet(samples, columns=["problem_id", "sample_index", "correct"])
+        ids, matrix = correctness_matrix(frame, metrics.get("n_samples"))
+        return {str(i): (int(c), int(matrix.shape[1])) for i, c in zip(ids, matrix.sum(axis=1))}, "samples.parquet"
+    return None, "missing"
+
+
+def paired_difference(
+    a: Sequence[Mapping[str, tuple[int, int]]], b: Sequence[Mapping[str, tuple[int, int]]], z: float = 2.0
+) -> dict | None:
+    """Paired problem-level difference A - B of pass@1 (fractions), averaged over benchmarks.
+
+    ``a`` / ``b``: per benchmark (same order), ``{problem_id: (correct, samples)}`` of model A /
+    B (:func:`problem_scores`). Per benchmark, over the problems both evaluated:
+    ``d_i = c_A/n_A - c_B/n_B``, ``diff_b = mean(d)``, ``se_b = std(d, ddof=1) / sqrt(N_b)``; the
+    benchmark average's ``diff = mean_b diff_b``, ``se = sqrt(sum se_b^2) / B``. Returns
+    ``{"diff", "se", "low", "high", "z", "n_problems", "significant"}`` (interval
+    ``diff ± z se``; significant when it excludes 0) or None when a benchmark lacks scores or
+    the two share fewer than 2 problems on one. ``n_problems``: shared problems summed over
+    benchmarks.
+    """
+    if len(a) != len(b) or not a:
+        return None
+    diffs, variances, n_total = [], [], 0
+    for sa, sb in zip(a, b):
+        if not sa or not sb:
+            return None
+        common = [p for p in sa if p in sb]
+        if len(common) < 2:
+            return None
+        d = np.array([sa[p][0] / sa[p][1] - sb[p][0] / sb[p][1] for p in common], dtype=float)
+        diffs.append(float(d.mean()))
+        variances.append(float(d.var(ddof=1)) / len(d))
+        n_total += len(common)
+    diff = float(np.mean(diffs))
+    se = math.sqrt(sum(variances)) / len(diffs)
+    low, high = diff - z * se, diff + z * se
+    return {
+        "diff": diff,
+        "se": se,
+        "low": low,
+        "high": high,
+        "z": float(z),
+        "n_problems": n_total,
+        "significant": bool(low > 0 or high < 0),
+    }

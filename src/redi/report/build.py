@@ -22,7 +22,8 @@ def build_report(
     config: dict,
     benchmarks_dir: str | Path | None = None,
 ) -> list[Path]:
-    """Write ``reports/tables/*``, ``reports/figures/*`` and ``reports/summary.{md,html}``.
+    """Write ``reports/tables/*``, ``reports/figures/*``, ``reports/summary.{md,html}`` and the
+    samples browser ``reports/samples.html``.
 
     ``config`` is a validated config (``redi.plan.load_config``; its ``report`` section holds the
     wording knobs); ``benchmarks_dir`` holds the Snakemake ``benchmark:`` files (default:
@@ -36,6 +37,7 @@ def build_report(
 def run(settings: ReportConfig, config: dict) -> list[Path]:
     """The report stage: collect ``results/``, write tables, figures and the summary, check the
     written files against the layout (see :func:`build_report`)."""
+    from redi.report.browser import write_samples_page
     from redi.report.figures import build_figures
     from redi.report.summary import build_summary, markdown_to_html
     from redi.report.tables import build_tables
@@ -49,8 +51,10 @@ def run(settings: ReportConfig, config: dict) -> list[Path]:
     written += build_figures(data, reports / "figures")
     text = build_summary(data, tables)
     (reports / "summary.md").write_text(text, encoding="utf-8")
-    (reports / "summary.html").write_text(markdown_to_html(text, "REDI reproduction: summary"), encoding="utf-8")
+    page = markdown_to_html(text, "REDI reproduction: summary", reports)
+    (reports / "summary.html").write_text(page, encoding="utf-8")
     written += [reports / "summary.md", reports / "summary.html"]
+    written.append(write_samples_page(data, reports / "samples.html"))
     _check_layout(written, config, reports)
     log.info("wrote %d report files under %s", len(written), reports)
     return written

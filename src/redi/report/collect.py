@@ -1,8 +1,10 @@
 """Read everything the report needs from ``results/`` (and Snakemake's ``benchmarks/``).
 
-Nothing here computes a number the tables show (averages and SEMs come from
-:mod:`redi.eval.metrics`); it loads files, says which ones are missing and picks points of a
-curve (:func:`peak_and_final`). A missing or unreadable file is recorded, never replaced by a zero.
+Nothing here computes a number the tables show (averages, SEMs and paired differences come
+from :mod:`redi.eval.metrics`); it loads files, says which ones are missing and picks points of
+a curve (:func:`peak_and_final`). A missing or unreadable file is recorded, never replaced by a
+zero. A run's labels, parameters and family come from its own ``summary.json`` (``config``: what
+it trained with) once it has one; a config that disagrees is recorded in ``disagreements``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redi.plan import all_runs, sft_runs, stage2_runs
+from redi.plan import all_runs
 from redi.report.config import ReportConfig
 
 log = logging.getLogger(__name__)
@@ -96,13 +98,36 @@ def step_of(ckpt: str) -> int | None:
 
 
 def peak_and_final(points: list[dict]):
-    """(peak point, final point) of a :meth:`Results.curve` over evaluated checkpoints after
-    step 0 (None, None if none): peak = highest pass@1, earliest on ties; final = last."""
-    evaluated = [p for p in points if p["step"] and p["metrics"] is not None]
-    if not evaluated:
+    """(peak point, final point) of a :meth:`Results.curve` (None, None if no checkpoint after
+    step 0 is evaluated): peak = highest pass@1 over every evaluated point, step 0 (the start
+    model) included as the collapse rule includes it, earliest on ties; final = the last
+    evaluated checkpoint after step 0."""
+    evaluated = [p for p in points if p["metrics"] is not None]
+    later = [p for p in evaluated if p["step"]]
+    if not later:
         return None, None
     peak = max(evaluated, key=lambda p: (float(p["metrics"]["pass@1"]), -p["step"]))
-    return peak, evaluated[-1]
+    return peak, later[-1]
+
+
+#: Run-config keys whose recorded value (summary.json) and configured value may differ without
+#: changing what was trained (paths, devices, speed knobs).
+RUNTIME_KEYS = frozenset(
+    {"name", "attn_implementation", "bf16", "gradient_checkpointing", "padding_free", "logprob_chunk_size",
+     "per_device_batch_size", "keep_optimizer_state"}
+)  # fmt: skip
+
+
+def config_disagreements(recorded: dict, configured: dict) -> list[str]:
+    """``key: configured X, recorded Y`` for every training setting that differs (runtime knobs
+    of :data:`RUNTIME_KEYS` excluded), sorted by key."""
+    out = []
+    for key in sorted(set(recorded) | set(configured)):
+        if key in RUNTIME_KEYS:
+            continue
+        if recorded.get(key) != configured.get(key):
+            out.append(f"{key}: configured {configured.get(key)!r}, recorded {recorded.get(key)!r}")
+    return out
 
 
 @dataclass
@@ -119,6 +144,10 @@ class Results:
     train_metrics: dict = field(default_factory=dict)
     evals: dict = field(default_factory=dict)  # (run, ckpt, bench) -> metrics.json
     best: dict = field(default_factory=dict)
+    unconfigured: list = field(default_factory=list)  # trained runs (summary.json) the config lacks
+    disagreements: dict = field(default_factory=dict)  # run -> ["key: configured X, recorded Y"]
+    scores: dict = field(default_factory=dict)  # (run, ckpt, bench) -> per-problem scores or None
+    score_sources: dict = field(default_factory=dict)  # (run, ckpt, bench) -> metrics.json | samples.parquet | missing
     curation: dict | None = None
     verification: dict | None = None
     problems: list = field(default_factory=list)
@@ -170,6 +199,39 @@ class Results:
     def eval(self, run: str, ckpt: str, bench: str) -> dict | None:
         return self.evals.get((run, ckpt, bench))
 
+    def problem_scores(self, run: str, ckpt: str, bench: str) -> dict | None:
+        """``{problem_id: (correct, samples)}`` of one evaluation (read once;
+        :func:`redi.eval.metrics.load_problem_scores`), None when neither its metrics.json nor
+        a samples.parquet beside it has them (older code)."""
+        key = (run, ckpt, bench)
+        if key not in self.scores:
+            from redi.eval.metrics import load_problem_scores
+
+            if key not in self.evals:
+                return None
+            try:
+                self.scores[key], self.score_sources[key] = load_problem_scores(self.eval_path(*key))
+            except (ValueError, OSError) as error:
+                self.problems.append(f"per-problem scores of {self.eval_path(*key)}: {error}")
+                self.scores[key], self.score_sources[key] = None, "missing"
+        return self.scores[key]
+
+    def point_scores(self, point: dict, bench: str) -> dict | None:
+        """Per-problem scores of a :meth:`curve` point (the start point reads its SFT run's)."""
+        return self.problem_scores(point["run"], point["ckpt"].split("/")[-1], bench)
+
+    def paired(self, a: tuple[str, str], b: tuple[str, str], benches: list[str]) -> dict | None:
+        """:func:`redi.eval.metrics.paired_difference` of (run, ckpt) ``a`` minus ``b`` over
+        ``benches`` (interval: ± ``settings.significance_sems`` paired SEs); None when a score is
+        missing."""
+        from redi.eval.metrics import paired_difference
+
+        left = [self.problem_scores(a[0], a[1], bench) for bench in benches]
+        right = [self.problem_scores(b[0], b[1], bench) for bench in benches]
+        if not benches or any(x is None for x in left + right):
+            return None
+        return paired_difference(left, right, self.settings.significance_sems)
+
     def eval_path(self, run: str, ckpt: str, bench: str) -> Path:
         return self.results / "eval" / run / ckpt / bench / "metrics.json"
 
@@ -188,7 +250,10 @@ class Results:
         steps = set(self.checkpoint_steps(run))
         steps |= {step_of(c) for (r, c, b) in self.evals if r == run and b == bench and c.startswith("step-")}
         steps.discard(None)
-        return [{"step": s, "ckpt": f"step-{s}", "metrics": self.eval(run, f"step-{s}", bench)} for s in sorted(steps)]
+        return [
+            {"step": s, "ckpt": f"step-{s}", "run": run, "metrics": self.eval(run, f"step-{s}", bench)}
+            for s in sorted(steps)
+        ]
 
     def start_point(self, run: str, bench: str) -> dict | None:
         """Step 0 of a stage-2 curve: the start SFT run's last checkpoint evaluation."""
@@ -199,7 +264,7 @@ class Results:
         if not points:
             return None
         last = points[-1]
-        return {"step": 0, "ckpt": f"{start}/{last['ckpt']}", "metrics": last["metrics"]}
+        return {"step": 0, "ckpt": f"{start}/{last['ckpt']}", "run": start, "metrics": last["metrics"]}
 
     def curve(self, run: str, bench: str) -> list[dict]:
         """Intermediate accuracy of a stage-2 run: step 0 (the start) then every saved checkpoint."""
@@ -226,34 +291,16 @@ class Results:
         return None
 
     def collapse_assessment(self, run: str):
-        """:func:`redi.train.collapse.assess` of a run: its metrics.jsonl records (the in-training
-        guard's flags included) and its curve on the first intermediate benchmark (step 0 = the
-        start). None when the run has neither metrics nor a summary yet."""
-        from redi.train.collapse import assess
+        """The run's verdict by :func:`redi.train.collapse.assess_run` (the reading ``redi
+        status`` and the model cards share) on the first intermediate benchmark; None when the run
+        has neither metrics nor a summary yet. Cached."""
+        from redi.train.collapse import assess_run
 
-        frame = self.train_metrics.get(run)
-        if frame is None and self.summaries.get(run) is None:
-            return None
-        records = frame.to_dict("records") if frame is not None else []
-        summary = self.summaries.get(run) or {}
-        if summary.get("collapsed") or summary.get("collapse_step") is not None:  # the guard fired
-            records.append({"step": summary.get("collapse_step") or 0, "collapse_flag": True})
-        points = []
-        for bench in self.intermediate_benchmarks[:1]:
-            start = self.start_point(run, bench)
-            for point in ([start] if start else []) + self.intermediate(run, bench):
-                m = point["metrics"]
-                if m is not None and number(m.get("pass@1")) is not None:
-                    points.append((point["step"], number(m["pass@1"]), number(m.get("sem"))))
-        return assess(records, points)
-
-    def collapse(self, run: str) -> tuple[bool | None, int | None]:
-        """(collapsed, first step of the evidence) by :meth:`collapse_assessment` (the rule is
-        ``redi.train.collapse.RULE_TEXT``); (None, None) when the run has not trained yet."""
-        found = self.collapse_assessment(run)
-        if found is None:
-            return None, None
-        return found.collapsed, found.step if found.collapsed else None
+        cache = self.__dict__.setdefault("_collapse", {})
+        if run not in cache:
+            benches = self.intermediate_benchmarks[:1]
+            cache[run] = assess_run(self.results, run, benches[0] if benches else None)
+        return cache[run]
 
 
 def collect(
@@ -265,11 +312,23 @@ def collect(
     settings = settings or ReportConfig.from_dict(config.get("report", {}))
     out = Results(results=results, benchmarks_dir=benchmarks_dir, config=config, settings=settings)
     out.runs = all_runs(config)
-    out.sft = sft_runs(config)
-    out.stage2 = stage2_runs(config)
     problems = out.problems
-    for run in out.runs:
+    for run in list(out.runs):
         out.summaries[run] = _read_json(results / "train" / run / "summary.json", problems)
+        recorded = (out.summaries[run] or {}).get("config")
+        if recorded:  # what the run trained with, not what the config says today
+            found = config_disagreements(recorded, out.runs[run])
+            if found:
+                out.disagreements[run] = found
+            out.runs[run] = {**recorded, "name": run}
+    train_dir = results / "train"
+    if train_dir.is_dir():
+        out.unconfigured = sorted(
+            p.parent.name for p in train_dir.glob("*/summary.json") if p.parent.name not in out.runs
+        )
+    out.sft = {n: r for n, r in out.runs.items() if r["objective"] == "sft"}
+    out.stage2 = {n: r for n, r in out.runs.items() if r["objective"] != "sft"}
+    for run in out.runs:
         out.train_metrics[run] = _read_jsonl(results / "train" / run / "metrics.jsonl", problems)
         out.best[run] = _read_json(results / "eval" / run / "best.json", problems)
     known = set(out.runs) | {"student"} | {REFERENCE_PREFIX + r["name"] for r in out.reference_models}

@@ -25,8 +25,9 @@ class ReportConfig:
     results: str = "results"  # the results tree (train/, eval/, data/)
     reports: str = "reports"  # output folder: tables/, figures/, summary.{md,html}
     benchmarks: str | None = None  # Snakemake benchmark: files; None = benchmarks/ beside results
-    significance_sems: float = 2.0  # the summary calls two accuracies different only when they
-    #   differ by more than this many combined SEMs (sqrt(a^2 + b^2)); otherwise indistinguishable
+    significance_sems: float = 2.0  # verdicts call two models different only when their paired
+    #   per-problem difference lies beyond this many paired standard errors from 0 (about 95 %);
+    #   the headline intervals are ± this many (redi.eval.metrics.paired_difference)
     max_listed_missing: int = 12  # missing results named in a table's footnote before "and N more"
 
     def __post_init__(self) -> None:

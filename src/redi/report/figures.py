@@ -32,6 +32,7 @@ from redi.report.layout import (  # noqa: E402
     run_label,
     stage2_groups,
 )
+from redi.train.collapse import verdict_text  # noqa: E402
 
 PANELS = (
     ("accuracy", "intermediate pass@1 (%)"),
@@ -85,9 +86,26 @@ def smoothing_window(n_steps: int) -> int:
 
 
 def run_colors(names: list[str]) -> dict:
-    """Distinct colours for the runs of one figure (tab10, or tab20 beyond ten runs)."""
+    """Distinct colours for runs (tab10, or tab20 beyond ten runs), in the order given."""
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def report_colors(results: Results) -> dict:
+    """One colour per run for every figure of the report (the same run never changes colour
+    between figures): :func:`run_colors` over the stage-2 runs in configured order, then the
+    SFT runs and reference models."""
+    names = list(results.stage2) + list(results.sft) + [REFERENCE_PREFIX + r["name"] for r in results.reference_models]
+    return run_colors(names)
+
+
+def _n_text(metrics: list[dict]) -> str:
+    """``n = 4 samples x 100 problems`` of the evaluations drawn (several values joined)."""
+    samples = sorted({int(m["n_samples"]) for m in metrics if m.get("n_samples") is not None})
+    problems = sorted({int(m["n_problems"]) for m in metrics if m.get("n_problems") is not None})
+    if not samples:
+        return ""
+    return f"n = {'/'.join(map(str, samples))} samples x {'/'.join(map(str, problems))} problems"
 
 
 def select_runs(results: Results, group: dict) -> list[str]:
@@ -116,7 +134,8 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
     problems = []
     longest = max((len(results.train_metrics[n]) for n in runs if results.train_metrics.get(n) is not None), default=0)
     window = smoothing_window(longest)
-    colors = run_colors(runs)
+    colors = report_colors(results)
+    drawn_metrics = []
     for name in runs:
         spec = results.stage2[name]
         color = colors[name]
@@ -131,24 +150,36 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
                 steps = [p["step"] for p in points]
                 acc = [100 * float(p["metrics"]["pass@1"]) for p in points]
                 sem = _error_bars([p["metrics"] for p in points], problems, name)
+                drawn_metrics += [p["metrics"] for p in points]
                 axes[0].errorbar(steps, acc, yerr=sem, color=color, ls=style, marker="o", ms=3, capsize=2, label=label)
                 drew = True
             missing = [p["ckpt"] for p in results.curve(name, bench) if p["metrics"] is None]
             if missing:
                 problems.append(f"{name}: {len(missing)} checkpoint eval(s) missing")
         frame = results.train_metrics.get(name)
+        found = results.collapse_assessment(name)
         if frame is not None and len(frame) and "step" in frame:
             for ax, (column, _) in zip(axes[1:], PANELS[1:]):
-                if column in frame and frame[column].notna().any():
+                if column == "chosen_logp_per_token" and found is not None and found.chosen_series:
+                    # the series and threshold the collapse verdict reads (raw values faint)
+                    ax.plot(frame["step"], frame[column].astype(float), color=color, lw=0.6, alpha=0.25)
+                    xs, ys = zip(*found.chosen_series)
+                    ax.plot(xs, ys, color=color, ls=style, lw=1.4, label=label if not drew else None)
+                    ax.axhline(found.chosen_bar, color=color, ls="-.", lw=0.8)
+                    drew = True
+                elif column in frame and frame[column].notna().any():
                     values = frame[column].astype(float)
                     if window > 1:
                         values = values.rolling(window, min_periods=1, center=True).mean()
                     ax.plot(frame["step"], values, color=color, ls=style, lw=1.2, label=label if not drew else None)
                     drew = True
-            collapsed, step = results.collapse(name)
-            if collapsed and step is not None:
+            if found is not None and found.verdict in ("collapsed", "suspect") and found.step is not None:
                 for ax in axes:
-                    ax.axvline(step, color=color, ls=":", lw=1)
+                    ax.axvline(found.step, color=color, ls=":", lw=1)
+                axes[0].annotate(
+                    f"{name}: {verdict_text(found)}", (found.step, 1.0), xycoords=("data", "axes fraction"),
+                    rotation=90, va="top", ha="right", fontsize=6, color=color,
+                )  # fmt: skip
         else:
             problems.append(f"{name}: no metrics.jsonl")
         if not drew:
@@ -158,7 +189,12 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
         ax.set_ylabel(ylabel + (f"\n(centred mean of {window} steps)" if index and window > 1 else ""))
         ax.grid(alpha=0.3)
     if bench is not None:
-        axes[0].set_ylabel(f"{display_name(results.config, bench)} pass@1 (%)")
+        n_text = _n_text(drawn_metrics)
+        axes[0].set_ylabel(f"{display_name(results.config, bench)} pass@1 (%)" + (f"\n{n_text}" if n_text else ""))
+        axes[0].set_title("error bars: ± the paper's SEM (spread over sample indices)", fontsize=8)
+    axes[1].set_ylabel(
+        "chosen log-prob per token\n(bold: running median of the collapse rule; -.: its threshold)", fontsize=8
+    )
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         h, lab = ax.get_legend_handles_labels()
@@ -168,7 +204,9 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
                 labels.append(ll)
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8, frameon=False)
-    fig.suptitle(group["title"] + " — step 0 = start model; dotted line = collapse flagged", fontsize=11)
+    fig.suptitle(
+        group["title"] + " — step 0 = start model; dotted line = that run's collapse verdict step", fontsize=11
+    )
     _note(fig, problems)
     return _save(fig, directory, group["name"])
 
@@ -179,6 +217,7 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
     ax = axes[0, 0]
     problems = []
     benches = results.intermediate_benchmarks
+    colors = report_colors(results)
     for bench in benches:
         base = results.eval("student", "base", bench)
         for name in results.sft:
@@ -199,14 +238,17 @@ def sft_figure(results: Results, directory: Path) -> list[Path]:
                 xs = [p[0] for p in points]
                 ys = [100 * float(p[1]["pass@1"]) for p in points]
                 es = _error_bars([p[1] for p in points], problems, name)
-                ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=3, label=label)
+                color = colors.get(name) if len(benches) == 1 else None
+                ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=3, label=label, color=color)
             else:
                 ax.plot([], [], label=f"{label} (no results yet)")
             if spe is None and results.intermediate(name, bench):
                 problems.append(f"{name}: steps per epoch unknown (no summary.json)")
     ax.set_xlabel("epoch (0 = untrained student)")
     bench_names = ", ".join(display_name(results.config, b) for b in benches)
-    ax.set_ylabel(f"{bench_names} pass@1 (%)")
+    drawn = [p["metrics"] for b in benches for n in results.sft for p in results.intermediate(n, b) if p["metrics"]]
+    n_text = _n_text(drawn)
+    ax.set_ylabel(f"{bench_names} pass@1 (%)" + (f"\n{n_text}; bars: ± the paper's SEM" if n_text else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Figure 2: SFT accuracy against epoch", fontsize=11)
@@ -231,6 +273,7 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
     ax = axes[0, 0]
     problems = []
     ks_all = set()
+    colors = report_colors(results)
     for label, run, ckpt in passk_models(results):
         metrics = results.eval(run, ckpt, bench)
         if not metrics or not metrics.get("pass@k"):
@@ -238,14 +281,16 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
             continue
         curve_ = sorted((int(k), float(v)) for k, v in metrics["pass@k"].items() if number(v) is not None)
         ks_all |= {k for k, _ in curve_}
-        ax.plot([k for k, _ in curve_], [100 * v for _, v in curve_], marker="o", ms=3, label=label)
+        xs, ys = [k for k, _ in curve_], [100 * v for _, v in curve_]
+        ax.plot(xs, ys, marker="o", ms=3, label=label, color=colors.get(run))
     ax.set_xscale("log", base=2)
     if ks_all:
         ticks = [k for k in sorted(ks_all) if k & (k - 1) == 0 or k == max(ks_all)]
         ax.set_xticks(ticks, [str(k) for k in ticks])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("k (samples)")
-    ax.set_ylabel("pass@k (%)")
+    n_text = _n_text([m for _l, r, c in passk_models(results) if (m := results.eval(r, c, bench))])
+    ax.set_ylabel("pass@k (%), unbiased estimator" + (f"\n{n_text}" if n_text else ""))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncols=2 if len(ax.get_legend_handles_labels()[0]) > 8 else 1)
@@ -254,9 +299,110 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
     return _save(fig, directory, f"fig_passk_{bench}")
 
 
+def headline_figure(results: Results, directory: Path) -> list[Path]:
+    """Each stage-2 run's final pass@1 minus its start (left) and minus the alpha = 0 control
+    (right), in points, with ± k paired-SE bars (:mod:`redi.report.headline`)."""
+    from redi.report.headline import control_run, headline_rows
+
+    fig, axes = _figure("headline", 1, 2)
+    rows = headline_rows(results)[::-1]  # largest difference on top
+    colors = report_colors(results)
+    k = results.settings.significance_sems
+    problems = []
+    control = control_run(results)
+    for ax, key, title in (
+        (axes[0, 0], "vs_start", f"minus the start model {results.stage2_start}"),
+        (axes[0, 1], "vs_control", f"minus the α=0 control {control or '(none)'}"),
+    ):
+        for y, row in enumerate(rows):
+            paired = getattr(row, key)
+            if paired is None:
+                if key == "vs_control" and row.run == control:
+                    ax.annotate("(the control)", (0, y), ha="center", va="center", fontsize=8, color="#555")
+                else:
+                    problems.append(f"{row.run}: {key.replace('_', ' ')} n/a")
+                continue
+            diff, half = 100 * paired["diff"], 100 * (paired["high"] - paired["diff"])
+            ax.errorbar([diff], [y], xerr=[half], color=colors.get(row.run), marker="o", ms=5, capsize=3)
+        ax.axvline(0, color="#555", lw=0.8)
+        ax.set_yticks(range(len(rows)), [f"{r.run} ({r.ckpt})" for r in rows], fontsize=8)
+        ax.set_xlabel(f"Δ pass@1 (points), ± {k:g} paired SEs (≈ 95 %)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="x")
+    final = results.evaluation.get("final", {})
+    benches = ", ".join(display_name(results.config, b) for b in results.final_benchmarks)
+    fig.suptitle(
+        f"Stage 2 against its start and the control: {benches}, {final.get('n_samples')} samples per problem "
+        "(per-problem paired differences)",
+        fontsize=11,
+    )
+    if not rows:
+        problems.append("no stage-2 runs")
+    _note(fig, problems)
+    return _save(fig, directory, "fig_headline")
+
+
+def diagnostics_figure(results: Results, directory: Path) -> list[Path]:
+    """Preference and length diagnostics of the stage-2 runs: the per-step margin (chosen minus
+    rejected per-token log-prob, the trainer's ``margin``; running median over the collapse
+    rule's span), and per evaluated checkpoint (step 0 = the start) the mean response length, the
+    truncated share and the no-answer share of the samples (``metrics.json``)."""
+    from redi.train.collapse import CollapseRule, running_median
+
+    fig, axes = _figure("diagnostics", 2, 2)
+    axes = axes.ravel()
+    colors = report_colors(results)
+    bench = (results.intermediate_benchmarks or [None])[0]
+    span = CollapseRule().span
+    problems, drawn = [], []
+    for name in results.stage2:
+        color = colors[name]
+        frame = results.train_metrics.get(name)
+        if frame is not None and "margin" in frame and frame["margin"].notna().any():
+            axes[0].plot(frame["step"], running_median(frame["margin"].astype(float).tolist(), span), color=color,
+                         lw=1.2, label=name)  # fmt: skip
+        else:
+            problems.append(f"{name}: no margin")
+        if bench is None:
+            continue
+        points = [p for p in results.curve(name, bench) if p["metrics"] is not None]
+        drawn += [p["metrics"] for p in points]
+        steps = [p["step"] for p in points]
+        total = [max(1, int(p["metrics"].get("n_problems") or 0) * int(p["metrics"].get("n_samples") or 0))
+                 for p in points]  # fmt: skip
+        for ax, key, scale in (
+            (axes[1], "mean_length", None), (axes[2], "truncated", total), (axes[3], "no_answer", total)
+        ):  # fmt: skip
+            values = [number(p["metrics"].get(key)) for p in points]
+            if scale is not None:
+                values = [None if v is None else 100 * v / n for v, n in zip(values, scale)]
+            ax.plot(steps, [float("nan") if v is None else v for v in values], color=color, marker="o", ms=3)
+    titles = (
+        f"margin: chosen - rejected log-prob per token (running median, {span} steps)",
+        "mean response length (tokens)",
+        "truncated samples (%)",
+        "samples without an answer (%)",
+    )
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step" + ("" if ax is axes[0] else " (0 = start model)"))
+        ax.grid(alpha=0.3)
+    n_text = _n_text(drawn)
+    if bench is not None and n_text:
+        axes[1].set_ylabel(f"{display_name(results.config, bench)}, {n_text}", fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8,
+                   frameon=False)  # fmt: skip
+    fig.suptitle("Stage 2: preference margin and response-length diagnostics", fontsize=11)
+    _note(fig, problems)
+    return _save(fig, directory, "fig_diagnostics")
+
+
 def build_figures(results: Results, directory: str | Path) -> list[Path]:
     directory = Path(directory)
-    paths = sft_figure(results, directory)
+    paths = headline_figure(results, directory)
+    paths += diagnostics_figure(results, directory)
+    paths += sft_figure(results, directory)
     for group in stage2_groups(results.config):
         paths += stage2_figure(results, group, directory)
     for bench in results.final_benchmarks:

@@ -17,6 +17,7 @@ FIGURE_FORMATS = ("png", "pdf")
 
 # name -> (title used in captions)
 TABLES = {
+    "headline": "Headline: stage-2 runs minus their start model and the α=0 control (pass@1, paired intervals)",
     "table1_final": "Table 1: final models, pass@1",
     "table2_ablation": "Table 2: stage-2 ablation, pass@1 at the best checkpoint",
     "table3_passk_ablation": "Table 3: stage-2 ablation, pass@k",
@@ -31,6 +32,8 @@ TABLES = {
 FIGURE_DPI = 100
 FIGSIZE = {
     "stage2": (12.0, 8.5),
+    "headline": (11.0, 4.8),
+    "diagnostics": (12.0, 8.5),
     "sft": (6.4, 4.6),
     "passk": (6.4, 4.6),
 }
@@ -115,9 +118,11 @@ def stage2_groups(config: dict) -> list[dict]:
 
 
 def figure_names(config: dict) -> dict[str, list[str]]:
-    """Figure stems by kind: sft, stage2, passk."""
+    """Figure stems by kind: headline, diagnostics, sft, stage2, passk."""
     final = config.get("evaluation", {}).get("final", {}).get("benchmarks", [])
     return {
+        "headline": ["fig_headline"],
+        "diagnostics": ["fig_diagnostics"],
         "sft": ["fig2_sft_accuracy"],
         "stage2": [g["name"] for g in stage2_groups(config)],
         "passk": [f"fig_passk_{bench}" for bench in final],
@@ -134,6 +139,7 @@ def report_outputs(config: dict, reports: str = "reports") -> dict[str, list[str
             out[f"fig_{kind}_{ext}"] = [str(root / "figures" / f"{name}.{ext}") for name in names]
     out["summary_md"] = [str(root / "summary.md")]
     out["summary_html"] = [str(root / "summary.html")]
+    out["samples_html"] = [str(root / "samples.html")]
     return out
 
 
@@ -145,9 +151,18 @@ def all_report_files(config: dict, reports: str = "reports") -> list[str]:
 # browsable in `snakemake --report`; markdown, LaTeX, CSV and PDF are plain outputs).
 CAPTIONS = {name: f"{name}.rst" for name in TABLES}
 CAPTIONS.update(
-    {"fig_sft": "fig_sft.rst", "fig_stage2": "fig_stage2.rst", "fig_passk": "fig_passk.rst", "summary": "summary.rst"}
+    {
+        "fig_headline": "fig_headline.rst",
+        "fig_diagnostics": "fig_diagnostics.rst",
+        "fig_sft": "fig_sft.rst",
+        "fig_stage2": "fig_stage2.rst",
+        "fig_passk": "fig_passk.rst",
+        "summary": "summary.rst",
+        "samples": "samples.rst",
+    }
 )
 SUBCATEGORY = {
+    "headline": "headline",
     "table1_final": "pass@1",
     "table2_ablation": "pass@1",
     "table3_passk_ablation": "pass@k",
@@ -188,5 +203,8 @@ def snakemake_outputs(config: dict, report, caption_dir: str, reports: str = "re
     out["summary_md"] = str(root / "summary.md")
     out["summary_html"] = report(
         str(root / "summary.html"), caption=f"{caption_dir}/{CAPTIONS['summary']}", category="Summary"
+    )
+    out["samples_html"] = report(
+        str(root / "samples.html"), caption=f"{caption_dir}/{CAPTIONS['samples']}", category="Samples"
     )
     return out

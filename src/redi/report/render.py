@@ -54,6 +54,10 @@ def duration(seconds) -> str:
     return f"{hours} h {rest:02d} min"
 
 
+def _no_rows(notes: list[str]) -> str:
+    return "see the notes" if notes else "nothing of this kind is configured"
+
+
 @dataclass
 class Table:
     name: str
@@ -77,7 +81,7 @@ class Table:
 
         lines = [f"### {self.title}", ""]
         if not self.rows:
-            lines.append("_No rows: nothing of this kind is configured._")
+            lines.append(f"_No rows: {_no_rows(self.notes)}._")
         else:
             lines.append("| " + " | ".join(cell(c) for c in self.columns) + " |")
             lines.append("|" + "|".join(":---" if a == "l" else "---:" for a in self._align()) + "|")
@@ -102,7 +106,7 @@ class Table:
             f"\\label{{tab:{self.name}}}",
         ]
         if not self.rows:
-            lines.append("\\emph{No rows: nothing of this kind is configured.}")
+            lines.append(f"\\emph{{No rows: {_no_rows(self.notes)}.}}")
         else:
             lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
             lines.append(" & ".join(latex_escape(c) for c in self.columns) + " \\\\")
@@ -130,7 +134,7 @@ class Table:
         table = (
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             if self.rows
-            else "<p><em>No rows: nothing of this kind is configured.</em></p>"
+            else f"<p><em>No rows: {_no_rows(self.notes)}.</em></p>"
         )
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         return (

@@ -1,14 +1,17 @@
 """``reports/summary.md``: what happened, in words computed from the results (nothing hard-coded).
 
-Two accuracies are called different only when they differ by more than ``report.significance_sems``
-(default 2) combined SEMs (sqrt(a^2 + b^2)); otherwise the summary says they are indistinguishable
-at this sample size.
+Two accuracies are called different only when the paired problem-level difference
+(:func:`redi.eval.metrics.paired_difference`: per problem, over the same problems) lies more than
+``report.significance_sems`` (default 2, about 95 %) paired standard errors from 0; otherwise the
+summary says they are indistinguishable at this sample size. The paper's SEM (spread over sample
+indices) is shown beside accuracies, labelled, and never used for a verdict. Every accuracy
+names its evaluation (benchmark, samples per problem, intermediate or final).
 """
 
 from __future__ import annotations
 
 import html
-import math
+from pathlib import Path
 
 from redi.eval.benchmarks import display_name
 from redi.report.collect import Results, number, peak_and_final
@@ -16,29 +19,38 @@ from redi.report.layout import FAMILY_LABEL, family, run_label
 from redi.report.paper_lookup import paper_setting
 from redi.report.render import MISSING
 from redi.report.tables.accuracy import Metric, ablation_entries
-from redi.train.collapse import CollapseRule
+from redi.report.tables.curation import funnel_text
+from redi.train.collapse import VERDICTS, CollapseRule, verdict_text
+from redi.train.objectives import OBJECTIVES
+
+OBJECTIVE_LABEL = {name: objective.label for name, objective in OBJECTIVES.items()}
 
 
-def _fmt(value, sem) -> str:
+def _fmt(value, sem, tag: str = "") -> str:
     if value is None:
         return MISSING
-    return f"{100 * value:.1f}%" + (f" ± {100 * sem:.1f}" if sem is not None else " ± n/a")
+    text = f"{100 * value:.1f}%" + (f" ± {100 * sem:.1f}" if sem is not None else " ± n/a")
+    return text + (f" ({tag})" if tag else "")
 
 
-def compare(a: tuple, b: tuple, sems: float) -> tuple[float, float | None, bool | None]:
-    """(difference in points, combined SEM in points, significant at 2 SEM) of (value, sem) pairs."""
-    diff = 100 * (a[0] - b[0])
-    if a[1] is None or b[1] is None:
-        return diff, None, None
-    combined = 100 * math.sqrt(a[1] ** 2 + b[1] ** 2)
-    return diff, combined, abs(diff) > sems * combined if combined > 0 else diff != 0
+def eval_tag(results: Results, kind: str, benches: list[str] | None = None, n: int | None = None) -> str:
+    """Which evaluation a number is: ``MATH-500, 8 samples/problem, final``."""
+    section = results.evaluation.get(kind, {})
+    benches = benches if benches is not None else list(section.get("benchmarks", []))
+    n = n if n is not None else section.get("n_samples")
+    names = ", ".join(display_name(results.config, b) for b in benches)
+    return f"{names}{' average' if len(benches) > 1 else ''}, {n} samples/problem, {kind}"
 
 
-def _verdict(diff, combined, significant, sems: float) -> str:
-    if significant is None:
-        return f"{diff:+.1f} points (no SEM available)"
-    word = "more than" if significant else "within"
-    return f"{diff:+.1f} points, {word} {sems:g} combined SEMs ({sems * combined:.1f})"
+def paired_text(paired: dict | None, k: float) -> str:
+    """``+1.2 points [-0.4, +2.8], indistinguishable`` (paired problem-level interval)."""
+    if paired is None:
+        return "no paired statistic (a per-problem score is missing)"
+    verdict = "a difference" if paired["significant"] else "indistinguishable at this sample size"
+    return (
+        f"{100 * paired['diff']:+.1f} points [{100 * paired['low']:+.1f}, {100 * paired['high']:+.1f}], "
+        f"± {k:g} paired SEs over {paired['n_problems']} problems: {verdict}"
+    )
 
 
 def _final_score(results: Results, run: str, ckpt: str):
@@ -53,8 +65,12 @@ def _final_score(results: Results, run: str, ckpt: str):
 
 
 def build_summary(results: Results, tables=None) -> str:
-    """The summary's markdown: setting, data, SFT, stage 2, stability, paper, provenance."""
-    lines = _setting_section(results)
+    """The summary's markdown: the answer, setting, what ran, data, SFT, stage 2, stability,
+    paper, provenance."""
+    lines = ["# REDI reproduction: what happened", ""]
+    lines += _answer_section(results)
+    lines += _setting_section(results)
+    lines += _recorded_section(results)
     lines += _data_section(results)
     lines += _sft_section(results)
     lines += _stage2_section(results)
@@ -63,14 +79,144 @@ def build_summary(results: Results, tables=None) -> str:
     lines += provenance_lines(results)
     lines += _problems_section(results)
     lines.append(
-        "Tables: `tables/` (markdown, LaTeX, CSV, HTML); figures: `figures/` (PNG, PDF). "
-        f"{MISSING} marks anything not run or not evaluated yet."
+        "Tables: [tables/](tables/) (markdown, LaTeX, CSV, HTML; start with "
+        "[the headline table](tables/headline.md)); figures: [figures/](figures/) (PNG, PDF); completions: "
+        f"[samples.html](samples.html). {MISSING} marks anything not run or not evaluated yet."
     )
     return "\n".join(lines) + "\n"
 
 
+# ---- the answer ------------------------------------------------------------------------------
+
+
+def _best_of(rows, keep) -> object | None:
+    scored = [r for r in rows if keep(r) and r.score is not None]
+    return max(scored, key=lambda r: r.score) if scored else None
+
+
+def _answer_section(results: Results) -> list[str]:
+    """The first lines: did REDI beat SFT, the control, DPO and SimPO, in plain words."""
+    from redi import paper
+    from redi.report.headline import control_run, headline_rows, word
+
+    lines = ["## The answer", ""]
+    k = results.settings.significance_sems
+    rows = headline_rows(results)
+    start = results.stage2_start
+    if not rows:
+        return lines + ["- No stage-2 run is configured from the start model, so there is nothing to compare.", ""]
+    tag = eval_tag(results, "final")
+    benches = results.final_benchmarks
+    by_run = {r.run: r for r in rows}
+    redi = _best_of(rows, lambda r: results.stage2[r.run]["objective"] == "redi" and r.run != control_run(results))
+    if redi is None:
+        lines.append(f"- No REDI run (alpha > 0) has its final evaluation yet ({MISSING}).")
+    else:
+        ref = (redi.run, redi.ckpt)
+        lines.append(
+            f"- **Did REDI beat SFT?** The best REDI run `{redi.run}` ({redi.label}) scores {100 * redi.score:.1f}% "
+            f"({tag}, {redi.ckpt} checkpoint): {word(redi.vs_start)} its SFT start `{start}` "
+            f"({paired_text(redi.vs_start, k)})."
+        )
+        control = control_run(results)
+        if control in by_run:
+            lines.append(
+                f"- **Against the α = 0 control** `{control}` (positives only, same steps): "
+                f"{word(redi.vs_control)} it ({paired_text(redi.vs_control, k)})."
+            )
+        for fam_objective, name in (("dpo", "DPO"), ("simpo", "SimPO")):
+            other = _best_of(rows, lambda r, o=fam_objective: results.stage2[r.run]["objective"] == o)
+            if other is None:
+                continue
+            paired = results.paired(ref, (other.run, other.ckpt), benches)
+            lines.append(
+                f"- **Against {name}** (its best run `{other.run}`, {100 * other.score:.1f}%): REDI is "
+                f"{word(paired)} it ({paired_text(paired, k)})."
+            )
+    fell = _first_checkpoint_drops(results, rows)
+    negatives = [r.run for r in rows if r.run != control_run(results)]
+    if fell and set(fell) >= set(negatives):
+        steps = sorted({s for s in fell.values()})
+        lines.append(
+            f"- Every run that uses negatives ({len(negatives)}) fell below its start at its first checkpoint "
+            f"(step {', '.join(map(str, steps))}; {eval_tag(results, 'intermediate')})."
+        )
+    elif fell:
+        lines.append(
+            "- Below their start at their first checkpoint: "
+            + ", ".join(f"`{r}` (step {s})" for r, s in fell.items())
+            + f" ({eval_tag(results, 'intermediate')})."
+        )
+    by_objective: dict[str, set] = {}
+    for run in results.stage2.values():
+        base = paper.LEARNING_RATE.get(run["objective"])
+        if base and run.get("learning_rate"):
+            by_objective.setdefault(run["objective"], set()).add((float(run["learning_rate"]), float(base)))
+    if by_objective:
+        parts = []
+        for objective, pairs in by_objective.items():
+            label = OBJECTIVE_LABEL.get(objective, objective)
+            parts += [f"{label} {lr:g} = {lr / base:g}x the paper's {base:g}" for lr, base in sorted(pairs)]
+        lines.append("- Stage-2 learning rates: " + "; ".join(parts) + ".")
+    lines.append(
+        f"- How to read these: intervals are ± {k:g} paired standard errors (≈ 95 %) of the per-problem "
+        "difference between two models over the same problems; the paper's SEM (± beside single accuracies) "
+        "measures only the spread over sample indices and is never used for a verdict."
+    )
+    lines += ["", "![headline figure](figures/fig_headline.png)", ""]
+    return lines
+
+
+def _first_checkpoint_drops(results: Results, rows) -> dict:
+    """run -> step of its first evaluated checkpoint when that is significantly below step 0."""
+    out = {}
+    benches = results.intermediate_benchmarks[:1]
+    if not benches:
+        return out
+    bench = benches[0]
+    for row in rows:
+        points = [p for p in results.curve(row.run, bench) if p["metrics"] is not None]
+        if len(points) < 2 or points[0]["step"] != 0:
+            continue
+        paired = _point_paired(results, points[1], points[0], bench)
+        if paired is not None and paired["high"] < 0:
+            out[row.run] = points[1]["step"]
+    return out
+
+
+def _point_paired(results: Results, a: dict, b: dict, bench: str) -> dict | None:
+    from redi.eval.metrics import paired_difference
+
+    sa, sb = results.point_scores(a, bench), results.point_scores(b, bench)
+    if sa is None or sb is None:
+        return None
+    return paired_difference([sa], [sb], results.settings.significance_sems)
+
+
+def _recorded_section(results: Results) -> list[str]:
+    """Where the config and what the runs recorded disagree (labels use the recorded values)."""
+    if not results.disagreements and not results.unconfigured:
+        return []
+    lines = ["## What ran differs from the config"]
+    if results.disagreements:
+        lines.append(
+            "- **The config disagrees with what these runs recorded** (`results/train/{run}/summary.json`); every "
+            "label, column and family uses the recorded values:"
+        )
+        for run, found in results.disagreements.items():
+            lines.append(f"- `{run}`: " + "; ".join(found) + ".")
+    if results.unconfigured:
+        lines.append(
+            "- Trained runs that the config does not define (not reported): "
+            + ", ".join(f"`{r}`" for r in results.unconfigured)
+            + "."
+        )
+    lines.append("")
+    return lines
+
+
 def _setting_section(results: Results) -> list[str]:
-    lines = ["# REDI reproduction: what happened", ""]
+    lines = ["## Setting"]
     setting = paper_setting(results.config)
     corpus = results.config.get("corpus", {}).get("source", "synthetic")
     student = results.config.get("student", {})
@@ -87,9 +233,19 @@ def _setting_section(results: Results) -> list[str]:
     n_final = results.evaluation.get("final", {}).get("n_samples")
     n_inter = results.evaluation.get("intermediate", {}).get("n_samples")
     lines.append(
-        f"Final benchmarks: {benches} (pass@1 over {n_final} samples ± SEM); intermediate: "
+        f"Final benchmarks: {benches} (pass@1 over {n_final} samples ± the paper's SEM); intermediate: "
         f"{', '.join(display_name(results.config, b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
     )
+    shared = [b for b in results.intermediate_benchmarks if b in results.final_benchmarks]
+    if "best" in results.final_checkpoints and shared:
+        lines.append(
+            f"Selection: each run's best checkpoint is selected on "
+            f"{', '.join(display_name(results.config, b) for b in shared)} "
+            f"({n_inter} samples) and then reported on the same problems ({n_final} samples), as the paper's protocol "
+            "does (it selects on MATH-500 x4 and reports x16): the reported best is biased upward by the selection. "
+            "For a held-out selection split, point `evaluation.intermediate.benchmarks` at a benchmark file that "
+            "is not among `evaluation.final.benchmarks`."
+        )
     lines.append("")
     return lines
 
@@ -100,9 +256,8 @@ def _data_section(results: Results) -> list[str]:
     if results.curation is None:
         lines.append(f"- Curation report: {MISSING} (results/data/curation_report.json not produced yet).")
     else:
-        steps = [st for st in results.curation.get("steps") or [] if number(st.get("kept")) is not None]
-        if steps:
-            lines.append("- Curation funnel: " + " → ".join(f"{st['step']} {int(st['kept']):,}" for st in steps) + ".")
+        for branch in funnel_text(results.curation):
+            lines.append(f"- Curation funnel, {branch}.")
         final = results.curation.get("final") or {}
         if final:
             lines.append(
@@ -129,23 +284,33 @@ def _data_section(results: Results) -> list[str]:
 
 
 def _sft_section(results: Results) -> list[str]:
-    """Untrained student -> every SFT run's last and best intermediate checkpoint."""
+    """Untrained student -> every SFT run's last and best intermediate checkpoint; a note when
+    the best is the last one and accuracy was still rising."""
     lines = ["## Stage 1 (SFT)"]
+    tag = eval_tag(results, "intermediate")
     for bench in results.intermediate_benchmarks:
+        tag = eval_tag(results, "intermediate", [bench])
         base = results.eval("student", "base", bench)
         for name in results.sft:
             points = [p for p in results.intermediate(name, bench) if p["metrics"] is not None]
             start = _fmt(number(base.get("pass@1")), number(base.get("sem"))) if base else MISSING
             if points:
                 last = points[-1]
-                best = max(points, key=lambda p: float(p["metrics"]["pass@1"]))
+                best = max(points, key=lambda p: (float(p["metrics"]["pass@1"]), p["step"]))
                 lines.append(
-                    f"- `{name}` on {display_name(results.config, bench)}: untrained student {start} → "
+                    f"- `{name}` ({tag}): untrained student {start} → "
                     f"last checkpoint (step {last['step']}) "
                     f"{_fmt(number(last['metrics']['pass@1']), number(last['metrics'].get('sem')))}; "
                     f"best step {best['step']} "
                     f"{_fmt(number(best['metrics']['pass@1']), number(best['metrics'].get('sem')))}."
                 )
+                if best is last and len(points) > 1:
+                    paired = _point_paired(results, last, points[-2], bench)
+                    lines.append(
+                        f"- `{name}`'s best checkpoint is its last one, so accuracy may still have been rising "
+                        f"(last minus the one before: {paired_text(paired, results.settings.significance_sems)}): SFT "
+                        "may not have converged, and more epochs could move the stage-2 start."
+                    )
             else:
                 shown = display_name(results.config, bench)
                 lines.append(f"- `{name}` on {shown}: no checkpoint evaluated yet ({MISSING}).")
@@ -154,9 +319,11 @@ def _sft_section(results: Results) -> list[str]:
 
 
 def _stage2_section(results: Results) -> list[str]:
-    """Stage-2 runs ranked on the final benchmarks; best run vs runner-up, start and control."""
+    """Stage-2 runs ranked on the final benchmarks; best run vs runner-up, start and control,
+    each by the paired problem-level difference."""
     lines = [f"## Stage 2 (from `{results.stage2_start}`)"]
     k = results.settings.significance_sems
+    benches = results.final_benchmarks
     entries = ablation_entries(results)
     scored = []
     for entry in entries:
@@ -164,16 +331,17 @@ def _stage2_section(results: Results) -> list[str]:
         if score is not None and score[0] is not None:
             scored.append((entry, score))
     missing = [e for e in entries if all(e is not s[0] for s in scored)]
+    tag = eval_tag(results, "final")
     if not results.stage2:
         lines.append("- No stage-2 runs are configured.")
     elif not [s for s in scored if s[0]["run"] in results.stage2]:
         lines.append(f"- No stage-2 run has its final evaluation yet ({MISSING}).")
     else:
-        metric = "pass@1" if len(results.final_benchmarks) == 1 else "average pass@1"
+        metric = "pass@1" if len(benches) == 1 else "average pass@1"
         ranking = sorted(scored, key=lambda s: -s[1][0])
         lines.append(
-            f"Ranking by {metric} on the final benchmarks ({results.reported_checkpoint('')} checkpoint of each "
-            f"stage-2 run; the start at its {results.start_checkpoint()} model):"
+            f"Ranking by {metric} ({tag}; {results.reported_checkpoint('')} checkpoint of each stage-2 run, the start "
+            f"at its {results.start_checkpoint()} model; ± the paper's SEM):"
         )
         lines.append("")
         for rank, (entry, score) in enumerate(ranking, 1):
@@ -181,6 +349,7 @@ def _stage2_section(results: Results) -> list[str]:
         lines.append("")
         stage2_scored = [s for s in ranking if s[0]["run"] in results.stage2]
         top_entry, top = stage2_scored[0]
+        ref = (top_entry["run"], top_entry["ckpt"])
         spec = results.stage2[top_entry["run"]]
         among = " (among the evaluated ones)" if any(e["run"] in results.stage2 for e in missing) else ""
         lines.append(
@@ -188,21 +357,22 @@ def _stage2_section(results: Results) -> list[str]:
             f"{_fmt(*top)}."
         )
         if len(stage2_scored) > 1:
-            second_entry, second = stage2_scored[1]
-            lines.append(f"- Versus the runner-up `{second_entry['run']}`: {_verdict(*compare(top, second, k), k)}.")
+            second_entry, _second = stage2_scored[1]
+            paired = results.paired(ref, (second_entry["run"], second_entry["ckpt"]), benches)
+            lines.append(f"- Versus the runner-up `{second_entry['run']}`: {paired_text(paired, k)}.")
         start_scored = [s for s in scored if s[0]["run"] == results.stage2_start]
         if start_scored:
-            lines.append(
-                f"- Versus the start model `{results.stage2_start}`: "
-                f"{_verdict(*compare(top, start_scored[0][1], k), k)}."
-            )
+            paired = results.paired(ref, (results.stage2_start, start_scored[0][0]["ckpt"]), benches)
+            lines.append(f"- Versus the start model `{results.stage2_start}`: {paired_text(paired, k)}.")
+            lines += _same_checkpoint_lines(results, start_scored[0][0]["ckpt"])
         controls = [s for s in stage2_scored if family(results.stage2[s[0]["run"]]) == "control"]
         if controls:
             control_entry, control = controls[0]
+            cref = (control_entry["run"], control_entry["ckpt"])
             lines.append(
                 f"- The alpha = 0 control `{control_entry['run']}` (positives only) scores {_fmt(*control)}; "
                 + "; ".join(
-                    f"`{e['run']}` vs control: {_verdict(*compare(s, control, k), k)}"
+                    f"`{e['run']}` vs control: {paired_text(results.paired((e['run'], e['ckpt']), cref, benches), k)}"
                     for e, s in stage2_scored
                     if e["run"] != control_entry["run"] and family(results.stage2[e["run"]]) != "control"
                 )
@@ -225,49 +395,69 @@ def _stage2_section(results: Results) -> list[str]:
     return lines
 
 
+def _same_checkpoint_lines(results: Results, start_ckpt: str) -> list[str]:
+    """When the start model's final evaluation is the same checkpoint as its last intermediate one,
+    say so, with both numbers and their paired difference (two samples of one model)."""
+    start = results.stage2_start
+    summary = results.summaries.get(start) or {}
+    out = []
+    for bench in results.intermediate_benchmarks:
+        if bench not in results.final_benchmarks:
+            continue
+        final = results.eval(start, start_ckpt, bench)
+        points = [p for p in results.intermediate(start, bench) if p["metrics"] is not None]
+        if final is None or not points or number(final.get("step")) != number(summary.get("steps", points[-1]["step"])):
+            continue
+        last = points[-1]
+        if last["step"] != number(final.get("step")):
+            continue
+        from redi.eval.metrics import paired_difference
+
+        a, b = results.problem_scores(start, start_ckpt, bench), results.point_scores(last, bench)
+        paired = paired_difference([a], [b], results.settings.significance_sems) if a and b else None
+        as_final = _fmt(number(final.get("pass@1")), number(final.get("sem")), eval_tag(results, "final", [bench]))
+        m = last["metrics"]
+        as_inter = _fmt(number(m.get("pass@1")), number(m.get("sem")), eval_tag(results, "intermediate", [bench]))
+        out.append(
+            f"- `{start}` {start_ckpt} is its step-{last['step']} checkpoint, evaluated twice: {as_final} and "
+            f"{as_inter}; two samples of one model ({paired_text(paired, results.settings.significance_sems)})."
+        )
+    return out
+
+
 def _stability_section(results: Results) -> list[str]:
-    """The collapse rule, flagged runs, and finals significantly below their peak."""
+    """The collapse rule, each run's verdict, and finals significantly below their peak."""
     lines = ["## Stability (intermediate accuracy and collapse)"]
     k = results.settings.significance_sems
-    collapsed, suspect, unknown = [], [], []
+    lines.append("- Rule: " + CollapseRule().text())
+    verdicts: dict[str, list[str]] = {}
     for name in results.stage2:
         found = results.collapse_assessment(name)
-        if found is None:
-            unknown.append(f"`{name}`")
-        elif found.verdict in ("collapse", "suspect"):
-            text = f"`{name}` (step {found.step}: " + "; ".join(found.reasons) + ")"
-            (collapsed if found.collapsed else suspect).append(text)
-    lines.append("- Rule: " + CollapseRule().text())
-    if collapsed:
-        lines.append("- Collapse flagged: " + ", ".join(collapsed) + ".")
-    elif results.stage2:
-        lines.append("- No stage-2 run flagged a collapse.")
-    if suspect:
-        lines.append("- Suspect (one signal only): " + ", ".join(suspect) + ".")
-    if unknown:
-        lines.append(f"- Not trained yet ({MISSING}): " + ", ".join(unknown) + ".")
+        text = f"`{name}` ({verdict_text(found)}" + ("".join(f"; {r}" for r in found.reasons) if found else "") + ")"
+        verdicts.setdefault(found.verdict if found else "unknown", []).append(text)
+    for verdict in VERDICTS:
+        if verdict in verdicts:
+            what = " (not trained yet)" if verdict == "unknown" else ""
+            lines.append(f"- **{verdict}**{what}: " + ", ".join(verdicts[verdict]) + ".")
     for bench in results.intermediate_benchmarks:
         drops = []
         for name in results.stage2:
             peak, final = peak_and_final(results.curve(name, bench))
             if peak is None or final is None or peak is final:
                 continue
-            p = (number(peak["metrics"]["pass@1"]), number(peak["metrics"].get("sem")))
-            f = (number(final["metrics"]["pass@1"]), number(final["metrics"].get("sem")))
-            diff, combined, significant = compare(f, p, k)
-            if significant:
-                drops.append(f"`{name}` {_fmt(*p)} at step {peak['step']} → {_fmt(*f)} at step {final['step']}")
+            paired = _point_paired(results, final, peak, bench)
+            if paired is not None and paired["high"] < 0:
+                p = (number(peak["metrics"]["pass@1"]), number(peak["metrics"].get("sem")))
+                f = (number(final["metrics"]["pass@1"]), number(final["metrics"].get("sem")))
+                drops.append(
+                    f"`{name}` {_fmt(*p)} at step {peak['step']} → {_fmt(*f)} at step {final['step']} "
+                    f"({paired_text(paired, k)})"
+                )
+        tag = eval_tag(results, "intermediate", [bench])
         if drops:
-            lines.append(
-                f"- Final below peak by more than {k:g} combined SEMs on {display_name(results.config, bench)}: "
-                + "; ".join(drops)
-                + "."
-            )
+            lines.append(f"- Final below peak (step 0 included; {tag}): " + "; ".join(drops) + ".")
         elif results.stage2:
-            lines.append(
-                f"- On {display_name(results.config, bench)}, no stage-2 run ended more than {k:g} combined SEMs "
-                "below its peak."
-            )
+            lines.append(f"- No stage-2 run ended significantly below its peak ({tag}, paired per-problem difference).")
     lines.append("")
     return lines
 
@@ -369,49 +559,32 @@ def provenance_lines(results: Results) -> list[str]:
     return lines
 
 
-def markdown_to_html(text: str, title: str = "Summary") -> str:
-    """A minimal rendering of the summary's markdown (headings, lists, paragraphs) for the report."""
-    out, in_list, in_olist = [], False, False
+def markdown_to_html(text: str, title: str = "Summary", base: str | Path | None = None) -> str:
+    """The summary's markdown as an HTML page (Python-Markdown, the ``markdown`` package: bold,
+    code, lists, links, images). Images with a path relative to ``base`` that exists there are
+    embedded as ``data:`` URIs, so the page shows them inside the Snakemake report too; relative
+    links stay relative (they work beside ``reports/``)."""
+    import base64
     import re
 
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    import markdown
 
-    def close():
-        nonlocal in_list, in_olist
-        if in_list:
-            out.append("</ul>")
-        if in_olist:
-            out.append("</ol>")
-        in_list = in_olist = False
+    body = markdown.markdown(text, extensions=["sane_lists"], output_format="html")
+    if base is not None:
+        root = Path(base)
 
-    for line in text.splitlines():
-        if line.startswith("#"):
-            close()
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- "):
-            if not in_list:
-                close()
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{inline(line[2:])}</li>")
-        elif re.match(r"\d+\. ", line):
-            if not in_olist:
-                close()
-                out.append("<ol>")
-                in_olist = True
-            out.append(f"<li>{inline(line.split('. ', 1)[1])}</li>")
-        elif not line.strip():
-            close()
-        else:
-            close()
-            out.append(f"<p>{inline(line)}</p>")
-    close()
+        def embed(match):
+            path = root / html.unescape(match.group(1))
+            if not path.is_file():
+                return match.group(0)
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            return f'src="data:image/png;base64,{data}"'
+
+        body = re.sub(r'src="([^":]+\.png)"', embed, body)
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        "<style>body{font-family:sans-serif;font-size:14px;margin:1em;max-width:60em}</style></head><body>"
-        + "\n".join(out)
+        "<style>body{font-family:sans-serif;font-size:14px;margin:1em;max-width:60em}"
+        "img{max-width:100%}</style></head><body>"
+        + body
         + "</body></html>\n"
     )

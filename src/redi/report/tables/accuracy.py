@@ -347,18 +347,37 @@ def table1(results: Results) -> Table:
     return accuracy_table(results, "table1_final", title, final_entries(results), results.final_benchmarks)
 
 
+def _same_rows(results: Results) -> bool:
+    """The ablation lists exactly the final table's models (one SFT run, every stage-2 run from
+    it, no reference model, one final checkpoint): its table would repeat Table 1 / 4."""
+    key = lambda entries: {(e["run"], e["ckpt"]) for e in entries}  # noqa: E731
+    return bool(results.stage2) and key(ablation_entries(results)) == key(final_entries(results))
+
+
+def _deduplicated(table: Table, same_as: str) -> Table:
+    """The table without its rows (its CSV keeps them), and a note naming the table it repeats."""
+    table.notes.insert(
+        0,
+        f"Same models and checkpoints as {same_as} (one SFT run, every stage-2 run from it, no reference model): "
+        f"see {same_as}; this table's CSV holds the same numbers.",
+    )
+    table.rows = []
+    return table
+
+
 def table2(results: Results) -> Table:
     title = f"{TABLES['table2_ablation']} (%, ± SEM; all from {results.stage2_start})"
     table = accuracy_table(results, "table2_ablation", title, ablation_entries(results), results.final_benchmarks)
     if not results.stage2:
         table.notes.insert(0, "No stage-2 runs are configured.")
-    return table
+    return _deduplicated(table, "Table 1 (table1_final)") if _same_rows(results) else table
 
 
 def table3(results: Results) -> Table:
     title = f"{TABLES['table3_passk_ablation']} (from {results.stage2_start})"
     entries = ablation_entries(results)
-    return accuracy_table(results, "table3_passk_ablation", title, entries, results.final_benchmarks, "passk")
+    table = accuracy_table(results, "table3_passk_ablation", title, entries, results.final_benchmarks, "passk")
+    return _deduplicated(table, "Table 4 (table4_passk_final)") if _same_rows(results) else table
 
 
 def table4(results: Results) -> Table:

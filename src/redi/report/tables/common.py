@@ -38,10 +38,16 @@ class Notes:
 
 
 def frame(rows: list[dict], columns: list[str] | None = None):
-    """The tidy CSV frame of a table."""
+    """The tidy CSV frame of a table; a column whose values are all integers (or missing) stays
+    an integer column (pandas' nullable ``Int64``: ``3000``, never ``3000.0``)."""
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=columns) if columns else pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=columns) if columns else pd.DataFrame(rows)
+    for column in out.columns:
+        values = [row.get(column) for row in rows if row.get(column) is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            out[column] = out[column].astype("Int64")
+    return out
 
 
 def p100(value):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from redi import paper
 from redi.report.collect import REFERENCE_PREFIX, Results, number, read_benchmark_tsv
 from redi.report.layout import TABLES
-from redi.report.paper_lookup import cost_sentence, paper_cost_hours
+from redi.report.paper_lookup import cost_sentence, paper_cost_hours, paper_setting
 from redi.report.render import MISSING, Table, duration
 from redi.report.tables.common import NA, Notes, frame
 
@@ -52,12 +52,14 @@ class CostRows:
     """The rows of the cost table and their running totals."""
 
     notes: Notes
+    with_paper: bool = False  # the paper's costs beside ours only when this is the paper's setting
     rows: list = field(default_factory=list)
     data: list = field(default_factory=list)
     wall: float = 0.0
     gpu_hours: float = 0.0
 
     def add(self, job, kind, timing: Timing, expected, gpus, paper_hours=None, trainer=None) -> None:
+        paper_hours = paper_hours if self.with_paper else None
         wall = timing.wall
         seconds = wall if wall is not None else trainer
         gh = None if seconds is None else seconds / 3600 * gpus
@@ -101,11 +103,35 @@ class CostRows:
             return duration(trainer)
         return self.notes.miss(f"train/{job}/summary.json") if kind == "train" else NA
 
-    def total(self) -> None:
+    def total(self, elapsed: float | None = None) -> None:
         self.rows.append(
             ["Total (sum over jobs)", "", "", duration(self.wall), "", "", "", "", f"{self.gpu_hours:.2f}", "", ""]
         )
         self.data.append({"job": "total", "kind": "", "wall_seconds": self.wall, "gpu_hours": self.gpu_hours})
+        self.rows.append(
+            ["Workflow wall time (first job start to last job end)", "", "", duration(elapsed), "", "", "", "", "",
+             "", ""]
+        )  # fmt: skip
+        self.data.append({"job": "workflow wall time", "kind": "", "wall_seconds": elapsed})
+
+
+def workflow_wall(results: Results) -> float | None:
+    """Seconds from the first benchmarked job's start to the last one's end: each Snakemake
+    benchmark file is written when its job ends (its mtime) and records the job's seconds (``s``).
+    None without benchmark files. Copying a results tree without keeping file times (``cp``
+    without ``-p``) makes this meaningless; the table's note says so."""
+    bdir = results.benchmarks_dir
+    if not bdir.is_dir():
+        return None
+    spans = []
+    for path in bdir.rglob("*.tsv"):
+        record = read_benchmark_tsv(path)
+        if record is not None and record.get("s") is not None:
+            end = path.stat().st_mtime
+            spans.append((end - float(record["s"]), end))
+    if not spans:
+        return None
+    return max(e for _s, e in spans) - min(s for s, _e in spans)
 
 
 def _training(results: Results, out: CostRows) -> None:
@@ -196,23 +222,34 @@ def _teacher_jobs(results: Results, out: CostRows) -> None:
 def cost_table(results: Results) -> Table:
     """Wall time and GPU-hours per job group, then the total."""
     notes = Notes(results.settings.max_listed_missing)
-    out = CostRows(notes)
+    out = CostRows(notes, with_paper=bool(paper_setting(results.config)))
     _training(results, out)
     _intermediate_evals(results, out)
     _final_evals(results, out)
     _other_jobs(results, out)
     _teacher_jobs(results, out)
-    out.total()
+    out.total(workflow_wall(results))
+    notes.add(
+        "Workflow wall time: from the first benchmarked job's start to the last one's end (benchmark files' times; "
+        "jobs run in parallel, so it is shorter than the sum; meaningless if the tree was copied without file "
+        "times)."
+    )
     notes.add(
         "Wall (benchmark): Snakemake benchmark: files (sum over the group's jobs); Wall (trainer): summary.json "
         "wall_seconds. "
         "GPU-hours = wall hours x the GPUs the config gives that stage (resources.*.gpu); the benchmark files record "
         "no GPU use."
     )
-    notes.add(
-        f"Paper: one {paper.PAPER_HARDWARE} node ({cost_sentence()}), "
-        "shown beside the same kind of job at any scale; n/a = the paper gives no such cost."
-    )
+    if out.with_paper:
+        notes.add(
+            f"Paper: one {paper.PAPER_HARDWARE} node ({cost_sentence()}), "
+            "shown beside the same kind of job; n/a = the paper gives no such cost."
+        )
+    else:
+        notes.add(
+            f"Paper columns n/a: this run is not the paper's setting, so the paper's {paper.PAPER_HARDWARE} hours are "
+            f"not set beside its jobs (the paper's costs: {cost_sentence()})."
+        )
     return Table(
         name="cost",
         title=TABLES["cost"],

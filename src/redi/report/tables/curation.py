@@ -9,7 +9,51 @@ from redi.report.paper_lookup import paper_setting
 from redi.report.render import MISSING, Table
 from redi.report.tables.common import NA, Notes, frame
 
-COLUMNS = ["Step", "Kept", "Dropped", "Expected (config)", "Paper", "Match", "Drop reasons"]
+COLUMNS = ["Branch", "Step", "Kept", "Dropped", "Expected (config)", "Paper", "Match", "Drop reasons"]
+#: The funnel's branches: steps shared by both outputs, then the SFT branch (D_SFT) and the pair
+#: branch (D_Pref), recognised by the step name's suffix (``select_sft``, ``decontaminate_pref``).
+BRANCHES = (("shared", "shared"), ("sft", "SFT branch"), ("pref", "pair branch"))
+
+
+def branch_of(step: str) -> str:
+    """``sft`` / ``pref`` for a step of one branch (name suffix), else ``shared``."""
+    for key in ("sft", "pref"):
+        if str(step).endswith("_" + key):
+            return key
+    return "shared"
+
+
+def funnel(report: dict | None) -> list[dict]:
+    """The curation steps in branch order (shared, SFT, pairs), each ``{"branch", "step", "kept",
+    "dropped", "reasons", "source"}`` with integer counts; ``dropped`` is measured from the step
+    before in the same branch (the last shared step for a branch's first step). The one reading
+    of the funnel: the curation table, the summary and the model cards use it."""
+    steps = [st for st in (report or {}).get("steps") or [] if isinstance(st, dict)]
+    out, shared_last = [], None
+    for key, _label in BRANCHES:
+        previous = shared_last if key != "shared" else None
+        for st in (x for x in steps if branch_of(x.get("step")) == key):
+            kept = number(st.get("kept"))
+            kept = int(kept) if kept is not None else None
+            dropped = previous - kept if previous is not None and kept is not None else None
+            out.append({"branch": key, "step": str(st.get("step")), "kept": kept, "dropped": dropped,
+                        "reasons": st.get("reasons"), "source": st})  # fmt: skip
+            if kept is not None:
+                previous = kept
+        if key == "shared":
+            shared_last = previous
+    return out
+
+
+def funnel_text(report: dict | None) -> list[str]:
+    """One line per branch: ``shared: corpus 3,000 → ... ; SFT branch: ...`` (integers)."""
+    steps = funnel(report)
+    lines = []
+    for key, label in BRANCHES:
+        chain = [f"{st['step']} {st['kept']:,}" for st in steps if st["branch"] == key and st["kept"] is not None]
+        if chain:
+            lines.append(f"{label}: " + " → ".join(chain))
+    return lines
 FINAL = (("sft", "final D_SFT (examples)"), ("pref", "final D_Pref (pairs)"))
 
 
@@ -34,7 +78,7 @@ def _match_text(match, kept, expected) -> str:
 def _missing_report(results: Results, notes: Notes, rows: list, data: list) -> None:
     notes.miss(str(results.results / "data" / "curation_report.json"))
     for quantity, value in paper.CURATION_EXPECTED.items():
-        rows.append([quantity, MISSING, MISSING, NA, f"{value:,}", MISSING, ""])
+        rows.append(["", quantity, MISSING, MISSING, NA, f"{value:,}", MISSING, ""])
         data.append(
             {
                 "step": quantity,
@@ -48,28 +92,31 @@ def _missing_report(results: Results, notes: Notes, rows: list, data: list) -> N
         )
 
 
-def _step_rows(report: dict, notes: Notes, rows: list, data: list) -> None:
+def _step_rows(report: dict, notes: Notes, rows: list, data: list, with_paper: bool) -> None:
     comparisons = {
         item["at_step"]: item for item in report.get("expected") or [] if isinstance(item, dict) and item.get("at_step")
     }
-    for step in report.get("steps") or []:
-        name = str(step.get("step"))
-        kept, dropped = number(step.get("kept")), number(step.get("dropped"))
+    labels = dict(BRANCHES)
+    for st in funnel(report):
+        name, kept, dropped = st["step"], st["kept"], st["dropped"]
         comp = comparisons.get(name, {})
-        expected, paper_count, match = comp.get("expected"), comp.get("paper"), comp.get("match")
+        expected, match = comp.get("expected"), comp.get("match")
+        paper_count = comp.get("paper") if with_paper else None
         rows.append(
             [
+                labels[st["branch"]],
                 f"{name} ({comp['quantity']})" if comp and comp.get("quantity") else name,
-                f"{int(kept):,}" if kept is not None else notes.miss(f"count of curation step '{name}'"),
-                f"{int(dropped):,}" if dropped is not None else "",
+                f"{kept:,}" if kept is not None else notes.miss(f"count of curation step '{name}'"),
+                f"{dropped:,}" if dropped is not None else "",
                 _count(expected),
                 _count(paper_count),
                 _match_text(match, kept, expected),
-                _reasons(step.get("reasons")),
+                _reasons(st["reasons"]),
             ]
         )
         data.append(
             {
+                "branch": st["branch"],
                 "step": name,
                 "quantity": comp.get("quantity"),
                 "kept": kept,
@@ -83,10 +130,13 @@ def _step_rows(report: dict, notes: Notes, rows: list, data: list) -> None:
     final = report.get("final") or {}
     for key, label in FINAL:
         value = number(final.get(key))
+        value = int(value) if value is not None else None
         rows.append(
-            [label, f"{int(value):,}" if value is not None else notes.miss(f"final {key} count"), "", NA, NA, NA, ""]
-        )
-        data.append({"step": label, "quantity": key, "kept": value, "status": "ok" if value is not None else "missing"})
+            [labels[key], label, f"{value:,}" if value is not None else notes.miss(f"final {key} count"), "", NA, NA,
+             NA, ""]
+        )  # fmt: skip
+        data.append({"branch": key, "step": label, "quantity": key, "kept": value,
+                     "status": "ok" if value is not None else "missing"})  # fmt: skip
     if not report.get("steps"):
         notes.add("The curation report lists no steps.")
 
@@ -105,12 +155,17 @@ def curation_table(results: Results) -> Table:
     expected counts (config and paper) at the step where they are defined (``expected[].at_step``)."""
     notes = Notes(results.settings.max_listed_missing)
     rows, data = [], []
+    with_paper = bool(paper_setting(results.config))
     if results.curation is None:
         _missing_report(results, notes, rows, data)
     else:
-        _step_rows(results.curation, notes, rows, data)
-    if not paper_setting(results.config):
-        notes.add(_paper_counts_note())
+        _step_rows(results.curation, notes, rows, data, with_paper)
+    if not with_paper:
+        notes.add(_paper_counts_note() + " Paper counts are therefore not shown beside ours.")
+    notes.add(
+        "Two branches: the shared steps, then the SFT branch (D_SFT) and the pair branch (D_Pref), each from the last "
+        "shared step; Dropped = kept at the step before in the same branch minus kept here."
+    )
     notes.add(
         "Expected (config): curation.expected; Match compares it with our count at that step; n/a = no expectation "
         "given."
@@ -122,5 +177,5 @@ def curation_table(results: Results) -> Table:
         rows=rows,
         notes=notes.render(),
         data=frame(data),
-        align=["l", "r", "r", "r", "r", "l", "l"],
+        align=["l", "l", "r", "r", "r", "r", "l", "l"],
     )

@@ -10,7 +10,7 @@ from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import TABLES
 from redi.report.render import MISSING, Table, pm
 from redi.report.tables.common import Notes, frame, p100
-from redi.train.collapse import CollapseRule
+from redi.train.collapse import CollapseRule, verdict_text
 from redi.train.objectives import PARAMETERS, objective_params
 
 # Objective parameters shown as columns (learning rate has its own column): name -> symbol.
@@ -24,10 +24,10 @@ def _accuracy(point) -> tuple[float | None, float | None]:
 
 
 def _collapse_text(results: Results, name: str, notes: Notes) -> str:
-    collapsed, step = results.collapse(name)
-    if collapsed is None:
-        return notes.miss(f"train/{name}/summary.json")
-    return ("yes" + (f" (step {step})" if step is not None else "")) if collapsed else "no"
+    found = results.collapse_assessment(name)
+    if found is None:
+        notes.miss(f"train/{name}/summary.json")
+    return verdict_text(found)
 
 
 def _run_bench(
@@ -52,7 +52,7 @@ def _run_bench(
     else:
         start_text = pm(s_val, s_sem)
     params = objective_params(run)
-    collapsed, collapse_step = results.collapse(name)
+    found = results.collapse_assessment(name)
     row = [
         name,
         run["objective"],
@@ -87,8 +87,8 @@ def _run_bench(
         "final_step": final["step"] if final else None,
         "evaluated": evaluated,
         "checkpoints": len(checkpoints),
-        "collapsed": collapsed,
-        "collapse_step": collapse_step,
+        "collapse_verdict": found.verdict if found else "unknown",
+        "collapse_step": found.step if found else None,
         "stopped_reason": (summary or {}).get("stopped_reason"),
     }
     return row, record
@@ -106,12 +106,12 @@ def sweep_table(results: Results) -> Table:
         "Benchmark",
         "Samples",
         "Step 0 (start)",
-        "Peak ± SEM",
+        "Peak ± SEM (step 0 incl.)",
         "Peak step",
         "Final ± SEM",
         "Final step",
         "Evaluated",
-        "Collapsed",
+        "Collapse verdict",
     ]
     rows, data = [], []
     for name, run in results.stage2.items():
@@ -121,10 +121,12 @@ def sweep_table(results: Results) -> Table:
             rows.append(row)
             data.append(record)
     notes.add(
-        "Intermediate pass@1 in % ± SEM. Step 0 is the start SFT run's last checkpoint evaluation; "
-        "peak = highest evaluated checkpoint (earliest on ties); final = last evaluated checkpoint."
+        "Intermediate pass@1 in % ± the paper's SEM (std over sample indices / sqrt(samples)), over "
+        "Samples samples per problem of the intermediate benchmark. Step 0 is the start SFT run's last "
+        "checkpoint evaluation; peak = highest evaluated point, step 0 included (earliest on ties); final = "
+        "last evaluated checkpoint."
     )
-    notes.add("Collapsed (step = first evidence): " + CollapseRule().text().replace("**", ""))
+    notes.add("Collapse verdict: " + CollapseRule().text().replace("**", ""))
     if not results.stage2:
         notes.add("No stage-2 runs are configured.")
     title = TABLES["sweep"] + (f" ({', '.join(display_name(results.config, b) for b in benches)})" if benches else "")

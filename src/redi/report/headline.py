@@ -1,0 +1,92 @@
+"""The headline answer: every stage-2 run's final pass@1 as a difference from its start model and
+from the alpha = 0 control, with intervals from the paired problem-level statistic.
+
+One row per stage-2 run (at its reported checkpoint, averaged over the final benchmarks); the
+differences are :func:`redi.eval.metrics.paired_difference` (per problem, over the same
+problems), interval ± ``report.significance_sems`` paired standard errors (2 = about 95 %).
+The headline table, the headline figure and the summary's first lines all read these rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redi.report.collect import Results, number
+from redi.report.layout import FAMILY_LABEL, family, run_label
+
+
+@dataclass
+class HeadlineRow:
+    run: str
+    label: str  # the objective and its parameters, from the run's recorded config
+    family: str
+    ckpt: str  # the reported checkpoint (best / final)
+    score: float | None  # pass@1 (fraction), average over the final benchmarks
+    vs_start: dict | None  # paired_difference(run, start) or None
+    vs_control: dict | None  # paired_difference(run, control) or None (the control itself: None)
+    verdict: object = None  # redi.train.collapse.Assessment
+
+
+def final_score(results: Results, run: str, ckpt: str) -> float | None:
+    """pass@1 averaged over the final benchmarks (None if any is missing)."""
+    found = [results.eval(run, ckpt, b) for b in results.final_benchmarks]
+    if not found or any(m is None for m in found):
+        return None
+    values = [number(m.get("pass@1")) for m in found]
+    return None if None in values else sum(values) / len(values)
+
+
+def control_run(results: Results) -> str | None:
+    """The first stage-2 run of the control family (REDI alpha = 0) from the stage-2 start."""
+    return next(
+        (n for n, r in results.stage2.items() if family(r) == "control" and r.get("start") == results.stage2_start),
+        None,
+    )
+
+
+def headline_rows(results: Results) -> list[HeadlineRow]:
+    """Rows of every stage-2 run from the stage-2 start, sorted by the difference from the start
+    (largest first; runs without one last, in configured order)."""
+    start = results.stage2_start
+    start_ref = (start, results.start_checkpoint()) if start else None
+    control = control_run(results)
+    benches = results.final_benchmarks
+    rows = []
+    for name, run in results.stage2.items():
+        if run.get("start") != start:
+            continue
+        ckpt = results.reported_checkpoint(name)
+        rows.append(
+            HeadlineRow(
+                run=name,
+                label=run_label(run),
+                family=FAMILY_LABEL[family(run)],
+                ckpt=ckpt,
+                score=final_score(results, name, ckpt),
+                vs_start=results.paired((name, ckpt), start_ref, benches) if start_ref else None,
+                vs_control=(
+                    results.paired((name, ckpt), (control, results.reported_checkpoint(control)), benches)
+                    if control and control != name
+                    else None
+                ),
+                verdict=results.collapse_assessment(name),
+            )
+        )
+    rows.sort(key=lambda r: (r.vs_start is None, -(r.vs_start or {}).get("diff", 0.0)))
+    return rows
+
+
+def interval_text(paired: dict | None) -> str:
+    """``+1.2 [-0.4, +2.8]`` in points, or ``n/a``."""
+    if paired is None:
+        return "n/a"
+    return f"{100 * paired['diff']:+.1f} [{100 * paired['low']:+.1f}, {100 * paired['high']:+.1f}]"
+
+
+def word(paired: dict | None) -> str:
+    """``above`` / ``below`` / ``indistinguishable from`` by the interval; ``not comparable with``."""
+    if paired is None:
+        return "not comparable with"
+    if not paired["significant"]:
+        return "indistinguishable from"
+    return "above" if paired["diff"] > 0 else "below"

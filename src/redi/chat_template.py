@@ -60,14 +60,18 @@ class ChatTemplateError(ValueError):
 
 
 def template_settings(tokenizer) -> dict:
-    """``{"date": "YYYY-MM-DD", "system_prompt": str | None}`` stored with ``tokenizer``
-    (defaults: :data:`DEFAULT_TEMPLATE_DATE`, ``None`` = the template's own default)."""
+    """``{"date": "YYYY-MM-DD", "system_prompt": str | None, "student": dict | None}`` stored
+    with ``tokenizer`` (defaults: :data:`DEFAULT_TEMPLATE_DATE`, ``None`` = the template's own
+    system turn, ``None`` = no student record)."""
     stored = (getattr(tokenizer, "init_kwargs", None) or {}).get(SETTINGS_KEY) or {}
-    return {"date": str(stored.get("date") or DEFAULT_TEMPLATE_DATE), "system_prompt": stored.get("system_prompt")}
+    return {"date": str(stored.get("date") or DEFAULT_TEMPLATE_DATE), "system_prompt": stored.get("system_prompt"),
+            "student": stored.get("student")}  # fmt: skip
 
 
-def store_settings(tokenizer, *, date: str | None = None, system_prompt: str | None = None) -> dict:
-    """Attach the template settings to ``tokenizer`` (saved by ``save_pretrained``); returns them.
+def store_settings(tokenizer, *, date: str | None = None, system_prompt: str | None = None,
+                   student: dict | None = None) -> dict:  # fmt: skip
+    """Attach the template settings (and the student record of :mod:`redi.model.base`) to
+    ``tokenizer``; ``save_pretrained`` writes them into ``tokenizer_config.json``. Returns them.
 
     Raises:
         ValueError: ``date`` is not ``YYYY-MM-DD``.
@@ -77,8 +81,9 @@ def store_settings(tokenizer, *, date: str | None = None, system_prompt: str | N
         _dt.date.fromisoformat(date)
     except ValueError as exc:
         raise ValueError(f"student.template_date {date!r}: expected YYYY-MM-DD") from exc
-    settings = {"date": date, "system_prompt": system_prompt}
+    settings = {"date": date, "system_prompt": system_prompt, "student": student}
     tokenizer.init_kwargs[SETTINGS_KEY] = settings
+    _FACTS.pop(tokenizer, None)  # the end-of-turn probe renders with these settings
     return settings
 
 
@@ -309,7 +314,7 @@ def default_system_turn(tokenizer) -> dict | None:
         return None
     content = head_user[len(head_sys) : len(head_user) - len(mid)]
     eot_text = end_of_turn(tokenizer)[0]
-    user_header = mid.rsplit(eot_text, 1)[-1] if eot_text in mid else mid
+    user_header = (mid.rsplit(eot_text, 1)[-1] if eot_text in mid else mid).lstrip()  # a turn's "\n" is its own
     n = len(encode_rendered(tokenizer, [(head_user, [])])[0]) - len(encode_rendered(tokenizer, [(user_header, [])])[0])
     bos = getattr(tokenizer, "bos_token", None)
     if bos and head_user.startswith(bos) and not user_header.startswith(bos):

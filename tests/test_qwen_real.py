@@ -174,8 +174,12 @@ def test_paper_config_edit_and_template_key(qwen, tmp_path):
     tok.save_pretrained(src)
     template = tmp_path / "deepseek.jinja"
     template.write_text(DEEPSEEK_STYLE)
+    import yaml
+
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    # the paper's edit, named for Qwen2.5-Math-1.5B with its originals: applies to its real config
     prepare_base(str(tmp_path / "out"), local_path=str(src), chat_template=str(template),
-                 config_overrides={"max_position_embeddings": 32768, "rope_theta": 300000})
+                 config_overrides=paper["student"]["config_overrides"])
     out = AutoConfig.from_pretrained(tmp_path / "out")
     assert out.max_position_embeddings == 32768 and out.rope_parameters["rope_theta"] == 300000
     assert out.tie_word_embeddings and out.vocab_size == VOCAB_ROWS and not out.use_sliding_window

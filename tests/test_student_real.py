@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,37 @@ def test_sft_redi_and_evaluation_on_real_weights(student, curated, tmp_path, one
                        run="redi", checkpoint="final")  # fmt: skip
     assert metrics["n_problems"] == 2
     assert metrics["provenance"]["model"]["student"]["weights_sha256"] == info["student"]["weights_sha256"]
+
+
+def test_model_specific_config_edit_and_template_settings(tmp_path, caplog):
+    """config/paper.yaml's Qwen2.5-Math edit names its model and originals: refused for SmolLM2
+    (8,192 positions, rope 100,000); the bare form applies with a warning per changed value. The
+    system turn and the date key reach the prompts and the student record (provenance)."""
+    import logging
+
+    import yaml
+    from transformers import AutoConfig, AutoTokenizer
+
+    from redi.model.base import prepare_base
+    from redi.prompts import generation_prompt
+    from redi.provenance import model_identity
+
+    root = Path(__file__).resolve().parents[1]
+    paper = yaml.safe_load((root / "config" / "paper.yaml").read_text())["student"]["config_overrides"]
+    with pytest.raises(ValueError, match=r"meant for Qwen/Qwen2\.5-Math-1\.5B .*max_position_embeddings = 4096.*"
+                                         r"has max_position_embeddings = 8192"):  # fmt: skip
+        prepare_base(str(tmp_path / "refused"), local_path=str(smollm2_dir()), config_overrides=paper)
+    assert not (tmp_path / "refused").exists()
+
+    with caplog.at_level(logging.WARNING, logger="redi.model.base"):
+        prepare_base(str(tmp_path / "edited"), local_path=str(smollm2_dir()), config_overrides=paper["set"],
+                     system_prompt="Be brief.", template_date="2025-05-06")  # fmt: skip
+    assert "rope_theta 100000.0 -> 300000.0" in caplog.text and "not named for a model" in caplog.text
+    config = AutoConfig.from_pretrained(tmp_path / "edited")
+    assert config.rope_parameters["rope_theta"] == 300000.0 and config.max_position_embeddings == 32768
+    tok = AutoTokenizer.from_pretrained(tmp_path / "edited")
+    assert generation_prompt(tok, "p").startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
+    student = model_identity(tmp_path / "edited")["student"]
+    assert student["template_date"] == "2025-05-06" and student["system_prompt"] == "Be brief."
+    assert student["default_system_turn"] is None
+    assert student["config_overrides"]["rope_theta"] == [100000.0, 300000.0]

@@ -179,6 +179,14 @@ def test_sft_redi_and_evaluation_on_real_weights(student, curated, tmp_path, one
                        run="redi", checkpoint="final")  # fmt: skip
     assert metrics["n_problems"] == 2
     assert metrics["provenance"]["model"]["student"]["weights_sha256"] == info["student"]["weights_sha256"]
+    assert metrics["force_think"] and "no sample closed the forced <think>" in metrics["note"]
+
+    # the untrained student's row without the forced <think> (evaluation.base_model_force_think false)
+    base = evaluate(path, "slice", bench, tmp_path / "eval-base",
+                    {"n_samples": 1, "batch_size": 2, "force_think": False, "sampling": {"max_new_tokens": 8}},
+                    run="student", checkpoint="base")  # fmt: skip
+    assert base["force_think"] is False and "note" not in base
+    assert prompt_token_ids(tok, "p", think=False) == prompt_token_ids(tok, "p")[: -len(tok("<think>\n")["input_ids"])]
 
 
 def test_model_specific_config_edit_and_template_settings(tmp_path, caplog):
@@ -203,7 +211,7 @@ def test_model_specific_config_edit_and_template_settings(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING, logger="redi.model.base"):
         prepare_base(str(tmp_path / "edited"), local_path=str(smollm2_dir()), config_overrides=paper["set"],
-                     system_prompt="Be brief.", template_date="2025-05-06")  # fmt: skip
+                     system_prompt="Be brief.", template_date="2025-05-06", trust_remote_code=True)  # fmt: skip
     assert "rope_theta 100000.0 -> 300000.0" in caplog.text and "not named for a model" in caplog.text
     config = AutoConfig.from_pretrained(tmp_path / "edited")
     assert config.rope_parameters["rope_theta"] == 300000.0 and config.max_position_embeddings == 32768
@@ -213,3 +221,7 @@ def test_model_specific_config_edit_and_template_settings(tmp_path, caplog):
     assert student["template_date"] == "2025-05-06" and student["system_prompt"] == "Be brief."
     assert student["default_system_turn"] is None
     assert student["config_overrides"]["rope_theta"] == [100000.0, 300000.0]
+    # student.trust_remote_code reaches every stage that loads the student or a checkpoint of it
+    from redi.model.base import trusts_remote_code
+
+    assert trusts_remote_code(tmp_path / "edited") and not trusts_remote_code(smollm2_dir())

@@ -189,7 +189,10 @@ class TokenCounter:
     def __init__(self, tokenizer_path, instruction: str, trust_remote_code: bool = False):
         from transformers import AutoTokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(str(tokenizer_path), trust_remote_code=trust_remote_code)
+        from redi.model.base import trusts_remote_code  # or as the student was prepared
+
+        trust = trusts_remote_code(tokenizer_path, trust_remote_code)
+        self.tok = AutoTokenizer.from_pretrained(str(tokenizer_path), trust_remote_code=trust)
         if not getattr(self.tok, "chat_template", None):
             raise ValueError(f"{tokenizer_path}: the student tokenizer has no chat template")
         if getattr(self.tok, "backend_tokenizer", None) is None:
@@ -588,8 +591,9 @@ def curate(
     ``cfg``: :class:`CurationConfig` (a dict is read with ``from_dict``). ``benchmark_paths``:
     benchmark name -> JSON list of ``{"problem": ...}`` for decontamination. ``origins_path``: a
     teacher corpus' ``origins.json`` (the report then counts what corpus and teacher traces
-    contributed, ``curate_report.source_counts``; issue 16). ``trust_remote_code``: the
-    student's key of that name (loading its tokenizer). Raises
+    contributed, ``curate_report.source_counts``; issue 16). ``trust_remote_code``: load the
+    tokenizer with the model's own code (also when the student was prepared with
+    ``student.trust_remote_code``, which its tokenizer records). Raises
     ``ValueError`` for an empty set (after writing the report) or a rule the corpus cannot serve.
     """
     cfg = CurationConfig.from_dict(cfg)

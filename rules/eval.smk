@@ -26,7 +26,10 @@ rule eval_student:
     params:
         run="student",
         checkpoint="base",
-        eval=eval_params("intermediate"),
+        eval={
+            **eval_params("intermediate"),
+            "force_think": config["evaluation"]["base_model_force_think"],
+        },
     script:
         "../workflow/scripts/eval_run.py"
 

@@ -15,7 +15,8 @@ from redi.plan import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATION = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["evaluation"]
-WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run")  # rules/common.smk
+WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run",
+                 "base_model_force_think")  # rules/common.smk, rules/eval.smk
 
 
 def test_schema_defaults_equal_the_dataclass_defaults():

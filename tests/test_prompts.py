@@ -94,15 +94,16 @@ def test_known_exception_double_newline(tokenizer):
 
 
 def test_no_double_think_for_templates_that_open_it(tokenizer):
-    class Opened:
-        def __init__(self, suffix):
-            self.suffix = suffix
+    """Templates that open the reasoning themselves (DeepSeek-R1-distill style) are completed."""
+    import copy
 
-        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
-            assert tokenize is False and add_generation_prompt is True
-            return "<|User|>" + messages[0]["content"] + "<|Assistant|>" + self.suffix
+    def opened(suffix):
+        tok = copy.deepcopy(tokenizer)
+        tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}"
+                             "{% if add_generation_prompt %}<|im_end|>" + suffix + "{% endif %}")
+        return tok
 
-    assert generation_prompt(Opened("<think>\n"), "p").endswith("<|Assistant|><think>\n")
-    assert generation_prompt(Opened("<think>"), "p").endswith("<|Assistant|><think>\n")
-    assert generation_prompt(Opened(""), "p").endswith("<|Assistant|><think>\n")
-    assert generation_prompt(Opened(""), "p").count("<think>") == 1
+    assert generation_prompt(opened("<think>\n"), "p").endswith("<|im_end|><think>\n")
+    assert generation_prompt(opened("<think>"), "p").endswith("<|im_end|><think>\n")
+    assert generation_prompt(opened(""), "p").endswith("<|im_end|><think>\n")
+    assert generation_prompt(opened(""), "p").count("<think>") == 1

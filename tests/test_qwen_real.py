@@ -134,8 +134,8 @@ def test_length_filter_counts_with_real_tokenizer(qwen, tmp_path):
 
 def test_length_counts_equal_the_tokenizers_own(qwen):
     """The length filter counts through the Rust tokenizer's encode_batch_fast (issue 17): the
-    same number of tokens as the transformers tokenizer call it replaces, for special tokens in
-    the text, <think>, LaTeX, CJK and emoji, whitespace runs, an empty text, and a batch cut by
+    same number of tokens as transformers' own plain-text encoding + the end-of-turn token, for
+    special-token strings in the text, <think>, LaTeX, CJK and emoji, whitespace runs, an empty text, and a batch cut by
     the character bound."""
     from redi.data.curate import TokenCounter
 
@@ -150,9 +150,13 @@ def test_length_counts_equal_the_tokenizers_own(qwen):
         "",
         "x" * 5000 + " " + "12345678901234567890" * 50,
     ]
-    expected = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    # the response as trained: the content as plain text (transformers' split_special_tokens)
+    # + the end-of-turn token
+    plain = tok(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    expected = [len(ids) + 1 for ids in plain]
     assert counter.response_lengths(texts) == expected
-    assert expected[1] == 6 and expected[4] == 0  # special tokens stay one token each
+    assert expected[4] == 1  # an empty content is its end-of-turn token
+    assert len(tok(texts[1], add_special_tokens=False)["input_ids"]) == 6 < expected[1] - 1  # spelled, not special
     counter.MAX_CHARS = 100  # one text per call past the bound
     assert counter.response_lengths(texts) == expected
 
@@ -170,8 +174,12 @@ def test_paper_config_edit_and_template_key(qwen, tmp_path):
     tok.save_pretrained(src)
     template = tmp_path / "deepseek.jinja"
     template.write_text(DEEPSEEK_STYLE)
+    import yaml
+
+    paper = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text())
+    # the paper's edit, named for Qwen2.5-Math-1.5B with its originals: applies to its real config
     prepare_base(str(tmp_path / "out"), local_path=str(src), chat_template=str(template),
-                 config_overrides={"max_position_embeddings": 32768, "rope_theta": 300000})
+                 config_overrides=paper["student"]["config_overrides"])
     out = AutoConfig.from_pretrained(tmp_path / "out")
     assert out.max_position_embeddings == 32768 and out.rope_parameters["rope_theta"] == 300000
     assert out.tie_word_embeddings and out.vocab_size == VOCAB_ROWS and not out.use_sliding_window

@@ -104,9 +104,12 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     model = prov.get("model") or {}
     corpus = (prov.get("data") or {}).get("corpus") or {}
     front = {"library_name": "transformers", "tags": TAGS + [cfg.get("objective") or summary.get("objective")]}
-    base = base_model or model.get("hub")
+    student = model.get("student") or {}
+    base = base_model or model.get("hub") or student.get("hub")
     if base:
         front["base_model"] = base
+    if student.get("license"):
+        front["license"] = student["license"]
     if corpus.get("hub"):
         front["datasets"] = [corpus["hub"]]
     name = summary.get("run") or cfg.get("name")
@@ -114,6 +117,11 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     lines.append(f"Trained with the REDI pipeline (Reinforcement Distillation, arXiv 2505.24850): "
                  f"{_objective_text(cfg.get('objective'))}.")
     lines.append(f"Start model: `{summary.get('model_path')}`" + (f" (`{base}`)" if base else "") + ".")
+    if student:
+        from redi.model.base import describe_student
+
+        lines.append(f"Student (the pipeline's start): {describe_student(student)}"
+                     + (f"; license {student['license']}" if student.get("license") else "") + ".")  # fmt: skip
     lines += ["", "## Data", ""]
     if corpus:
         ident = f"{corpus['hub']}@{corpus.get('revision')}" if corpus.get("hub") else f"sha256 `{corpus.get('sha256')}`"

@@ -46,24 +46,39 @@ def conversation_messages(
     return user_messages(problem, instruction) + assistant_messages(response)
 
 
-def generation_prompt(tokenizer, problem: str, instruction: str = OPENR1_INSTRUCTION) -> str:
-    """Chat-templated prompt with the assistant turn opened and forced to start with ``<think>``.
+def _think_suffix(text: str) -> str:
+    """What to add after a generation prompt so that it opens the reasoning: ``<think>\\n``, or
+    only what a template that already opens it (DeepSeek-R1-distill style) has not written."""
+    if text.endswith(THINK_PREFIX):
+        return ""
+    if text.endswith(THINK_PREFIX.rstrip("\n")):
+        return "\n"
+    return THINK_PREFIX
+
+
+def generation_prompt(tokenizer, problem: str, instruction: str = OPENR1_INSTRUCTION, *, think: bool = True) -> str:
+    """Chat-templated prompt with the assistant turn opened and (``think``) forced to start with
+    ``<think>``.
 
     Templates that already open the reasoning themselves (DeepSeek-R1-distill style, ending in
-    ``<think>\\n`` or ``<think>``) are completed rather than given a second ``<think>``.
+    ``<think>\\n`` or ``<think>``) are completed rather than given a second ``<think>``. Rendered
+    with the student's stored template settings (:func:`redi.chat_template.render`: a fixed date,
+    the configured system turn).
     """
-    text = tokenizer.apply_chat_template(
-        user_messages(problem, instruction), tokenize=False, add_generation_prompt=True
-    )
-    if text.endswith(THINK_PREFIX):
-        return text
-    if text.endswith(THINK_PREFIX.rstrip("\n")):
-        return text + "\n"
-    return text + THINK_PREFIX
+    from redi.chat_template import render
+
+    text = render(tokenizer, user_messages(problem, instruction), True)
+    return text + _think_suffix(text) if think else text
 
 
-def prompt_token_ids(tokenizer, problem: str, instruction: str = OPENR1_INSTRUCTION) -> list[int]:
-    """Token ids of :func:`generation_prompt`; the chat template already holds every special
-    token, so none is added (a BOS here would break the prefix property)."""
-    text = generation_prompt(tokenizer, problem, instruction)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+def prompt_token_ids(tokenizer, problem: str, instruction: str = OPENR1_INSTRUCTION, *,
+                     think: bool = True) -> list[int]:  # fmt: skip
+    """Token ids of :func:`generation_prompt`: the problem (and instruction) as plain text, so a
+    special-token string inside a problem never becomes a control token, between the template's
+    own control tokens (:func:`redi.chat_template.prompt_ids`, training's prompt builder). No BOS
+    is added beyond what the template writes (one would break the prefix property)."""
+    from redi.chat_template import prompt_ids, render
+
+    msgs = user_messages(problem, instruction)
+    suffix = _think_suffix(render(tokenizer, msgs, True)) if think else ""
+    return prompt_ids(tokenizer, [msgs], ["evaluation prompt"], suffix=suffix)[0].tolist()

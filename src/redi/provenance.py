@@ -8,7 +8,9 @@ One record shape, written into every training ``summary.json`` and every evaluat
                    "math-verify": ..., "datasets": ...},          # null = not installed
      "data": {"<role>": {"path": ..., "sha256": ...} | {"path": ..., "hub": name,
               "revision": rev, "commit": sha, "sha256": ...}},     # content hash (+ hub source)
-     "model": {"path": ..., "sha256": ..., "hub": ..., "revision": ...},
+     "model": {"path": ..., "sha256": ..., "hub": ..., "revision": ...,
+               "student": {"hub": ..., "revision": ..., "local_path": ..., "weights_sha256": ...,
+                           "name_or_path": ..., "license": ...}},   # the prepared student
      "config": {...}}                                              # the resolved config
 
 :func:`version_key` reduces a record to what makes two results comparable (code commit + dirty
@@ -124,6 +126,9 @@ def model_identity(path: str | Path | None) -> dict | None:
         out.update(hub=p.parent.parent.name.removeprefix("models--").replace("--", "/"), revision=p.name)
     if (p / HUB_MODEL_RECORD).is_file():
         out.update(json.loads((p / HUB_MODEL_RECORD).read_text()))
+    student = _student_record(p)
+    if student is not None:  # the prepared student's name, carried by every checkpoint's tokenizer
+        out["student"] = student
     if p.is_dir():
         wanted = [
             f
@@ -140,6 +145,16 @@ def model_identity(path: str | Path | None) -> dict | None:
             h.update(f.name.encode() + b"\0" + content_hash(f).encode())
         out["sha256"] = h.hexdigest()
     return out
+
+
+def _student_record(model_dir: Path) -> dict | None:
+    """The student record (:func:`redi.model.base.student_record`) stored in a model directory's
+    ``tokenizer_config.json`` (key ``redi_chat``), or None."""
+    try:
+        cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return ((cfg.get("redi_chat") or {}) if isinstance(cfg, dict) else {}).get("student")
 
 
 def corpus_of(curated: str | Path | None) -> str | None:

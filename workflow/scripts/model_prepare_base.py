@@ -14,5 +14,8 @@ prepare_base(
     local_path=spec.get("local_path"),
     config_overrides=spec.get("config_overrides"),
     chat_template=spec.get("chat_template"),
+    template_date=spec.get("template_date"),
+    system_prompt=spec.get("system_prompt"),
+    license=spec.get("license"),
     trust_remote_code=spec.get("trust_remote_code", snakemake.params.get("trust_remote_code", False)),
 )

@@ -25,9 +25,12 @@ Steps, in order (each counted in the report; every dropped row gets a reject lin
    ``disputed`` (:func:`disputed`): pairs whose rejected trace a second verifier (our
    re-verification) calls correct, and SFT rows whose trace it calls wrong, are counted; dropped
    only with ``drop_disputed`` (default off: the paper).
-6. ``length_filter`` (D_Pref; D_SFT too if ``length_filter_sft``): prompt tokens =
-   ``len(apply_chat_template([user], add_generation_prompt=True))`` with the student's
-   tokenizer; response tokens = tokens of the assistant content (no special tokens).
+6. ``length_filter`` (D_Pref; D_SFT too if ``length_filter_sft``): prompt tokens = the
+   generation prompt's ids with the student's tokenizer and chat template; response tokens = the
+   response as trained (content + end-of-turn token, :func:`redi.chat_template.response_lengths`),
+   the unit training's ``max_response_length`` cuts in. Rows whose problem or selected traces
+   spell a control token (``<|im_end|>``, ``<|eot_id|>``...) are counted in the step's
+   ``control_token_texts`` and kept: they are encoded as text.
 7. ``decontaminate``: drop rows whose problem shares a normalised (lower-cased,
    whitespace-split, as in Open-R1's ``scripts/decontaminate.py``) word n-gram with any
    benchmark problem. Problems shorter than n words have no n-grams and are never dropped.
@@ -44,7 +47,6 @@ no training job starts on an empty set.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections import Counter
@@ -175,65 +177,54 @@ def contamination(problem: str, index: dict, n: int) -> tuple[str, int, str] | N
 
 
 class TokenCounter:
-    """Token counts with the student's tokenizer: prompts through its chat template (generation
-    prompt included, as training and evaluation build them), responses as bare content."""
+    """Token counts with the student's tokenizer, in the units training uses
+    (:mod:`redi.chat_template`): a prompt is its generation prompt (contents as plain text), a
+    response is THE response as trained (content as plain text + the end-of-turn token,
+    :func:`redi.chat_template.response_lengths`), so a pair kept at ``max_response_length``
+    reaches training whole. ``control_texts`` counts the texts seen whose content spells a control
+    token (kept as text; the funnel reports it)."""
 
-    def __init__(self, tokenizer_path, instruction: str):
-        from transformers import AutoTokenizer
-
-        self.tok = AutoTokenizer.from_pretrained(str(tokenizer_path), trust_remote_code=False)
-        if not getattr(self.tok, "chat_template", None):
-            raise ValueError(f"{tokenizer_path}: the student tokenizer has no chat template")
-        self.instruction = instruction
-
-    def prompt_lengths(self, problems: list[str]) -> list[int]:
-        texts = [
-            self.tok.apply_chat_template(
-                user_messages(p, self.instruction),
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            for p in problems
-        ]
-        return self._lengths(texts)
-
-    def response_lengths(self, texts: list[str]) -> list[int]:
-        return self._lengths(texts)
-
-    #: texts per tokenizer call, and characters per call: a call's encodings (ids, offsets and
-    #: token strings, ~100 bytes per token) stay bounded however long the traces (issue 17)
+    #: texts per tokenizer call, and characters per call: a call's encodings stay bounded however
+    #: long the traces (issue 17); read by :mod:`redi.chat_template`'s batching
     BATCH = 256
     MAX_CHARS = 2_000_000
 
-    def _lengths(self, texts: list[str]) -> list[int]:
-        # The Rust tokenizer itself (what ``self.tok(texts)`` calls), through ``encode_batch_fast``:
-        # the same ids without character offsets, and without converting every encoding to
-        # Python lists first; it encodes a batch on the job's threads (RAYON_NUM_THREADS, set by
-        # redi.runtime.set_threads). Same counts as ``self.tok(texts, add_special_tokens=False)``
-        # (tests/test_qwen_real.py); the length filter's share of curation (issue 17).
-        backend = self.backend
-        out: list[int] = []
-        k = 0
-        while k < len(texts):
-            end, chars = k, 0
-            while end < len(texts) and end - k < self.BATCH and (end == k or chars + len(texts[end]) <= self.MAX_CHARS):
-                chars += len(texts[end])
-                end += 1
-            out.extend(len(e) for e in backend.encode_batch_fast(texts[k:end], add_special_tokens=False))
-            k = end
-        return out
+    def __init__(self, tokenizer_path, instruction: str, trust_remote_code: bool = False):
+        from transformers import AutoTokenizer
 
-    @functools.cached_property
-    def backend(self):
-        """The fast tokenizer's Rust ``Tokenizer``, set once as ``self.tok(...)`` sets it for a
-        call without padding or truncation (special tokens in the text stay special)."""
-        backend = getattr(self.tok, "backend_tokenizer", None)
-        if backend is None:
+        from redi.model.base import trusts_remote_code  # or as the student was prepared
+
+        trust = trusts_remote_code(tokenizer_path, trust_remote_code)
+        self.tok = AutoTokenizer.from_pretrained(str(tokenizer_path), trust_remote_code=trust)
+        if not getattr(self.tok, "chat_template", None):
+            raise ValueError(f"{tokenizer_path}: the student tokenizer has no chat template")
+        if getattr(self.tok, "backend_tokenizer", None) is None:
             raise ValueError(f"{self.tok.name_or_path}: curation needs a fast (Rust) tokenizer")
-        backend.no_truncation()
-        backend.no_padding()
-        backend.encode_special_tokens = bool(getattr(self.tok, "split_special_tokens", False))
-        return backend
+        self.instruction = instruction
+        self.control_texts: Counter = Counter()
+
+    def _count_controls(self, role: str, texts: list[str]) -> None:
+        from redi.chat_template import spelled_controls
+
+        for text in texts:
+            found = spelled_controls(self.tok, text)
+            if found:
+                self.control_texts[role] += 1
+                for tok in set(found):
+                    self.control_texts[f"{role} {tok}"] += 1
+
+    def prompt_lengths(self, problems: list[str]) -> list[int]:
+        from redi.chat_template import prompt_ids
+
+        self._count_controls("problems", problems)
+        msgs = [user_messages(p, self.instruction) for p in problems]
+        return [len(ids) for ids in prompt_ids(self.tok, msgs)]
+
+    def response_lengths(self, texts: list[str]) -> list[int]:
+        from redi.chat_template import response_lengths
+
+        self._count_controls("responses", texts)
+        return response_lengths(self.tok, texts, self.BATCH, self.MAX_CHARS)
 
 
 # --------------------------------------------------------------------------- the funnel
@@ -637,6 +628,7 @@ def curate(
     cfg: CurationConfig | dict | None = None,
     benchmark_paths: dict[str, str] | None = None,
     origins_path=None,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Curate D_SFT (``out_sft``) and D_Pref (``out_pref``) from the verified corpus; write the
     report (JSON + markdown) and one reject line per dropped row. Returns the report dict.
@@ -644,7 +636,9 @@ def curate(
     ``cfg``: :class:`CurationConfig` (a dict is read with ``from_dict``). ``benchmark_paths``:
     benchmark name -> JSON list of ``{"problem": ...}`` for decontamination. ``origins_path``: a
     teacher corpus' ``origins.json`` (the report then counts what corpus and teacher traces
-    contributed, ``curate_report.source_counts``; issue 16). Raises
+    contributed, ``curate_report.source_counts``; issue 16). ``trust_remote_code``: load the
+    tokenizer with the model's own code (also when the student was prepared with
+    ``student.trust_remote_code``, which its tokenizer records). Raises
     ``ValueError`` for an empty set (after writing the report) or a rule the corpus cannot serve.
     """
     cfg = CurationConfig.from_dict(cfg)
@@ -666,9 +660,12 @@ def curate(
         # an unnamed temporary file: its space is freed when closed below, or on any error when
         # the store is collected or the process exits
         texts = fetch_texts(verified_path, sft_sel + pref_sel, Path(out_sft).parent)
-        prompt_len, resp_len = token_lengths(TokenCounter(tokenizer_path, OPENR1_INSTRUCTION), sft_sel, texts)
+        counter = TokenCounter(tokenizer_path, OPENR1_INSTRUCTION, trust_remote_code=trust_remote_code)
+        prompt_len, resp_len = token_lengths(counter, sft_sel, texts)
         lengths = (prompt_len, resp_len)
-        pref = funnel.keep(*length_filter(pref, "length_filter_pref", ("chosen ", "rejected "), *lengths, cfg))
+        pref_step = length_filter(pref, "length_filter_pref", ("chosen ", "rejected "), *lengths, cfg)
+        pref_step[1].notes["control_token_texts"] = dict(sorted(counter.control_texts.items()))
+        pref = funnel.keep(*pref_step)
         if cfg.length_filter_sft:
             sft = funnel.keep(*length_filter(sft, "length_filter_sft", ("",), *lengths, cfg))
 

@@ -233,6 +233,10 @@ def render_markdown(report: dict) -> str:
             + "; ".join(f"{k}: {v:,}" for k, v in notes.items())
             + ". Rows with the same problem are kept, as in the paper.",
         ]
+    spelled = next((s["control_token_texts"] for s in report["steps"] if s.get("control_token_texts")), None)
+    if spelled:  # counted by the length filter's tokenizer pass (redi.data.curate.TokenCounter)
+        lines += ["", "control_token_texts: texts that spell a special token of the student's tokenizer, "
+                  "kept and encoded as plain text: " + "; ".join(f"{k}: {v:,}" for k, v in spelled.items()) + "."]
     lines += [
         "",
         f"**Final:** D_SFT {report['final']['sft']:,} examples, D_Pref {report['final']['pref']:,} pairs.",

@@ -27,7 +27,7 @@ from redi.eval.generate import SamplingConfig
 #: Keys of the workflow's ``evaluation`` section that are not one job's settings: which
 #: benchmarks, the intermediate / final schedules (their ``n_samples`` and ``limit`` go to each
 #: job), reference models, and the job layout (``group_per_run``).
-WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run")
+WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run", "base_model_force_think")
 
 
 def job_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +53,8 @@ class EvalConfig:
     verify_memory_mb: int = 2048  # address-space cap of each Math-Verify worker process
     verify_workers: int | None = None  # Math-Verify processes (None = the job's threads)
     trust_remote_code: bool = False  # let transformers run a checkpoint's own code (off: safety)
+    force_think: bool = True  # open every answer with <think> (the paper); false: the bare generation
+    #   prompt (the untrained row of a student that never learned to close a think block)
     vllm: dict[str, Any] = field(default_factory=dict)  # vLLM engine options, keywords of
     #   VLLMBackend (tensor_parallel_size, data_parallel, gpu_memory_utilization, max_model_len:
     #   the context set explicitly (default the model's max_position_embeddings), python, ...)

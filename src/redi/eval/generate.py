@@ -99,8 +99,10 @@ def contiguous_runs(indices: Sequence[int]) -> list[tuple[int, ...]]:
 
 
 def stop_token_ids(tokenizer, model_path: str | os.PathLike | None = None) -> list[int]:
-    """``<|im_end|>``, ``<|endoftext|>`` (where the vocabulary has them), the tokenizer's EOS and
-    the EOS ids of the model's generation config."""
+    """The end-of-turn token the chat template closes assistant turns with
+    (:func:`redi.chat_template.end_of_turn`: ``<|im_end|>``, Llama-3's ``<|eot_id|>``...),
+    ``<|im_end|>``, ``<|endoftext|>`` (where the vocabulary has them), the tokenizer's EOS and the
+    EOS ids of the model's generation config."""
     ids: list[int] = []
 
     def add(value):
@@ -110,6 +112,10 @@ def stop_token_ids(tokenizer, model_path: str | os.PathLike | None = None) -> li
             if v is not None and int(v) >= 0 and int(v) not in ids:
                 ids.append(int(v))
 
+    if getattr(tokenizer, "chat_template", None):  # the template's own end-of-turn token first
+        from redi.chat_template import end_of_turn_id
+
+        add(end_of_turn_id(tokenizer))
     vocab = tokenizer.get_vocab()
     for tok in STOP_TOKENS:
         if tok in vocab:

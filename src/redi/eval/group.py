@@ -46,9 +46,12 @@ def evaluate_checkpoint(
 
     cfg = EvalConfig.from_dict(config)
     out = {}
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=cfg.trust_remote_code)
+    from redi.model.base import trusts_remote_code
+
+    trust = trusts_remote_code(model_path, cfg.trust_remote_code)  # or as the student was prepared
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=trust)
     engine = make_backend(cfg.backend, model_path, tokenizer=tokenizer, batch_size=cfg.batch_size,
-                          trust_remote_code=cfg.trust_remote_code, **engine_options(cfg, model_path))  # fmt: skip
+                          trust_remote_code=trust, **engine_options(cfg, model_path))  # fmt: skip
     try:
         for bench, path in benchmarks.items():  # one load of the model for all the benchmarks
             out[bench] = evaluate(model_path, bench, path, Path(out_dir) / bench, cfg, run=run, checkpoint=checkpoint,

@@ -210,7 +210,7 @@ def evaluate(
 
     problems = _load_problems(job, cfg)
     tokenizer = tokenizer or _load_tokenizer(job, cfg)
-    prompts = _prompts(problems, tokenizer)
+    prompts = _prompts(problems, tokenizer, cfg.force_think)
     skipped = []
     if over_budget == "skip":
         problems, prompts, skipped = _drop_over_budget(job, cfg, problems, prompts)
@@ -264,17 +264,25 @@ def _load_problems(job: _Job, cfg: EvalConfig) -> list[Problem]:
     return problems
 
 
+def _trust(model_path, cfg: EvalConfig) -> bool:
+    """evaluation's trust_remote_code, or the one the student was prepared with."""
+    from redi.model.base import trusts_remote_code
+
+    return trusts_remote_code(model_path, cfg.trust_remote_code)
+
+
 def _load_tokenizer(job: _Job, cfg: EvalConfig):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(job.model_path, trust_remote_code=cfg.trust_remote_code)
+    return AutoTokenizer.from_pretrained(job.model_path, trust_remote_code=_trust(job.model_path, cfg))
 
 
-def _prompts(problems: list[Problem], tokenizer) -> dict[str, list[int]]:
-    """Prompt ids by problem id, through the student's chat template (:mod:`redi.prompts`)."""
+def _prompts(problems: list[Problem], tokenizer, think: bool = True) -> dict[str, list[int]]:
+    """Prompt ids by problem id, through the student's chat template (:mod:`redi.prompts`);
+    ``think``: the answer is opened with ``<think>`` (``EvalConfig.force_think``)."""
     from redi.prompts import prompt_token_ids
 
-    return {p.problem_id: prompt_token_ids(tokenizer, p.problem) for p in problems}
+    return {p.problem_id: prompt_token_ids(tokenizer, p.problem, think=think) for p in problems}
 
 
 def _drop_over_budget(job: _Job, cfg: EvalConfig, problems: list[Problem], prompts: dict[str, list[int]]):
@@ -364,7 +372,7 @@ def _generate(job: _Job, cfg: EvalConfig, jobs: list[GenerationJob], options: di
         engine.generate(jobs, cfg.sampling, on_batch)
         return
     engine = make_backend(cfg.backend, job.model_path, tokenizer=tokenizer, batch_size=cfg.batch_size,
-                          trust_remote_code=cfg.trust_remote_code, **options)  # fmt: skip
+                          trust_remote_code=_trust(job.model_path, cfg), **options)  # fmt: skip
     try:
         engine.generate(jobs, cfg.sampling, on_batch)
     finally:
@@ -424,12 +432,20 @@ def _metrics(job: _Job, cfg: EvalConfig, samples, records: list[dict], budget: d
         "reused_samples": reused,
         "benchmark_path": job.benchmark_path,
         "limit": cfg.limit,
+        "force_think": cfg.force_think,
     }
+    if cfg.force_think and records and not any("</think>" in str(r.get("text", "")) for r in records):
+        # a student that never learned R1's format (any untrained non-R1 student) cannot close
+        # the forced <think>: its answers are never extracted, whatever it knows
+        metrics["note"] = ("no sample closed the forced <think>: pass@1 measures the reasoning format, not the "
+                           "answers; evaluate this model with force_think false (the untrained student's row: "
+                           "evaluation.base_model_force_think false)")  # fmt: skip
+        log.warning("%s: %s", job.where, metrics["note"])
     metrics["provenance"] = provenance.record(
         model=job.model_path,
         data={"benchmark": job.benchmark_path},
         config={"backend": cfg.backend, "sampling": sampling, "n_samples": cfg.n_samples, "limit": cfg.limit,
-                "verify_timeout_s": cfg.verify_timeout_s, "backend_options": options},
+                "verify_timeout_s": cfg.verify_timeout_s, "backend_options": options, "force_think": cfg.force_think},
     )  # fmt: skip
     return metrics
 

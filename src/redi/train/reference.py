@@ -67,14 +67,18 @@ def compute_reference_logps(
     env = resolve_environment(cfg, deepspeed=deepspeed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    # the pipeline's own model directory: remote code stays off (see docs/robustness.md)
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
+    # the pipeline's own model directory: remote code stays off unless the student was prepared
+    # with student.trust_remote_code (recorded in its tokenizer; see docs/robustness.md)
+    from redi.model.base import trusts_remote_code
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trusts_remote_code(model_path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     data = load_tokenized(pref_path, tokenizer, model_path, cfg)
     weights = torch.bfloat16 if env.precision == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=weights, attn_implementation=env.attn_implementation, trust_remote_code=False
+        model_path, dtype=weights, attn_implementation=env.attn_implementation,
+        trust_remote_code=trusts_remote_code(model_path),
     ).to(device)
     model.eval()
     collate = Collator(data, tokenizer.pad_token_id, env.padding_free, sft_units=False)

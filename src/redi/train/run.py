@@ -213,7 +213,10 @@ def _load_data(job: _Job):
 
     cfg = job.cfg
     # the pipeline's own model directory: remote code stays off (see docs/robustness.md)
-    tokenizer = AutoTokenizer.from_pretrained(job.model_path, trust_remote_code=False)
+    from redi.model.base import trusts_remote_code
+
+    # off unless the student was prepared with student.trust_remote_code (its tokenizer records it)
+    tokenizer = AutoTokenizer.from_pretrained(job.model_path, trust_remote_code=trusts_remote_code(job.model_path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     with job.state.main_process_first():
@@ -288,13 +291,16 @@ def _build_trainer(job: _Job, data, tokenizer, resume: _Resume):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from redi.model.base import trusts_remote_code
+
     from . import schedule
     from .batching import Collator, ExampleDataset, GlobalBatchSampler
     from .trainer import RediTrainer
 
     cfg, env = job.cfg, job.env
     model = AutoModelForCausalLM.from_pretrained(
-        job.model_path, dtype=torch.float32, attn_implementation=env.attn_implementation, trust_remote_code=False
+        job.model_path, dtype=torch.float32, attn_implementation=env.attn_implementation,
+        trust_remote_code=trusts_remote_code(job.model_path),
     )
     model.config.use_cache = False
     args = _training_arguments(job)

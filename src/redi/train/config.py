@@ -54,6 +54,10 @@ class RunConfig:
     alpha: float = 0.8  # redi: weight of the rejected term, in [0, 1]; 0 = SFT on chosen, 1 = symmetric
     beta: float | None = None  # dpo / simpo temperature; per objective: paper.BETA (dpo 0.001, simpo 2.0)
     gamma: float = paper.SIMPO_GAMMA  # simpo target reward margin (paper: 1.0)
+    neg_weighting_gamma: float | None = None  # redi_negw: rejected term x exp(gamma * l_l), not
+    #   detached (the paper code's use_neg_weighting / neg_weighting_gamma); per objective: 1.0
+    chosen_coef: float = 1.0  # redi / redi_negw: weight of the chosen term (the paper code's
+    #   reinforce_chosen_coef; 1 in the paper)
     # --- optimisation (AdamW + linear warm-up / linear decay to 0) ---
     learning_rate: float | None = None  # peak LR; per objective: paper.LEARNING_RATE (sft 5e-5,
     #   redi 1e-6, dpo 2e-7, simpo 5e-7; symmetric REDI, alpha=1, used 2e-7: set it explicitly)
@@ -151,11 +155,12 @@ class RunConfig:
                     "max_prompt_length", "max_response_length", "save_steps", "seed",
                     "logprob_chunk_size"):
             setattr(c, key, int(getattr(c, key)))
-        for key in ("alpha", "gamma", "learning_rate", "warmup_ratio", "weight_decay",
+        for key in ("alpha", "gamma", "chosen_coef", "learning_rate", "warmup_ratio", "weight_decay",
                     "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm"):
             setattr(c, key, float(getattr(c, key)))
-        if c.beta is not None:
-            c.beta = float(c.beta)
+        for key in ("beta", "neg_weighting_gamma"):
+            if getattr(c, key) is not None:
+                setattr(c, key, float(getattr(c, key)))
         if c.max_steps is not None:
             c.max_steps = int(c.max_steps)
         return c

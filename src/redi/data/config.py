@@ -24,6 +24,9 @@ RULE_LISTS: dict[str, tuple[str, ...]] = {
 }
 LABEL_RULES = tuple(RULE_LISTS)
 
+#: ``pairs`` modes: how many (chosen, rejected) pairs a problem gives (``redi.data.curate.pair_indices``).
+PAIR_MODES = ("first", "all")
+
 #: keys renamed by issue 14 (one name per concept: training's length names) -> new name
 RENAMED = {"max_prompt_tokens": "max_prompt_length", "max_response_tokens": "max_response_length"}
 
@@ -68,6 +71,11 @@ class CurationConfig:
     max_response_length: int = paper.CURATION_MAX_RESPONSE_LENGTH  # length filter: tokens of each
     #   response (chosen and rejected; SFT's too with length_filter_sft)
     length_filter_sft: bool = False  # also length-filter D_SFT (the paper filters pairs only)
+    pairs: str = "first"  # D_Pref pairs per problem: "first" (the paper: first positive x first
+    #   non-positive) or "all" (every positive x non-positive combination, in the deterministic
+    #   order of redi.data.curate.pair_indices, capped by max_pairs_per_problem)
+    max_pairs_per_problem: int | None = None  # pairs="all": at most this many pairs of one
+    #   problem (the first ones in that order; 1 gives "first"'s pair); null = no cap
     decontaminate: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     expected: ExpectedCounts = field(default_factory=ExpectedCounts)
 
@@ -87,6 +95,14 @@ class CurationConfig:
                 sub = kind(**sub)
             values[key] = sub
         out = cls(**{k: v for k, v in values.items() if v is not None})
+        if out.pairs not in PAIR_MODES:
+            raise ValueError(f"curation key 'pairs' must be one of {PAIR_MODES}, got {out.pairs!r}")
+        if out.max_pairs_per_problem is not None:
+            out.max_pairs_per_problem = int(out.max_pairs_per_problem)
+            if out.max_pairs_per_problem < 1:
+                raise ValueError(
+                    f"curation key 'max_pairs_per_problem' must be >= 1 or null, got {out.max_pairs_per_problem}"
+                )
         if out.label_rule not in LABEL_RULES:
             raise ValueError(f"curation key 'label_rule' must be one of {LABEL_RULES}, got {out.label_rule!r}")
         for key in ("max_prompt_length", "max_response_length", "shuffle_seed"):
@@ -120,4 +136,5 @@ def _check_keys(values: dict, kind: type, where: str) -> None:
         raise ValueError(f"unknown key {where}.{key}; known keys: {sorted(known)}")
 
 
-__all__ = ["CurationConfig", "DecontaminationConfig", "ExpectedCounts", "LABEL_RULES", "RENAMED", "RULE_LISTS"]
+__all__ = ["CurationConfig", "DecontaminationConfig", "ExpectedCounts", "LABEL_RULES", "PAIR_MODES", "RENAMED",
+           "RULE_LISTS"]

@@ -17,7 +17,7 @@ def raw(name):
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "test.yaml", "arena.yaml"])
 def test_shipped_configs_validate(name):
     config = load_config(ROOT / "config" / name)
     assert config["student"]["trust_remote_code"] is False

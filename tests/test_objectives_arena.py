@@ -1,4 +1,5 @@
-"""The objectives beyond the paper (REDI with its code's negative weighting, UFT, TOPR): each
+"""The objectives beyond the paper (REDI with its code's negative weighting, UFT, TOPR,
+AdvDistill): each
 loss and its gradient equal a float64 hand computation on hand-made log-probs; the registry
 gives every objective a report family, validation takes names and keys from the registry, and
 the per-token path through the trainer's batch function equals an independent float64 pass."""
@@ -163,6 +164,77 @@ def test_topr_needs_the_reference_pass():
     x = torch.zeros(2, dtype=D)
     with pytest.raises(ValueError, match="reference log-probs"):
         objectives.compute(cfg, x, x + 1, x, x + 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# AdvDistill: group advantages over the pairs of each group
+
+
+def test_advdistill_pairs_sum_to_the_group_loss_float64():
+    # two groups of per-token log-likelihoods l_i = logp/|y| with verifier rewards
+    groups = [([-0.3, -0.9], [-0.5, -1.2, -0.2]), ([-0.7], [-0.4])]
+    traces = _leaf([v for pos, neg in groups for v in (*pos, *neg)])
+    rewards, pairs, offset = [], [], 0
+    for pos, neg in groups:
+        rewards += [1.0] * len(pos) + [0.0] * len(neg)
+        for a in range(len(pos)):
+            for b in range(len(neg)):
+                pairs.append((offset + a, offset + len(pos) + b, len(pos), len(neg)))
+        offset += len(pos) + len(neg)
+    ci = torch.tensor([p[0] for p in pairs])
+    ri = torch.tensor([p[1] for p in pairs])
+    ones = torch.ones(len(pairs), dtype=D)
+    cfg = RunConfig.from_dict({"objective": "advdistill"})
+    got = objectives.compute(cfg, traces[ci], ones, traces[ri], ones,
+                             group_chosen=torch.tensor([float(p[2]) for p in pairs], dtype=D),
+                             group_rejected=torch.tensor([float(p[3]) for p in pairs], dtype=D))
+    # by hand: per group, A = (r - mean) / std (ddof 0); L_g = -(1/n) sum A_i l_i; mean over pairs
+    want, grad, offset = 0.0, [], 0
+    for pos, neg in groups:
+        r = torch.tensor([1.0] * len(pos) + [0.0] * len(neg), dtype=D)
+        adv = (r - r.mean()) / r.std(unbiased=False)
+        ls = torch.tensor([*pos, *neg], dtype=D)
+        want += float(-(adv * ls).sum() / len(r))
+        grad += [float(-a / len(r) / len(pairs)) for a in adv]
+    want /= len(pairs)
+    assert abs(float(got.loss.detach()) - want) < 1e-12, (float(got.loss), want)
+    (g,) = _grads(got.loss, traces)
+    torch.testing.assert_close(g, torch.tensor(grad, dtype=D), atol=1e-14, rtol=1e-12)
+
+
+def test_advdistill_needs_group_counts():
+    cfg = RunConfig.from_dict({"objective": "advdistill"})
+    x = torch.zeros(2, dtype=D)
+    with pytest.raises(ValueError, match="needs \\['group_chosen', 'group_rejected'\\] from the data rows"):
+        objectives.compute(cfg, x, x + 1, x, x + 1)
+    from redi.plan import validate_config
+
+    with pytest.raises(ConfigError, match="curation.pairs': objective 'advdistill'.*set curation.pairs to 'groups'"):
+        validate_config(_config_with([{"objective": "advdistill"}]))
+    config = _config_with([{"objective": "advdistill", "learning_rate": 1e-6}])
+    config["curation"] = {"pairs": "groups"}
+    assert list(stage2_runs(validate_config(config))) == ["advdistill-lr1e-6"]
+
+
+def test_row_values_reach_the_batch_and_missing_ones_name_the_row(tmp_path):
+    from redi.train.batching import Collator, attach_row_values, tokenize_records
+
+    tok = tiny_tokenizer()
+    records = pair_records(3, 5, max_filler=4)
+    for k, r in enumerate(records):
+        r["group"] = {"chosen": k + 1, "rejected": 2}
+    path = tmp_path / "pref.jsonl"
+    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in records))
+    cfg = RunConfig.from_dict({"objective": "advdistill"})
+    data = tokenize_records(records, tok, cfg)
+    attach_row_values(data, path, objectives.get("advdistill").row_inputs, "advdistill")
+    batch = Collator(data, tok.pad_token_id, padding_free=False, sft_units=False)(
+        [{"index": i, "weight": 1.0} for i in (2, 0)])
+    assert batch["group_chosen"].tolist() == [3.0, 1.0] and batch["group_rejected"].tolist() == [2.0, 2.0]
+    del records[1]["group"]
+    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in records))
+    with pytest.raises(ValueError, match=f"row {records[1]['id']!r} has no number at 'group.chosen'"):
+        attach_row_values(data, path, objectives.get("advdistill").row_inputs, "advdistill")
 
 
 # ----------------------------------------------------------------------------------------------

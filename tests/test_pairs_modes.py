@@ -1,5 +1,6 @@
-"""``curation.pairs``: the paper's first pair per problem, or every (chosen, rejected)
-combination (``all``, capped by ``max_pairs_per_problem``) on the Open-R1 Raw rows, counted
+"""``curation.pairs``: the paper's first pair per problem, every (chosen, rejected)
+combination (``all``, capped by ``max_pairs_per_problem``), or whole groups (``groups``, with
+each problem's surviving trace counts) on the Open-R1 Raw rows, counted
 per problem against a hand count; the length filter and decontamination act on every pair's
 traces; every pair reaches training (and the reference pass) under its own id."""
 
@@ -134,6 +135,28 @@ def test_length_filter_and_decontamination_act_on_every_pair(tmp_path, tok):
     assert steps["decontaminate_pref"]["dropped"] == 4
 
 
+def test_groups_carry_each_problems_surviving_traces(tmp_path, tok):
+    """``pairs: groups``: every pair (never capped), each row with its problem's group; a trace
+    the length filter drops leaves its problem's group (hand count: row 4 keeps 1 of 2 chosen)."""
+    texts = _texts(FIX / "raw.jsonl")
+    _, steps, pref = _run(FIX / "raw.jsonl", tmp_path / "g", tok, pairs="groups")
+    assert _pairs_by_row(pref, texts) == HAND["llama_and_mv"]
+    groups = {r["row_index"]: (r["group"]["chosen"], r["group"]["rejected"]) for r in pref}
+    assert groups == {0: (1, 1), 4: (2, 2), 7: (1, 1), 10: (1, 2)}
+    rows = read_jsonl(FIX / "raw.jsonl")
+    counter = TokenCounter(tok, OPENR1_INSTRUCTION)
+    cap = max(n for r in rows for n in counter.response_lengths(r["generations"]))
+    rows[4]["generations"][3] += " and so on" * cap
+    corpus = tmp_path / "raw.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, _, pref = _run(corpus, tmp_path / "gl", tok, pairs="groups", max_response_length=cap)
+    assert {r["row_index"]: (r["group"]["chosen"], r["group"]["rejected"]) for r in pref}[4] == (1, 2)
+    _, _, first = _run(FIX / "raw.jsonl", tmp_path / "f", tok)
+    assert all("group" not in r for r in first)
+    with pytest.raises(ValueError, match="must be null with pairs 'groups'"):
+        CurationConfig.from_dict({"pairs": "groups", "max_pairs_per_problem": 2})
+
+
 def test_pair_order_and_config():
     pos = [True, False, True, False, True]
     assert pair_indices(pos, mode="first") == ([(0, 1)], 0)
@@ -144,6 +167,7 @@ def test_pair_order_and_config():
     assert pair_indices(pos, cut, mode="all")[0] == [(0, 3), (2, 3), (4, 3)]
     assert pair_indices(pos, cut, True, mode="all")[0][:2] == [(0, 1), (0, 3)]
     assert pair_indices([True, True], mode="all") == ([], 0)
+    assert pair_indices(pos, mode="groups", cap=1) == (pairs, 0)  # a group is never capped
     with pytest.raises(ValueError, match="'pairs' must be one of"):
         CurationConfig.from_dict({"pairs": "every"})
     with pytest.raises(ValueError, match="max_pairs_per_problem' must be >= 1"):

@@ -250,7 +250,7 @@ def test_registry_drives_compute_and_checks_its_inputs():
     nw, nl = torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64), torch.tensor([3.0, 7.0, 2.0], dtype=torch.float64)
     rw, rl = lw + 0.5, ll - 0.25
     for name, entry in objectives.OBJECTIVES.items():
-        if entry.token_sums:  # per-token inputs: tests/test_objectives_arena.py
+        if entry.token_sums or entry.row_inputs:  # per-token or per-row inputs: tests/test_objectives_arena.py
             continue
         cfg = RunConfig.from_dict({"objective": name, "alpha": 0.3, "beta": 0.7, "gamma": 0.2})
         params = {p: getattr(cfg, p) for p in entry.params}

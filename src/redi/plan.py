@@ -348,8 +348,14 @@ def stage2_runs(config: dict) -> dict[str, dict]:
     stage2 = training["stage2"]
     default_start = stage2["start"] or next(iter(training["sft"]["runs"]))
     runs: dict[str, dict] = {}
+    pairs_mode = config.get("curation", {}).get("pairs", "first")
     for index, entry in enumerate(stage2["runs"]):
         check_stage2_entry(entry, f"training.stage2.runs.{index}")
+        if objectives.get(entry["objective"]).row_inputs and pairs_mode != "groups":
+            raise ConfigError(
+                f"config key 'curation.pairs': objective {entry['objective']!r} (training.stage2.runs.{index}) "
+                f"reads each problem's group from the pairs: set curation.pairs to 'groups', not {pairs_mode!r}"
+            )
         for single in _sweep(entry):
             params = {k: single[k] for k in SWEEPABLE if k in single}
             for param in objectives.get(single["objective"]).params:

@@ -25,7 +25,7 @@ RULE_LISTS: dict[str, tuple[str, ...]] = {
 LABEL_RULES = tuple(RULE_LISTS)
 
 #: ``pairs`` modes: how many (chosen, rejected) pairs a problem gives (``redi.data.curate.pair_indices``).
-PAIR_MODES = ("first", "all")
+PAIR_MODES = ("first", "all", "groups")
 
 #: keys renamed by issue 14 (one name per concept: training's length names) -> new name
 RENAMED = {"max_prompt_tokens": "max_prompt_length", "max_response_tokens": "max_response_length"}
@@ -72,8 +72,9 @@ class CurationConfig:
     #   response (chosen and rejected; SFT's too with length_filter_sft)
     length_filter_sft: bool = False  # also length-filter D_SFT (the paper filters pairs only)
     pairs: str = "first"  # D_Pref pairs per problem: "first" (the paper: first positive x first
-    #   non-positive) or "all" (every positive x non-positive combination, in the deterministic
-    #   order of redi.data.curate.pair_indices, capped by max_pairs_per_problem)
+    #   non-positive), "all" (every positive x non-positive combination, in the deterministic
+    #   order of redi.data.curate.pair_indices, capped by max_pairs_per_problem) or "groups" (all
+    #   of them, never capped, each row carrying its problem's group counts for group objectives)
     max_pairs_per_problem: int | None = None  # pairs="all": at most this many pairs of one
     #   problem (the first ones in that order; 1 gives "first"'s pair); null = no cap
     decontaminate: DecontaminationConfig = field(default_factory=DecontaminationConfig)
@@ -97,6 +98,10 @@ class CurationConfig:
         out = cls(**{k: v for k, v in values.items() if v is not None})
         if out.pairs not in PAIR_MODES:
             raise ValueError(f"curation key 'pairs' must be one of {PAIR_MODES}, got {out.pairs!r}")
+        if out.pairs == "groups" and out.max_pairs_per_problem is not None:
+            raise ValueError(
+                "curation key 'max_pairs_per_problem' must be null with pairs 'groups' (a group is all its pairs)"
+            )
         if out.max_pairs_per_problem is not None:
             out.max_pairs_per_problem = int(out.max_pairs_per_problem)
             if out.max_pairs_per_problem < 1:

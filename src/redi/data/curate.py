@@ -142,6 +142,7 @@ def pair_indices(
     rejected combination, ordered by the sum of their ranks among the candidates, then the
     chosen's rank - a deterministic order whose first pair is ``"first"``'s and whose first
     ``k`` pairs spread over the traces - and at most ``cap`` of them (``None``: all).
+    ``"groups"``: as ``"all"``, never capped.
     """
     cut = cut or [False] * len(pos)
     chosen = [i for i, (p, c) in enumerate(zip(pos, cut)) if p and not c]
@@ -150,6 +151,8 @@ def pair_indices(
         return [], 0
     if mode == "first":
         return [(chosen[0], rejected[0])], 0
+    if mode == "groups":
+        cap = None  # a group is all of its pairs
     ranked = sorted(((a, b) for a in range(len(chosen)) for b in range(len(rejected))), key=lambda ab: (sum(ab), ab[0]))
     pairs = [(chosen[a], rejected[b]) for a, b in ranked]
     kept = pairs if cap is None else pairs[:cap]
@@ -619,10 +622,25 @@ def decontaminate(items, name: str, index: dict, n: int, hits: list[dict], **not
     return kept, step
 
 
-def write_sets(out_sft, out_pref, sft, pref, texts, pair_ids: bool = False) -> None:
+def group_counts(pref) -> dict[int, dict[str, int]]:
+    """Per row_index: how many distinct chosen and rejected traces its pairs use. With ``pairs:
+    groups`` the pairs of a problem are every chosen x rejected combination of its traces that
+    passed every filter (a filter that drops a trace drops all of its pairs), so these are the
+    problem's surviving positive and negative traces: its group."""
+    seen: dict[int, tuple[set, set]] = {}
+    for row, i, j in pref:
+        c, r = seen.setdefault(row["row_index"], (set(), set()))
+        c.add(i)
+        r.add(j)
+    return {k: {"chosen": len(c), "rejected": len(r)} for k, (c, r) in seen.items()}
+
+
+def write_sets(out_sft, out_pref, sft, pref, texts, pair_ids: bool = False, groups: bool = False) -> None:
     """The curated sets as JSON lines (shuffled order); messages through :mod:`redi.prompts`.
     ``pair_ids``: pair ids name their generations (``<id>-c<chosen>-r<rejected>``; a problem
-    has several pairs with ``pairs: all``)."""
+    has several pairs with ``pairs: all``). ``groups``: each pair row also carries ``group``
+    (:func:`group_counts` of its problem)."""
+    counts = group_counts(pref) if groups else {}
 
     def head(row, *gens):
         ex_id = f"{row['problem_id']}-{row['row_index']}"
@@ -641,6 +659,7 @@ def write_sets(out_sft, out_pref, sft, pref, texts, pair_ids: bool = False) -> N
                     "prompt": user_messages(row["problem"]),
                     "chosen": assistant_messages(texts[(row["row_index"], i)]),
                     "rejected": assistant_messages(texts[(row["row_index"], j)]),
+                    **({"group": counts[row["row_index"]]} if groups else {}),
                 }
             )
 
@@ -716,7 +735,7 @@ def curate(
                 Path(stale).unlink(missing_ok=True)
             raise ValueError(empty_message(name, funnel.steps, which, report_md, rejects_path))
     with texts:
-        write_sets(out_sft, out_pref, sft, pref, texts, pair_ids=cfg.pairs != "first")
+        write_sets(out_sft, out_pref, sft, pref, texts, pair_ids=cfg.pairs != "first", groups=cfg.pairs == "groups")
     log.info("curate: sft=%d pref=%d (before length filter %d)", len(sft), len(pref), len(pref_sel))
     return report
 

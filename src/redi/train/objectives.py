@@ -12,7 +12,8 @@ functions):
 
 * ``OBJECTIVES: dict[str, Objective]`` - in display order: the paper's sft, redi, dpo, simpo;
   then objectives the paper did not run: redi_negw (its released code's negative weighting),
-  uft (unlikelihood), topr (truncated importance weights on negatives).
+  uft (unlikelihood), topr (truncated importance weights on negatives), advdistill (group
+  advantage weights; pairs curated with ``curation.pairs: groups``).
 * ``PARAMETERS: dict[str, Param]`` - every objective parameter plus ``learning_rate``, with its
   display symbol (``alpha`` -> ``α``) and run-name tag (``alpha`` -> ``a``): ``redi-a0.8-lr1e-6``.
 * :func:`get` (a clear error for an unknown name), :func:`names`, :func:`pairwise_names`
@@ -62,7 +63,8 @@ Sources: REDI, Xu et al. arXiv 2505.24850 (Sec. 3, Eq. for the REDI objective); 
 al. arXiv 2305.18290 (sigmoid loss, as TRL's ``loss_type="sigmoid"``); SimPO, Meng et al. arXiv
 2405.14734 (as TRL's CPO trainer with ``loss_type="simpo"``, ``cpo_alpha=0``). Paper defaults:
 ``redi.paper`` section 2. The objectives beyond the paper name their sources in their
-docstrings (the paper's released trainer; UFT arXiv 2504.11364; TOPR arXiv 2503.14286).
+docstrings (the paper's released trainer; UFT arXiv 2504.11364; TOPR arXiv 2503.14286;
+AdvDistill arXiv 2507.00054).
 """
 
 from __future__ import annotations
@@ -306,6 +308,46 @@ def topr_loss(
     return _pair_result(per_example, w, denominator, chosen_pt, rejected_pt)
 
 
+def advdistill_loss(
+    chosen_logps: Tensor,
+    chosen_lengths: Tensor,
+    rejected_logps: Tensor,
+    rejected_lengths: Tensor,
+    *,
+    group_chosen: Tensor,
+    group_rejected: Tensor,
+    weights: Tensor | None = None,
+    denominator=None,
+) -> ObjectiveResult:
+    """Group advantage weights (AdvDistill): each trace's per-token log-likelihood weighted by its
+    group-relative advantage, written over the pairs of ``curation.pairs: groups``.
+
+    A problem's group has ``n+`` positive and ``n-`` negative traces (``group_chosen``,
+    ``group_rejected``, ``[B]``, from the data rows), ``n = n+ + n-``, verifier rewards 1 / 0,
+    mean ``m = n+/n``, std (ddof 0) ``s = sqrt(m (1 - m))`` and advantages ``A+ = (1 - m)/s``,
+    ``A- = -m/s``. The group's loss is ``L_g = -(1/n) * sum_i A_i * l_i`` with
+    ``l = logp(y)/|y|``. Its ``n+ * n-`` pairs each carry ``-(A+/n- * l_w + A-/n+ * l_l)/n``
+    (= ``-(l_w - l_l) / (n * sqrt(n+ n-))``), so they sum to ``L_g`` exactly whichever batch
+    each pair lands in (the loss is linear in the traces: no batch needs the whole group). A
+    group whose traces all share one reward (``s = 0``) has advantage 0 and no pairs. Mean over
+    pairs, i.e. ``sum_g L_g`` / number of pairs.
+
+    Source: Padarha, arXiv 2507.00054 (AdvDistill: group-relative advantages of several teacher
+    responses per prompt, from rule-based verifiers, weighting the student's loss).
+    """
+    w = _weights(weights, chosen_logps)
+    chosen_pt = _per_token(chosen_logps, chosen_lengths)
+    rejected_pt = _per_token(rejected_logps, rejected_lengths)
+    n_pos = group_chosen.to(chosen_pt.dtype)
+    n_neg = group_rejected.to(chosen_pt.dtype)
+    n = n_pos + n_neg
+    mean = n_pos / n
+    std = (mean * (1 - mean)).sqrt()
+    adv_pos, adv_neg = (1 - mean) / std, -mean / std
+    per_example = -(adv_pos / n_neg * chosen_pt + adv_neg / n_pos * rejected_pt) / n
+    return _pair_result(per_example, w, denominator, chosen_pt, rejected_pt)
+
+
 # ----------------------------------------------------------------------------------------------
 # the registry
 
@@ -372,6 +414,8 @@ class Objective:
             loss needs: ``{"log_one_minus_p": f}`` gives the loss ``rejected_log_one_minus_p``
             (``[B]``, ``sum_t f(logp_t)`` over each rejected response) - and
             ``chosen_log_one_minus_p`` if its signature names it (:func:`compute`).
+        row_inputs: numbers the loss reads from each data row: keyword -> dotted path in the row
+            (``{"group_chosen": "group.chosen"}``; ``batching.attach_row_values``; ``[B]``).
         options: ``RunConfig`` fields passed to ``loss`` by keyword that do not name runs
             (REDI's ``chosen_coef``).
         sweep: a sensible grid per parameter and for ``learning_rate`` (the first LR is the
@@ -391,6 +435,7 @@ class Objective:
     families: tuple[Family, ...] = ()
     family_of: Callable[[dict], str] | None = None
     token_sums: dict[str, Callable[[Tensor], Tensor]] = field(default_factory=dict)
+    row_inputs: dict[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()
     sweep: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
@@ -537,6 +582,18 @@ OBJECTIVES: dict[str, Objective] = {
             defaults=_stage2_defaults(5e-7),
             sweep={"learning_rate": (5e-7, 2e-7, 1e-6, 5e-6)},
         ),
+        Objective(
+            "advdistill",
+            "AdvDistill",
+            "group advantage weights: every trace of a problem weighted by its verifier reward "
+            "minus the group mean, over the group's standard deviation (stage 2; curation.pairs: groups)",
+            advdistill_loss,
+            row_inputs={"group_chosen": "group.chosen", "group_rejected": "group.rejected"},
+            # symmetric-REDI-like pair terms, each problem weighted by its reward std (<= 0.5):
+            # REDI's LR
+            defaults=_stage2_defaults(1e-6),
+            sweep={"learning_rate": (1e-6, 2e-7, 5e-6)},
+        ),
     )
 }
 
@@ -610,12 +667,13 @@ def compute(
     seq_index: Tensor | None = None,
     weights: Tensor | None = None,
     denominator=None,
+    **row_values: Tensor,
 ) -> ObjectiveResult:
     """The loss of ``cfg.objective`` (a :class:`redi.train.config.RunConfig`) on one batch.
 
     ``token_logps`` (``[N]``) and ``seq_index`` (``[N]``, the row of each token: chosen rows
     ``0..B-1`` first, then rejected rows ``B..2B-1``) are needed only by objectives with
-    ``token_sums``.
+    ``token_sums``; ``row_values`` (``[B]`` each) by objectives with ``row_inputs``.
 
     Raises:
         ValueError: unknown objective; a pair objective without rejected responses; an objective
@@ -626,6 +684,10 @@ def compute(
     obj = get(cfg.objective)
     args = [chosen_logps, chosen_lengths]
     kwargs: dict[str, Any] = {p: getattr(cfg, p) for p in (*obj.params, *obj.options)}
+    missing = [k for k in obj.row_inputs if k not in row_values]
+    if missing:
+        raise ValueError(f"objective {obj.name!r} needs {missing} from the data rows (curation.pairs: groups)")
+    kwargs.update({k: row_values[k] for k in obj.row_inputs})
     if obj.token_sums:
         if token_logps is None or seq_index is None:
             raise ValueError(f"objective {obj.name!r} needs per-token log-probs (token_logps, seq_index)")

@@ -214,6 +214,9 @@ def test_advdistill_needs_group_counts():
     config = _config_with([{"objective": "advdistill", "learning_rate": 1e-6}])
     config["curation"] = {"pairs": "groups"}
     assert list(stage2_runs(validate_config(config))) == ["advdistill-lr1e-6"]
+    config["training"]["stage2"]["negatives"] = "both"
+    with pytest.raises(ConfigError, match="training.stage2.negatives': objective 'advdistill'"):
+        validate_config(config)
 
 
 def test_row_values_reach_the_batch_and_missing_ones_name_the_row(tmp_path):

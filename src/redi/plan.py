@@ -356,6 +356,11 @@ def stage2_runs(config: dict) -> dict[str, dict]:
                 f"config key 'curation.pairs': objective {entry['objective']!r} (training.stage2.runs.{index}) "
                 f"reads each problem's group from the pairs: set curation.pairs to 'groups', not {pairs_mode!r}"
             )
+        if objectives.get(entry["objective"]).row_inputs and stage2.get("negatives", "teacher") != "teacher":
+            raise ConfigError(
+                f"config key 'training.stage2.negatives': objective {entry['objective']!r} reads the teacher's "
+                "groups, which student pairs do not have: use negatives 'teacher' for it"
+            )
         for single in _sweep(entry):
             params = {k: single[k] for k in SWEEPABLE if k in single}
             for param in objectives.get(single["objective"]).params:

@@ -20,6 +20,7 @@ include: "rules/model.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/report.smk"
+include: "rules/student_negatives.smk"
 include: "rules/publish.smk"
 
 

@@ -44,6 +44,22 @@ GROUP_BENCHMARKS = list(
 RES = config["resources"]
 SYNTHETIC_TEST = "results/data/corpus/test.json"
 HUB_CORPUS = hub_cache_dir(config["corpus"]["hub"]["name"])
+# stage 2's pairs: the teacher's (the paper) or with the student's own negatives
+# (rules/student_negatives.smk; redi.data.student_negatives)
+NEGATIVES = config["training"]["stage2"]["negatives"]
+STAGE2_PREF = (
+    "results/data/pref.jsonl"
+    if NEGATIVES == "teacher"
+    else "results/data/student/pref.jsonl"
+)
+STUDENT_START = config["training"]["stage2"]["start"] or next(iter(SFT_RUNS))
+STUDENT_SHARDS = config["training"]["stage2"]["student_sampling"]["shards"]
+STUDENT_EVAL = {
+    **job_settings(EVAL),
+    "n_samples": config["training"]["stage2"]["student_sampling"]["n_samples"],
+    "limit": None,
+    "trust_remote_code": False,
+}
 
 
 wildcard_constraints:

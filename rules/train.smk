@@ -33,7 +33,7 @@ checkpoint train_sft:
 rule reference_logps:
     input:
         model="results/train/{sft_run}/model",
-        data="results/data/pref.jsonl",
+        data=STAGE2_PREF,
     output:
         "results/train/{sft_run}/ref_logps.parquet",
     log:
@@ -56,7 +56,7 @@ rule reference_logps:
 checkpoint train_stage2:
     input:
         model=stage2_start_model,
-        data="results/data/pref.jsonl",
+        data=STAGE2_PREF,
         ref_logps=stage2_ref_logps,
     output:
         model=directory("results/train/{stage2_run}/model"),

@@ -250,6 +250,8 @@ def test_registry_drives_compute_and_checks_its_inputs():
     nw, nl = torch.tensor([4.0, 5.0, 6.0], dtype=torch.float64), torch.tensor([3.0, 7.0, 2.0], dtype=torch.float64)
     rw, rl = lw + 0.5, ll - 0.25
     for name, entry in objectives.OBJECTIVES.items():
+        if entry.token_sums or entry.row_inputs:  # per-token or per-row inputs: tests/test_objectives_arena.py
+            continue
         cfg = RunConfig.from_dict({"objective": name, "alpha": 0.3, "beta": 0.7, "gamma": 0.2})
         params = {p: getattr(cfg, p) for p in entry.params}
         args = (lw, nw, ll, nl) if entry.pairwise else (lw, nw)
@@ -278,9 +280,11 @@ def test_registry_labels_families_and_defaults():
     fams = [objectives.family({"objective": "redi", "alpha": a}) for a in (0.0, 0.5, 1.0)]
     assert fams == ["control", "redi", "symmetric"]
     assert objectives.family({"objective": "dpo", "beta": 0.1}) == "dpo"
-    assert list(objectives.FAMILIES) == ["sft", "control", "redi", "symmetric", "dpo", "simpo"]
+    assert list(objectives.FAMILIES)[:6] == ["sft", "control", "redi", "symmetric", "dpo", "simpo"]
     assert [objectives.PARAMETERS[p].symbol for p in ("alpha", "beta", "gamma")] == ["α", "β", "γ"]
     for name, entry in objectives.OBJECTIVES.items():  # RunConfig's defaults are the paper's
+        if name not in paper.LEARNING_RATE:  # objectives the paper did not run: their own
+            continue
         cfg = RunConfig.from_dict({"objective": name})
         assert cfg.learning_rate == paper.LEARNING_RATE[name] and cfg.epochs == paper.EPOCHS[name]
         assert cfg.global_batch_size == paper.GLOBAL_BATCH_SIZE[name]

@@ -488,12 +488,45 @@ def _sweep(entry: dict) -> list[dict]:
     return expanded
 
 
+#: Keys of a stage-2 entry besides the registry's parameters (``config/schema.yaml``).
+STAGE2_ENTRY_KEYS = ("name", "objective", "start", "overrides")
+
+
+def check_stage2_entry(entry: dict, where: str = "training.stage2.runs") -> None:
+    """The registry's half of a stage-2 entry's validation (the schema cannot list what the
+    registry adds): its objective is a pair objective and every key is an entry key or a
+    registry parameter. Raises :class:`ConfigError` naming the key (``where``: the entry's path)."""
+    if entry.get("objective") not in objectives.pairwise_names():
+        raise ConfigError(
+            f"config key '{where}.objective': {entry.get('objective')!r} is not a stage-2 objective; "
+            f"known: {', '.join(objectives.pairwise_names())}"
+        )
+    unknown = sorted(set(entry) - set(STAGE2_ENTRY_KEYS) - set(SWEEPABLE))
+    if unknown:
+        raise ConfigError(
+            f"config key '{where}.{unknown[0]}': unknown key(s) {unknown} in a {entry['objective']} entry; "
+            f"known: {', '.join((*STAGE2_ENTRY_KEYS, *SWEEPABLE))} (other hyper-parameters go under 'overrides')"
+        )
+
+
 def stage2_runs(config: dict) -> dict[str, dict]:
     training = config["training"]
     stage2 = training["stage2"]
     default_start = stage2["start"] or next(iter(training["sft"]["runs"]))
     runs: dict[str, dict] = {}
-    for entry in stage2["runs"]:
+    pairs_mode = config.get("curation", {}).get("pairs", "first")
+    for index, entry in enumerate(stage2["runs"]):
+        check_stage2_entry(entry, f"training.stage2.runs.{index}")
+        if objectives.get(entry["objective"]).row_inputs and pairs_mode != "groups":
+            raise ConfigError(
+                f"config key 'curation.pairs': objective {entry['objective']!r} (training.stage2.runs.{index}) "
+                f"reads each problem's group from the pairs: set curation.pairs to 'groups', not {pairs_mode!r}"
+            )
+        if objectives.get(entry["objective"]).row_inputs and stage2.get("negatives", "teacher") != "teacher":
+            raise ConfigError(
+                f"config key 'training.stage2.negatives': objective {entry['objective']!r} reads the teacher's "
+                "groups, which student pairs do not have: use negatives 'teacher' for it"
+            )
         for single in _sweep(entry):
             params = {k: single[k] for k in SWEEPABLE if k in single}
             for param in objectives.get(single["objective"]).params:

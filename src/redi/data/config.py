@@ -33,6 +33,9 @@ DISPUTE_VERIFIER: dict[str, str] = {
     "recomputed": "label_mv",
 }
 
+#: ``pairs`` modes: how many (chosen, rejected) pairs a problem gives (``redi.data.curate.pair_indices``).
+PAIR_MODES = ("first", "all", "groups")
+
 #: keys renamed by issue 14 (one name per concept: training's length names) -> new name
 RENAMED = {"max_prompt_tokens": "max_prompt_length", "max_response_tokens": "max_response_length"}
 
@@ -140,6 +143,18 @@ class CurationConfig:
         default=False,
         metadata={"help": "Also length-filter the SFT set (the paper filters the pairs only)."},
     )
+    pairs: str = field(
+        default="first",
+        metadata={"help": "Pairs per problem in D_Pref: `first` (the paper: first positive x first non-positive), "
+                          "`all` (every positive x non-positive combination, in the deterministic order of "
+                          "`redi.data.curate.pair_indices`, capped by `max_pairs_per_problem`) or `groups` (all of "
+                          "them, never capped, each row carrying its problem's group counts for group objectives)."},
+    )
+    max_pairs_per_problem: int | None = field(
+        default=None,
+        metadata={"help": "`pairs: all`: at most this many pairs of one problem (the first ones in that order; 1 "
+                          "gives `first`'s pair); null = no cap."},
+    )
     decontaminate: DecontaminationConfig = field(
         default_factory=DecontaminationConfig,
         metadata={"help": "Decontamination against benchmark problems (Open-R1's n-gram rule)."},
@@ -165,6 +180,18 @@ class CurationConfig:
                 sub = kind(**sub)
             values[key] = sub
         out = cls(**{k: v for k, v in values.items() if v is not None})
+        if out.pairs not in PAIR_MODES:
+            raise ValueError(f"curation key 'pairs' must be one of {PAIR_MODES}, got {out.pairs!r}")
+        if out.pairs == "groups" and out.max_pairs_per_problem is not None:
+            raise ValueError(
+                "curation key 'max_pairs_per_problem' must be null with pairs 'groups' (a group is all its pairs)"
+            )
+        if out.max_pairs_per_problem is not None:
+            out.max_pairs_per_problem = int(out.max_pairs_per_problem)
+            if out.max_pairs_per_problem < 1:
+                raise ValueError(
+                    f"curation key 'max_pairs_per_problem' must be >= 1 or null, got {out.max_pairs_per_problem}"
+                )
         if out.label_rule not in LABEL_RULES:
             raise ValueError(f"curation key 'label_rule' must be one of {LABEL_RULES}, got {out.label_rule!r}")
         for key in ("max_prompt_length", "max_response_length", "shuffle_seed"):
@@ -204,6 +231,7 @@ __all__ = [
     "DISPUTE_VERIFIER",
     "ExpectedCounts",
     "LABEL_RULES",
+    "PAIR_MODES",
     "RENAMED",
     "RULE_LISTS",
 ]

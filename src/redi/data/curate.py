@@ -25,6 +25,10 @@ Steps, in order (each counted in the report; every dropped row gets a reject lin
    ``disputed`` (:func:`disputed`): pairs whose rejected trace a second verifier (our
    re-verification) calls correct, and SFT rows whose trace it calls wrong, are counted; dropped
    only with ``drop_disputed`` (default off: the paper).
+   With ``pairs: all`` a row gives every chosen x rejected combination (:func:`pair_indices`,
+   at most ``max_pairs_per_problem``); from here on the funnel counts pairs, each pair's traces
+   pass the length filter on their own, and the report adds pairs per problem
+   (:func:`pair_counts`).
 6. ``length_filter`` (D_Pref; D_SFT too if ``length_filter_sft``): prompt tokens = the
    generation prompt's ids with the student's tokenizer and chat template; response tokens = the
    response as trained (content + end-of-turn token, :func:`redi.chat_template.response_lengths`),
@@ -125,6 +129,64 @@ def choose_pair(pos: list[bool], cut: list[bool] | None = None, truncated_as_rej
         None,
     )
     return first_pos, first_neg
+
+
+def pair_indices(
+    pos: list[bool],
+    cut: list[bool] | None = None,
+    truncated_as_rejected: bool = False,
+    mode: str = "first",
+    cap: int | None = None,
+) -> tuple[list[tuple[int, int]], int]:
+    """The (chosen, rejected) generation indices of one problem's pairs, and how many the cap
+    left out.
+
+    Candidates as in :func:`choose_pair`: chosen = positive and not truncated; rejected =
+    non-positive and not truncated, or truncated when ``truncated_as_rejected``. ``mode``
+    ``"first"``: the paper's one pair (first chosen x first rejected). ``"all"``: every chosen x
+    rejected combination, ordered by the sum of their ranks among the candidates, then the
+    chosen's rank - a deterministic order whose first pair is ``"first"``'s and whose first
+    ``k`` pairs spread over the traces - and at most ``cap`` of them (``None``: all).
+    ``"groups"``: as ``"all"``, never capped.
+    """
+    cut = cut or [False] * len(pos)
+    chosen = [i for i, (p, c) in enumerate(zip(pos, cut)) if p and not c]
+    rejected = [i for i, (p, c) in enumerate(zip(pos, cut)) if (c and truncated_as_rejected) or (not p and not c)]
+    if not chosen or not rejected:
+        return [], 0
+    if mode == "first":
+        return [(chosen[0], rejected[0])], 0
+    if mode == "groups":
+        cap = None  # a group is all of its pairs
+    ranked = sorted(((a, b) for a in range(len(chosen)) for b in range(len(rejected))), key=lambda ab: (sum(ab), ab[0]))
+    pairs = [(chosen[a], rejected[b]) for a, b in ranked]
+    kept = pairs if cap is None else pairs[:cap]
+    return kept, len(pairs) - len(kept)
+
+
+def pair_counts(pairs_mode: str, selected, final) -> dict:
+    """Pairs per problem of D_Pref after selection and at the end: ``{"mode", "problems",
+    "pairs", "histogram": {pairs per problem: problems}}`` for each (the curation report)."""
+
+    def count(items) -> dict:
+        per = Counter(row["row_index"] for row, *_ in items)
+        return {"problems": len(per), "pairs": len(items),
+                "histogram": {str(k): v for k, v in sorted(Counter(per.values()).items())}}  # fmt: skip
+
+    return {"mode": pairs_mode, "selected": count(selected), "final": count(final)}
+
+
+def pair_lines(counts: dict) -> str:
+    """Markdown section of :func:`pair_counts` (appended to the curation report)."""
+    rows = [
+        f"| {where} | {c['problems']:,} | {c['pairs']:,} | "
+        + ", ".join(f"{k}: {v:,}" for k, v in c["histogram"].items()) + " |"
+        for where, c in (("after select_pref", counts["selected"]), ("final", counts["final"]))
+    ]
+    return "\n".join([
+        "", f"## Pairs per problem (`pairs: {counts['mode']}`)", "",
+        "| D_Pref | problems | pairs | pairs per problem: problems |", "|---|---:|---:|---|", *rows, "",
+    ])  # fmt: skip
 
 
 def shuffle_rank(seed: int, n_corpus_rows: int):
@@ -401,7 +463,8 @@ def select(rows: list[dict], cfg: CurationConfig):
     steps' drops (:func:`choose_pair` on the rule's positives and the truncation flags)."""
     as_rejected = bool(cfg.truncated_as_rejected)
     s_sft = Step("select_sft", notes={"truncated_generations": 0, "truncated_labelled_positive": 0})
-    s_pref = Step("select_pref", notes={"truncated_as_rejected": as_rejected})
+    pair_notes = {"pairs": cfg.pairs, "max_pairs_per_problem": cfg.max_pairs_per_problem, "pairs_over_cap": 0}
+    s_pref = Step("select_pref", notes={"truncated_as_rejected": as_rejected, **pair_notes})
     sft, pref = [], []
     for row in rows:
         pos = positives(row, cfg.label_rule)
@@ -423,7 +486,9 @@ def select(rows: list[dict], cfg: CurationConfig):
                 why = "non-positive generations all truncated (truncated_as_rejected false)"
             s_pref.drop(row, why)
             continue
-        pref.append((row, i_pos, i_neg))
+        pairs, over_cap = pair_indices(pos, cut, as_rejected, cfg.pairs, cfg.max_pairs_per_problem)
+        s_pref.notes["pairs_over_cap"] += over_cap
+        pref.extend((row, i, j) for i, j in pairs)
     return sft, pref, s_sft, s_pref
 
 
@@ -593,11 +658,31 @@ def decontaminate(items, name: str, index: dict, n: int, hits: list[dict], **not
     return kept, step
 
 
-def write_sets(out_sft, out_pref, sft, pref, texts) -> None:
-    """The curated sets as JSON lines (shuffled order); messages through :mod:`redi.prompts`."""
+def group_counts(pref) -> dict[int, dict[str, int]]:
+    """Per row_index: how many distinct chosen and rejected traces its pairs use. With ``pairs:
+    groups`` the pairs of a problem are every chosen x rejected combination of its traces that
+    passed every filter (a filter that drops a trace drops all of its pairs), so these are the
+    problem's surviving positive and negative traces: its group."""
+    seen: dict[int, tuple[set, set]] = {}
+    for row, i, j in pref:
+        c, r = seen.setdefault(row["row_index"], (set(), set()))
+        c.add(i)
+        r.add(j)
+    return {k: {"chosen": len(c), "rejected": len(r)} for k, (c, r) in seen.items()}
 
-    def head(row):
-        return {"id": f"{row['problem_id']}-{row['row_index']}", "row_index": row["row_index"], "source": row["source"]}
+
+def write_sets(out_sft, out_pref, sft, pref, texts, pair_ids: bool = False, groups: bool = False) -> None:
+    """The curated sets as JSON lines (shuffled order); messages through :mod:`redi.prompts`.
+    ``pair_ids``: pair ids name their generations (``<id>-c<chosen>-r<rejected>``; a problem
+    has several pairs with ``pairs: all``). ``groups``: each pair row also carries ``group``
+    (:func:`group_counts` of its problem)."""
+    counts = group_counts(pref) if groups else {}
+
+    def head(row, *gens):
+        ex_id = f"{row['problem_id']}-{row['row_index']}"
+        if gens and pair_ids:
+            ex_id += f"-c{gens[0]}-r{gens[1]}"
+        return {"id": ex_id, "row_index": row["row_index"], "source": row["source"]}
 
     with JsonlWriter(out_sft) as w:
         for row, i in sft:
@@ -606,10 +691,11 @@ def write_sets(out_sft, out_pref, sft, pref, texts) -> None:
         for row, i, j in pref:
             w.write(
                 {
-                    **head(row),
+                    **head(row, i, j),
                     "prompt": user_messages(row["problem"]),
                     "chosen": assistant_messages(texts[(row["row_index"], i)]),
                     "rejected": assistant_messages(texts[(row["row_index"], j)]),
+                    **({"group": counts[row["row_index"]]} if groups else {}),
                 }
             )
 
@@ -684,15 +770,16 @@ def curate(
         from redi.teacher.corpus import read_origins
 
         report["sources"] = source_counts(read_origins(origins_path), (sft_sel, pref_sel), (sft, pref))
+    report["pairs_per_problem"] = pair_counts(cfg.pairs, pref_sel, pref)
     write_json_atomic(report_json, report)
-    write_text_atomic(report_md, render_markdown(report))
+    write_text_atomic(report_md, render_markdown(report) + pair_lines(report["pairs_per_problem"]))
     for name, final, which in (("D_SFT", sft, "sft"), ("D_Pref", pref, "pref")):
         if not final:
             for stale in (out_sft, out_pref):  # no earlier run's file may pass for this one
                 Path(stale).unlink(missing_ok=True)
             raise ValueError(empty_message(name, funnel.steps, which, report_md, rejects_path))
     with texts:
-        write_sets(out_sft, out_pref, sft, pref, texts)
+        write_sets(out_sft, out_pref, sft, pref, texts, pair_ids=cfg.pairs != "first", groups=cfg.pairs == "groups")
     log.info("curate: sft=%d pref=%d (before length filter %d)", len(sft), len(pref), len(pref_sel))
     return report
 

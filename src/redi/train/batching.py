@@ -123,6 +123,8 @@ class TokenizedData:
     ref_chosen: np.ndarray | None = None  # dpo reference sums (float64), aligned with ids
     ref_rejected: np.ndarray | None = None
     stats: dict = field(default_factory=dict)
+    row_values: dict = field(default_factory=dict)  # name -> float64 [examples]: numbers a loss
+    #   reads from the data rows (attach_row_values), aligned with ids
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -307,6 +309,27 @@ def attach_reference(data: TokenizedData, ref_path: str | os.PathLike, cfg) -> N
     data.ref_rejected = np.array([by_id[i][1] for i in data.ids], dtype=np.float64)
 
 
+def attach_row_values(data: TokenizedData, data_path, fields: dict[str, str], objective: str) -> None:
+    """Join numbers from the data rows by id: ``fields`` maps a name to a dotted path in the row
+    (``{"group_chosen": "group.chosen"}``); they reach the loss as keyword arguments
+    (``objectives.Objective.row_inputs``). Raises ``ValueError`` naming the file, the row and the
+    path when a row lacks one."""
+    by_id = {str(r.get("id", i)): r for i, r in enumerate(read_records(data_path))}
+    for name, path in fields.items():
+        values = np.empty(len(data.ids), dtype=np.float64)
+        for k, ex_id in enumerate(data.ids):
+            value = by_id.get(ex_id)
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(
+                    f"{data_path}: row {ex_id!r} has no number at {path!r}, which objective {objective!r} "
+                    "reads (group objectives need pairs curated with curation.pairs: groups)"
+                )
+            values[k] = float(value)
+        data.row_values[name] = values
+
+
 # ----------------------------------------------------------------------------------------------
 # Dataset, sampler, collator
 
@@ -380,7 +403,7 @@ class Collator:
     token; ``targets`` [N]; ``seq_index`` [N] row of each scored position; ``lengths`` [R]
     response tokens per row; ``weights`` [B]; ``units`` (scalar, weighted tokens for sft or pairs);
     ``n_tokens`` (non-padding tokens); ``ref_chosen``/``ref_rejected`` [B] (float64 reference
-    log-prob sums, nats) when present.
+    log-prob sums, nats) when present; one [B] tensor per ``row_values`` name.
     Rows: sft = one per example; pairs = B chosen rows then B rejected rows.
     """
 
@@ -447,6 +470,8 @@ class Collator:
             batch["units"] = (weights * batch["lengths"][:b]).sum()
         else:
             batch["units"] = weights.sum()
+        for name, values in self.data.row_values.items():  # attach_row_values; small integers
+            batch[name] = torch.tensor(values[indices], dtype=torch.float32)
         if self.data.ref_chosen is not None:
             # float64 sums, as computed: a float32 sum of a 19k-token response is off by ~1e-3
             batch["ref_chosen"] = torch.tensor(self.data.ref_chosen[indices], dtype=torch.float64)

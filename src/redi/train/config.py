@@ -89,6 +89,17 @@ class RunConfig:
         metadata={"help": "SimPO target reward margin gamma (paper 1.0); lists of SimPO's beta and gamma sweep as "
                           "pairs, as the paper pairs them."},
     )
+    neg_weighting_gamma: float | None = field(
+        default=None,
+        metadata={"help": "`redi_negw`: the rejected term is multiplied by `exp(gamma * l_l)` (l_l: mean per-token "
+                          "log-prob of the rejected trace), not detached, as the paper's released trainer's "
+                          "`use_neg_weighting` / `neg_weighting_gamma`; default per objective (1.0)."},
+    )
+    chosen_coef: float = field(
+        default=1.0,
+        metadata={"help": "`redi` / `redi_negw`: weight of the chosen term (the paper code's "
+                          "`reinforce_chosen_coef`; 1 in the paper)."},
+    )
     # --- optimisation (AdamW + linear warm-up / linear decay to 0) ---
     learning_rate: float | None = field(
         default=None,
@@ -260,11 +271,12 @@ class RunConfig:
                     "max_prompt_length", "max_response_length", "save_steps", "seed",
                     "logprob_chunk_size"):
             setattr(c, key, int(getattr(c, key)))
-        for key in ("alpha", "gamma", "learning_rate", "warmup_ratio", "weight_decay",
+        for key in ("alpha", "gamma", "chosen_coef", "learning_rate", "warmup_ratio", "weight_decay",
                     "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm"):
             setattr(c, key, float(getattr(c, key)))
-        if c.beta is not None:
-            c.beta = float(c.beta)
+        for key in ("beta", "neg_weighting_gamma"):
+            if getattr(c, key) is not None:
+                setattr(c, key, float(getattr(c, key)))
         if c.max_steps is not None:
             c.max_steps = int(c.max_steps)
         return c

@@ -209,7 +209,7 @@ def _load_data(job: _Job):
     from transformers import AutoTokenizer
 
     from . import schedule
-    from .batching import attach_reference, load_tokenized
+    from .batching import attach_reference, attach_row_values, load_tokenized
 
     cfg = job.cfg
     # the pipeline's own model directory: remote code stays off (see docs/robustness.md)
@@ -221,6 +221,8 @@ def _load_data(job: _Job):
         tokenizer.pad_token = tokenizer.eos_token
     with job.state.main_process_first():
         data = load_tokenized(job.data_path, tokenizer, job.model_path, cfg, cache_dir=job.ckpt_dir)
+    if objectives.get(cfg.objective).row_inputs:  # numbers the loss reads from the data rows
+        attach_row_values(data, job.data_path, objectives.get(cfg.objective).row_inputs, cfg.objective)
     if objectives.needs_reference(cfg.objective):
         attach_reference(data, job.ref_logps_path, cfg)
         check_reference_numerics(job.ref_logps_path, job.env)

@@ -235,6 +235,10 @@ def batch_objective(cfg, token_logps, inputs, denominator=None) -> objectives.Ob
         if "ref_chosen" in inputs:
             kw["ref_chosen_logps"] = inputs["ref_chosen"].double()
             kw["ref_rejected_logps"] = inputs["ref_rejected"].double()
+    if objectives.get(cfg.objective).token_sums:  # objectives that need per-token log-probs
+        kw.update(token_logps=token_logps.double(), seq_index=inputs["seq_index"])
+    for name in objectives.get(cfg.objective).row_inputs:  # numbers from the data rows
+        kw[name] = inputs[name].double()
     return objectives.compute(
         cfg, seq[:b], lengths[:b], **kw, weights=weights, denominator=denominator
     )

@@ -132,7 +132,8 @@ def test_sbatch_line_of_each_gpu_rule(tmp_path):
     benchmarks = yaml.safe_load((ROOT / "config/schema.yaml").read_text())["properties"]["evaluation"]["properties"][
         "benchmarks"
     ]["default"]
-    for f in ("results/data/sft.jsonl", "results/data/pref.jsonl", *benchmarks.values()):
+    paths = [b["path"] if isinstance(b, dict) else b for b in benchmarks.values()]
+    for f in ("results/data/sft.jsonl", "results/data/pref.jsonl", *paths):
         (work / f).parent.mkdir(parents=True, exist_ok=True)
         (work / f).write_text("")
     later = time.time() + 60  # the inputs exist and are up to date: only the targets' own jobs run

@@ -130,7 +130,7 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     lines.append(f"- Training file: `{summary.get('data_path')}` ({summary.get('n_examples')} examples"
                  + (f", sha256 `{train.get('sha256')}`" if train.get("sha256") else "") + ")")
     if curation:
-        from redi.report.tables.curation import funnel_text
+        from redi.data.funnel import funnel_text
 
         for branch in funnel_text(curation):
             lines.append(f"- Curation, {branch}")

@@ -237,10 +237,15 @@ def count_parameters(shape: dict) -> int:
     return v * h * (1 if tied else 2) + layers * per_layer + h
 
 
+#: The ``config.json`` keys :func:`count_parameters` needs (transformers' Llama/Qwen2 names).
+SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+
+
 def student_shape(config: dict, root: str | Path = ".") -> dict | None:
     """The student's architecture keys: the tiny student's (``student.tiny`` over
     ``TINY_DEFAULTS``), else the ``config.json`` of ``student.local_path`` or of the prepared
-    student (``results/model/student``, under ``root``), else None (a hub model not fetched yet)."""
+    student (``results/model/student``, under ``root``), else None (a hub model not fetched yet,
+    or a config without the :data:`SHAPE_KEYS` sizes)."""
     import json
 
     from redi.model.shape import TINY_DEFAULTS
@@ -251,7 +256,9 @@ def student_shape(config: dict, root: str | Path = ".") -> dict | None:
     for folder in (student.get("local_path"), Path(root) / "results/model/student"):
         if folder and (Path(folder) / "config.json").is_file():
             data = json.loads((Path(folder) / "config.json").read_text())
-            return {**data, **(data.get("text_config") or {})}
+            shape = {**data, **(data.get("text_config") or {})}
+            # an architecture whose config names its sizes otherwise cannot be estimated: None
+            return shape if all(k in shape for k in SHAPE_KEYS) else None
     return None
 
 
@@ -271,9 +278,7 @@ def estimate_train_mem_mb(shape: dict, run: dict, *, gpus: int = 0, backward: bo
     On GPUs each worker loads the fp32 weights into host memory before moving them (4 bytes per
     parameter) beside its CUDA context (:data:`BASE_MB`); GPU memory is not SLURM's ``--mem``.
     """
-    from redi.train.config import RunConfig
-
-    cfg = RunConfig.from_dict(run)
+    cfg = resolve_run(run)
     params = count_parameters(shape)
     mb = 2**20
     if int(gpus) > 0:

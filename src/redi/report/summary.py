@@ -13,13 +13,13 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from redi.data.funnel import funnel_text
 from redi.eval.benchmarks import display_name
 from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import FAMILY_LABEL, family, run_label
 from redi.report.paper_lookup import paper_setting
 from redi.report.render import MISSING
 from redi.report.tables.accuracy import Metric, ablation_entries
-from redi.report.tables.curation import funnel_text
 from redi.train.collapse import VERDICTS, CollapseRule, verdict_text
 from redi.train.objectives import OBJECTIVES
 

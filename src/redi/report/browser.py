@@ -46,7 +46,7 @@ def collect_samples(results: Results) -> dict:
     page; an evaluation without ``samples.parquet`` is named in ``notes``."""
     import pandas as pd
 
-    from redi.eval.benchmarks import load_benchmark
+    from redi.eval.benchmarks import benchmark_paths, load_benchmark
 
     evals, problems, notes = [], {}, []
     flagged = set()
@@ -87,7 +87,8 @@ def collect_samples(results: Results) -> dict:
              "pass1": metrics.get("pass@1"), "reported": ckpt == results.reported_checkpoint(run), "rows": rows}
         )  # fmt: skip
         if bench not in problems:
-            source = metrics.get("benchmark_path") or results.evaluation.get("benchmarks", {}).get(bench)
+            files = benchmark_paths(results.evaluation.get("benchmarks", {}))
+            source = metrics.get("benchmark_path") or files.get(bench)
             problems[bench] = {}
             if source and Path(source).is_file():
                 try:

@@ -22,7 +22,7 @@ rule eval_student:
         EVAL_ENV
     threads: res("eval", "threads")
     resources:
-        **stage_resources(config, "eval"),
+        **job_resources("eval"),
     params:
         run="student",
         checkpoint="base",
@@ -55,7 +55,7 @@ if GROUP_EVAL:
             EVAL_ENV
         threads: res("eval", "threads")
         resources:
-            **stage_resources(config, "eval"),
+            **job_resources("eval"),
         params:
             run="{run}",
             checkpoints="results/train/{run}/checkpoints",
@@ -89,7 +89,7 @@ else:
             EVAL_ENV
         threads: res("eval", "threads")
         resources:
-            **stage_resources(config, "eval"),
+            **job_resources("eval"),
         params:
             model_path="results/train/{run}/checkpoints/checkpoint-{step}",
             run="{run}",
@@ -112,7 +112,7 @@ else:
             "../envs/train.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         script:
             "../workflow/scripts/eval_select_best.py"
 
@@ -135,7 +135,7 @@ else:
             EVAL_ENV
         threads: res("eval", "threads")
         resources:
-            **stage_resources(config, "eval"),
+            **job_resources("eval"),
         params:
             run="{run}",
             checkpoint="{ckpt}",
@@ -160,7 +160,7 @@ rule eval_reference:
         EVAL_ENV
     threads: res("eval", "threads")
     resources:
-        **stage_resources(config, "eval"),
+        **job_resources("eval"),
     params:
         run="reference-{ref}",
         checkpoint="final",

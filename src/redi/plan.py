@@ -106,12 +106,13 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
     except (TypeError, ValueError) as error:  # its messages name the key (evaluation.sampling.top_p)
         named = re.search(r"\bevaluation(\.\w+)+", str(error))
         raise ConfigError(f"config key '{named.group(0) if named else 'evaluation'}': {error}") from error
-    world_size = max(1, int(config["resources"]["train"]["gpu"]))
+    train = config["resources"]["train"]
+    world_size = max(1, int(train["gpu"]) or int(train.get("cpu_processes", 1)))  # GPU or CPU workers
     for run in runs.values():  # a stage-2 job must not find this out after SFT has run
         try:
             RunConfig.from_dict(run).gradient_accumulation(world_size)
         except ValueError as error:
-            raise ConfigError(f"config key 'training' (with resources.train.gpu {world_size}): {error}") from error
+            raise ConfigError(f"config key 'training' (with {world_size} training workers): {error}") from error
     for i, ref in enumerate(config["evaluation"]["reference_models"]):
         if not (ref.get("hub_name") or ref.get("local_path")):
             raise ConfigError(
@@ -183,6 +184,23 @@ def stage_resources(config: dict, stage: str) -> dict:
         if spec.get("gpu_model"):
             out["gpu_model"] = spec["gpu_model"]
     return out
+
+
+def runtime_for_attempt(runtime: str, attempt: int) -> str:
+    """A job's time limit on Snakemake's ``attempt`` (1 = first try): ``runtime`` times ``attempt``,
+    in the same unit (``"2h"`` -> ``"2h"``, ``"4h"``, ...).
+
+    A training or sampling job killed at its SLURM time limit keeps its checkpoints and the profile
+    retries it; with the same limit, work that needs more than one more limit's worth would be
+    killed again. The SLURM executor plugin turns the result into ``sbatch -t`` (minutes).
+
+    Raises:
+        ValueError: ``runtime`` is not ``<int>(m|h|d)`` (the schema's pattern) or ``attempt < 1``.
+    """
+    match = re.fullmatch(r"([0-9]+)(m|h|d)", str(runtime))
+    if match is None or int(attempt) < 1:
+        raise ValueError(f"resources runtime {runtime!r} (attempt {attempt}): expected e.g. '2h' and attempt >= 1")
+    return f"{int(match.group(1)) * int(attempt)}{match.group(2)}"
 
 
 def reference_resources(train: dict) -> dict:

@@ -44,7 +44,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "rehearsal.yaml"
-SNAKEMAKE_ENV = ["snakemake==9.27.1", "snakemake-executor-plugin-slurm==2.8.0", "pyyaml", "jsonschema"]
+SNAKEMAKE_ENV = ["snakemake", "snakemake-executor-plugin-slurm", "pyyaml", "jsonschema"]
 LOG2 = math.log(2.0)
 LOG2_TOL = 1e-4  # bf16 weights on both sides of the reference pass; the bf16 cast of the cached sums was ~4e-3
 RESULTS: list[tuple[str, bool, str]] = []
@@ -60,6 +60,31 @@ def record(name: str, ok: bool, detail: str) -> None:
     say(f"{'PASS' if ok else 'FAIL'} {name}: {detail}")
 
 
+def pinned_closure(names: list[str]) -> list[str]:
+    """``name==version`` of ``names`` and everything they require, as installed here."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    out, todo = {}, list(names)
+    while todo:
+        req = Requirement(todo.pop())
+        try:
+            dist = md.distribution(req.name)
+        except md.PackageNotFoundError:
+            continue
+        key = dist.metadata["Name"].lower()
+        if key in out:
+            continue
+        out[key] = f"{dist.metadata['Name']}=={dist.version}"
+        extras = set(req.extras) | {""}
+        for line in dist.requires or []:
+            dep = Requirement(line)
+            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(line.split(";")[0])
+    return sorted(out.values())
+
+
 def run(cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, text=True, **kw)
 
@@ -70,7 +95,7 @@ class Rehearsal:
         self.run_dir = work / "run"
         self.state = work / "slurm"
         self.env = dict(os.environ)
-        self.snakemake = work / "snakemake-env" / "bin" / "snakemake"
+        self.snakemake_bin = work / "snakemake-env" / "bin" / "snakemake"
 
     # ---- setup ----------------------------------------------------------------------------
     def start_cluster(self) -> None:
@@ -86,7 +111,8 @@ class Rehearsal:
         t = time.time()
         venv = self.work / "snakemake-env"
         run([sys.executable, "-m", "venv", str(venv)], check=True)
-        run([str(venv / "bin" / "pip"), "install", "-q", *SNAKEMAKE_ENV], check=True)
+        # the versions this interpreter has, without resolving again (pip's cache has them)
+        run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", *pinned_closure(SNAKEMAKE_ENV)], check=True)
         run([str(venv / "bin" / "python"), str(ROOT / ".ci" / "conda"), "install", str(self.work / "conda")], check=True)
         self.env["PATH"] = f"{self.work / 'conda' / 'bin'}:{venv / 'bin'}:{self.env['PATH']}"
         self.env.pop("PYTHONPATH", None)
@@ -108,7 +134,7 @@ class Rehearsal:
             path = self.work / f"overlay-{len(list(self.work.glob('overlay-*')))}.yaml"
             path.write_text(yaml.safe_dump(overlay))
             configs.append(str(path))
-        return [str(self.snakemake), "-s", str(ROOT / "Snakefile"), "-d", str(self.run_dir),
+        return [str(self.snakemake_bin), "-s", str(ROOT / "Snakefile"), "-d", str(self.run_dir),
                 "--profile", str(self.work / "profile"), "--use-conda", "--configfile", *configs, *args]  # fmt: skip
 
     def snakemake(self, name: str, *args: str, limit: int, overlay: dict | None = None, during=None) -> int:
@@ -347,8 +373,11 @@ def main() -> int:
         else:
             r.failed_job_logs()
             record("(a)-(c): not reached (the workflow failed)", False, "see above")
-    except subprocess.CalledProcessError as error:
-        record("setup", False, str(error))
+    except Exception as error:  # noqa: BLE001 - reported as a failed step; the cluster still stops
+        import traceback
+
+        traceback.print_exc()
+        record("rehearsal driver", False, f"{type(error).__name__}: {error}")
     finally:
         r.stop_cluster()
     TIMES["total"] = time.time() - start

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -96,6 +97,7 @@ class Rehearsal:
         self.state = work / "slurm"
         self.env = dict(os.environ)
         self.snakemake_bin = work / "snakemake-env" / "bin" / "snakemake"
+        self.proc: subprocess.Popen | None = None  # the Snakemake run in progress
 
     # ---- setup ----------------------------------------------------------------------------
     def start_cluster(self) -> None:
@@ -105,6 +107,11 @@ class Rehearsal:
         self.env["SLURM_CONF"] = str(self.state / "etc" / "slurm.conf")
 
     def stop_cluster(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:  # interrupted mid-run
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        if "SLURM_CONF" in self.env:
+            run(["scancel", "--user", "root"], env=self.env, check=False)
         run([str(ROOT / ".ci" / "slurm"), "stop", str(self.state)], check=False)
 
     def setup_tools(self) -> None:
@@ -145,8 +152,8 @@ class Rehearsal:
         say(f"{name}: {' '.join(cmd)}  (limit {limit} s, output in {log})")
         t = time.time()
         with open(log, "w") as out:
-            proc = subprocess.Popen(cmd, cwd=self.run_dir, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = self.proc = subprocess.Popen(cmd, cwd=self.run_dir, env=self.env, stdout=out,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 if during:
                     during(proc)
@@ -355,6 +362,8 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/redi-rehearsal", help="working folder (deleted first)")
     args = parser.parse_args()
     work = Path(args.work).resolve()
+    # CI's `timeout` sends SIGTERM: unwind through `finally`, which stops the cluster's daemons
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     start = time.time()

@@ -120,7 +120,9 @@ class Rehearsal:
         run([sys.executable, "-m", "venv", str(venv)], check=True)
         # the versions this interpreter has, without resolving again (pip's cache has them)
         run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", *pinned_closure(SNAKEMAKE_ENV)], check=True)
-        run([str(venv / "bin" / "python"), str(ROOT / ".ci" / "conda"), "install", str(self.work / "conda")], check=True)
+        run(
+            [str(venv / "bin" / "python"), str(ROOT / ".ci" / "conda"), "install", str(self.work / "conda")], check=True
+        )
         self.env["PATH"] = f"{self.work / 'conda' / 'bin'}:{venv / 'bin'}:{self.env['PATH']}"
         self.env.pop("PYTHONPATH", None)
         self.env.pop("VIRTUAL_ENV", None)
@@ -152,8 +154,9 @@ class Rehearsal:
         say(f"{name}: {' '.join(cmd)}  (limit {limit} s, output in {log})")
         t = time.time()
         with open(log, "w") as out:
-            proc = self.proc = subprocess.Popen(cmd, cwd=self.run_dir, env=self.env, stdout=out,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
+            proc = self.proc = subprocess.Popen(
+                cmd, cwd=self.run_dir, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 if during:
                     during(proc)
@@ -214,8 +217,14 @@ class Rehearsal:
         return rc == 0
 
     def check_tracking(self, runs: dict) -> None:
-        missing = [r for r in runs.values() if not list((self.run_dir / "results/train" / r / "tensorboard").glob("events.*"))]
-        record("tracking: TensorBoard events of every training run", not missing, f"missing for {missing}" if missing else "all present")
+        missing = [
+            r for r in runs.values() if not list((self.run_dir / "results/train" / r / "tensorboard").glob("events.*"))
+        ]
+        record(
+            "tracking: TensorBoard events of every training run",
+            not missing,
+            f"missing for {missing}" if missing else "all present",
+        )
 
     def check_dpo_zero2(self, runs: dict) -> None:
         run_name = runs["dpo"]
@@ -287,7 +296,11 @@ class Rehearsal:
         resumed = self.summary(run_name).get("resumed_from_step", 0) if rc == 0 else 0
         ok = rc == 0 and bool(cancelled) and any(s.startswith("CANCELLED") for s in states) and resumed > 0 and same
         hang = " (Snakemake hung after the cancel: stopped by the rehearsal's timeout)" if rc == 124 else ""
-        record(name, ok, f"exit {rc}{hang}; cancelled {cancelled}; SLURM states {states}; resumed from step {resumed}; {detail}")
+        record(
+            name,
+            ok,
+            f"exit {rc}{hang}; cancelled {cancelled}; SLURM states {states}; resumed from step {resumed}; {detail}",
+        )
 
     def phase_failure_log(self, runs: dict) -> None:
         """(d) A job that fails has its error in its own log file."""
@@ -298,9 +311,12 @@ class Rehearsal:
                             "--allowed-rules", "train_stage2", "--retries", "0", limit=300, overlay=overlay)  # fmt: skip
         text = log.read_text() if log.exists() else ""
         ok = rc not in (0, 124) and "wandb" in text and ("Error" in text or "ERROR" in text)
-        record("(d) a failed job's error is in its own log", ok,
-               f"exit {rc}; {log.relative_to(self.run_dir)}: {len(text)} characters, "
-               f"{'names' if 'wandb' in text else 'does not name'} the missing package")
+        record(
+            "(d) a failed job's error is in its own log",
+            ok,
+            f"exit {rc}; {log.relative_to(self.run_dir)}: {len(text)} characters, "
+            f"{'names' if 'wandb' in text else 'does not name'} the missing package",
+        )
 
     def failed_job_logs(self) -> None:
         """(d) on a failed workflow: every failed job's own log holds its error."""
@@ -309,9 +325,16 @@ class Rehearsal:
         text = (self.work / "workflow.log").read_text()
         logs = sorted(set(re.findall(r"^\s+log: (\S+)", text, flags=re.M)))
         failed = [m for m in re.findall(r"^Error in rule (\S+):", text, flags=re.M)]
-        silent = [p for p in logs if "Traceback" not in ((self.run_dir / p).read_text() if (self.run_dir / p).exists() else "")]
-        record("(d) a failed job's error is in its own log", bool(logs) and not silent,
-               f"failed rules {failed}; logs without the error: {silent}")
+        silent = [
+            p
+            for p in logs
+            if "Traceback" not in ((self.run_dir / p).read_text() if (self.run_dir / p).exists() else "")
+        ]
+        record(
+            "(d) a failed job's error is in its own log",
+            bool(logs) and not silent,
+            f"failed rules {failed}; logs without the error: {silent}",
+        )
 
     def check_dpo_zero3(self, runs: dict) -> None:
         """(c) ZeRO-3: the reference pass and one DPO step through the project's CLI, in a SLURM job
@@ -319,9 +342,15 @@ class Rehearsal:
         name = "(c) DPO first loss = log 2 under ZeRO-3"
         sft, dpo = self.run_dir / "results/train" / runs["sft"], self.run_dir / "results/train" / runs["dpo"]
         launch = dpo / "checkpoints" / "launch_run.json"
-        envs = [p for p in (self.run_dir / ".snakemake" / "conda").glob("*") if p.is_dir() and (p / "bin/deepspeed").exists()]
+        envs = [
+            p
+            for p in (self.run_dir / ".snakemake" / "conda").glob("*")
+            if p.is_dir() and (p / "bin/deepspeed").exists()
+        ]
         if not (launch.exists() and envs and (sft / "model").is_dir()):
-            record(name, False, f"missing inputs (launch_run.json {launch.exists()}, train env {bool(envs)}, SFT model)")
+            record(
+                name, False, f"missing inputs (launch_run.json {launch.exists()}, train env {bool(envs)}, SFT model)"
+            )
             return
         out = self.work / "zero3"
         shutil.rmtree(out, ignore_errors=True)
@@ -332,24 +361,28 @@ class Rehearsal:
         script = out / "job.sh"
         script.write_text(f"""#!/bin/bash
 set -euo pipefail
-source {self.work / 'conda/bin/activate'} {envs[0]}
-export PYTHONPATH={ROOT / 'src'}
-python -m redi.cli train ref-logps --config {out / 'run.json'} --model {sft / 'model'} --data {pref} \\
-  --out {out / 'ref.parquet'} --threads 2 --accelerate-config zero3
-python -m redi.cli train run --config {out / 'run.json'} --model {sft / 'model'} --data {pref} \\
-  --out {out / 'run'} --ref-logps {out / 'ref.parquet'} --threads 2 --cpu-processes 2 --accelerate-config zero3
+source {self.work / "conda/bin/activate"} {envs[0]}
+export PYTHONPATH={ROOT / "src"}
+python -m redi.cli train ref-logps --config {out / "run.json"} --model {sft / "model"} --data {pref} \\
+  --out {out / "ref.parquet"} --threads 2 --accelerate-config zero3
+python -m redi.cli train run --config {out / "run.json"} --model {sft / "model"} --data {pref} \\
+  --out {out / "run"} --ref-logps {out / "ref.parquet"} --threads 2 --cpu-processes 2 --accelerate-config zero3
 """)
         t = time.time()
         r = run(["timeout", "420", "sbatch", "--wait", "-p", "debug", "-A", "rehearsal", "-c", "2", "--mem", "6000",
                  "-t", "10", "-o", str(out / "slurm.log"), str(script)], env=self.env, capture_output=True)  # fmt: skip
         TIMES["zero3"] = time.time() - t
         try:
-            rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            rows = [
+                json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()
+            ]
             summary = json.loads((out / "run" / "summary.json").read_text())
             first = float(rows[0]["loss"])
         except (FileNotFoundError, IndexError, KeyError) as error:
             tail = (out / "slurm.log").read_text().splitlines()[-15:] if (out / "slurm.log").exists() else []
-            record(name, False, f"sbatch exit {r.returncode}; no result ({error}); job output ends:\n" + "\n".join(tail))
+            record(
+                name, False, f"sbatch exit {r.returncode}; no result ({error}); job output ends:\n" + "\n".join(tail)
+            )
             return
         deepspeed = summary.get("numerics", {}).get("deepspeed")
         ok = abs(first - LOG2) <= LOG2_TOL and deepspeed is True

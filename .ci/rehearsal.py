@@ -91,12 +91,13 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
 
 
 class Rehearsal:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, cache: Path):
         self.work = work
+        self.cache = cache  # the snakemake env and the rules' envs (kept between local runs)
         self.run_dir = work / "run"
         self.state = work / "slurm"
         self.env = dict(os.environ)
-        self.snakemake_bin = work / "snakemake-env" / "bin" / "snakemake"
+        self.snakemake_bin = cache / "snakemake-env" / "bin" / "snakemake"
         self.proc: subprocess.Popen | None = None  # the Snakemake run in progress
 
     # ---- setup ----------------------------------------------------------------------------
@@ -116,10 +117,11 @@ class Rehearsal:
 
     def setup_tools(self) -> None:
         t = time.time()
-        venv = self.work / "snakemake-env"
-        run([sys.executable, "-m", "venv", str(venv)], check=True)
-        # the versions this interpreter has, without resolving again (pip's cache has them)
-        run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", *pinned_closure(SNAKEMAKE_ENV)], check=True)
+        venv = self.cache / "snakemake-env"
+        if not self.snakemake_bin.exists():
+            run([sys.executable, "-m", "venv", str(venv)], check=True)
+            # the versions this interpreter has, without resolving again (pip's cache has them)
+            run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", *pinned_closure(SNAKEMAKE_ENV)], check=True)
         run(
             [str(venv / "bin" / "python"), str(ROOT / ".ci" / "conda"), "install", str(self.work / "conda")], check=True
         )
@@ -144,7 +146,8 @@ class Rehearsal:
             path.write_text(yaml.safe_dump(overlay))
             configs.append(str(path))
         return [str(self.snakemake_bin), "-s", str(ROOT / "Snakefile"), "-d", str(self.run_dir),
-                "--profile", str(self.work / "profile"), "--use-conda", "--configfile", *configs, *args]  # fmt: skip
+                "--profile", str(self.work / "profile"), "--use-conda", "--conda-prefix", str(self.cache / "conda-envs"),
+                "--configfile", *configs, *args]  # fmt: skip
 
     def snakemake(self, name: str, *args: str, limit: int, overlay: dict | None = None, during=None) -> int:
         """Run Snakemake (its output in WORK/<name>.log), bounded by ``limit`` seconds; ``during``:
@@ -344,7 +347,7 @@ class Rehearsal:
         launch = dpo / "checkpoints" / "launch_run.json"
         envs = [
             p
-            for p in (self.run_dir / ".snakemake" / "conda").glob("*")
+            for p in (self.cache / "conda-envs").glob("*")
             if p.is_dir() and (p / "bin/deepspeed").exists()
         ]
         if not (launch.exists() and envs and (sft / "model").is_dir()):
@@ -393,6 +396,7 @@ python -m redi.cli train run --config {out / "run.json"} --model {sft / "model"}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/redi-rehearsal", help="working folder (deleted first)")
+    parser.add_argument("--cache", default=None, help="keep the snakemake env and the rules' envs here (default: in --work)")
     args = parser.parse_args()
     work = Path(args.work).resolve()
     # CI's `timeout` sends SIGTERM: unwind through `finally`, which stops the cluster's daemons
@@ -400,7 +404,9 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     start = time.time()
-    r = Rehearsal(work)
+    cache = Path(args.cache).resolve() if args.cache else work / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    r = Rehearsal(work, cache)
     try:
         r.start_cluster()
         r.setup_tools()

@@ -99,6 +99,7 @@ class Rehearsal:
         self.env = dict(os.environ)
         self.snakemake_bin = cache / "snakemake-env" / "bin" / "snakemake"
         self.proc: subprocess.Popen | None = None  # the Snakemake run in progress
+        self.reference: dict[str, list] = {}  # run -> (step, loss) of the workflow's uninterrupted run
 
     # ---- setup ----------------------------------------------------------------------------
     def start_cluster(self) -> None:
@@ -243,34 +244,60 @@ class Rehearsal:
                f"deepspeed={deepspeed}, world_size={summary.get('world_size')}, bf16={summary.get('bf16')}")  # fmt: skip
 
     def phase_time_limit(self, runs: dict) -> None:
-        """(b) The DPO job with a 1-minute limit: TIMEOUT, retried with more time, resumed exactly."""
-        run_name = runs["dpo"]
+        """(b) The SFT job past its SLURM time limit: TIMEOUT, retried with more time, resumed exactly.
+
+        Once the job has a checkpoint its limit is lowered (``scontrol update TimeLimit``) to the
+        whole minutes it has run, so SLURM kills it at its next limit check (30 s) whatever the
+        machine's speed; the retry is submitted by the profile with the rule's own runtime for
+        attempt 2, which must be more than attempt 1's."""
+        run_name = runs["sft"]
         name = "(b) time limit: retried with more time, resumed exactly"
         try:
-            reference = self.losses(run_name)
+            reference = self.reference.get(run_name) or self.losses(run_name)
         except FileNotFoundError as error:
             record(name, False, f"no uninterrupted run to compare with: {error}")
             return
-        shutil.rmtree(self.run_dir / "results/train" / run_name / "checkpoints", ignore_errors=True)
+        ckpts = self.run_dir / "results/train" / run_name / "checkpoints"
+        shutil.rmtree(ckpts, ignore_errors=True)
         since = time.strftime("%Y-%m-%dT%H:%M:%S")
-        overlay = {"resources": {"train": {"runtime": os.environ.get("REHEARSAL_TIME_LIMIT", "1m")}}}
-        rc = self.snakemake("time-limit", f"results/train/{run_name}/model", "--forcerun", "train_stage2",
-                            "--allowed-rules", "train_stage2", limit=480, overlay=overlay)  # fmt: skip
+        lowered: list[str] = []
+        submitted: list[int] = []
+
+        def lower_limit_after_first_checkpoint(proc):
+            deadline = time.time() + 420
+            while time.time() < deadline and proc.poll() is None:
+                if any(p.is_dir() for p in ckpts.glob("checkpoint-*")):
+                    jobs = [j for j in self.sacct(since) if run_name in j["comment"] and j["state"] == "RUNNING"]
+                    if jobs:
+                        job = jobs[0]
+                        submitted.append(int(job["limit_min"]))
+                        h, m, sec = (job["elapsed"].split("-")[-1].split(":") + ["0", "0"])[:3]
+                        minutes = max(1, int(h) * 60 + int(m))
+                        run(["scontrol", "update", f"JobId={job['id']}", f"TimeLimit={minutes}"], env=self.env, check=False)
+                        lowered.append(f"{job['id']}: {submitted[0]} -> {minutes} min at {job['elapsed']}")
+                        say(f"time limit of {lowered[-1]}")
+                        return
+                time.sleep(0.5)
+
+        rc = self.snakemake("time-limit", f"results/train/{run_name}/model", "--forcerun", "train_sft",
+                            "--allowed-rules", "train_sft", limit=600,
+                            during=lower_limit_after_first_checkpoint)  # fmt: skip
         jobs = [j for j in self.sacct(since) if run_name in j["comment"]]
         states = [(j["state"], j["limit_min"]) for j in jobs]
         timed_out = [j for j in jobs if j["state"].startswith("TIMEOUT")]
         same, detail = self.compare_losses(name, reference, run_name) if rc == 0 else (False, "")
         resumed = self.summary(run_name).get("resumed_from_step", 0) if rc == 0 else 0
-        more_time = len(jobs) >= 2 and int(jobs[-1]["limit_min"] or 0) > int(jobs[0]["limit_min"] or 0)
+        more_time = bool(submitted) and len(jobs) >= 2 and int(jobs[-1]["limit_min"] or 0) > submitted[0]
         ok = rc == 0 and bool(timed_out) and more_time and resumed > 0 and same
-        record(name, ok, f"exit {rc}; SLURM jobs (state, limit min): {states}; resumed from step {resumed}; {detail}")
+        record(name, ok, f"exit {rc}; limit lowered {lowered}; SLURM jobs (state, limit min): {states}; "
+                         f"resumed from step {resumed}; {detail}")  # fmt: skip
 
     def phase_cancel(self, runs: dict) -> None:
         """(a) The SFT job scancel-ed after its first checkpoint: retried, resumed exactly."""
         run_name = runs["sft"]
         name = "(a) scancel: retried (no hang), resumed exactly"
         try:
-            reference = self.losses(run_name)
+            reference = self.reference.get(run_name) or self.losses(run_name)
         except FileNotFoundError as error:
             record(name, False, f"no uninterrupted run to compare with: {error}")
             return
@@ -326,18 +353,18 @@ class Rehearsal:
         import re
 
         text = (self.work / "workflow.log").read_text()
-        logs = sorted(set(re.findall(r"^\s+log: (\S+)", text, flags=re.M)))
-        failed = [m for m in re.findall(r"^Error in rule (\S+):", text, flags=re.M)]
+        blocks = re.findall(r"^Error in rule (\S+):\n((?:[ \t].*\n)*)", text, flags=re.M)
+        if not blocks:
+            return
+        logs = {rule: re.findall(r"^\s+log: (\S+)", body, flags=re.M) for rule, body in blocks}
         silent = [
-            p
-            for p in logs
-            if "Traceback" not in ((self.run_dir / p).read_text() if (self.run_dir / p).exists() else "")
+            f"{rule}: {path}"
+            for rule, paths in logs.items()
+            for path in paths
+            if "Traceback" not in ((self.run_dir / path).read_text() if (self.run_dir / path).exists() else "")
         ]
-        record(
-            "(d) a failed job's error is in its own log",
-            bool(logs) and not silent,
-            f"failed rules {failed}; logs without the error: {silent}",
-        )
+        record("(d) a failed job's error is in its own log", not silent,
+               f"failed rules {sorted(logs)}; their logs without the error: {silent}")  # fmt: skip
 
     def check_dpo_zero3(self, runs: dict) -> None:
         """(c) ZeRO-3: the reference pass and one DPO step through the project's CLI, in a SLURM job
@@ -412,6 +439,7 @@ def main() -> int:
         r.setup_tools()
         runs = r.runs()
         if r.phase_workflow():
+            r.reference = {runs["sft"]: r.losses(runs["sft"])}
             r.check_tracking(runs)
             r.check_dpo_zero2(runs)
             r.phase_time_limit(runs)

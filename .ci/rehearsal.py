@@ -146,9 +146,10 @@ class Rehearsal:
             path = self.work / f"overlay-{len(list(self.work.glob('overlay-*')))}.yaml"
             path.write_text(yaml.safe_dump(overlay))
             configs.append(str(path))
-        return [str(self.snakemake_bin), "-s", str(ROOT / "Snakefile"), "-d", str(self.run_dir),
+        # targets and options first: --configfile takes every word after it
+        return [str(self.snakemake_bin), *args, "-s", str(ROOT / "Snakefile"), "-d", str(self.run_dir),
                 "--profile", str(self.work / "profile"), "--use-conda", "--conda-prefix", str(self.cache / "conda-envs"),
-                "--configfile", *configs, *args]  # fmt: skip
+                "--configfile", *configs]  # fmt: skip
 
     def snakemake(self, name: str, *args: str, limit: int, overlay: dict | None = None, during=None) -> int:
         """Run Snakemake (its output in WORK/<name>.log), bounded by ``limit`` seconds; ``during``:
@@ -423,13 +424,19 @@ python -m redi.cli train run --config {out / "run.json"} --model {sft / "model"}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/redi-rehearsal", help="working folder (deleted first)")
+    parser.add_argument("--keep-run", action="store_true", help="keep --work's run folder (local reruns)")
     parser.add_argument("--cache", default=None, help="keep the snakemake env and the rules' envs here (default: in --work)")
     args = parser.parse_args()
     work = Path(args.work).resolve()
+    if args.keep_run:  # a local rerun of the checks: the workflow finds its results up to date
+        shutil.rmtree(work / "slurm", ignore_errors=True)
+        for old in work.glob("overlay-*.yaml"):
+            old.unlink()
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     # CI's `timeout` sends SIGTERM: unwind through `finally`, which stops the cluster's daemons
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     cache = Path(args.cache).resolve() if args.cache else work / "cache"
     cache.mkdir(parents=True, exist_ok=True)

@@ -185,6 +185,24 @@ class Rehearsal:
         keys = ["id", "name", "state", "limit_min", "comment", "elapsed"]
         return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
 
+    @staticmethod
+    def minutes(clock: str) -> int:
+        """SLURM's [D-][H:]M:S -> whole minutes."""
+        days, _, rest = clock.rpartition("-")
+        parts = [int(x) for x in rest.split(":")]
+        hours = parts[-3] if len(parts) > 2 else 0
+        return int(days or 0) * 1440 + hours * 60 + (parts[-2] if len(parts) > 1 else 0)
+
+    def running_job(self, run_name: str) -> tuple[str, int] | None:
+        """(SLURM job id, minutes it has run) of the running job of ``run_name``, from squeue (sacct
+        records a job's comment only when it ends)."""
+        out = run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%M"], env=self.env, capture_output=True).stdout
+        for line in out.splitlines():
+            job_id, comment, elapsed = (line.split("|") + ["", ""])[:3]
+            if comment.endswith(f"_wildcards_{run_name}") or comment.endswith(f"={run_name}"):
+                return job_id, Rehearsal.minutes(elapsed)
+        return None
+
     # ---- helpers --------------------------------------------------------------------------
     def runs(self) -> dict:
         """Run names of the rehearsal config by objective (from the plan, as the rules read it)."""
@@ -268,14 +286,14 @@ class Rehearsal:
             deadline = time.time() + 420
             while time.time() < deadline and proc.poll() is None:
                 if any(p.is_dir() for p in ckpts.glob("checkpoint-*")):
-                    jobs = [j for j in self.sacct(since) if run_name in j["comment"] and j["state"] == "RUNNING"]
-                    if jobs:
-                        job = jobs[0]
-                        submitted.append(int(job["limit_min"]))
-                        h, m, sec = (job["elapsed"].split("-")[-1].split(":") + ["0", "0"])[:3]
-                        minutes = max(1, int(h) * 60 + int(m))
-                        run(["scontrol", "update", f"JobId={job['id']}", f"TimeLimit={minutes}"], env=self.env, check=False)
-                        lowered.append(f"{job['id']}: {submitted[0]} -> {minutes} min at {job['elapsed']}")
+                    job = self.running_job(run_name)
+                    if job:
+                        job_id, ran = job
+                        limit = run(["squeue", "-h", "-j", job_id, "-o", "%l"], env=self.env, capture_output=True).stdout
+                        submitted.append(Rehearsal.minutes(limit.strip()))
+                        minutes = max(1, ran)
+                        run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={minutes}"], env=self.env, check=False)
+                        lowered.append(f"job {job_id}: {submitted[0]} -> {minutes} min after {ran} min")
                         say(f"time limit of {lowered[-1]}")
                         return
                 time.sleep(0.5)
@@ -311,11 +329,11 @@ class Rehearsal:
             deadline = time.time() + 420
             while time.time() < deadline and proc.poll() is None:
                 if any(p.is_dir() for p in ckpts.glob("checkpoint-*")):
-                    jobs = [j for j in self.sacct(since) if run_name in j["comment"] and j["state"] == "RUNNING"]
-                    if jobs:
-                        run(["scancel", jobs[0]["id"]], env=self.env, check=False)
-                        cancelled.append(jobs[0]["id"])
-                        say(f"scancel {jobs[0]['id']} (after {sorted(p.name for p in ckpts.glob('checkpoint-*'))})")
+                    job = self.running_job(run_name)
+                    if job:
+                        run(["scancel", job[0]], env=self.env, check=False)
+                        cancelled.append(job[0])
+                        say(f"scancel {job[0]} (after {sorted(p.name for p in ckpts.glob('checkpoint-*'))})")
                         return
                 time.sleep(0.5)
 

@@ -463,7 +463,10 @@ def main() -> int:
         r.start_cluster()
         r.setup_tools()
         runs = r.runs()
-        if r.phase_workflow():
+        if args.keep_run:  # checks only: the previous run's workflow results (and a stale lock) stay
+            shutil.rmtree(r.run_dir / ".snakemake" / "locks", ignore_errors=True)
+            say("workflow: not rerun (--keep-run)")
+        if (args.keep_run and (r.run_dir / "results").is_dir()) or r.phase_workflow():
             r.reference = {runs["sft"]: r.losses(runs["sft"])}
             r.check_tracking(runs)
             r.check_dpo_zero2(runs)

@@ -20,6 +20,7 @@ from redi.plan import (  # noqa: E402
     job_threads,
     reference_resources,
     reference_runs,
+    runtime_for_attempt,
     sft_runs,
     stage2_runs,
     stage_resources,
@@ -90,6 +91,17 @@ def res(stage, key, parallel=1):
     return spec[key]
 
 
+def job_resources(stage):
+    """The Snakemake resources of a rule of `stage` (redi.plan.stage_resources), with a time limit
+    that grows with Snakemake's `attempt` (redi.plan.runtime_for_attempt): a job the profile retries
+    after its time limit resumes from its checkpoints with more time than the attempt before.
+    """
+    out = stage_resources(config, stage)
+    base = out["runtime"]
+    out["runtime"] = lambda wildcards, attempt: runtime_for_attempt(base, attempt)
+    return out
+
+
 def eval_priority(wildcards):
     """An evaluation job's priority: an SFT run's before a stage-2 run's (it has more checkpoints)."""
     tier = "eval_sft" if wildcards.run in SFT_RUNS else "eval"
@@ -100,7 +112,9 @@ def reference_under_deepspeed():
     """The training jobs run under DeepSpeed (bf16 weights): the reference pass must match them."""
     from redi.train.launch import trains_under_deepspeed
 
-    return trains_under_deepspeed(RES["accelerate_config"], RES["train"]["gpu"])
+    # CPU workers (resources.train.cpu_processes) are launched the way GPU workers are
+    workers = RES["train"]["gpu"] or RES["train"]["cpu_processes"]
+    return trains_under_deepspeed(RES["accelerate_config"], workers)
 
 
 # ---- data ------------------------------------------------------------------------------

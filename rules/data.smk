@@ -11,7 +11,7 @@ rule synthesize_corpus:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **stage_resources(config, "data"),
+        **job_resources("data"),
     params:
         cfg=config["corpus"]["synthetic"],
     script:
@@ -31,7 +31,7 @@ rule download_corpus:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **stage_resources(config, "data"),
+        **job_resources("data"),
     params:
         name=config["corpus"]["hub"]["name"],
         revision=config["corpus"]["hub"]["revision"],
@@ -55,7 +55,7 @@ rule normalize_corpus:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **stage_resources(config, "data"),
+        **job_resources("data"),
     script:
         "../workflow/scripts/data_normalize.py"
 
@@ -74,7 +74,7 @@ rule verify_shard:
         "../envs/data.yaml"
     threads: config["verify"]["workers"]
     resources:
-        **stage_resources(config, "verify"),
+        **job_resources("verify"),
     params:
         shard_index="{i}",
         n_shards="{n}",
@@ -100,7 +100,7 @@ rule gather_verification:
         "../envs/data.yaml"
     threads: 1
     resources:
-        **stage_resources(config, "data"),
+        **job_resources("data"),
     script:
         "../workflow/scripts/data_gather.py"
 
@@ -126,7 +126,7 @@ checkpoint curate:
         "../envs/data.yaml"
     threads: res("curate", "threads")
     resources:
-        **stage_resources(config, "curate"),
+        **job_resources("curate"),
     params:
         cfg=config["curation"],
         benchmarks=config["curation"]["decontaminate"]["benchmarks"],  # names; files are inputs

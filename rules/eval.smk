@@ -22,7 +22,7 @@ rule eval_student:
         EVAL_ENV
     threads: res("eval", "threads")
     resources:
-        **stage_resources(config, "eval"),
+        **job_resources("eval"),
     params:
         run="student",
         checkpoint="base",
@@ -58,7 +58,7 @@ if GROUP_EVAL:
             EVAL_ENV
         threads: res("eval", "threads")
         resources:
-            **stage_resources(config, "eval"),
+            **job_resources("eval"),
         params:
             run="{run}",
             checkpoints="results/train/{run}/checkpoints",
@@ -92,7 +92,7 @@ else:
             EVAL_ENV
         threads: res("eval", "threads")
         resources:
-            **stage_resources(config, "eval"),
+            **job_resources("eval"),
         params:
             model_path="results/train/{run}/checkpoints/checkpoint-{step}",
             run="{run}",
@@ -115,7 +115,7 @@ else:
             "../envs/train.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         script:
             "../workflow/scripts/eval_select_best.py"
 
@@ -138,7 +138,7 @@ else:
             EVAL_ENV
         threads: res("eval", "threads")
         resources:
-            **stage_resources(config, "eval"),
+            **job_resources("eval"),
         params:
             run="{run}",
             checkpoint="{ckpt}",
@@ -163,7 +163,7 @@ rule eval_reference:
         EVAL_ENV
     threads: res("eval", "threads")
     resources:
-        **stage_resources(config, "eval"),
+        **job_resources("eval"),
     params:
         run="reference-{ref}",
         checkpoint="final",

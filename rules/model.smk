@@ -14,7 +14,7 @@ if config["student"]["kind"] == "tiny":
             "../envs/train.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         params:
             cfg=config["student"]["tiny"],
         script:
@@ -35,7 +35,7 @@ else:
             "../envs/train.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         params:
             student=config["student"],
         script:
@@ -55,7 +55,7 @@ rule prepare_reference:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **stage_resources(config, "data"),
+        **job_resources("data"),
     params:
         ref=lambda wc: reference_model(wc.ref),
         trust_remote_code=config["student"]["trust_remote_code"],

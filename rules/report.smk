@@ -30,7 +30,7 @@ rule report_build:
         "../envs/report.yaml"
     threads: 1
     resources:
-        **stage_resources(config, "data"),
+        **job_resources("data"),
     params:
         **config.get("report", {}),
         # folders from the rule's own files (results/data/curation_report.json, reports/summary.md)

@@ -38,7 +38,7 @@ if TEACHER.enabled:
             "../envs/data.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         script:
             "../workflow/scripts/data_normalize.py"
 
@@ -56,7 +56,7 @@ if TEACHER.enabled:
             "../envs/data.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         params:
             cfg=config["teacher"],
             truncated_as_rejected=config["curation"]["truncated_as_rejected"],
@@ -77,7 +77,7 @@ if TEACHER.enabled:
             "../envs/train.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         params:
             cfg=config["student"]["tiny"],
         script:
@@ -96,7 +96,7 @@ if TEACHER.enabled:
             "../envs/train.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         params:
             ref=config["teacher"]["model"],
         script:
@@ -121,7 +121,7 @@ if TEACHER.enabled:
             TEACHER_ENV
         threads: res("teacher", "threads")
         resources:
-            **stage_resources(config, "teacher"),
+            **job_resources("teacher"),
         params:
             eval=TEACHER_EVAL,
             index="{i}",
@@ -148,7 +148,7 @@ if TEACHER.enabled:
             "../envs/data.yaml"
         threads: 1
         resources:
-            **stage_resources(config, "data"),
+            **job_resources("data"),
         params:
             keep_corpus_traces=TEACHER.keep_corpus_traces,
             # a problem set without problem_is_valid is treated as curation treats such corpora

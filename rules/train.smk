@@ -22,10 +22,11 @@ checkpoint train_sft:
         "../envs/train.yaml"
     threads: res("train", "threads", len(SFT_RUNS))
     resources:
-        **stage_resources(config, "train"),
+        **job_resources("train"),
     params:
         run=lambda wc: RUNS[wc.sft_run],
         accelerate_config=RES["accelerate_config"],
+        cpu_processes=res("train", "cpu_processes"),
     script:
         "../workflow/scripts/train_run.py"
 
@@ -45,7 +46,7 @@ rule reference_logps:
         "../envs/train.yaml"
     threads: res("reference", "threads", len(REFERENCE_RUNS))
     resources:
-        **stage_resources(config, "reference"),
+        **job_resources("reference"),
     params:
         run=reference_run,
         deepspeed=reference_under_deepspeed(),
@@ -71,9 +72,10 @@ checkpoint train_stage2:
         "../envs/train.yaml"
     threads: res("train", "threads", len(STAGE2_RUNS))
     resources:
-        **stage_resources(config, "train"),
+        **job_resources("train"),
     params:
         run=lambda wc: RUNS[wc.stage2_run],
         accelerate_config=RES["accelerate_config"],
+        cpu_processes=res("train", "cpu_processes"),
     script:
         "../workflow/scripts/train_run.py"

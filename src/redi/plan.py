@@ -109,12 +109,13 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
         named = re.search(r"\bevaluation(\.\w+)+", str(error))
         raise ConfigError(f"config key '{named.group(0) if named else 'evaluation'}': {error}") from error
     check_vllm_gpus(config, "eval", job_settings(config["evaluation"])["backend"])
-    world_size = max(1, int(config["resources"]["train"]["gpu"]))
+    train = config["resources"]["train"]
+    world_size = max(1, int(train["gpu"]) or int(train.get("cpu_processes", 1)))  # GPU or CPU workers
     for run in runs.values():  # a stage-2 job must not find this out after SFT has run
         try:
             resolve_run(run).gradient_accumulation(world_size)
         except ValueError as error:
-            raise ConfigError(f"config key 'training' (with resources.train.gpu {world_size}): {error}") from error
+            raise ConfigError(f"config key 'training' (with {world_size} training workers): {error}") from error
     for i, ref in enumerate(config["evaluation"]["reference_models"]):
         if not (ref.get("hub_name") or ref.get("local_path")):
             raise ConfigError(
@@ -333,6 +334,23 @@ def resolve_memory(config: dict, root: str | Path = ".", log=None) -> None:
                 f"of {estimate} MB for this student and these runs (redi.plan.estimate_train_mem_mb); "
                 "a SLURM job would be killed at its --mem. Raise it, or set it to auto."
             )
+
+
+def runtime_for_attempt(runtime: str, attempt: int) -> str:
+    """A job's time limit on Snakemake's ``attempt`` (1 = first try): ``runtime`` times ``attempt``,
+    in the same unit (``"2h"`` -> ``"2h"``, ``"4h"``, ...).
+
+    A training or sampling job killed at its SLURM time limit keeps its checkpoints and the profile
+    retries it; with the same limit, work that needs more than one more limit's worth would be
+    killed again. The SLURM executor plugin turns the result into ``sbatch -t`` (minutes).
+
+    Raises:
+        ValueError: ``runtime`` is not ``<int>(m|h|d)`` (the schema's pattern) or ``attempt < 1``.
+    """
+    match = re.fullmatch(r"([0-9]+)(m|h|d)", str(runtime))
+    if match is None or int(attempt) < 1:
+        raise ValueError(f"resources runtime {runtime!r} (attempt {attempt}): expected e.g. '2h' and attempt >= 1")
+    return f"{int(match.group(1)) * int(attempt)}{match.group(2)}"
 
 
 def reference_resources(train: dict) -> dict:

@@ -7,7 +7,36 @@ module first.
 import logging
 import os
 import sys
+import time
+import traceback
 from pathlib import Path
+
+
+def log_uncaught_errors() -> None:
+    """Append an error that ends the job (its traceback) to the rule's own log file, as well as
+    stderr: without this it reached only Snakemake's console (or the SLURM job's output file),
+    and a job that died before or while setting up logging left its log empty. Installed before
+    anything else is imported, so a missing package of the job's environment lands there too."""
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)  # the script preamble's object
+    logs = list(getattr(job, "log", None) or [])
+    if not logs:
+        return
+    path, previous = str(logs[0]), sys.excepthook
+
+    def hook(kind, value, tb):
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as handle:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+                handle.write(f"{stamp} ERROR job failed:\n{''.join(traceback.format_exception(kind, value, tb))}")
+        except OSError:
+            pass
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
+log_uncaught_errors()
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 if SRC not in sys.path:

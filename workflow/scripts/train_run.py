@@ -4,7 +4,8 @@ input:  ``model`` (start model dir), ``data`` (sft.jsonl or pref.jsonl), ``ref_l
         required by objectives that need reference log-probs: dpo)
 params: ``run`` (dict: the run's settings, see ``redi.train.config.RunConfig``; the workflow's
         ``start`` key is accepted), ``accelerate_config`` (optional: ddp | zero2 | zero3 | fsdp
-        or a path; used when ``resources.gpu > 1``)
+        or a path; used when ``resources.gpu > 1``), ``cpu_processes`` (optional: with no GPU,
+        that many CPU workers)
 output: ``model`` (results/train/{run}/model; its parent is the run directory, which also gets
         metrics.jsonl and summary.json, and keeps checkpoints/ across failed attempts)
 resources: ``gpu`` (optional; > 1 starts one worker per GPU with ``accelerate launch``; outside
@@ -38,5 +39,6 @@ with gpu_lease(gpus, log=logging.getLogger("train_run").info):  # local runs: ex
         threads=sm.threads,
         gpus=gpus,
         accelerate_config=sm.params.get("accelerate_config", None),
+        cpu_processes=int(sm.params.get("cpu_processes", 1)),
         log_file=sm.log[0],
     )

@@ -1,4 +1,4 @@
-"""The data stage at OpenR1-Math-Raw's scale (issue 17): time and peak memory of every data job.
+"""The data stage at OpenR1-Math-Raw's scale: time and peak memory of every data job.
 
 A synthetic corpus with the real corpus' proportions is built at a fraction of full size
 (``FULL``: 516k problems, 2-6 generations each, ~1.2M traces; trace length lognormal with a
@@ -40,7 +40,7 @@ from pathlib import Path
 
 from benchlib import BENCH_DIR, REPO, loadavg, rnd, worker_env
 
-# OpenR1-Math-Raw (the dataset card; issue 17)
+# OpenR1-Math-Raw (the dataset card)
 FULL = {"problems": 516_499, "traces": 1_209_403}
 # generations per row: 2..6 with the corpus' mean of ~2.34 (1.2M / 516k)
 GEN_COUNTS = (2, 3, 4, 5, 6)
@@ -606,7 +606,7 @@ def goal(res: dict) -> dict:
 def compare_md(before: dict, after: dict, title: str) -> str:
     """A before/after record (same corpora, same machine): per scale and job, peak RSS, CPU and
     wall of both, then the "after" run's full rendering."""
-    L = [f"# {title}", "", "Before = the data stage of the commit before issue 17's streaming (`--src` of a `git "
+    L = [f"# {title}", "", "Before = the data stage of the commit before the streaming change (`--src` of a `git "
          "archive`), after = this tree; the same synthetic corpora, one run each, one after the other on the same "
          "(shared, loaded) machine. Peak RSS is the job's largest process; CPU = user + system of the job and its "
          "verification workers.", "",
@@ -645,7 +645,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.compare:
         before, after = (json.loads(Path(p).read_text()) for p in args.compare)
-        text = compare_md(before, after, "Data stage at OpenR1-Math-Raw's scale: before / after streaming (issue 17)")
+        text = compare_md(before, after, "Data stage at OpenR1-Math-Raw's scale: before / after streaming")
         Path(args.out).write_text(text) if args.out else print(text)
         return 0
     res = run(False, 1, fractions=args.fractions, shards=args.shards, workers=args.workers, workdir=args.workdir,

@@ -217,7 +217,7 @@ def run(quick: bool, repeats: int, log=print, workdir: str = "/tmp") -> dict:
 def compare_versions(before_src: str, *, repeats: int = 3, n_items: int = 2000, log=print) -> dict:
     """``verify_many`` throughput of this checkout against another ``src/`` tree (e.g. the
     commit before a scoring change, exported with ``git show``), interleaved run by run in
-    fresh processes on the same items, so machine load hits both alike (issue 12's "within
+    fresh processes on the same items, so machine load hits both alike (the scoring rules' "within
     10 %" check). Returns medians per item set and variant, and after/before ratios."""
     from benchlib import REPO
 

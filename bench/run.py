@@ -89,7 +89,7 @@ def evaluate_goals(doc: dict) -> list[dict]:
             )
         )
 
-    # 1b. the log-prob head vs TRL's fused head (issue 17: a regression guard)
+    # 1b. the log-prob head vs TRL's fused head (a regression guard)
     th = sec.get("trl_head")
     if th and th.get("summary"):
         rows = th["summary"]
@@ -122,7 +122,7 @@ def evaluate_goals(doc: dict) -> list[dict]:
             )
         )
 
-    # 1c. the data stage at the corpus' scale (issue 17)
+    # 1c. the data stage at the corpus' scale
     import bench_data_scale
 
     g = bench_data_scale.goal(sec.get("data_scale") or {})

@@ -37,7 +37,7 @@ REFERENCE_RUNS = reference_runs(STAGE2_RUNS)
 EVAL = config["evaluation"]
 EVAL_ENV = f"../envs/{'eval-vllm' if EVAL['backend'] == 'vllm' else 'train'}.yaml"
 BENCHMARKS = benchmark_paths(EVAL["benchmarks"])  # name -> file
-# one eval_group job per run instead of one job per checkpoint (rules/eval.smk, issue 17)
+# one eval_group job per run instead of one job per checkpoint (rules/eval.smk)
 GROUP_EVAL = groups_per_run(EVAL["group_per_run"], EVAL["backend"])
 GROUP_BENCHMARKS = list(
     dict.fromkeys(EVAL["intermediate"]["benchmarks"] + EVAL["final"]["benchmarks"])
@@ -121,7 +121,7 @@ def reference_under_deepspeed():
 
 
 def corpus_input(wildcards):
-    """What normalize_corpus reads: the teacher stage's corpus when it is on (issue 16)."""
+    """What normalize_corpus reads: the teacher stage's corpus when it is on."""
     if config["teacher"]["enabled"]:
         return "results/teacher/corpus.parquet"
     return configured_corpus(wildcards)
@@ -154,7 +154,7 @@ def benchmark_inputs(names):
     return {name: BENCHMARKS[name] for name in names}
 
 
-# ---- teacher traces (rules/teacher.smk; issue 16) -----------------------------------------
+# ---- teacher traces (rules/teacher.smk) -----------------------------------------
 
 TEACHER = TeacherConfig.from_dict(config["teacher"])
 

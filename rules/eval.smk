@@ -2,7 +2,7 @@
 # of each run (and/or its final model) on the final benchmarks. The steps a run saved are read
 # from its summary.json (`saved_checkpoints`, once the `train_*` checkpoint rule has run;
 # rules/common.smk `saved_steps`), so each evaluation is its own job; with
-# evaluation.group_per_run (default: true on the transformers backend, issue 17) one eval_group
+# evaluation.group_per_run (default: true on the transformers backend) one eval_group
 # job per run does all of them (each checkpoint loaded once) and picks the best in between.
 
 

@@ -1,4 +1,4 @@
-# Teacher traces (issue 16; redi.teacher): sample new traces for a problem set with the
+# Teacher traces (redi.teacher): sample new traces for a problem set with the
 # evaluation backends, in resumable shards, and write them, mixed with the corpus' own, as a
 # Raw-layout corpus (results/teacher/corpus.parquet) that normalize_corpus -> verify -> curate
 # read like any corpus (rules/common.smk corpus_input). Off by default: with

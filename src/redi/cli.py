@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from redi.runtime import keep_freed_memory
 
-    keep_freed_memory()  # every command (issue 17); set_threads repeats it for library callers
+    keep_freed_memory()  # every command; set_threads repeats it for library callers
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

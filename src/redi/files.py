@@ -4,7 +4,7 @@ A reader (a Snakemake job, a resumed run, a person) sees either the previous fil
 new one, never a torn write: the data goes to a hidden temporary file in the *same folder* (so
 the rename cannot cross filesystems), is flushed and ``fsync``'ed, then ``os.replace`` swaps it
 in (atomic on POSIX) and the folder entry is ``fsync``'ed. If the body raises, the temporary file
-is removed and the target is left untouched (issue 14: one helper instead of seven copies).
+is removed and the target is left untouched (one helper instead of seven copies).
 
 API:
 

@@ -1,4 +1,4 @@
-"""Model cards: a Hugging Face ``README.md`` for every final model (issue 15).
+"""Model cards: a Hugging Face ``README.md`` for every final model.
 
 Format (https://huggingface.co/docs/hub/model-cards): YAML front matter (``base_model``,
 ``library_name``, ``tags``, ``datasets`` when the corpus is a hub dataset) and a markdown body:

@@ -3,7 +3,7 @@
 Source: Xu et al., "Harnessing Negative Signals: Reinforcement Distillation from Teacher Data for
 LLM Reasoning" (arXiv 2505.24850). Each section below names the part of the paper (or of its
 public preprocessing) a value comes from. Code that needs a paper value imports it from here
-(issue 14: "one module of paper constants that curation, training defaults and the report
+("one module of paper constants that curation, training defaults and the report
 import"); nothing else restates it.
 
 Sections:

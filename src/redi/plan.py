@@ -146,7 +146,7 @@ def check_consumers(config: dict, runs: dict[str, dict]) -> None:
 
 
 def check_teacher(config: dict) -> None:
-    """The teacher stage's keys (issue 16): its config, the evaluation settings its sampling jobs
+    """The teacher stage's keys: its config, the evaluation settings its sampling jobs
     get (checked as an evaluation job would check them) and a curation rule it can serve."""
     from redi.eval.config import EvalConfig
     from redi.teacher.config import TEACHER_LABEL_RULES, TeacherConfig
@@ -186,11 +186,11 @@ def stage_resources(config: dict, stage: str) -> dict:
     """The Snakemake ``resources`` of a rule of ``stage`` (a key of config ``resources``, or
     ``reference`` for the DPO reference pass), as the SLURM executor plugin reads them.
 
-    GPU rules get ``nodes: 1`` (issue 13, item 3): the jobstep plugin runs the job as
+    GPU rules get ``nodes: 1``: the jobstep plugin runs the job as
     ``srun -n1 --gpus=N --nodes=1``, so an allocation spread over two nodes cannot host it;
     training and evaluation are single-node jobs (one task; ``accelerate launch`` or the vLLM
     engines start one worker per GPU inside it). ``reference`` defaults to one GPU of the
-    training node shape (the pass uses one device; issue 13, item 11).
+    training node shape (the pass uses one device).
     """
     res = config["resources"]
     if stage == "reference":
@@ -369,7 +369,7 @@ def reference_resources(train: dict) -> dict:
 
 
 def job_threads(spec: dict, cores: int | None, parallel: int = 1) -> int:
-    """A job's ``threads`` from its stage's resources ``spec`` (issue 17).
+    """A job's ``threads`` from its stage's resources ``spec``.
 
     An integer is kept. ``auto`` = the cores the job really has: on GPUs its allocation,
     ``cpus_per_gpu x gpu``; on the CPU the ``cores`` Snakemake was given (``--cores``) shared
@@ -387,7 +387,7 @@ def job_threads(spec: dict, cores: int | None, parallel: int = 1) -> int:
     return max(1, int(cores) // max(1, int(parallel)))
 
 
-#: Scheduling tiers, critical path first (issue 17): where cores are scarce (the CPU demo runs
+#: Scheduling tiers, critical path first: where cores are scarce (the CPU demo runs
 #: ~30 jobs on 2 cores) a job that many others wait for should start before one that nothing
 #: waits for, and among the rest the longest first, so that the last job to finish is a short
 #: one (longest-processing-time-first; the demo's runs ended with one core idle for up to a

@@ -1,4 +1,4 @@
-"""Provenance of a result: which code, libraries, data and model produced it (issue 15).
+"""Provenance of a result: which code, libraries, data and model produced it.
 
 One record shape, written into every training ``summary.json`` and every evaluation
 ``metrics.json`` under the key ``provenance``::

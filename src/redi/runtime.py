@@ -22,7 +22,7 @@ def set_threads(n: int) -> None:
     OpenMP's waiting threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, unless set):
     a small model runs thousands of tiny parallel regions per step, and where another process
     holds a core the default spin-wait made 2-thread SFT of the demo's student 18x slower than 1
-    thread (issue 17, measured on 2 cores busy with other work; passive: 1.3x slower than 1
+    thread (measured on 2 cores busy with other work; passive: 1.3x slower than 1
     thread there). Takes effect only before torch first starts its OpenMP pool.
 
     Also keeps freed memory for reuse (:func:`keep_freed_memory`).
@@ -33,7 +33,7 @@ def set_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
     # Hugging Face tokenizers encode batches on Rayon threads: as many as the job has, none more
-    # (curation's length filter is the data stage's dominant cost at full size; issue 17).
+    # (curation's length filter is the data stage's dominant cost at full size).
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if n > 1 else "false")
     os.environ.setdefault("RAYON_NUM_THREADS", str(n))
     import torch
@@ -77,7 +77,7 @@ def keep_freed_memory() -> bool:
     million minor faults and 110 s of system time out of ~1,060 CPU s. With the mmap threshold
     at 32 MiB and the trim threshold at 256 MiB, one evaluation of the demo (800 samples) takes
     210 k faults instead of 700-780 k and 5-8 % less wall time; an SFT epoch 2.4 % less
-    (measured with a 1 GiB trim threshold) (issue 17,
+    (measured with a 1 GiB trim threshold) (
     ``bench/results/2026-11-30-demo-issue17.md``). The numbers computed do not change
     (only where freed memory goes). Costs up to ``TRIM_THRESHOLD_BYTES`` of resident memory
     per process that a default process would have returned.
@@ -128,7 +128,7 @@ def log_uncaught_exceptions(logger_name: str = "redi.job") -> None:
     sys.excepthook = hook
 
 
-# ---- child processes find the package (issue 13, item 1) -----------------------------------
+# ---- child processes find the package -----------------------------------
 
 def src_path() -> str:
     """The folder that holds the ``redi`` package (``src/`` of a checkout)."""

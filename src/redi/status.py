@@ -1,7 +1,7 @@
 """``redi status``: one table of every planned training run and evaluation, and where each stands.
 
 Reads only small files, never a model, so it is fast on a paper-size tree and safe while
-Snakemake runs (issue 15). The plan comes from :mod:`redi.plan` (the same runs Snakemake
+Snakemake runs. The plan comes from :mod:`redi.plan` (the same runs Snakemake
 builds), checkpoint steps from :func:`redi.train.schedule.checkpoint_steps` (or the run's
 ``summary.json`` once it has finished). States:
 
@@ -219,7 +219,7 @@ class Status:
         folder = self.results / "eval" / run / ckpt / bench
         log = f"logs/eval/{run}/{ckpt}/{bench}.log"
         if not (self.root / log).is_file() and (self.root / f"logs/eval/{run}/group.log").is_file():
-            log = f"logs/eval/{run}/group.log"  # evaluation.group_per_run: one job's log (issue 17)
+            log = f"logs/eval/{run}/group.log"  # evaluation.group_per_run: one job's log
         metrics = _json(folder / "metrics.json")
         if metrics is not None:
             sem = metrics.get("sem")

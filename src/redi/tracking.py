@@ -1,4 +1,4 @@
-"""Live curves through the trackers users already have: the Trainer's own ``report_to`` (issue 15).
+"""Live curves through the trackers users already have: the Trainer's own ``report_to``.
 
 Config (``tracking`` in config/config.yaml; config/README.md)::
 

@@ -1,6 +1,6 @@
 """Bounded Math-Verify: gold-first verification in worker processes with hard per-item limits.
 
-Scoring rules (issue 12; audit in docs/scoring-audit.md): Math-Verify 0.9 is the engine, and our
+Scoring rules (audit in docs/scoring-audit.md): Math-Verify 0.9 is the engine, and our
 decisions around it live in one layer below ("scoring rules"): :func:`normalize_gold` (keeps
 LaTeX such as ``\\$18.90``), :func:`answer_expression` (box groups: adjacent boxes are one set
 answer, else the last group; mixed numbers are one value; the extraction order),
@@ -171,7 +171,7 @@ def _mv():
 
 
 # ----------------------------------------------------------------------------- scoring rules
-# Our decisions around Math-Verify live here, and only here (issue 12). Both corpus labelling
+# Our decisions around Math-Verify live here, and only here. Both corpus labelling
 # (``label_rule: recomputed``, :mod:`redi.data.verify_stage`) and evaluation scoring
 # (:mod:`redi.eval.score`) reach Math-Verify through :func:`check_answer`.
 
@@ -676,7 +676,7 @@ def verify_many_timed(
 
     t0 = time.monotonic()
     n_batch_fail = 0
-    # items/s in the job's log, one line per 30 s at most (issue 15)
+    # items/s in the job's log, one line per 30 s at most
     progress = Progress("verification", len(todo), "items", logger=log)
     with ProcessPool(
         max_workers=workers,

@@ -43,12 +43,12 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 # Hugging Face progress bars (weight loading, downloads) write carriage returns into job logs;
-# the package logs its own progress lines (redi.progress, issue 15). Read when transformers is
+# the package logs its own progress lines (redi.progress). Read when transformers is
 # first imported, so set here, before any adapter imports the package.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 # Every job, not only those that set torch's threads (data jobs and their forked Math-Verify
-# workers too): freed memory stays in the process (redi.runtime.keep_freed_memory, issue 17).
+# workers too): freed memory stays in the process (redi.runtime.keep_freed_memory).
 from redi.runtime import keep_freed_memory  # noqa: E402
 
 keep_freed_memory()

@@ -1,5 +1,5 @@
 """Snakemake adapter: every evaluation of one run in one process (``redi.eval.group.evaluate_run``;
-``evaluation.group_per_run``, issue 17).
+``evaluation.group_per_run``).
 
 input:  the benchmark files as ``input.<bench>``; ``summary`` (the run's summary.json: the steps
         it saved, ``saved_checkpoints``); ``model`` (the final model, for checkpoint ``final``).

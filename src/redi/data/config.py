@@ -4,7 +4,7 @@ The workflow passes ``config["curation"]`` as a plain dict; :meth:`CurationConfi
 fills defaults and rejects unknown keys naming the key, so a typo fails the job instead of
 curating with a default. Defaults are the paper's rules (:mod:`redi.paper`, "Data curation");
 ``config/schema.yaml`` repeats them for Snakemake and ``tests/test_data_config.py`` checks that
-the two agree. The same pattern as training's ``RunConfig`` (issue 14).
+the two agree. The same pattern as training's ``RunConfig``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DISPUTE_VERIFIER: dict[str, str] = {
 #: ``pairs`` modes: how many (chosen, rejected) pairs a problem gives (``redi.data.curate.pair_indices``).
 PAIR_MODES = ("first", "all", "groups")
 
-#: keys renamed by issue 14 (one name per concept: training's length names) -> new name
+#: keys renamed so that one concept has one name (training's length names) -> new name
 RENAMED = {"max_prompt_tokens": "max_prompt_length", "max_response_tokens": "max_response_length"}
 
 

@@ -5,7 +5,7 @@ Steps, in order (each counted in the report; every dropped row gets a reject lin
 1. ``valid_only``: keep ``problem_is_valid.strip().lower() == "yes"`` (the paper). A null value
    in a corpus that has the column (Raw) is dropped (``problem_is_valid null``), as the paper's
    ``.strip()`` rule drops it; rows of corpora without the column (220k-flat / MV-only) are kept
-   when ``keep_unknown_validity`` (default) and counted separately (issue 11).
+   when ``keep_unknown_validity`` (default) and counted separately.
 2. ``exclude_sources``: drop rows whose ``source`` is listed (default ``["cn_k12"]``).
 3. ``label_lists``: drop rows that lack a label list ``label_rule`` reads (see
    :data:`RULE_LISTS`), or whose list does not match the number of generations; the reason
@@ -247,7 +247,7 @@ class TokenCounter:
     token (kept as text; the funnel reports it)."""
 
     #: texts per tokenizer call, and characters per call: a call's encodings stay bounded however
-    #: long the traces (issue 17); read by :mod:`redi.chat_template`'s batching
+    #: long the traces; read by :mod:`redi.chat_template`'s batching
     BATCH = 256
     MAX_CHARS = 2_000_000
 
@@ -383,10 +383,10 @@ def read_rows(verified_path, rule: str) -> list[dict]:
     names = pf.schema_arrow.names
     if rule == "recomputed" and "label_recomputed" not in names:
         raise ValueError(f"{verified_path}: label_rule 'recomputed' needs label_recomputed (run the verify stage)")
-    # only what the steps read: the rows stay in memory until the sets are written (issue 17)
+    # only what the steps read: the rows stay in memory until the sets are written
     cols = [c for c in names if c in ROW_FIELDS or c in RULE_LISTS[rule] or c == DISPUTE_VERIFIER[rule]]
     # gather's tables (footer key redi.verify) have one verify_status per generation: the counts
-    # come from that list, so this pass never decodes the generation texts (issue 17)
+    # come from that list, so this pass never decodes the generation texts
     from_gather = read_kv_meta(verified_path, META_VERIFY) is not None and "verify_status" in names
     count_col = "verify_status" if from_gather else "generations"
     rows = []
@@ -536,7 +536,7 @@ def disputed(sft: list, pref: list, cfg: CurationConfig):
 
 class TextStore:
     """The selected generation texts, spilled to a temporary file beside the outputs: memory
-    holds only ``(row_index, gen_index) -> (offset, bytes)`` (issue 17: the full corpus' selected
+    holds only ``(row_index, gen_index) -> (offset, bytes)`` (the full corpus' selected
     traces are ~5 GB of text). ``store[key]`` reads one text back; iteration gives the keys in
     file (row) order. Close it (or use ``with``) to delete the file."""
 
@@ -722,7 +722,7 @@ def curate(
     ``cfg``: :class:`CurationConfig` (a dict is read with ``from_dict``). ``benchmark_paths``:
     benchmark name -> JSON list of ``{"problem": ...}`` for decontamination. ``origins_path``: a
     teacher corpus' ``origins.json`` (the report then counts what corpus and teacher traces
-    contributed, ``curate_report.source_counts``; issue 16). ``trust_remote_code``: load the
+    contributed, ``curate_report.source_counts``). ``trust_remote_code``: load the
     tokenizer with the model's own code (also when the student was prepared with
     ``student.trust_remote_code``, which its tokenizer records). Raises
     ``ValueError`` for an empty set (after writing the report) or a rule the corpus cannot serve.

@@ -45,7 +45,7 @@ def expected_counts(cfg: CurationConfig, n_sft_selected: int, n_pairs_selected: 
 
 
 def source_counts(origins: dict[int, tuple[int, int]], selected: tuple, final: tuple) -> dict:
-    """What each source contributed (issue 16: a corpus mixed with new teacher traces).
+    """What each source contributed (a corpus mixed with new teacher traces).
 
     ``origins``: ``row_index -> (corpus generations, teacher generations)`` (a row's corpus
     traces come first, :mod:`redi.teacher.corpus`); ``selected`` / ``final`` as in

@@ -16,7 +16,7 @@ def iter_parquet_batches(path, batch_size: int = 1024, columns: list[str] | None
     """``pyarrow.RecordBatch`` es of a parquet file in row order, at most ``batch_size`` rows each,
     read one row group at a time: one ``iter_batches`` reader over many row groups keeps memory
     it has finished with (pyarrow 20-22: RSS grows with the file, ~1 GB after 1.3 GB of text,
-    issue 17), a reader per row group does not. A batch never spans two row groups."""
+   ), a reader per row group does not. A batch never spans two row groups."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(str(path))

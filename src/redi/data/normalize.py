@@ -17,7 +17,7 @@ Malformed rows never vanish: each goes to the rejects file (JSON lines with ``ro
 ``step`` = ``"normalize"``, ``reason``, ``detail``) and is counted; the counts are also stored in
 the canonical parquet's footer metadata (key ``redi.normalize``) so curation can report them.
 
-Label lists are never required here (issue 11): which lists a row needs depends on the
+Label lists are never required here: which lists a row needs depends on the
 curation ``label_rule``, so a null or unusable list becomes null in the canonical table and is
 counted (``notes.<label>_null``, ``notes.<label>_not_a_list_set_null``,
 ``notes.<label>_not_bool_set_null``); curation drops the row only when its rule reads that list
@@ -293,7 +293,7 @@ def normalize(input_path, output_path, rejects_path, *, batch_size: int = 2048) 
                 "rejected_rows": sum(reasons.values()),
                 "reject_reasons": dict(sorted(reasons.items())),
                 "notes": dict(sorted(counters.items())),
-                # curation drops null validity only in corpora that have the column (issue 11)
+                # curation drops null validity only in corpora that have the column
                 "has_problem_is_valid": "problem_is_valid" in columns,
                 "label_lists": {
                     name: {"field": field, "rows_with_list": with_list[name], "canonical_rows": n_out}

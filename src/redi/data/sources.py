@@ -63,7 +63,7 @@ def download_hub(name: str, revision: str | None, split: str, out_dir) -> dict:
 
     info = {"name": name, "revision": revision, "commit": commit, "split": split,
             "rows": len(ds), "columns": ds.column_names,
-            # what was really downloaded: a revision such as "main" moves (issue 15); hashed once here
+            # what was really downloaded: a revision such as "main" moves; hashed once here
             "sha256": content_hash(out_dir)}  # fmt: skip
     write_text_atomic(out_dir / "redi_download.json", json.dumps(info, indent=1) + "\n")
     log.info("download: %s", info)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 #: generations verified (and written) per chunk: a shard's memory is this many answer segments
-#: and results, whatever the shard's size (issue 17)
+#: and results, whatever the shard's size
 VERIFY_CHUNK = 8192
 #: canonical rows per read batch of the streaming passes (verify_shard, gather)
 READ_BATCH_ROWS = 1024
@@ -52,7 +52,7 @@ def _row_index_stats(pf) -> tuple[list[tuple[int, int] | None], int]:
 def shard_range(n_row_indices: int, shard_index: int, n_shards: int) -> tuple[int, int]:
     """Shard ``shard_index`` of ``n_shards`` verifies the rows with ``lo <= row_index < hi``:
     contiguous, equal ranges of the corpus' row indices, so a shard reads only the row groups
-    that hold its range (issue 17: with ``row_index % n`` every shard decoded every trace)."""
+    that hold its range (with ``row_index % n`` every shard decoded every trace)."""
     return n_row_indices * shard_index // n_shards, n_row_indices * (shard_index + 1) // n_shards
 
 
@@ -98,7 +98,7 @@ def verify_shard(
     """Verify one shard; writes the shard parquet (``row_index, gen_index, mv_recomputed,
     status, extracted, seconds``) and returns a summary.
 
-    Streams (issue 17): the canonical table is read in batches of ``READ_BATCH_ROWS`` rows and
+    Streams: the canonical table is read in batches of ``READ_BATCH_ROWS`` rows and
     the shard's generations are verified and written ``chunk`` at a time, so the job's memory
     does not grow with the corpus or the shard."""
     import pyarrow as pa

@@ -1,4 +1,4 @@
-"""Scoring audit: every benchmark gold checked both ways through the product's scorer (issue 12).
+"""Scoring audit: every benchmark gold checked both ways through the product's scorer.
 
 For each problem of each benchmark (golds as :func:`redi.eval.benchmarks.load_benchmark` reads
 them from the file), responses are written in the Open-R1 format

@@ -5,7 +5,7 @@ section's sampling, backend, batch and verifier settings plus the job's ``n_samp
 ``limit``); :meth:`EvalConfig.from_dict` fills the defaults and rejects unknown keys naming the
 key, so a typo fails the job instead of evaluating with a default. ``config/schema.yaml`` repeats
 the defaults for Snakemake and ``tests/test_eval_config.py`` checks that the two agree. The same
-pattern as training's ``RunConfig`` and curation's ``CurationConfig`` (issue 14).
+pattern as training's ``RunConfig`` and curation's ``CurationConfig``.
 
 Nothing heavy is imported here: ``redi.plan`` checks the workflow's ``evaluation`` section with
 :meth:`EvalConfig.from_dict` at parse time (through :func:`job_settings`, as every job gets it),

@@ -162,7 +162,7 @@ class Backend(ABC):
     """
 
     name: str = ""
-    # evaluation.group_per_run: auto takes this (issue 17): one process per run scoring all its
+    # evaluation.group_per_run: auto takes this: one process per run scoring all its
     # checkpoints pays off where starting a job costs more than an evaluation (CPU); on GPUs
     # one job per checkpoint spreads a run's evaluations over the cluster.
     group_per_run: bool = False
@@ -198,7 +198,7 @@ def generation_budget(
     vLLM does not refuse ``max_tokens > max_model_len - prompt`` (it silently cuts the sample at
     ``max_model_len``), and a model keeps its own context length (4,096 for Qwen2.5-Math-1.5B)
     unless told otherwise: the recorded ``max_new_tokens`` would then not be what the samples had
-    (issue 13, item 10). Returns the budget actually given, for the metrics.
+   . Returns the budget actually given, for the metrics.
 
     Raises:
         ValueError: naming ``where``, the longest prompt, the budget and the context.

@@ -1,4 +1,4 @@
-"""All of one run's evaluations in one process (``evaluation.group_per_run``, issue 17).
+"""All of one run's evaluations in one process (``evaluation.group_per_run``).
 
 On the CPU demo a Snakemake job per checkpoint spends ~10 s starting Python and importing torch
 and transformers for an evaluation of ~20 s; here one process per run

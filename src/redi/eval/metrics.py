@@ -103,7 +103,7 @@ def sem(scores: Sequence[float]) -> float | None:
     """The paper's SEM of pass@1: std (ddof 0) of the per-sample-index scores / sqrt(k).
 
     ``None`` (not available) for k < 2: one sample per problem has no spread to measure, and
-    ``std`` of one score would report a false ``0.0`` (issue 12). Reports print ``n/a``."""
+    ``std`` of one score would report a false ``0.0``. Reports print ``n/a``."""
     s = np.asarray(scores, dtype=float)
     if s.size < 2:
         return None

@@ -313,7 +313,7 @@ def _drop_over_budget(job: _Job, cfg: EvalConfig, problems: list[Problem], promp
 
 
 def _check_budget(job: _Job, cfg: EvalConfig, prompts: dict[str, list[int]]) -> tuple[dict, dict]:
-    """Every sample gets the full recorded budget, or the job stops here (issue 13, item 10).
+    """Every sample gets the full recorded budget, or the job stops here.
 
     Returns the budget (for the metrics) and the backend's options; vLLM is given the context
     explicitly, never the model's own default."""

@@ -1,7 +1,7 @@
 """The tiny student's default shape, in a module that imports nothing heavy.
 
 ``rules/common.smk`` validates ``student.tiny`` at parse time (through ``redi.plan``), and that
-runs in the user's Snakemake environment, which may hold only snakemake and PyYAML (issue 13,
+runs in the user's Snakemake environment, which may hold only snakemake and PyYAML (
 item 2): this dict must not live beside the tokenizer/pandas code of ``student.py``.
 """
 

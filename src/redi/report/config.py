@@ -4,7 +4,7 @@
 ``tests/test_report_config.py`` checks that the two agree) plus the folders the rule passes.
 The Snakemake adapter and ``redi report build`` both pass a plain dict to
 :meth:`ReportConfig.from_dict`, which fills defaults and rejects unknown keys by name (the
-pattern of training's ``RunConfig`` and curation's ``CurationConfig``, issue 14).
+pattern of training's ``RunConfig`` and curation's ``CurationConfig``).
 """
 
 from __future__ import annotations

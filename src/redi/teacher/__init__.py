@@ -1,4 +1,4 @@
-"""The teacher stage (issue 16): sample, verify and curate new teacher traces for a problem set.
+"""The teacher stage: sample, verify and curate new teacher traces for a problem set.
 
 ``config`` (``TeacherConfig``: the ``teacher`` config section) -> ``problems`` (which problems
 are sampled; ``problems.json`` in the benchmark format) -> ``sample`` (one shard: the evaluation

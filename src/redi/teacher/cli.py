@@ -1,4 +1,4 @@
-"""Teacher traces (issue 16): what a config will sample (``redi teacher plan``)."""
+"""Teacher traces: what a config will sample (``redi teacher plan``)."""
 
 from __future__ import annotations
 

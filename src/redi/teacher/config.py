@@ -1,6 +1,6 @@
 """The teacher source's configuration (``config.teacher``): every knob, its default and what it does.
 
-Same pattern as curation's :class:`redi.data.config.CurationConfig` (issue 14):
+Same pattern as curation's :class:`redi.data.config.CurationConfig`:
 :meth:`TeacherConfig.from_dict` fills defaults and rejects unknown keys naming the key;
 ``config/schema.yaml`` repeats the defaults and ``tests/test_teacher.py`` checks the two agree.
 How a trace is generated is not re-declared here: sampling, backend, batch size, verifier
@@ -42,7 +42,7 @@ class TeacherModel:
 
 @dataclass
 class TeacherConfig:
-    """Sampling new teacher traces for a problem set (``redi.teacher``, issue 16)."""
+    """Sampling new teacher traces for a problem set (``redi.teacher``)."""
 
     enabled: bool = False  # add the teacher stage to the DAG (the corpus then flows through it)
     problems: str = CORPUS  # "corpus" = the configured corpus' problems; else a path: a benchmark

@@ -1,4 +1,4 @@
-"""The sampled traces as a corpus in the Open-R1 Raw layout, mixed with the corpus' own (issue 16).
+"""The sampled traces as a corpus in the Open-R1 Raw layout, mixed with the corpus' own.
 
 ``build_corpus`` writes ``results/teacher/corpus.parquet`` (:func:`redi.data.schemas.raw_schema`),
 which the data stage then normalises, verifies and curates like any corpus:

@@ -1,4 +1,4 @@
-"""What a teacher config will sample, before anything runs (issue 16).
+"""What a teacher config will sample, before anything runs.
 
 :func:`expected` reads only the config (and a benchmark-format JSON problem file): the
 Snakefile prints :func:`describe` at parse time, so ``snakemake -n`` shows it (parse-time code

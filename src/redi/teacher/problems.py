@@ -1,4 +1,4 @@
-"""Which problems the teacher samples: ``results/teacher/problems.json`` (issue 16).
+"""Which problems the teacher samples: ``results/teacher/problems.json``.
 
 The problem set is the configured corpus (its canonical table, so every layout the data stage
 reads works, and its rejected rows are already counted there) or a file named by

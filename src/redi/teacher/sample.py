@@ -1,4 +1,4 @@
-"""One sampling shard: the teacher's traces for every ``n_shards``-th problem (issue 16).
+"""One sampling shard: the teacher's traces for every ``n_shards``-th problem.
 
 There is no generation code here: a shard is an evaluation of the teacher model on the shard's
 problems (:func:`redi.eval.run.evaluate`), so it has evaluation's prompt builder

@@ -10,7 +10,7 @@ compares window means: at step ``t`` with window ``w``
 and flags the step when ``drop_chosen >= drop`` and ``drop_rejected >= drop`` (nats/token).
 A falling rejected log-prob alone is the intended effect of the negative term and is not flagged.
 
-That guard misses slow collapses (issue 15: symmetric REDI fell from 22.4 % to 7.4 % held-out
+That guard misses slow collapses (symmetric REDI fell from 22.4 % to 7.4 % held-out
 while its chosen log-prob fell -0.06 -> -0.28 and the rejected one was too noisy to fall
 "together"). :func:`assess` judges a finished (or running) run from its smoothed chosen
 log-prob *and* its evaluation curve (accuracy drops judged by the paired problem-level
@@ -50,7 +50,7 @@ class CollapseDetector:
 
 
 # ----------------------------------------------------------------------------------------------
-# Run-level assessment: training signals (smoothed) + the evaluation curve (issue 15)
+# Run-level assessment: training signals (smoothed) + the evaluation curve
 
 #: The one vocabulary of collapse verdicts, on every surface (tables, CSV, summary, ``redi
 #: status``, figures, model cards): :func:`verdict_text` renders an :class:`Assessment`.

@@ -1,5 +1,5 @@
 """Where and how a training job computes: device, precision mode, attention, padding, gradient
-checkpointing, DeepSpeed (issue 13). One home for the numerics that training and the DPO
+checkpointing, DeepSpeed. One home for the numerics that training and the DPO
 reference pass (``redi.train.reference``) must agree on: the reference log-probs record the
 precision mode they were computed in, and a run refuses a file made in another mode.
 """
@@ -33,7 +33,7 @@ class Environment:
         return precision_mode(self.bf16, self.deepspeed)
 
     def numerics(self) -> dict:
-        """What actually ran, for the run summary (issue 13, item 14)."""
+        """What actually ran, for the run summary."""
         return {
             "precision": self.precision,
             "attention": self.attn_implementation,
@@ -54,7 +54,7 @@ def precision_mode(bf16: bool, deepspeed: bool) -> str:
     """The forward numerics of a training job: a key of :data:`PRECISION_MODES`.
 
     The DPO reference pass must use the same mode as the policy, or the step-0 loss is not
-    ``log 2`` (issue 13, item 9): DeepSpeed converts the module to bf16 and runs without
+    ``log 2``: DeepSpeed converts the module to bf16 and runs without
     autocast, while accelerate's DDP/FSDP keep fp32 weights under bf16 autocast.
     """
     if not bf16:

@@ -4,7 +4,7 @@ DPO needs ``log pi_ref(y|x)`` for every chosen and rejected response. Computing 
 training, means the DPO job holds one model (the paper's setup needed ZeRO-3 to hold two). The
 pass uses the same tokenisation, truncation, chunked log-prob head and (on GPU) bf16 autocast as
 training, and the same precision mode as the training job (``environment.precision_mode``: fp32,
-fp32 weights under bf16 autocast, or bf16 weights as DeepSpeed trains; issue 13, item 9), so at
+fp32 weights under bf16 autocast, or bf16 weights as DeepSpeed trains), so at
 step 0 the policy's log-probs equal the cached ones and the DPO loss is ``log 2``. The mode is
 recorded in the file and training refuses a file of another mode.
 

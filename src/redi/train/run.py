@@ -172,7 +172,7 @@ def _prepare(run, model_path, data_path, out_dir, ref_logps_path) -> _Job:
             f"run {cfg.name!r}: objective {cfg.objective!r} needs ref_logps_path (cached reference log-probs)"
         )
     check_launch_precision(resolve_bf16(cfg.bf16), cfg.name)  # before accelerate reads it
-    # cpu=True without CUDA: else every gloo rank thinks it is the main process (issue 13, item 15)
+    # cpu=True without CUDA: else every gloo rank thinks it is the main process
     state = PartialState(cpu=not torch.cuda.is_available())
     env = resolve_environment(cfg, state.num_processes)
     ga = cfg.gradient_accumulation(state.num_processes)

@@ -265,7 +265,7 @@ class StepMetricsCallback(TrainerCallback):
         tr._session_start = time.time()
         tr._wall_at_start = float(tr.redi_state["wall_seconds"])
         self._mark = time.perf_counter()
-        # one progress line per 30 s (and at every save): steps, tokens/s, ETA (issue 15)
+        # one progress line per 30 s (and at every save): steps, tokens/s, ETA
         self.progress = Progress(f"training {tr.run_cfg.name}", state.max_steps, "steps", logger=log,
                                  start_done=state.global_step)
 

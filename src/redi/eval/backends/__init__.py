@@ -34,7 +34,7 @@ def backend_options(name: str) -> set[str]:
 
 def groups_per_run(setting: bool | str, backend: str) -> bool:
     """``evaluation.group_per_run`` resolved: ``auto`` takes the backend's ``group_per_run``
-    (transformers: true, vllm: false; issue 17), a boolean is kept.
+    (transformers: true, vllm: false), a boolean is kept.
 
     Raises:
         ValueError: an unknown backend or setting.

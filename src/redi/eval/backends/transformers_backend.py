@@ -3,7 +3,7 @@
 Left padding; prompts sorted by length (longest first, so memory trouble shows at once) with
 all samples of a prompt in the same batch, so padding stays small. Each prompt is prefilled
 once and its KV cache copied to its samples (``model.generate`` would prefill every sample's
-copy: 4-8x the prompt work; issue 17). Nothing from the checkpoint's ``generation_config.json``
+copy: 4-8x the prompt work). Nothing from the checkpoint's ``generation_config.json``
 leaks into sampling (top-k stays off, as in vLLM).
 """
 
@@ -42,7 +42,7 @@ class TransformersBackend(Backend):
     ):
         """``prefill_once``: prefill each prompt once and share its KV cache among its samples
         (the same sampled tokens up to float rounding: the prompt's attention runs in a smaller
-        batch; ~20 % faster on the CPU demo, issue 17); false: ``model.generate`` prefills
+        batch; ~20 % faster on the CPU demo); false: ``model.generate`` prefills
         every sample (transformers' own path)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig

@@ -145,7 +145,7 @@ def _training(results: Results, out: CostRows) -> None:
             out.add(name, "DPO reference log-probs", Timing.read([ref]), 1, gpus)
 
 
-# evaluation.group_per_run (issue 17): one eval_group job did all of a run's evaluations
+# evaluation.group_per_run: one eval_group job did all of a run's evaluations
 GROUP_TSV = "group.tsv"
 
 
@@ -198,7 +198,7 @@ def _other_jobs(results: Results, out: CostRows) -> None:
 
 
 def _teacher_jobs(results: Results, out: CostRows) -> None:
-    """The teacher stage's jobs (issue 16): sampling shards at resources.teacher's GPUs; their
+    """The teacher stage's jobs: sampling shards at resources.teacher's GPUs; their
     tokens and GPU-hours from ``results/teacher/teacher_report.json`` go into a note."""
     bdir = results.benchmarks_dir
     for path in sorted(bdir.glob("teacher/**/*.tsv")) if bdir.is_dir() else []:

@@ -1,7 +1,7 @@
 """Issue 15: the collapse verdict uses the evaluation curve and the smoothed chosen log-prob.
 
 tests/fixtures/collapse/runs.json holds metrics.jsonl records (the trainer's exact keys) and the
-held-out curve of the default config's stage-2 runs as issue 15 describes them (made by
+held-out curve of the default config's stage-2 runs as a review of the default run described them (made by
 make_fixture.py): symmetric REDI fell 22.4 % -> 7.4 % while chosen per-token log-prob drifted
 -0.06 -> -0.28 and nothing was flagged."""
 

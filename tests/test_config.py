@@ -142,7 +142,7 @@ def test_reference_runs_must_agree_on_truncation():
 
 
 def test_threads_auto_follows_the_cores_a_job_has():
-    """resources.<stage>.threads: auto (issue 17): a job alone takes every core Snakemake was
+    """resources.<stage>.threads: auto: a job alone takes every core Snakemake was
     given, parallel jobs of a stage share them, GPU jobs take their allocation's CPUs."""
     from redi.plan import job_threads, reference_resources
 
@@ -164,7 +164,7 @@ def test_threads_auto_follows_the_cores_a_job_has():
 
 def test_priorities_put_the_critical_path_first_on_scarce_cores():
     """Snakemake's scheduler starts the ready jobs with the largest summed priority that fit the
-    free cores (issue 17): weighted by cores, one 2-core job of a higher tier must outrank any
+    free cores: weighted by cores, one 2-core job of a higher tier must outrank any
     pair of 1-core jobs of lower tiers on the demo's 2 cores; then the longest jobs first."""
     from redi.plan import PRIORITY_TIERS, job_priority
 
@@ -187,7 +187,7 @@ def test_priorities_put_the_critical_path_first_on_scarce_cores():
 
 def test_every_rule_has_a_scheduling_tier():
     """A rule without `priority:` runs at 0, below every tiered job: a teacher-stage or
-    select_best job would then wait behind evaluations (issue 17). Only the jobs nothing else
+    select_best job would then wait behind evaluations. Only the jobs nothing else
     waits for (model cards, the report, publishing, `all`) keep 0."""
     untiered = {"all", "model_card", "push_to_hub", "report_build"}
     missing = []

@@ -1,6 +1,6 @@
 """The data stage's config dataclasses own the defaults; config/schema.yaml states the same ones.
 
-``CurationConfig`` and ``SynthConfig`` follow training's ``RunConfig`` (issue 14): defaults and
+``CurationConfig`` and ``SynthConfig`` follow training's ``RunConfig``: defaults and
 documentation per field, ``from_dict`` rejecting unknown keys by name.
 """
 

@@ -44,7 +44,7 @@ def test_raw_schema_with_malformed_rows(tmp_path):
     src = write_parquet(rows, tmp_path / "raw.parquet", synthetic_corpus_schema())
     out = normalize(src, tmp_path / "canon.parquet", tmp_path / "rej.jsonl")
     assert out["schema"] == "raw"
-    # label lists are judged by curation's rule, never here (issue 11): P1 and P6 are kept
+    # label lists are judged by curation's rule, never here: P1 and P6 are kept
     assert out["input_rows"] == 9 and out["canonical_rows"] == 5 and out["rejected_rows"] == 4
     assert out["reject_reasons"] == {
         "generations_none": 1,
@@ -100,7 +100,7 @@ def test_flat_220k_schema(tmp_path):
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = normalize(src, tmp_path / "canon.parquet", tmp_path / "rej.jsonl")
     assert out["schema"] == "flat"
-    assert out["reject_reasons"] == {}  # label lists are the curation rule's business (issue 11)
+    assert out["reject_reasons"] == {}  # label lists are the curation rule's business
     canon = pq.read_table(tmp_path / "canon.parquet").to_pylist()
     assert [r["row_index"] for r in canon] == [0, 1, 2, 3]
     assert canon[0]["label_llama"] == [True, False] and canon[0]["label_mv"] == [False, True]

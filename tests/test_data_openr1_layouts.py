@@ -1,5 +1,5 @@
 """Open-R1 rows in their public layouts and Arrow types through normalise -> verify -> curate
-(issue 11): a label list the rule does not read is never required; null validity is dropped
+: a label list the rule does not read is never required; null validity is dropped
 where the column exists; truncated traces are never positive; the hub path runs on a local
 `datasets` repository layout."""
 

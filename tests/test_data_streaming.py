@@ -1,4 +1,4 @@
-"""The data stage's streaming internals (issue 17): row-group reads, chunked verification,
+"""The data stage's streaming internals: row-group reads, chunked verification,
 the curation text store. What they produce must not depend on the batch or chunk sizes."""
 
 from __future__ import annotations

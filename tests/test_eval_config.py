@@ -88,7 +88,7 @@ def test_backend_options_are_the_constructors_keywords():
 
 
 def test_group_per_run_follows_the_backend():
-    """evaluation.group_per_run (issue 17): auto = one job per run on transformers (CPU: a job's
+    """evaluation.group_per_run: auto = one job per run on transformers (CPU: a job's
     start costs more than a small evaluation), one per checkpoint on vLLM; booleans win."""
     from redi.eval.backends import groups_per_run
 
@@ -105,7 +105,7 @@ def test_group_per_run_follows_the_backend():
 
 def test_the_workflow_config_sets_every_job_knob():
     """config/schema.yaml's evaluation section is EvalConfig's fields plus the workflow keys;
-    the only fields it leaves out are set per job (issue 17: the transformers backend's options
+    the only fields it leaves out are set per job (the transformers backend's options
     were a field the workflow config could not set)."""
     from redi.eval.config import WORKFLOW_KEYS
 

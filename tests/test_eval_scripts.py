@@ -88,7 +88,7 @@ def test_eval_run_and_select_best(tmp_path, model_dir, monkeypatch):
 
 
 def test_eval_group_matches_the_per_checkpoint_jobs(tmp_path, model_dir, monkeypatch):
-    """evaluation.group_per_run (issue 17): one eval_group job writes what eval_checkpoint,
+    """evaluation.group_per_run: one eval_group job writes what eval_checkpoint,
     select_best and eval_final write, with the same samples (each benchmark one evaluate() call
     with the same settings; the checkpoint's engine shared across benchmarks)."""
     toy, toy2 = tmp_path / "toy.json", tmp_path / "toy2.json"

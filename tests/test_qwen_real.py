@@ -1,4 +1,4 @@
-"""Qwen2.5-Math-1.5B's real tokenizer, chat template and config (issue 11), offline.
+"""Qwen2.5-Math-1.5B's real tokenizer, chat template and config, offline.
 
 The tokenizer is built from ``dashscope``'s ``qwen.tiktoken`` (tests/qwen_real.py); the ids in
 ``KNOWN_IDS`` were read from Qwen's published vocab.json / merges.txt (the 151,643-token BPE
@@ -133,7 +133,7 @@ def test_length_filter_counts_with_real_tokenizer(qwen, tmp_path):
 
 
 def test_length_counts_equal_the_tokenizers_own(qwen):
-    """The length filter counts through the Rust tokenizer's encode_batch_fast (issue 17): the
+    """The length filter counts through the Rust tokenizer's encode_batch_fast: the
     same number of tokens as transformers' own plain-text encoding + the end-of-turn token, for
     special-token strings in the text, <think>, LaTeX, CJK and emoji, whitespace runs, an empty text, and a batch cut by
     the character bound."""

@@ -405,7 +405,7 @@ def test_cli_rebuilds_reports_from_existing_results(tmp_path):
 
 
 def test_cost_table_reads_a_grouped_run_once(tmp_path):
-    """evaluation.group_per_run (issue 17): a run evaluated by one eval_group job has one cost row
+    """evaluation.group_per_run: a run evaluated by one eval_group job has one cost row
     from benchmarks/eval/{run}/group.tsv, and no per-checkpoint or final rows shown missing."""
     root = handmade_tree.write_tree(tmp_path / "tree", ROOT / "config" / "config.yaml")
     run, bdir = "redi-a0.5-lr1e-4", root / "benchmarks" / "eval"

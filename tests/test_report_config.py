@@ -1,5 +1,5 @@
 """The report's ReportConfig owns its defaults; config/schema.yaml states the same ones, and the
-adapter / CLI pass a plain dict through ``from_dict`` (issue 14)."""
+adapter / CLI pass a plain dict through ``from_dict``."""
 
 from __future__ import annotations
 

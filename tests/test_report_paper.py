@@ -145,7 +145,7 @@ def test_curation_expected_counts(paper_tables):
 @pytest.mark.parametrize("name", ["table1_final", "table2_ablation"])
 def test_avg_value_and_sem_are_eval_metrics_benchmark_average(paper_tables, name):
     """The Avg cell (value AND SEM) is redi.eval.metrics.benchmark_average of the metrics files:
-    the tables hold no averaging rule of their own (issue 14)."""
+    the tables hold no averaging rule of their own."""
     import json
 
     from redi.eval.metrics import benchmark_average

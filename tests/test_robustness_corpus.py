@@ -56,7 +56,7 @@ def _without(row, key):
     return {k: v for k, v in row.items() if k != key}
 
 
-LABEL_LISTS = "label_lists"  # kept by normalisation, dropped by curation's label_rule (issue 11)
+LABEL_LISTS = "label_lists"  # kept by normalisation, dropped by curation's label_rule
 
 
 def _lines():
@@ -66,7 +66,7 @@ def _lines():
         (dump(_row("Good problem one.")), None),
         (dump(_without(_row("No answer key."), "answer")), "answer_missing"),
         (dump(_without(_row("No generations key."), "generations")), "generations_none"),
-        # label lists are judged by the curation rule (issue 11): kept here, dropped at label_lists
+        # label lists are judged by the curation rule: kept here, dropped at label_lists
         (dump(_without(_row("No correctness key."), "correctness")), LABEL_LISTS),
         (dump({**_row("Generations null."), "generations": None}), "generations_none"),
         (dump(_row("Generations empty.", gens=[], llama=[], mv=[])), "generations_empty"),

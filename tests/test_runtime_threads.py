@@ -1,4 +1,4 @@
-"""Process settings of a job (``redi.runtime.set_threads``; issue 17): its thread count reaches
+"""Process settings of a job (``redi.runtime.set_threads``): its thread count reaches
 torch, OpenMP and the tokenizers' Rayon pool, and freed memory is reused, not faulted back in."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_curation_job_takes_its_own_threads():
     cfg = load_config(ROOT / "config/paper.yaml")
     assert job_threads(cfg["resources"]["curate"], None) == 32
     assert stage_resources(cfg, "curate")["mem_mb"] == 32000
-    # the demo: auto, every core it is given (alone in its stage; issue 17)
+    # the demo: auto, every core it is given (alone in its stage)
     demo = load_config(ROOT / "config/config.yaml")["resources"]["curate"]
     assert demo["threads"] == "auto" and job_threads(demo, 2) == 2 and job_threads(demo, None) == 1
 

@@ -1,4 +1,4 @@
-"""The ground-floor homes of issue 14: ``redi.ids``, ``redi.files``, ``redi.paper``."""
+"""The ground-floor homes shared by every stage: ``redi.ids``, ``redi.files``, ``redi.paper``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Teacher traces (issue 16): config, problem selection, a real sampling shard through the
+"""Teacher traces: config, problem selection, a real sampling shard through the
 evaluation code path, the Raw-layout corpus through normalisation, per-source curation counts,
 the dry-run plan, and (slow) ``snakemake --configfile config/teacher.yaml`` up to curation."""
 

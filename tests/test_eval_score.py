@@ -92,6 +92,28 @@ def test_score_rules(tmp_path):
     assert df.loc[0, "extracted"] is not None
 
 
+def test_without_a_forced_think_the_whole_response_is_the_answer(tmp_path):
+    """A prompt that did not open ``<think>`` (``force_think: false``, the untrained row of a
+    student that is not an R1-style reasoner): a response without ``</think>`` is scored on its
+    whole text, one with ``</think>`` after its last one, a truncated one stays wrong. With the
+    forced ``<think>`` (the default) such a response is ``no_think_close`` as before."""
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps([{"problem": "p0", "answer": "7"}]))
+    (p0,) = load_benchmark(path)
+    gens = [
+        _gen(p0.problem_id, "3 + 4 = 7, so the answer is $\\boxed{7}$.", idx=0),
+        _gen(p0.problem_id, "The answer is $\\boxed{8}$.", idx=1),
+        _gen(p0.problem_id, "\\boxed{8} draft</think> so $\\boxed{7}$", idx=2),
+        _gen(p0.problem_id, "$\\boxed{7}$ and more", finish="length", idx=3),
+    ]
+    bare = score_generations([p0], gens, workers=1, require_think_close=False)
+    assert [(r.correct, r.status) for r in bare.itertuples()] == [
+        (True, "ok"), (False, "ok"), (True, "ok"), (False, "truncated")
+    ]
+    forced = score_generations([p0], gens, workers=1)
+    assert [r.status for r in forced.itertuples()] == ["no_think_close", "no_think_close", "ok", "truncated"]
+
+
 def test_hanging_answer_is_bounded(tmp_path):
     path = tmp_path / "b.json"
     path.write_text(json.dumps([{"problem": "p", "answer": "1"}, {"problem": "q", "answer": "2"}]))

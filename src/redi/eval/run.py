@@ -400,7 +400,8 @@ def _score(problems: list[Problem], records: list[dict], cfg: EvalConfig, thread
 
     workers = int(cfg.verify_workers) if cfg.verify_workers else max(1, int(threads))
     return score_generations(
-        problems, records, timeout_s=cfg.verify_timeout_s, workers=workers, memory_mb=cfg.verify_memory_mb
+        problems, records, timeout_s=cfg.verify_timeout_s, workers=workers, memory_mb=cfg.verify_memory_mb,
+        require_think_close=cfg.force_think,
     )
 
 

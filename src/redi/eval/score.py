@@ -4,7 +4,10 @@ Per sample, in this order:
 
 1. ``finish_reason == "length"`` -> wrong, status ``truncated`` (a truncated generation counts
    as wrong whatever it contains);
-2. no ``</think>`` in the response -> wrong, status ``no_think_close``;
+2. no ``</think>`` in the response -> wrong, status ``no_think_close`` (the prompt opened the
+   answer with ``<think>``, the paper's protocol); when the prompt did not
+   (``EvalConfig.force_think`` false, e.g. the untrained row of a student that is not an R1-style
+   reasoner), the whole response is the answer segment instead;
 3. otherwise the final answer is the text after the last ``</think>``
    (:func:`redi.verify.final_answer_segment`), checked gold-first by
    :func:`redi.verify.verify_many` (``\\boxed{}`` preferred, worker processes, hard per-item
@@ -42,15 +45,18 @@ PRE_STATUSES = ("truncated", "no_think_close")
 RETRY_STATUSES = ("ok", "unparseable")
 
 
-def precheck(text: str, finish_reason: str) -> tuple[str | None, str | None]:
-    """(status, final-answer segment): a status when the sample is wrong before verification."""
+def precheck(text: str, finish_reason: str, require_think_close: bool = True) -> tuple[str | None, str | None]:
+    """(status, final-answer segment): a status when the sample is wrong before verification.
+    ``require_think_close`` false: a response without ``</think>`` is its own answer segment."""
     from redi.verify import final_answer_segment
 
     if finish_reason != "stop":
         return "truncated", None
     segment = final_answer_segment(text)
     if segment is None:
-        return "no_think_close", None
+        if require_think_close:
+            return "no_think_close", None
+        segment = text
     return None, segment
 
 
@@ -103,9 +109,12 @@ def score_generations(
     timeout_s: float = 5.0,
     workers: int = 1,
     memory_mb: int = 2048,
+    require_think_close: bool = True,
 ):
     """Score generation records (``problem_id, sample_index, text, length, finish_reason``) ->
-    DataFrame with :data:`SAMPLE_COLUMNS`, sorted by problem order then sample index."""
+    DataFrame with :data:`SAMPLE_COLUMNS`, sorted by problem order then sample index.
+    ``require_think_close``: step 2 of the module's rule (false when the prompt did not open
+    ``<think>``)."""
     import pandas as pd
 
     by_id = dict(problems) if isinstance(problems, Mapping) else {p.problem_id: p for p in problems}
@@ -114,7 +123,7 @@ def score_generations(
     to_verify: list[tuple[int, tuple[str, ...], str]] = []
     for g in generations:
         problem = by_id[g["problem_id"]]
-        status, segment = precheck(g["text"], g["finish_reason"])
+        status, segment = precheck(g["text"], g["finish_reason"], require_think_close)
         rows.append(
             {
                 "problem_id": g["problem_id"],

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 import redi.eval.run as run_mod
@@ -383,7 +384,11 @@ def test_vllm_backend_data_parallel(model_dir, fake_vllm, monkeypatch):
     assert backend.groups == [["0"], ["1"]]
     jobs = [GenerationJob(f"p{k}", tuple(range(1, 2 + k)), (0, 1)) for k in range(5)]
     got = []
-    backend.generate(jobs, SamplingConfig(max_new_tokens=4), lambda gens, secs: got.extend(gens))
+    try:
+        backend.generate(jobs, SamplingConfig(max_new_tokens=4), lambda gens, secs: got.extend(gens))
+    finally:
+        backend.close()  # the engine processes live until the backend is closed
+    assert psutil.Process().children(recursive=True) == [], "close() left engine processes behind"
     assert sorted((g.problem_id, g.sample_index) for g in got) == sorted(
         (f"p{k}", i) for k in range(5) for i in (0, 1)
     )

@@ -726,8 +726,6 @@ class Check:
                 "--threads",
                 str(settings["threads"]),
             ]
-            if "--gpus" in self.ref_logps_help():
-                cmd += ["--gpus", "1"]
             t = time.time()
             made = benchlib.run_command(cmd, timeout=600, cwd=str(REPO))
             if made["returncode"] != 0 or not ref.exists():

@@ -235,7 +235,7 @@ class Rehearsal:
 
     # ---- phases ---------------------------------------------------------------------------
     def phase_workflow(self) -> bool:
-        rc = self.snakemake("workflow", limit=int(os.environ.get("REHEARSAL_WORKFLOW_LIMIT", 1080)))
+        rc = self.snakemake("workflow", limit=int(os.environ.get("REHEARSAL_WORKFLOW_LIMIT", 1500)))
         record("workflow: the paper-shaped DAG through SLURM with conda envs", rc == 0, f"exit {rc}")
         return rc == 0
 

@@ -401,8 +401,6 @@ class Rehearsal:
                 name, False, f"missing inputs (launch_run.json {launch.exists()}, train env {bool(envs)}, SFT model)"
             )
             return
-        # the reference pass uses one thread, as each of the two training workers does (2 threads
-        # split over 2 processes): on a CPU a bf16 matmul's rounding depends on its thread count
         out = self.work / "zero3"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
@@ -415,7 +413,7 @@ set -euo pipefail
 source {self.work / "conda/bin/activate"} {envs[0]}
 export PYTHONPATH={ROOT / "src"}
 python -m redi.cli train ref-logps --config {out / "run.json"} --model {sft / "model"} --data {pref} \\
-  --out {out / "ref.parquet"} --threads 1 --accelerate-config zero3
+  --out {out / "ref.parquet"} --threads 2 --accelerate-config zero3
 python -m redi.cli train run --config {out / "run.json"} --model {sft / "model"} --data {pref} \\
   --out {out / "run"} --ref-logps {out / "ref.parquet"} --threads 2 --cpu-processes 2 --accelerate-config zero3
 """)

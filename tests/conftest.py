@@ -21,3 +21,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A saved tiny student (init std 0.2) with its SFT and pair files
+    (``helpers.tiny_training_inputs``: 8 examples, fillers up to 12 words), made once per module;
+    a module that needs other sizes defines its own ``inputs``."""
+    from helpers import tiny_training_inputs
+
+    return tiny_training_inputs(tmp_path_factory.mktemp("tiny"), n=8, max_filler=12)

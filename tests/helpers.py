@@ -7,6 +7,7 @@ docs/design.md). Offline; no hub access. Import as ``from helpers import ...`` (
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import random
@@ -147,3 +148,20 @@ def tiny_training_inputs(root: Path, *, n: int, max_filler: int) -> dict:
     save_tiny_student(root / "student", init_std=0.2)
     sft, pref = write_data(root, n=n, max_filler=max_filler)
     return {"model": str(root / "student"), "sft": str(sft), "pref": str(pref)}
+
+
+@contextlib.contextmanager
+def parsed_workflow(configfile: str | Path):
+    """The repository's Snakefile parsed with ``configfile`` through Snakemake's own API (rules,
+    their envs, scripts and resources as a run would see them); nothing is executed."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings
+
+    root = Path(__file__).resolve().parents[1]
+    with SnakemakeApi() as api:
+        yield api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(configfiles=[root / configfile]),
+            snakefile=root / "Snakefile",
+            workdir=root,
+        )._workflow

@@ -26,16 +26,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import tiny_training_inputs
 from redi import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return tiny_training_inputs(tmp_path_factory.mktemp("tiny"), n=8, max_filler=12)
 
 
 # ---- item 1: workers import the package with PYTHONPATH stripped ---------------------------

@@ -26,15 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import tiny_training_inputs
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return tiny_training_inputs(tmp_path_factory.mktemp("tiny"), n=8, max_filler=12)
 
 
 # ---- DPO's reference sums keep float64 -------------------------------------------------------

@@ -193,18 +193,11 @@ def third_party_imports(script: Path, vllm_env: bool) -> dict[str, str]:
 @cache
 def rule_envs() -> dict[tuple[str, str], set[str]]:
     """(env file, script) -> the rules that run that script in that env, over the configs."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, ResourceSettings
+    from helpers import parsed_workflow
 
     pairs: dict[tuple[str, str], set[str]] = {}
     for config in CONFIGS:
-        with SnakemakeApi() as api:
-            workflow = api.workflow(
-                resource_settings=ResourceSettings(),
-                config_settings=ConfigSettings(configfiles=[ROOT / config]),
-                snakefile=ROOT / "Snakefile",
-                workdir=ROOT,
-            )._workflow
+        with parsed_workflow(config) as workflow:
             for rule in workflow.rules:
                 if rule.script and rule.conda_env:
                     env = (Path(rule.basedir) / str(rule.conda_env)).resolve().relative_to(ROOT)

@@ -33,17 +33,11 @@ def test_every_job_time_limit_grows_with_attempt(configfile):
     """Each rule's runtime, as Snakemake evaluates it for attempts 1 and 2: the retry of a job
     killed at its time limit (the SLURM profile retries once) gets twice the time, in minutes as
     Snakemake hands them to the SLURM plugin (``sbatch -t``)."""
-    from snakemake.api import SnakemakeApi
     from snakemake.resources import Resource
-    from snakemake.settings.types import ConfigSettings, ResourceSettings
 
-    with SnakemakeApi() as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(),
-            config_settings=ConfigSettings(configfiles=[ROOT / configfile]),
-            snakefile=ROOT / "Snakefile",
-            workdir=ROOT,
-        )._workflow
+    from helpers import parsed_workflow
+
+    with parsed_workflow(configfile) as workflow:
         config = workflow.config
         checked = 0
         for rule in workflow.rules:

@@ -110,11 +110,9 @@ def eval_priority(wildcards):
 
 def reference_under_deepspeed():
     """The training jobs run under DeepSpeed (bf16 weights): the reference pass must match them."""
-    from redi.train.launch import trains_under_deepspeed
+    from redi.train.launch import reference_in_deepspeed_mode
 
-    # CPU workers (resources.train.cpu_processes) are launched the way GPU workers are
-    workers = RES["train"]["gpu"] or RES["train"]["cpu_processes"]
-    return trains_under_deepspeed(RES["accelerate_config"], workers)
+    return reference_in_deepspeed_mode(RES)
 
 
 # ---- data ------------------------------------------------------------------------------

@@ -149,6 +149,21 @@ def test_dpo_first_loss_is_log2_under_accelerate_configs_on_cpu(inputs, tmp_path
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("gpu", "cpu_processes", "accelerate_config", "deepspeed"),
+    [(0, 1, None, False), (0, 2, None, False), (0, 2, "zero2", True), (0, 2, "ddp", False), (1, 1, "zero2", False),
+     (8, 1, None, True), (8, 1, "zero3", True), (8, 1, "fsdp", False)],
+)
+def test_the_reference_pass_follows_how_training_is_launched(gpu, cpu_processes, accelerate_config, deepspeed):
+    """The workflow's reference pass is in DeepSpeed mode exactly when its training jobs run
+    under DeepSpeed. Before: CPU workers were passed as GPUs, so 2 CPU processes with no
+    accelerate config (plain DDP) got a DeepSpeed-mode reference file, which training refuses."""
+    from redi.train.launch import reference_in_deepspeed_mode
+
+    resources = {"train": {"gpu": gpu, "cpu_processes": cpu_processes}, "accelerate_config": accelerate_config}
+    assert reference_in_deepspeed_mode(resources) is deepspeed
+
+
 # ---- GPU leases inside SLURM allocations ------------------------------------------------------
 
 LEASE_CHILD = textwrap.dedent("""

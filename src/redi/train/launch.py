@@ -76,6 +76,16 @@ def trains_under_deepspeed(accelerate_config: str | None, gpus: int, cpu_process
     return launches_accelerate(gpus, cpu_processes, accelerate_config) and is_deepspeed_config(accelerate_config)
 
 
+def reference_in_deepspeed_mode(resources: dict) -> bool:
+    """Whether the workflow's training jobs (the config's ``resources``: ``train.gpu``,
+    ``train.cpu_processes``, ``accelerate_config``) run under DeepSpeed, so that the DPO reference
+    pass must compute in DeepSpeed's numerics (bf16 weights, no autocast): the same decision
+    :func:`run_training` makes when it launches them."""
+    train = resources["train"]
+    return trains_under_deepspeed(resources.get("accelerate_config"), int(train.get("gpu") or 0),
+                                  int(train.get("cpu_processes") or 1))  # fmt: skip
+
+
 def workers_bf16(bf16: bool | str) -> bool:
     """The run's ``bf16`` as its workers resolve it (:func:`redi.train.environment.resolve_bf16`),
     decided in the launcher without touching a GPU: asking torch whether bf16 is supported

@@ -17,9 +17,9 @@ Steps (each Snakemake run bounded by a timeout, so a hang fails the step instead
    (c) DPO's first loss is log 2 (|loss - ln 2| <= 1e-4) under ZeRO-2 (the workflow's run), and
        under ZeRO-3 (``redi train ref-logps`` + ``redi train run --cpu-processes 2
        --accelerate-config zero3`` in a SLURM job, in the train env);
-   (b) the DPO job rerun with a 1-minute time limit: killed at the limit (TIMEOUT), retried by
-       the profile with a longer limit, resumed from its checkpoint, every step's loss equal to
-       the workflow's uninterrupted run;
+   (b) the SFT job rerun, frozen after its first checkpoint and its time limit lowered: killed at
+       the limit (TIMEOUT), retried by the profile with a longer limit, resumed from its
+       checkpoint, every step's loss equal to the workflow's uninterrupted run;
    (a) the SFT job rerun and ``scancel``ed after its first checkpoint: retried by the profile (not
        hung), resumed, every step's loss equal to the uninterrupted run;
    (d) a job that fails (a tracker whose package its env lacks) has the error in its own log.
@@ -147,9 +147,21 @@ class Rehearsal:
             path.write_text(yaml.safe_dump(overlay))
             configs.append(str(path))
         # targets and options first: --configfile takes every word after it
-        return [str(self.snakemake_bin), *args, "-s", str(ROOT / "Snakefile"), "-d", str(self.run_dir),
-                "--profile", str(self.work / "profile"), "--use-conda", "--conda-prefix", str(self.cache / "conda-envs"),
-                "--configfile", *configs]  # fmt: skip
+        return [
+            str(self.snakemake_bin),
+            *args,
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(self.run_dir),
+            "--profile",
+            str(self.work / "profile"),
+            "--use-conda",
+            "--conda-prefix",
+            str(self.cache / "conda-envs"),
+            "--configfile",
+            *configs,
+        ]
 
     def snakemake(self, name: str, *args: str, limit: int, overlay: dict | None = None, during=None) -> int:
         """Run Snakemake (its output in WORK/<name>.log), bounded by ``limit`` seconds; ``during``:
@@ -180,8 +192,12 @@ class Rehearsal:
         return rc
 
     def sacct(self, since: str) -> list[dict]:
-        out = run(["sacct", "-X", "-n", "--parsable2", "-S", since, "-o", "JobID,JobName,State,TimelimitRaw,Comment,Elapsed"],
-                  env=self.env, capture_output=True, check=True).stdout  # fmt: skip
+        out = run(
+            ["sacct", "-X", "-n", "--parsable2", "-S", since, "-o", "JobID,JobName,State,TimelimitRaw,Comment,Elapsed"],
+            env=self.env,
+            capture_output=True,
+            check=True,
+        ).stdout
         keys = ["id", "name", "state", "limit_min", "comment", "elapsed"]
         return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
 
@@ -258,97 +274,126 @@ class Rehearsal:
             return
         deepspeed = summary.get("numerics", {}).get("deepspeed")
         ok = abs(first - LOG2) <= LOG2_TOL and deepspeed is True and summary.get("world_size") == 2
-        record("(c) DPO first loss = log 2 under ZeRO-2", ok,
-               f"step-1 loss {first:.7f} vs ln 2 {LOG2:.7f} (|diff| {abs(first - LOG2):.2e}, tolerance {LOG2_TOL}); "
-               f"deepspeed={deepspeed}, world_size={summary.get('world_size')}, bf16={summary.get('bf16')}")  # fmt: skip
+        record(
+            "(c) DPO first loss = log 2 under ZeRO-2",
+            ok,
+            f"step-1 loss {first:.7f} vs ln 2 {LOG2:.7f} (|diff| {abs(first - LOG2):.2e}, tolerance {LOG2_TOL}); "
+            f"deepspeed={deepspeed}, world_size={summary.get('world_size')}, bf16={summary.get('bf16')}",
+        )
+
+    def rerun_sft_interrupted(self, phase: str, runs: dict, name: str, limit: int, interrupt) -> dict | None:
+        """Rerun the SFT job through SLURM and call ``interrupt(job_id, minutes_run)`` once, as soon
+        as its first checkpoint exists; then compare the finished run with the workflow's
+        uninterrupted one. Returns what the checks read (None, after recording a failure, when
+        there is no uninterrupted run to compare with)."""
+        run_name = runs["sft"]
+        try:
+            reference = self.reference.get(run_name) or self.losses(run_name)
+        except FileNotFoundError as error:
+            record(name, False, f"no uninterrupted run to compare with: {error}")
+            return None
+        ckpts = self.run_dir / "results/train" / run_name / "checkpoints"
+        shutil.rmtree(ckpts, ignore_errors=True)
+        since = time.strftime("%Y-%m-%dT%H:%M:%S")
+
+        def after_first_checkpoint(proc):
+            deadline = time.time() + 420
+            while time.time() < deadline and proc.poll() is None:
+                if any(p.is_dir() for p in ckpts.glob("checkpoint-*")):  # written atomically (os.replace)
+                    job = self.running_job(run_name)
+                    if job:
+                        say(f"{phase}: job {job[0]} has {sorted(p.name for p in ckpts.glob('checkpoint-*'))}")
+                        interrupt(*job)
+                        return
+                time.sleep(0.5)
+
+        rc = self.snakemake(
+            phase,
+            f"results/train/{run_name}/model",
+            "--forcerun",
+            "train_sft",
+            "--allowed-rules",
+            "train_sft",
+            limit=limit,
+            during=after_first_checkpoint,
+        )
+        same, detail = self.compare_losses(name, reference, run_name) if rc == 0 else (False, "")
+        return {
+            "rc": rc,
+            "jobs": [j for j in self.sacct(since) if run_name in j["comment"]],
+            "same": same,
+            "detail": detail,
+            "resumed": self.summary(run_name).get("resumed_from_step", 0) if rc == 0 else 0,
+            "steps": reference[-1][0] if reference else 0,
+        }
+
+    @staticmethod
+    def resumed_mid_run(got: dict) -> bool:
+        """A resume is only a resume strictly inside the run: from step 0 the job was never
+        interrupted, from the last step there was nothing left to redo."""
+        return 0 < got["resumed"] < got["steps"]
 
     def phase_time_limit(self, runs: dict) -> None:
         """(b) The SFT job past its SLURM time limit: TIMEOUT, retried with more time, resumed exactly.
 
-        Once the job has a checkpoint its limit is lowered (``scontrol update TimeLimit``) to the
-        whole minutes it has run, so SLURM kills it at its next limit check (30 s) whatever the
-        machine's speed; the retry is submitted by the profile with the rule's own runtime for
-        attempt 2, which must be more than attempt 1's."""
-        run_name = runs["sft"]
+        After its first checkpoint the job is frozen (``scancel --full --signal=STOP``: SLURM's wall
+        clock keeps running, the training does not) and its limit lowered (``scontrol update
+        TimeLimit``) to the whole minutes it has run, at least 1. So SLURM kills it at a limit
+        check whatever the machine's speed: unfrozen, a fast machine finished the 900 steps inside
+        the shortest limit SLURM has (1 minute) and the check could not happen. The retry is
+        submitted by the profile with the rule's own runtime for attempt 2, which must be more
+        than attempt 1's."""
         name = "(b) time limit: retried with more time, resumed exactly"
-        try:
-            reference = self.reference.get(run_name) or self.losses(run_name)
-        except FileNotFoundError as error:
-            record(name, False, f"no uninterrupted run to compare with: {error}")
-            return
-        ckpts = self.run_dir / "results/train" / run_name / "checkpoints"
-        shutil.rmtree(ckpts, ignore_errors=True)
-        since = time.strftime("%Y-%m-%dT%H:%M:%S")
-        lowered: list[str] = []
+        actions: list[str] = []
         submitted: list[int] = []
 
-        def lower_limit_after_first_checkpoint(proc):
-            deadline = time.time() + 420
-            while time.time() < deadline and proc.poll() is None:
-                if any(p.is_dir() for p in ckpts.glob("checkpoint-*")):
-                    job = self.running_job(run_name)
-                    if job:
-                        job_id, ran = job
-                        limit = run(["squeue", "-h", "-j", job_id, "-o", "%l"], env=self.env, capture_output=True).stdout
-                        submitted.append(Rehearsal.minutes(limit.strip()))
-                        minutes = max(1, ran)
-                        run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={minutes}"], env=self.env, check=False)
-                        lowered.append(f"job {job_id}: {submitted[0]} -> {minutes} min after {ran} min")
-                        say(f"time limit of {lowered[-1]}")
-                        return
-                time.sleep(0.5)
+        def freeze_and_lower_limit(job_id: str, ran: int) -> None:
+            limit = run(["squeue", "-h", "-j", job_id, "-o", "%l"], env=self.env, capture_output=True).stdout
+            submitted.append(Rehearsal.minutes(limit.strip()))
+            frozen = run(["scancel", "--full", "--signal=STOP", job_id], env=self.env, check=False).returncode
+            minutes = max(1, ran)
+            run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={minutes}"], env=self.env, check=False)
+            actions.append(
+                f"job {job_id}: frozen (scancel exit {frozen}), limit {submitted[0]} -> {minutes} min after {ran} min"
+            )
+            say(actions[-1])
 
-        rc = self.snakemake("time-limit", f"results/train/{run_name}/model", "--forcerun", "train_sft",
-                            "--allowed-rules", "train_sft", limit=600,
-                            during=lower_limit_after_first_checkpoint)  # fmt: skip
-        jobs = [j for j in self.sacct(since) if run_name in j["comment"]]
-        states = [(j["state"], j["limit_min"]) for j in jobs]
-        timed_out = [j for j in jobs if j["state"].startswith("TIMEOUT")]
-        same, detail = self.compare_losses(name, reference, run_name) if rc == 0 else (False, "")
-        resumed = self.summary(run_name).get("resumed_from_step", 0) if rc == 0 else 0
-        more_time = bool(submitted) and len(jobs) >= 2 and int(jobs[-1]["limit_min"] or 0) > submitted[0]
-        ok = rc == 0 and bool(timed_out) and more_time and resumed > 0 and same
-        record(name, ok, f"exit {rc}; limit lowered {lowered}; SLURM jobs (state, limit min): {states}; "
-                         f"resumed from step {resumed}; {detail}")  # fmt: skip
-
-    def phase_cancel(self, runs: dict) -> None:
-        """(a) The SFT job scancel-ed after its first checkpoint: retried, resumed exactly."""
-        run_name = runs["sft"]
-        name = "(a) scancel: retried (no hang), resumed exactly"
-        try:
-            reference = self.reference.get(run_name) or self.losses(run_name)
-        except FileNotFoundError as error:
-            record(name, False, f"no uninterrupted run to compare with: {error}")
+        got = self.rerun_sft_interrupted("time-limit", runs, name, 600, freeze_and_lower_limit)
+        if got is None:
             return
-        ckpts = self.run_dir / "results/train" / run_name / "checkpoints"
-        shutil.rmtree(ckpts, ignore_errors=True)
-        since = time.strftime("%Y-%m-%dT%H:%M:%S")
-        cancelled: list[str] = []
-
-        def cancel_after_first_checkpoint(proc):
-            deadline = time.time() + 420
-            while time.time() < deadline and proc.poll() is None:
-                if any(p.is_dir() for p in ckpts.glob("checkpoint-*")):
-                    job = self.running_job(run_name)
-                    if job:
-                        run(["scancel", job[0]], env=self.env, check=False)
-                        cancelled.append(job[0])
-                        say(f"scancel {job[0]} (after {sorted(p.name for p in ckpts.glob('checkpoint-*'))})")
-                        return
-                time.sleep(0.5)
-
-        rc = self.snakemake("cancel", f"results/train/{run_name}/model", "--forcerun", "train_sft",
-                            "--allowed-rules", "train_sft", limit=480, during=cancel_after_first_checkpoint)  # fmt: skip
-        jobs = [j for j in self.sacct(since) if run_name in j["comment"]]
-        states = [j["state"] for j in jobs]
-        same, detail = self.compare_losses(name, reference, run_name) if rc == 0 else (False, "")
-        resumed = self.summary(run_name).get("resumed_from_step", 0) if rc == 0 else 0
-        ok = rc == 0 and bool(cancelled) and any(s.startswith("CANCELLED") for s in states) and resumed > 0 and same
-        hang = " (Snakemake hung after the cancel: stopped by the rehearsal's timeout)" if rc == 124 else ""
+        jobs = got["jobs"]
+        timed_out = any(j["state"].startswith("TIMEOUT") for j in jobs)
+        more_time = bool(submitted) and len(jobs) >= 2 and int(jobs[-1]["limit_min"] or 0) > submitted[0]
+        ok = got["rc"] == 0 and timed_out and more_time and self.resumed_mid_run(got) and got["same"]
+        states = [(j["state"], j["limit_min"]) for j in jobs]
         record(
             name,
             ok,
-            f"exit {rc}{hang}; cancelled {cancelled}; SLURM states {states}; resumed from step {resumed}; {detail}",
+            f"exit {got['rc']}; {actions}; SLURM jobs (state, limit min): {states}; "
+            f"resumed from step {got['resumed']} of {got['steps']}; {got['detail']}",
+        )
+
+    def phase_cancel(self, runs: dict) -> None:
+        """(a) The SFT job scancel-ed after its first checkpoint: retried, resumed exactly."""
+        name = "(a) scancel: retried (no hang), resumed exactly"
+        cancelled: list[str] = []
+
+        def cancel(job_id: str, ran: int) -> None:
+            run(["scancel", job_id], env=self.env, check=False)
+            cancelled.append(job_id)
+
+        got = self.rerun_sft_interrupted("cancel", runs, name, 480, cancel)
+        if got is None:
+            return
+        states = [j["state"] for j in got["jobs"]]
+        ok = got["rc"] == 0 and bool(cancelled) and any(s.startswith("CANCELLED") for s in states)
+        ok = ok and self.resumed_mid_run(got) and got["same"]
+        hang = " (Snakemake hung after the cancel: stopped by the rehearsal's timeout)" if got["rc"] == 124 else ""
+        record(
+            name,
+            ok,
+            f"exit {got['rc']}{hang}; cancelled {cancelled}; SLURM states {states}; "
+            f"resumed from step {got['resumed']} of {got['steps']}; {got['detail']}",
         )
 
     def phase_failure_log(self, runs: dict) -> None:
@@ -356,8 +401,18 @@ class Rehearsal:
         run_name = runs["simpo"]
         log = self.run_dir / "logs" / "train" / f"{run_name}.log"
         overlay = {"tracking": {"report_to": ["wandb"]}}  # a tracker whose package the env lacks
-        rc = self.snakemake("failure", f"results/train/{run_name}/model", "--forcerun", "train_stage2",
-                            "--allowed-rules", "train_stage2", "--retries", "0", limit=300, overlay=overlay)  # fmt: skip
+        rc = self.snakemake(
+            "failure",
+            f"results/train/{run_name}/model",
+            "--forcerun",
+            "train_stage2",
+            "--allowed-rules",
+            "train_stage2",
+            "--retries",
+            "0",
+            limit=300,
+            overlay=overlay,
+        )
         text = log.read_text() if log.exists() else ""
         ok = rc not in (0, 124) and "wandb" in text and ("Error" in text or "ERROR" in text)
         record(
@@ -382,8 +437,11 @@ class Rehearsal:
             for path in paths
             if "Traceback" not in ((self.run_dir / path).read_text() if (self.run_dir / path).exists() else "")
         ]
-        record("(d) a failed job's error is in its own log", not silent,
-               f"failed rules {sorted(logs)}; their logs without the error: {silent}")  # fmt: skip
+        record(
+            "(d) a failed job's error is in its own log",
+            not silent,
+            f"failed rules {sorted(logs)}; their logs without the error: {silent}",
+        )
 
     def check_dpo_zero3(self, runs: dict) -> None:
         """(c) ZeRO-3: the reference pass and one DPO step through the project's CLI, in a SLURM job
@@ -391,11 +449,7 @@ class Rehearsal:
         name = "(c) DPO first loss = log 2 under ZeRO-3"
         sft, dpo = self.run_dir / "results/train" / runs["sft"], self.run_dir / "results/train" / runs["dpo"]
         launch = dpo / "checkpoints" / "launch_run.json"
-        envs = [
-            p
-            for p in (self.cache / "conda-envs").glob("*")
-            if p.is_dir() and (p / "bin/deepspeed").exists()
-        ]
+        envs = [p for p in (self.cache / "conda-envs").glob("*") if p.is_dir() and (p / "bin/deepspeed").exists()]
         if not (launch.exists() and envs and (sft / "model").is_dir()):
             record(
                 name, False, f"missing inputs (launch_run.json {launch.exists()}, train env {bool(envs)}, SFT model)"
@@ -418,8 +472,29 @@ python -m redi.cli train run --config {out / "run.json"} --model {sft / "model"}
   --out {out / "run"} --ref-logps {out / "ref.parquet"} --threads 2 --cpu-processes 2 --accelerate-config zero3
 """)
         t = time.time()
-        r = run(["timeout", "420", "sbatch", "--wait", "-p", "debug", "-A", "rehearsal", "-c", "2", "--mem", "6000",
-                 "-t", "10", "-o", str(out / "slurm.log"), str(script)], env=self.env, capture_output=True)  # fmt: skip
+        r = run(
+            [
+                "timeout",
+                "420",
+                "sbatch",
+                "--wait",
+                "-p",
+                "debug",
+                "-A",
+                "rehearsal",
+                "-c",
+                "2",
+                "--mem",
+                "6000",
+                "-t",
+                "10",
+                "-o",
+                str(out / "slurm.log"),
+                str(script),
+            ],
+            env=self.env,
+            capture_output=True,
+        )
         TIMES["zero3"] = time.time() - t
         try:
             rows = [
@@ -435,15 +510,21 @@ python -m redi.cli train run --config {out / "run.json"} --model {sft / "model"}
             return
         deepspeed = summary.get("numerics", {}).get("deepspeed")
         ok = abs(first - LOG2) <= LOG2_TOL and deepspeed is True
-        record(name, ok, f"step-1 loss {first:.7f} (|diff| {abs(first - LOG2):.2e}, tolerance {LOG2_TOL}); "
-                         f"deepspeed={deepspeed}, world_size={summary.get('world_size')}")  # fmt: skip
+        record(
+            name,
+            ok,
+            f"step-1 loss {first:.7f} (|diff| {abs(first - LOG2):.2e}, tolerance {LOG2_TOL}); "
+            f"deepspeed={deepspeed}, world_size={summary.get('world_size')}",
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/redi-rehearsal", help="working folder (deleted first)")
     parser.add_argument("--keep-run", action="store_true", help="keep --work's run folder (local reruns)")
-    parser.add_argument("--cache", default=None, help="keep the snakemake env and the rules' envs here (default: in --work)")
+    parser.add_argument(
+        "--cache", default=None, help="keep the snakemake env and the rules' envs here (default: in --work)"
+    )
     args = parser.parse_args()
     work = Path(args.work).resolve()
     if args.keep_run:  # a local rerun of the checks: the workflow finds its results up to date

@@ -296,6 +296,7 @@ def test_first_dpo_loss_is_log2(inputs, tmp_path, bf16):
     summary = train(run, inputs["model"], inputs["pref"], str(out), ref_logps_path=str(ref), threads=1)
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert first["loss"] == pytest.approx(math.log(2), abs=2e-4)
+    assert abs(first["reward_margin"]) < 4e-3  # the model is its reference: loss - log 2 ~ beta x margin / 2
     assert summary["numerics"]["precision"] == meta["precision"]
     assert summary["numerics"]["attention"] and summary["numerics"]["padding"]
 

@@ -22,6 +22,7 @@ from redi.train.trainer import NonFiniteError
 METRIC_KEYS = {
     "step", "epoch", "loss", "chosen_logp_per_token", "rejected_logp_per_token", "margin",
     "grad_norm", "update_norm", "learning_rate", "tokens_per_second", "collapse_flag",
+    "pref_accuracy", "reward_accuracy", "reward_margin",
 }
 
 
@@ -94,6 +95,20 @@ KILLER = textwrap.dedent("""
     T.RediTrainer.training_step = training_step
     train(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], threads=1)
 """)
+
+
+def test_preference_accuracy_is_the_share_of_pairs_the_model_ranks_right(inputs, tmp_path):
+    """One optimizer step = all 10 pairs (global batch 10), so each step's pref_accuracy is the
+    share of the 10 pairs whose chosen trace has the higher per-token log-prob under the model
+    before that step's update: symmetric REDI, which raises exactly that difference, must move it
+    up to every pair; REDI has no reference model, so no reward accuracy."""
+    run = dict(RUN, alpha=1.0, global_batch_size=10, max_steps=8, save_steps=8, learning_rate=3e-3)
+    train(run, inputs["model"], inputs["pref"], str(tmp_path / "redi"), threads=1)
+    rows = _metrics(tmp_path / "redi" / "metrics.jsonl")
+    accuracy = [r["pref_accuracy"] for r in rows]
+    assert all(round(10 * a, 9) == round(10 * a) for a in accuracy)  # whole pairs out of 10
+    assert accuracy[-1] == 1.0 and accuracy[0] < 1.0, accuracy
+    assert all(r["reward_accuracy"] is None and r["reward_margin"] is None for r in rows)
 
 
 def test_resume_after_sigkill_gives_identical_weights(inputs, tmp_path):

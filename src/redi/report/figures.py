@@ -343,26 +343,41 @@ def headline_figure(results: Results, directory: Path) -> list[Path]:
 
 
 def diagnostics_figure(results: Results, directory: Path) -> list[Path]:
-    """Preference and length diagnostics of the stage-2 runs: the per-step margin (chosen minus
-    rejected per-token log-prob, the trainer's ``margin``; running median over the collapse
-    rule's span), and per evaluated checkpoint (step 0 = the start) the mean response length, the
-    truncated share and the no-answer share of the samples (``metrics.json``)."""
+    """Preference and length diagnostics of the stage-2 runs.
+
+    Per optimizer step (``metrics.jsonl``; running median over the collapse rule's span): the
+    margin (chosen minus rejected per-token log-prob, the trainer's ``margin``), the preference
+    accuracy (share of a step's pairs whose chosen trace has the higher per-token log-prob,
+    ``pref_accuracy``; dashed: the reference-model objectives' implicit-reward accuracy,
+    ``reward_accuracy``, TRL's DPO ``rewards/accuracies``) and the implicit-reward margin in nats
+    (``reward_margin``, reference-model objectives only). Per evaluated checkpoint (step 0 = the
+    start; ``metrics.json``): the mean response length, the truncated share and the no-answer
+    share of the samples."""
     from redi.train.collapse import CollapseRule, running_median
 
-    fig, axes = _figure("diagnostics", 2, 2)
+    fig, axes = _figure("diagnostics", 3, 2)
     axes = axes.ravel()
     colors = report_colors(results)
     bench = (results.intermediate_benchmarks or [None])[0]
     span = CollapseRule().span
     problems, drawn = [], []
+
+    def per_step(ax, frame, key, **style) -> bool:
+        if frame is None or key not in frame or not frame[key].notna().any():
+            return False
+        values = running_median(frame[key].astype(float).tolist(), span)
+        ax.plot(frame["step"], [100 * v for v in values] if key.endswith("accuracy") else values, **style)
+        return True
+
     for name in results.stage2:
         color = colors[name]
         frame = results.train_metrics.get(name)
-        if frame is not None and "margin" in frame and frame["margin"].notna().any():
-            axes[0].plot(frame["step"], running_median(frame["margin"].astype(float).tolist(), span), color=color,
-                         lw=1.2, label=name)  # fmt: skip
-        else:
+        if not per_step(axes[0], frame, "margin", color=color, lw=1.2, label=name):
             problems.append(f"{name}: no margin")
+        if not per_step(axes[1], frame, "pref_accuracy", color=color, lw=1.2):
+            problems.append(f"{name}: no preference accuracy (recorded before it was logged)")
+        per_step(axes[1], frame, "reward_accuracy", color=color, lw=1.0, ls="--")
+        per_step(axes[2], frame, "reward_margin", color=color, lw=1.2)
         if bench is None:
             continue
         points = [p for p in results.curve(name, bench) if p["metrics"] is not None]
@@ -371,7 +386,7 @@ def diagnostics_figure(results: Results, directory: Path) -> list[Path]:
         total = [max(1, int(p["metrics"].get("n_problems") or 0) * int(p["metrics"].get("n_samples") or 0))
                  for p in points]  # fmt: skip
         for ax, key, scale in (
-            (axes[1], "mean_length", None), (axes[2], "truncated", total), (axes[3], "no_answer", total)
+            (axes[3], "mean_length", None), (axes[4], "truncated", total), (axes[5], "no_answer", total)
         ):  # fmt: skip
             values = [number(p["metrics"].get(key)) for p in points]
             if scale is not None:
@@ -379,21 +394,24 @@ def diagnostics_figure(results: Results, directory: Path) -> list[Path]:
             ax.plot(steps, [float("nan") if v is None else v for v in values], color=color, marker="o", ms=3)
     titles = (
         f"margin: chosen - rejected log-prob per token (running median, {span} steps)",
+        "pairs whose chosen trace scores higher (%): per-token log-prob; dashed: reward vs reference",
+        "implicit-reward margin vs the reference model (nats; DPO-like objectives only)",
         "mean response length (tokens)",
         "truncated samples (%)",
         "samples without an answer (%)",
     )
-    for ax, title in zip(axes, titles):
+    for i, (ax, title) in enumerate(zip(axes, titles)):
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("optimizer step" + ("" if ax is axes[0] else " (0 = start model)"))
+        ax.set_xlabel("optimizer step" + ("" if i < 3 else " (0 = start model)"))
         ax.grid(alpha=0.3)
+    axes[1].axhline(50, color="0.5", lw=0.8, ls=":")
     n_text = _n_text(drawn)
     if bench is not None and n_text:
-        axes[1].set_ylabel(f"{display_name(results.config, bench)}, {n_text}", fontsize=8)
+        axes[3].set_ylabel(f"{display_name(results.config, bench)}, {n_text}", fontsize=8)
     if axes[0].get_legend_handles_labels()[0]:
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8,
                    frameon=False)  # fmt: skip
-    fig.suptitle("Stage 2: preference margin and response-length diagnostics", fontsize=11)
+    fig.suptitle("Stage 2: preference and response-length diagnostics", fontsize=11)
     _note(fig, problems)
     return _save(fig, directory, "fig_diagnostics")
 

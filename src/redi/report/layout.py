@@ -33,7 +33,7 @@ FIGURE_DPI = 100
 FIGSIZE = {
     "stage2": (12.0, 8.5),
     "headline": (11.0, 4.8),
-    "diagnostics": (12.0, 8.5),
+    "diagnostics": (12.0, 11.0),
     "sft": (6.4, 4.6),
     "passk": (6.4, 4.6),
 }

@@ -91,7 +91,11 @@ class ObjectiveResult:
     units: Tensor  # scalar: this batch's count of normalisation units (tokens or pairs), weighted
     chosen_logp_per_token: Tensor  # [B], detached
     rejected_logp_per_token: Tensor | None = None  # [B], detached
-    margin: Tensor | None = None  # [B], detached
+    margin: Tensor | None = None  # [B], detached: chosen minus rejected per-token log-prob
+    #: [B], detached, objectives with a reference model only: the implicit-reward margin in nats,
+    #: ``(logp(y_w) - ref(y_w)) - (logp(y_l) - ref(y_l))`` on sequence sums (TRL's DPO
+    #: ``rewards/margins`` divided by beta; its sign gives ``rewards/accuracies``)
+    reward_margin: Tensor | None = None
 
 
 def _weights(weights: Tensor | None, like: Tensor) -> Tensor:
@@ -554,8 +558,7 @@ OBJECTIVES: dict[str, Objective] = {
             options=("chosen_coef",),
             # REDI's LR (the weight <= 1 only softens the rejected term); gamma 1 = the code's default
             defaults=_stage2_defaults(1e-6, neg_weighting_gamma=1.0),
-            sweep={"alpha": (0.8, 1.0), "neg_weighting_gamma": (1.0, 0.5, 4.0),
-                   "learning_rate": (1e-6, 2e-7, 5e-6)},
+            sweep={"alpha": (0.8, 1.0), "neg_weighting_gamma": (1.0, 0.5, 4.0), "learning_rate": (1e-6, 2e-7, 5e-6)},
         ),
         Objective(
             "uft",
@@ -596,6 +599,7 @@ OBJECTIVES: dict[str, Objective] = {
         ),
     )
 }
+
 
 def _families(registry: dict[str, Objective]) -> dict[str, Family]:
     out: dict[str, Family] = {}
@@ -710,4 +714,9 @@ def compute(
         if ref_chosen_logps is None or ref_rejected_logps is None:
             raise ValueError(f"objective {obj.name!r} needs reference log-probs (ref_logps_path)")
         kwargs.update(ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    return obj.loss(*args, **kwargs, weights=weights, denominator=denominator)
+    result = obj.loss(*args, **kwargs, weights=weights, denominator=denominator)
+    if obj.needs_reference:
+        chosen_ratio = chosen_logps.detach() - ref_chosen_logps.to(chosen_logps.dtype)
+        rejected_ratio = rejected_logps.detach() - ref_rejected_logps.to(rejected_logps.dtype)
+        result.reward_margin = chosen_ratio - rejected_ratio
+    return result

@@ -55,7 +55,9 @@ class NonFiniteError(RuntimeError):
 
 
 # accumulator slots (summed over micro-batches, then over devices)
-_LOSS, _CHOSEN, _REJECTED, _EXAMPLES, _TOKENS, _BAD = range(6)
+# per-step sums over micro-batches and processes (weights w: pair or example weights)
+_LOSS, _CHOSEN, _REJECTED, _EXAMPLES, _TOKENS, _BAD, _PREFERRED, _REWARD_PREFERRED, _REWARD_MARGIN = range(9)
+_N_STATS = 9
 
 
 class RediTrainer(Trainer):
@@ -72,7 +74,7 @@ class RediTrainer(Trainer):
         self.loss_is_scaled_for_ga = True  # we normalise by the whole step's unit count
         for cb in (PrinterCallback, ProgressCallback):  # our own per-step log replaces these
             self.remove_callback(cb)
-        self._acc = torch.zeros(6, dtype=torch.float64)
+        self._acc = torch.zeros(_N_STATS, dtype=torch.float64)
         self._step_stats = None
         self._snapshot = None
         self._step_lr = None
@@ -121,11 +123,16 @@ class RediTrainer(Trainer):
         result = batch_objective(cfg, token_logps, inputs, denominator=num_items_in_batch)
         with torch.no_grad():
             w = inputs["weights"].double().cpu()
-            acc = torch.zeros(6, dtype=torch.float64)
+            acc = torch.zeros(_N_STATS, dtype=torch.float64)
             acc[_LOSS] = float(result.loss.detach())
             acc[_CHOSEN] = float((w * result.chosen_logp_per_token.double().cpu()).sum())
             if result.rejected_logp_per_token is not None:
                 acc[_REJECTED] = float((w * result.rejected_logp_per_token.double().cpu()).sum())
+                acc[_PREFERRED] = float((w * (result.margin.double().cpu() > 0)).sum())
+            if result.reward_margin is not None:
+                reward_margin = result.reward_margin.double().cpu()
+                acc[_REWARD_PREFERRED] = float((w * (reward_margin > 0)).sum())
+                acc[_REWARD_MARGIN] = float((w * reward_margin).sum())
             acc[_EXAMPLES] = float(w.sum())
             acc[_TOKENS] = float(inputs["n_tokens"])
             acc[_BAD] = 0.0 if math.isfinite(acc[_LOSS]) else 1.0
@@ -161,8 +168,7 @@ class RediTrainer(Trainer):
         ckpts = checkpoint_dirs(Path(self.args.output_dir))
         last = str(ckpts[-1][1]) if ckpts else "none (a rerun starts from the start model)"
         msg = (
-            f"run {self.run_cfg.name!r}: {what}; run stopped, nothing saved for this step; "
-            f"last good checkpoint: {last}"
+            f"run {self.run_cfg.name!r}: {what}; run stopped, nothing saved for this step; last good checkpoint: {last}"
         )
         log.error(msg)
         raise NonFiniteError(msg)
@@ -239,9 +245,7 @@ def batch_objective(cfg, token_logps, inputs, denominator=None) -> objectives.Ob
         kw.update(token_logps=token_logps.double(), seq_index=inputs["seq_index"])
     for name in objectives.get(cfg.objective).row_inputs:  # numbers from the data rows
         kw[name] = inputs[name].double()
-    return objectives.compute(
-        cfg, seq[:b], lengths[:b], **kw, weights=weights, denominator=denominator
-    )
+    return objectives.compute(cfg, seq[:b], lengths[:b], **kw, weights=weights, denominator=denominator)
 
 
 class StepMetricsCallback(TrainerCallback):
@@ -266,8 +270,9 @@ class StepMetricsCallback(TrainerCallback):
         tr._wall_at_start = float(tr.redi_state["wall_seconds"])
         self._mark = time.perf_counter()
         # one progress line per 30 s (and at every save): steps, tokens/s, ETA
-        self.progress = Progress(f"training {tr.run_cfg.name}", state.max_steps, "steps", logger=log,
-                                 start_done=state.global_step)
+        self.progress = Progress(
+            f"training {tr.run_cfg.name}", state.max_steps, "steps", logger=log, start_done=state.global_step
+        )
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         tr = self.trainer
@@ -299,8 +304,11 @@ class StepMetricsCallback(TrainerCallback):
                 tr.redi_state["collapse_step"] = state.global_step
                 log.warning(
                     "run %r: collapse at step %d: chosen and rejected per-token log-probs both "
-                    "fell by >= %.3g nats/token over %d steps%s", cfg.name, state.global_step,
-                    cfg.collapse.drop, cfg.collapse.window,
+                    "fell by >= %.3g nats/token over %d steps%s",
+                    cfg.name,
+                    state.global_step,
+                    cfg.collapse.drop,
+                    cfg.collapse.window,
                     " - stopping (collapse.stop)" if cfg.collapse.stop else "",
                 )
                 if cfg.collapse.stop:
@@ -312,6 +320,15 @@ class StepMetricsCallback(TrainerCallback):
             "chosen_logp_per_token": chosen,
             "rejected_logp_per_token": rejected,
             "margin": None if rejected is None else chosen - rejected,
+            # share of pairs whose chosen trace has the higher per-token log-prob (the sign of
+            # SimPO's implicit reward margin; TRL's CPO/SimPO rewards/accuracies)
+            "pref_accuracy": float(stats[_PREFERRED]) / n if cfg.is_pairwise else None,
+            # objectives with a reference model: TRL's DPO rewards/accuracies and rewards/margins
+            # (the latter in nats, i.e. divided by beta) on sequence log-ratios to the reference
+            "reward_accuracy": float(stats[_REWARD_PREFERRED]) / n
+            if objectives.needs_reference(cfg.objective)
+            else None,
+            "reward_margin": float(stats[_REWARD_MARGIN]) / n if objectives.needs_reference(cfg.objective) else None,
             "grad_norm": tr._step_grad_norm,
             "update_norm": update_norm,
             "learning_rate": tr._step_lr,
@@ -324,10 +341,16 @@ class StepMetricsCallback(TrainerCallback):
                 f.flush()
                 os.fsync(f.fileno())
             self.progress.update(
-                1, tokens=tokens, force=state.global_step in tr.save_steps_set or bool(flag),
+                1,
+                tokens=tokens,
+                force=state.global_step in tr.save_steps_set or bool(flag),
                 note="step {} loss {:.5f} chosen {:.4f} rejected {} |g| {} |dtheta| {:.3g} lr {:.3g}".format(
-                    state.global_step, record["loss"], chosen, "-" if rejected is None else f"{rejected:.4f}",
-                    "-" if record["grad_norm"] is None else f"{record['grad_norm']:.3g}", update_norm,
+                    state.global_step,
+                    record["loss"],
+                    chosen,
+                    "-" if rejected is None else f"{rejected:.4f}",
+                    "-" if record["grad_norm"] is None else f"{record['grad_norm']:.3g}",
+                    update_norm,
                     record["learning_rate"],
                 ),
             )

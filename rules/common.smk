@@ -12,7 +12,7 @@ if SRC not in sys.path:
 from redi.data.sources import hub_cache_dir  # noqa: E402
 from redi.eval.backends import groups_per_run  # noqa: E402
 from redi.eval.benchmarks import benchmark_paths  # noqa: E402
-from redi.eval.config import job_settings  # noqa: E402
+from redi.eval.config import held_out_split, job_settings  # noqa: E402
 from redi.plan import (  # noqa: E402
     all_runs,
     check_consistency,
@@ -258,11 +258,13 @@ def final_metrics():
 
 def eval_params(kind):
     """One evaluation job's settings, an EvalConfig dict (redi.eval.config): the evaluation
-    section without its workflow-level keys, plus the n_samples and limit of `kind`."""
+    section without its workflow-level keys, plus the n_samples, limit and held-out split of
+    `kind`."""
     return {
         **job_settings(EVAL),
         "n_samples": EVAL[kind]["n_samples"],
         "limit": EVAL[kind]["limit"],
+        "split": held_out_split(EVAL, kind),
     }
 
 

@@ -10,13 +10,12 @@ import pytest
 import yaml
 
 from redi.eval.backends import BACKENDS, backend_options
-from redi.eval.config import EvalConfig, SamplingConfig
+from redi.eval.benchmarks import split_half
+from redi.eval.config import WORKFLOW_KEYS, EvalConfig, SamplingConfig, held_out_split, job_settings
 from redi.plan import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATION = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())["properties"]["evaluation"]
-WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run",
-                 "base_model_force_think")  # rules/common.smk, rules/eval.smk
 
 
 def test_schema_defaults_equal_the_dataclass_defaults():
@@ -41,8 +40,8 @@ def test_schema_defaults_equal_the_dataclass_defaults():
 def _job_dict(config: dict, kind: str) -> dict:
     """What rules/common.smk eval_params builds for one job."""
     ev = config["evaluation"]
-    return {**{k: v for k, v in ev.items() if k not in WORKFLOW_KEYS},
-            "n_samples": ev[kind]["n_samples"], "limit": ev[kind]["limit"]}  # fmt: skip
+    return {**job_settings(ev), "n_samples": ev[kind]["n_samples"], "limit": ev[kind]["limit"],
+            "split": held_out_split(ev, kind)}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
@@ -107,13 +106,47 @@ def test_the_workflow_config_sets_every_job_knob():
     """config/schema.yaml's evaluation section is EvalConfig's fields plus the workflow keys;
     the only fields it leaves out are set per job (the transformers backend's options
     were a field the workflow config could not set)."""
-    from redi.eval.config import WORKFLOW_KEYS
-
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     section = set(schema["properties"]["evaluation"]["properties"])
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
     assert section - set(WORKFLOW_KEYS) <= fields
     per_job = {"n_samples", "limit",  # from evaluation.intermediate / final
+               "split",  # from evaluation.held_out_selection and the job's schedule
                "trust_remote_code",  # the evaluated model's own setting (student, reference model)
                "verify_workers"}  # the job's threads  # fmt: skip
     assert fields - section == per_job
+
+
+def _problems(n: int):
+    from redi.eval.benchmarks import Problem
+
+    return [Problem(f"p{i:03d}", i, f"problem {i}", ("1",)) for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 7, 50])
+def test_held_out_halves_are_disjoint_cover_the_benchmark_and_ignore_file_order(n):
+    problems = _problems(n)
+    selection, report = split_half(problems, "selection"), split_half(problems, "report")
+    ids = lambda ps: [p.problem_id for p in ps]  # noqa: E731
+    assert not set(ids(selection)) & set(ids(report))
+    assert sorted(ids(selection) + ids(report)) == ids(problems)
+    assert len(selection) == (n + 1) // 2  # the selection half takes the odd one
+    assert ids(selection) == sorted(ids(selection), key=ids(problems).index)  # file order kept
+    assert ids(split_half(problems[::-1], "selection")) == ids(selection)[::-1]  # same problems, any order
+    with pytest.raises(ValueError, match="split part"):
+        split_half(problems, "test")
+
+
+def test_held_out_selection_halves_only_the_benchmarks_both_schedules_name():
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    ev = config["evaluation"]
+    assert held_out_split(ev, "intermediate") == {} == held_out_split(ev, "final")  # off: the paper's protocol
+    ev["held_out_selection"] = True
+    validate_config(config)
+    shared = [b for b in ev["intermediate"]["benchmarks"] if b in ev["final"]["benchmarks"]]
+    assert shared and set(ev["final"]["benchmarks"]) - set(shared)  # the case has final-only benchmarks
+    inter, final = _job_dict(config, "intermediate"), _job_dict(config, "final")
+    assert EvalConfig.from_dict(inter).split == dict.fromkeys(shared, "selection")
+    assert EvalConfig.from_dict(final).split == dict.fromkeys(shared, "report")
+    with pytest.raises(ValueError, match="'split'"):
+        EvalConfig.from_dict({"split": {"math500": "test"}})

@@ -394,3 +394,22 @@ def test_vllm_backend_data_parallel(model_dir, fake_vllm, monkeypatch):
     )
     gpus = {g.text.split("gpu=")[1].split("<")[0] for g in got if g.finish_reason == "stop"}
     assert gpus == {"0", "1"}  # each engine saw only its own GPU
+
+
+def test_held_out_halves_are_evaluated_apart(model_dir, bench, tmp_path):
+    """With a split, a job sees only its half of the benchmark (selection on one, report on the
+    other) and its metrics.json says which; a benchmark the split does not name is used whole."""
+    from redi.eval.benchmarks import split_half
+
+    problems = load_benchmark(bench)
+    halves = {}
+    for part in ("selection", "report"):
+        out = tmp_path / part
+        m = _eval(model_dir, bench, out, n_samples=1, max_new_tokens=4, split={"toy": part})
+        halves[part] = set(pd.read_parquet(out / "samples.parquet")["problem_id"])
+        assert m["split"] == part and m["provenance"]["config"]["split"] == part
+        assert m["n_problems"] == len(halves[part]) == len(split_half(problems, part))
+    assert not halves["selection"] & halves["report"]
+    assert halves["selection"] | halves["report"] == {p.problem_id for p in problems}
+    whole = _eval(model_dir, bench, tmp_path / "other", n_samples=1, max_new_tokens=4, split={"math500": "report"})
+    assert whole["split"] is None and whole["n_problems"] == N_PROBLEMS

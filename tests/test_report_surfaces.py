@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -257,3 +258,27 @@ def test_older_metrics_files_are_detected_not_mislabelled(tmp_path):
     paths[0].write_text(json.dumps({**json.loads(paths[0].read_text()), "n_samples": 4}))
     scores, source = load_problem_scores(paths[0])
     assert source == "samples.parquet" and len(scores) == 5 and all(n == 4 for _c, n in scores.values())
+
+
+def test_summary_says_where_the_best_checkpoint_was_selected(tree, tmp_path):
+    """The selection sentence follows what the evaluations recorded: the paper's protocol (select
+    and report on the same problems, biased upward) unless every recorded evaluation was split."""
+    from redi.report.build import build_report
+
+    summary = (tree["reports"] / "summary.md").read_text()
+    assert "reported on the same problems" in summary and "evaluation.held_out_selection: true" in summary
+    results = tmp_path / "results"
+    shutil.copytree(tree["work"] / "results", results)
+    for path in (results / "eval").glob("*/*/*/metrics.json"):
+        m = json.loads(path.read_text())
+        part = "selection" if path.parent.parent.name.startswith("step-") or path.parts[-4] == "student" else "report"
+        path.write_text(json.dumps(dict(m, split=part, n_problems=100)))
+    build_report(results, tmp_path / "reports", tree["config"])
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert "reported on the other, disjoint half (report 100 problems, selection 100 problems" in summary
+    assert "reported on the same problems" not in summary
+    m = json.loads(path.read_text())  # one evaluation from before the split: say so, claim neither
+    path.write_text(json.dumps(dict(m, split=None)))
+    build_report(results, tmp_path / "reports", tree["config"])
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert "Selection: **mixed**" in summary and "disjoint half" not in summary

@@ -212,7 +212,8 @@ def test_dpo_equals_trl():
     assert float(beta * result.reward_margin.mean()) == pytest.approx(trl_metrics["rewards/margins"][-1], abs=1e-6)
     assert float((result.reward_margin > 0).double().mean()) == pytest.approx(trl_metrics["rewards/accuracies"][-1])
     assert 0 < float((result.reward_margin > 0).double().mean()) < 1  # the case tells both signs apart
-    assert objectives.compute(SimpleNamespace(objective="simpo", beta=2.0, gamma=0.5), lw, n, ll, n).reward_margin is None
+    simpo = SimpleNamespace(objective="simpo", beta=2.0, gamma=0.5)
+    assert objectives.compute(simpo, lw, n, ll, n).reward_margin is None
     assert math.isclose(
         float(objectives.dpo_loss(lw, n, ll, n, ref_chosen_logps=lw, ref_rejected_logps=ll, beta=beta).loss),
         math.log(2),

@@ -68,6 +68,30 @@ def normalise_answer(answer) -> tuple[str, ...]:
     return tuple(golds)
 
 
+#: The two halves of a benchmark under ``evaluation.held_out_selection``.
+SPLIT_PARTS = ("selection", "report")
+
+
+def split_half(problems: list[Problem], part: str) -> list[Problem]:
+    """One half of a benchmark, for selecting checkpoints on one half and reporting on the other.
+
+    The problems are ranked by the SHA-256 of their id (a hash of the problem text, so the split
+    does not depend on the file's order and a problem keeps its half when others are added);
+    ``"selection"`` is the first ``ceil(n / 2)`` of that ranking, ``"report"`` the rest, both
+    returned in file order. Disjoint, and together the whole benchmark.
+
+    Raises:
+        ValueError: ``part`` not in :data:`SPLIT_PARTS`.
+    """
+    import hashlib
+
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"split part must be one of {SPLIT_PARTS}, got {part!r}")
+    ranked = sorted(range(len(problems)), key=lambda i: hashlib.sha256(problems[i].problem_id.encode()).hexdigest())
+    first = set(ranked[: (len(problems) + 1) // 2])
+    return [p for i, p in enumerate(problems) if (i in first) == (part == "selection")]
+
+
 def load_benchmark(path: str | Path, limit: int | None = None) -> list[Problem]:
     """Load a benchmark file; ``limit`` keeps the first ``limit`` problems (file order)."""
     rows = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -27,7 +27,10 @@ from redi.eval.generate import SamplingConfig
 #: Keys of the workflow's ``evaluation`` section that are not one job's settings: which
 #: benchmarks, the intermediate / final schedules (their ``n_samples`` and ``limit`` go to each
 #: job), reference models, and the job layout (``group_per_run``).
-WORKFLOW_KEYS = ("benchmarks", "intermediate", "final", "reference_models", "group_per_run", "base_model_force_think")
+WORKFLOW_KEYS = (
+    "benchmarks", "intermediate", "final", "reference_models", "group_per_run", "base_model_force_think",
+    "held_out_selection",
+)
 
 
 def job_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +39,20 @@ def job_settings(evaluation: dict[str, Any]) -> dict[str, Any]:
     The caller adds ``n_samples`` and ``limit`` (``rules/common.smk`` ``eval_params``; the teacher
     stage's sampling jobs, ``redi.teacher.config``)."""
     return {k: v for k, v in evaluation.items() if k not in WORKFLOW_KEYS}
+
+
+def held_out_split(evaluation: dict[str, Any], kind: str) -> dict[str, str]:
+    """The ``split`` of an evaluation job of ``kind`` (``"intermediate"`` or ``"final"``): with
+    ``evaluation.held_out_selection`` on, every benchmark named by both schedules is halved
+    (:func:`redi.eval.benchmarks.split_half`): the intermediate evaluations, on which each run's
+    best checkpoint is selected, see the ``"selection"`` half; the final ones, which report it,
+    the ``"report"`` half. A benchmark only one schedule names is used whole. Off (the paper's
+    protocol: select on MATH-500 x4, report on MATH-500 x16), ``{}``."""
+    if not evaluation.get("held_out_selection"):
+        return {}
+    part = {"intermediate": "selection", "final": "report"}[kind]
+    final = set(evaluation["final"]["benchmarks"])
+    return {b: part for b in evaluation["intermediate"]["benchmarks"] if b in final}
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,9 @@ class EvalConfig:
     n_samples: int = 4  # samples per problem (pass@1 is their mean; the SEM needs >= 2);
     #   the workflow passes evaluation.intermediate/final.n_samples
     limit: int | None = None  # evaluate only the first N problems (None = all)
+    split: dict[str, str] = field(default_factory=dict)  # benchmark name -> "selection" or "report":
+    #   evaluate only that half of it (redi.eval.benchmarks.split_half, after limit); the workflow
+    #   sets it from evaluation.held_out_selection (rules/common.smk eval_params)
     batch_size: int = 64  # prompts per generate call, each with all its pending samples (both
     #   backends); also the resume granularity (the journal is appended once per batch)
     verify_timeout_s: float = 5.0  # Math-Verify seconds per sample (over it: status "timeout")
@@ -89,6 +109,12 @@ class EvalConfig:
         for key in ("n_samples", "batch_size"):
             if getattr(out, key) < 1:
                 raise ValueError(f"evaluation key {key!r} must be >= 1, got {getattr(out, key)}")
+        from redi.eval.benchmarks import SPLIT_PARTS
+
+        if not isinstance(out.split, dict) or any(v not in SPLIT_PARTS for v in out.split.values()):
+            raise ValueError(
+                f"evaluation key 'split' must map benchmark names to one of {SPLIT_PARTS}, got {out.split!r}"
+            )
         if out.limit is not None and out.limit < 1:
             raise ValueError(f"evaluation key 'limit' must be >= 1 or null, got {out.limit}")
         if out.verify_timeout_s <= 0:

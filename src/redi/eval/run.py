@@ -34,7 +34,7 @@ from pathlib import Path
 
 from redi import tracking
 from redi.eval.backends import make_backend
-from redi.eval.benchmarks import Problem, load_benchmark
+from redi.eval.benchmarks import Problem, load_benchmark, split_half
 from redi.eval.config import EvalConfig
 from redi.eval.generate import (
     Generation,
@@ -259,6 +259,8 @@ class _Job:
 
 def _load_problems(job: _Job, cfg: EvalConfig) -> list[Problem]:
     problems = load_benchmark(job.benchmark_path, limit=cfg.limit)
+    if job.benchmark in cfg.split:
+        problems = split_half(problems, cfg.split[job.benchmark])
     if not problems:
         raise ValueError(f"benchmark {job.benchmark} ({job.benchmark_path}) has no problems")
     return problems
@@ -433,6 +435,8 @@ def _metrics(job: _Job, cfg: EvalConfig, samples, records: list[dict], budget: d
         "reused_samples": reused,
         "benchmark_path": job.benchmark_path,
         "limit": cfg.limit,
+        # which half of the benchmark (evaluation.held_out_selection), None = every problem
+        "split": cfg.split.get(job.benchmark),
         "force_think": cfg.force_think,
     }
     if cfg.force_think and records and not any("</think>" in str(r.get("text", "")) for r in records):
@@ -446,7 +450,8 @@ def _metrics(job: _Job, cfg: EvalConfig, samples, records: list[dict], budget: d
         model=job.model_path,
         data={"benchmark": job.benchmark_path},
         config={"backend": cfg.backend, "sampling": sampling, "n_samples": cfg.n_samples, "limit": cfg.limit,
-                "verify_timeout_s": cfg.verify_timeout_s, "backend_options": options, "force_think": cfg.force_think},
+                "split": cfg.split.get(job.benchmark), "verify_timeout_s": cfg.verify_timeout_s,
+                "backend_options": options, "force_think": cfg.force_think},
     )  # fmt: skip
     return metrics
 

@@ -237,17 +237,44 @@ def _setting_section(results: Results) -> list[str]:
         f"{', '.join(display_name(results.config, b) for b in results.intermediate_benchmarks)} ({n_inter} samples)."
     )
     shared = [b for b in results.intermediate_benchmarks if b in results.final_benchmarks]
-    if "best" in results.final_checkpoints and shared:
+    halves = _recorded_halves(results, shared)
+    if "best" in results.final_checkpoints and shared and halves is None:
+        lines.append(
+            f"Selection: **mixed** — some evaluations of {', '.join(display_name(results.config, b) for b in shared)} "
+            "used one half of the problems (`evaluation.held_out_selection`) and some used all of them: they come "
+            "from two configs and their numbers are not comparable; rerun the evaluations with one setting."
+        )
+    elif "best" in results.final_checkpoints and shared and halves:
+        lines.append(
+            "Selection: each run's best checkpoint is selected on one half of "
+            f"{', '.join(display_name(results.config, b) for b in shared)} and reported on the other, disjoint half "
+            f"({halves}; `evaluation.held_out_selection`), so the reported best is not biased upward by its own "
+            "selection; the paper selects and reports on the same MATH-500 problems."
+        )
+    elif "best" in results.final_checkpoints and shared:
         lines.append(
             f"Selection: each run's best checkpoint is selected on "
             f"{', '.join(display_name(results.config, b) for b in shared)} "
             f"({n_inter} samples) and then reported on the same problems ({n_final} samples), as the paper's protocol "
             "does (it selects on MATH-500 x4 and reports x16): the reported best is biased upward by the selection. "
-            "For a held-out selection split, point `evaluation.intermediate.benchmarks` at a benchmark file that "
-            "is not among `evaluation.final.benchmarks`."
+            "For a held-out selection split set `evaluation.held_out_selection: true`."
         )
     lines.append("")
     return lines
+
+
+def _recorded_halves(results: Results, benches: list[str]) -> str | None:
+    """What the recorded evaluations of ``benches`` say about the held-out split (each
+    metrics.json's ``split`` and ``n_problems``, not today's config): e.g. ``"selection 6
+    problems, report 6 problems"`` when every one was split, ``""`` when none was, None when
+    some were and some were not (evaluations from two configs)."""
+    counts: dict[str, set] = {}
+    for (_run, _ckpt, bench), m in results.evals.items():
+        if bench in benches and m:
+            counts.setdefault(m.get("split") or "", set()).add(int(m.get("n_problems") or 0))
+    if "" in counts:
+        return "" if len(counts) == 1 else None
+    return ", ".join(f"{part} {'/'.join(str(n) for n in sorted(ns))} problems" for part, ns in sorted(counts.items()))
 
 
 def _data_section(results: Results) -> list[str]:

@@ -113,3 +113,26 @@ def test_a_new_field_without_help_or_schema_entry_is_named():
 def test_the_command_checks_the_shipped_files():
     result = subprocess.run([sys.executable, "-m", "redi.config_docs", "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_workflow_keys_are_documented_in_the_schema_and_per_job_fields_on_the_field_only():
+    """A key with no dataclass field (``schema_keys``) has its home in the schema's description:
+    its README rows come from there (a block of keys: one row per key); a field set per job
+    (``omit``) needs no schema entry."""
+
+    @dataclass
+    class WithJobField(Toy):
+        per_job: int = field(default=3, metadata={"help": "Set per job."})
+
+    text = SCHEMA_TEXT.replace(
+        "other: {type: string}", "other: {type: string, default: x, description: The other key.}"
+    )
+    text += "      block:\n        type: object\n        properties:\n          a: {default: [1], description: A.}\n"
+    section = Section("toy", WithJobField, TOY.schema_paths, omit=("per_job",), schema_keys=("other", "block"))
+    out = render_schema(text, (section,))
+    assert "Set per job" not in out
+    readme = render_readme(README_TEXT, (section,), yaml.safe_load(out))
+    assert "| `other` | `x` | The other key. |" in readme and "| `block.a` | `[1]` | A. |" in readme
+    assert "per_job" not in readme
+    with pytest.raises(ValueError, match="toy.other has no description"):
+        render_readme(README_TEXT, (section,), yaml.safe_load(SCHEMA_TEXT))

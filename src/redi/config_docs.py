@@ -11,6 +11,12 @@ into the two places a user reads it:
   ``<!-- END generated: NAME -->``, one row per field (a nested dataclass as ``outer.inner``)
   with its default.
 
+A section's keys that have no dataclass field (the ``evaluation`` section's workflow keys:
+which benchmarks, the schedules, reference models, the job layout; ``Section.schema_keys``) are
+documented once in their schema ``description``, and their README rows are written from it.
+Fields a job gets from elsewhere (``Section.omit``: an evaluation's ``n_samples`` from its
+schedule) are documented on the field only.
+
 Run ``python -m redi.config_docs`` after changing a field's help or adding a field (a new field
 needs its help and its schema property, whose type and bounds stay hand-written);
 ``--check`` only reports stale files, and ``tests/test_one_home_config_docs.py`` fails, naming
@@ -48,6 +54,9 @@ class Section:
     schema_paths: tuple[tuple[str, ...], ...]  # schema ``properties`` mappings holding its keys
     key_header: str = "key"  # the README table's first column
     default_text: Callable[[str, Any], str | None] | None = None  # a field's default cell, or None
+    omit: tuple[str, ...] = ()  # fields set per job, not by the config: documented on the field only
+    schema_keys: tuple[str, ...] = ()  # config keys with no dataclass field (the workflow's own):
+    #   their home is the schema's `description`; the README rows are generated from it
 
 
 def _per_objective(key: str, default: Any) -> str | None:
@@ -62,13 +71,25 @@ def _per_objective(key: str, default: Any) -> str | None:
 
 def sections() -> tuple[Section, ...]:
     from redi.data.config import CurationConfig
+    from redi.eval.config import WORKFLOW_KEYS, EvalConfig
     from redi.train.config import RunConfig
 
     return (
-        Section("training", RunConfig, (("definitions", "run_common", "properties"),
-                                        ("definitions", "stage2_run", "properties")),  # fmt: skip
-                key_header="run key", default_text=_per_objective),
+        Section(
+            "training",
+            RunConfig,
+            (("definitions", "run_common", "properties"), ("definitions", "stage2_run", "properties")),  # fmt: skip
+            key_header="run key",
+            default_text=_per_objective,
+        ),
         Section("curation", CurationConfig, (("properties", "curation", "properties"),)),
+        Section(
+            "evaluation",
+            EvalConfig,
+            (("properties", "evaluation", "properties"),),
+            omit=("n_samples", "limit", "split", "verify_workers", "trust_remote_code"),
+            schema_keys=WORKFLOW_KEYS,
+        ),  # fmt: skip
     )
 
 
@@ -116,15 +137,20 @@ def _literal(value: Any) -> str:
 def _default_cell(value: Any) -> str:
     if value == "":
         return "—"
-    return f"`{_literal(value)}`" if isinstance(value, (str, list)) else _literal(value)
+    return f"`{_literal(value)}`" if isinstance(value, (str, list, dict)) else _literal(value)
 
 
-def rows(section: Section) -> list[tuple[str, str, str]]:
-    """``(key, default cell, help)`` of every leaf field, nested dataclasses as ``outer.inner``."""
-    out = []
+def _fields(kind: type, section: Section, top: bool) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(kind) if not (top and f.name in section.omit)]
+
+
+def rows(section: Section, schema: dict | None = None) -> list[tuple[str, str, str]]:
+    """``(key, default cell, help)`` of every leaf field, nested dataclasses as ``outer.inner``,
+    then of every ``schema_keys`` key from ``schema`` (the parsed config/schema.yaml)."""
+    out: list[tuple[str, str, str]] = []
 
     def walk(kind: type, prefix: str) -> None:
-        for f in dataclasses.fields(kind):
+        for f in _fields(kind, section, not prefix):
             inner = _nested(f)
             if inner is not None:
                 _help(kind, f)
@@ -135,7 +161,41 @@ def rows(section: Section) -> list[tuple[str, str, str]]:
             out.append((prefix + f.name, cell or _default_cell(value), _help(kind, f)))
 
     walk(section.kind, "")
+    if section.schema_keys:
+        props = _schema_properties(schema or yaml.safe_load(SCHEMA.read_text()), section)
+        for key in section.schema_keys:
+            out += _schema_rows(props, key, key, section.name)
     return out
+
+
+def _schema_properties(schema: dict, section: Section) -> dict:
+    node = schema
+    for key in section.schema_paths[0]:
+        node = node[key]
+    return node
+
+
+def _schema_rows(props: dict, key: str, where: str, name: str) -> list[tuple[str, str, str]]:
+    """README rows of a schema-documented key: one per leaf (``outer.inner``), its description;
+    ``name``: the section, for errors (``evaluation.held_out_selection``)."""
+    prop = props.get(key)
+    if prop is None:
+        raise ValueError(f"config/schema.yaml has no {name}.{where}")
+    if "properties" in prop:  # a block of keys: one row per key
+        return [
+            row
+            for inner in prop["properties"]
+            for row in _schema_rows(prop["properties"], inner, f"{where}.{inner}", name)
+        ]
+    if not prop.get("description"):
+        raise ValueError(f"config/schema.yaml: {name}.{where} has no description (its documentation's home)")
+    return [(where, _schema_default(prop.get("default")), " ".join(prop["description"].split()))]
+
+
+def _schema_default(value: Any) -> str:
+    if isinstance(value, dict):
+        return "`{" + ", ".join(value) + "}`" if value else "`{}`"
+    return _default_cell(value)
 
 
 # ----------------------------------------------------------------------------- schema
@@ -190,7 +250,7 @@ def _schema_splices(text: str, root: yaml.Node, section: Section) -> list[tuple[
     splices = []
 
     def walk(kind: type, props: list[tuple[yaml.MappingNode, str]], top: bool) -> None:
-        for f in dataclasses.fields(kind):
+        for f in _fields(kind, section, top):
             help_text = _help(kind, f)
             found = []
             for mapping, where in props:
@@ -229,9 +289,9 @@ def _markers(name: str) -> tuple[str, str]:
     return f"<!-- BEGIN generated: {name}", f"<!-- END generated: {name} -->"
 
 
-def table(section: Section) -> str:
+def table(section: Section, schema: dict | None = None) -> str:
     lines = [f"| {section.key_header} | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{key}` | {default} | {meaning} |" for key, default, meaning in _cells(rows(section))]
+    lines += [f"| `{key}` | {default} | {meaning} |" for key, default, meaning in _cells(rows(section, schema))]
     return "\n".join(lines)
 
 
@@ -239,15 +299,16 @@ def _cells(found: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return [(key, default, meaning.replace("|", "\\|")) for key, default, meaning in found]
 
 
-def render_readme(text: str, secs: tuple[Section, ...]) -> str:
-    """``text`` (config/README.md) with each section's generated table replaced."""
+def render_readme(text: str, secs: tuple[Section, ...], schema: dict | None = None) -> str:
+    """``text`` (config/README.md) with each section's generated table replaced; ``schema``: the
+    parsed config/schema.yaml the schema-documented rows come from (default: the file)."""
     for sec in secs:
         begin, end = _markers(sec.name)
         i, j = text.find(begin), text.find(end)
         if i < 0 or j < i:
             raise ValueError(f"config/README.md lacks the lines '{begin} ({COMMAND}) -->' ... '{end}'")
         head = text.index("\n", i) + 1
-        text = text[:head] + table(sec) + "\n" + text[j:]
+        text = text[:head] + table(sec, schema) + "\n" + text[j:]
     return text
 
 
@@ -257,7 +318,8 @@ def render_readme(text: str, secs: tuple[Section, ...]) -> str:
 def render(schema: Path = SCHEMA, readme: Path = README) -> dict[Path, str]:
     """``{file: the text it should have}`` for the schema and the README."""
     secs = sections()
-    return {schema: render_schema(schema.read_text(), secs), readme: render_readme(readme.read_text(), secs)}
+    schema_text = render_schema(schema.read_text(), secs)
+    return {schema: schema_text, readme: render_readme(readme.read_text(), secs, yaml.safe_load(schema_text))}
 
 
 def stale(schema: Path = SCHEMA, readme: Path = README) -> list[Path]:

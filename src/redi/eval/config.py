@@ -59,27 +59,45 @@ def held_out_split(evaluation: dict[str, Any], kind: str) -> dict[str, str]:
 class EvalConfig:
     """One evaluation (a model x a benchmark, ``redi.eval.run.evaluate``)."""
 
-    backend: str = "transformers"  # generation backend: a name in redi.eval.backends.BACKENDS
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # see SamplingConfig
-    n_samples: int = 4  # samples per problem (pass@1 is their mean; the SEM needs >= 2);
-    #   the workflow passes evaluation.intermediate/final.n_samples
-    limit: int | None = None  # evaluate only the first N problems (None = all)
-    split: dict[str, str] = field(default_factory=dict)  # benchmark name -> "selection" or "report":
-    #   evaluate only that half of it (redi.eval.benchmarks.split_half, after limit); the workflow
-    #   sets it from evaluation.held_out_selection (rules/common.smk eval_params)
-    batch_size: int = 64  # prompts per generate call, each with all its pending samples (both
-    #   backends); also the resume granularity (the journal is appended once per batch)
-    verify_timeout_s: float = 5.0  # Math-Verify seconds per sample (over it: status "timeout")
-    verify_memory_mb: int = 2048  # address-space cap of each Math-Verify worker process
-    verify_workers: int | None = None  # Math-Verify processes (None = the job's threads)
-    trust_remote_code: bool = False  # let transformers run a checkpoint's own code (off: safety)
-    force_think: bool = True  # open every answer with <think> (the paper); false: the bare generation
-    #   prompt (the untrained row of a student that never learned to close a think block)
-    vllm: dict[str, Any] = field(default_factory=dict)  # vLLM engine options, keywords of
-    #   VLLMBackend (tensor_parallel_size, data_parallel, gpu_memory_utilization, max_model_len:
-    #   the context set explicitly (default the model's max_position_embeddings), python, ...)
-    transformers: dict[str, Any] = field(default_factory=dict)  # transformers backend options,
-    #   keywords of TransformersBackend (device, dtype, attn_implementation, prefill_once)
+    backend: str = field(default="transformers", metadata={"help": (
+        "Generation backend: `transformers` (any machine) or `vllm` (GPU, its own env; redi.eval.backends).")})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": (
+        "How each sample is drawn (the paper's evaluation sampling).")})
+    n_samples: int = field(default=4, metadata={"help": (
+        "Samples per problem (pass@1 is their mean; the SEM needs >= 2); the workflow passes "
+        "evaluation.intermediate/final.n_samples.")})
+    limit: int | None = field(default=None, metadata={"help": (
+        "Evaluate only the first N problems (null = all); from evaluation.intermediate/final.limit.")})
+    split: dict[str, str] = field(default_factory=dict, metadata={"help": (
+        "Benchmark name -> `selection` or `report`: evaluate only that half of it (redi.eval.benchmarks.split_half, "
+        "after limit); set by the workflow from evaluation.held_out_selection.")})
+    batch_size: int = field(default=64, metadata={"help": (
+        "Prompts per generate call, each with all its pending samples (both backends); also the resume "
+        "granularity (the journal is appended once per batch).")})
+    verify_timeout_s: float = field(default=5.0, metadata={"help": (
+        "Math-Verify seconds per sample, a hard bound (over it the sample's status is `timeout`).")})
+    verify_memory_mb: int = field(default=2048, metadata={"help": (
+        "Address-space cap of each Math-Verify worker process (a sample over it is scored as an error).")})
+    verify_workers: int | None = field(default=None, metadata={"help": (
+        "Math-Verify processes (null = the job's threads).")})
+    trust_remote_code: bool = field(default=False, metadata={"help": (
+        "Let transformers run a checkpoint's own code (off: safety); the evaluated model's own setting.")})
+    force_think: bool = field(default=True, metadata={"help": (
+        "Open every answer with `<think>` (the paper's evaluation prompt); false: the chat template's bare "
+        "generation prompt.")})
+    vllm: dict[str, Any] = field(default_factory=dict, metadata={"help": (
+        "vLLM engine options (keywords of redi.eval.backends.VLLMBackend): tensor_parallel_size, data_parallel, "
+        "gpu_memory_utilization, max_model_len (the context, set explicitly; default the model's "
+        "max_position_embeddings), python (the interpreter of a separate vLLM virtualenv when running without "
+        "conda), per_request_seeds (default true: each prompt's request carries its own seed, so a sample depends "
+        "only on seed, problem and sample index, also across resumes; vLLM then uses its slower per-request "
+        "sampler instead of FlashInfer's; false: one engine seed and the fast sampler, reproducible only for the "
+        "same job list on the same engines).")})
+    transformers: dict[str, Any] = field(default_factory=dict, metadata={"help": (
+        "Options of the transformers backend (keywords of redi.eval.backends.TransformersBackend): device (e.g. "
+        "cuda:0), dtype (default bfloat16 on a GPU, float32 on the CPU), attn_implementation, prefill_once "
+        "(default true: each prompt is prefilled once and its KV cache shared by its samples, the same tokens up "
+        "to float rounding; false: model.generate prefills every sample).")})
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any] | EvalConfig | None) -> EvalConfig:

@@ -25,7 +25,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,15 @@ class SamplingConfig:
     """How each sample is drawn (paper, "Evaluation": temperature 0.6, top-p 0.95). The resume
     journal's fingerprint and ``metrics.json``'s ``sampling`` are this dict."""
 
-    temperature: float = 0.6  # softmax temperature (> 0: sampling; greedy decoding is not pass@k)
-    top_p: float = 0.95  # nucleus sampling mass in (0, 1]; top-k and penalties stay off
-    max_new_tokens: int = 32768  # generation budget per sample (tokens after the prompt)
-    seed: int = 0  # base seed; a sample's randomness derives from (seed, problem, index)
+    temperature: float = field(default=0.6, metadata={"help": (
+        "Softmax temperature (> 0: sampling; greedy decoding is not pass@k). The paper: 0.6.")})
+    top_p: float = field(default=0.95, metadata={"help": (
+        "Nucleus sampling mass in (0, 1]; top-k and penalties stay off. The paper: 0.95.")})
+    max_new_tokens: int = field(default=32768, metadata={"help": (
+        "Generation budget per sample (tokens after the prompt); the prompt plus this must fit the model's "
+        "context, or the job stops before generating.")})
+    seed: int = field(default=0, metadata={"help": (
+        "Base seed; a sample's randomness derives from (seed, problem, sample index).")})
 
     def __post_init__(self):
         if self.temperature <= 0:

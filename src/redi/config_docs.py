@@ -72,13 +72,14 @@ def _per_objective(key: str, default: Any) -> str | None:
 def sections() -> tuple[Section, ...]:
     from redi.data.config import CurationConfig
     from redi.eval.config import WORKFLOW_KEYS, EvalConfig
+    from redi.report.config import CONFIG_KEYS, ReportConfig
     from redi.train.config import RunConfig
 
     return (
         Section(
             "training",
             RunConfig,
-            (("definitions", "run_common", "properties"), ("definitions", "stage2_run", "properties")),  # fmt: skip
+            (("definitions", "run_common", "properties"), ("definitions", "stage2_run", "properties")),
             key_header="run key",
             default_text=_per_objective,
         ),
@@ -89,7 +90,13 @@ def sections() -> tuple[Section, ...]:
             (("properties", "evaluation", "properties"),),
             omit=("n_samples", "limit", "split", "verify_workers", "trust_remote_code"),
             schema_keys=WORKFLOW_KEYS,
-        ),  # fmt: skip
+        ),
+        Section(
+            "report",
+            ReportConfig,
+            (("properties", "report", "properties"),),
+            omit=tuple(f.name for f in dataclasses.fields(ReportConfig) if f.name not in CONFIG_KEYS),
+        ),
     )
 
 

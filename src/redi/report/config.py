@@ -10,7 +10,7 @@ pattern of training's ``RunConfig`` and curation's ``CurationConfig``).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,24 @@ CONFIG_KEYS = ("significance_sems", "max_listed_missing")
 class ReportConfig:
     """What the report reads, where it writes, and its two wording rules."""
 
-    results: str = "results"  # the results tree (train/, eval/, data/)
-    reports: str = "reports"  # output folder: tables/, figures/, summary.{md,html}
-    benchmarks: str | None = None  # Snakemake benchmark: files; None = benchmarks/ beside results
-    significance_sems: float = 2.0  # verdicts call two models different only when their paired
-    #   per-problem difference lies beyond this many paired standard errors from 0 (about 95 %);
-    #   the headline intervals are ± this many (redi.eval.metrics.paired_difference)
-    max_listed_missing: int = 12  # missing results named in a table's footnote before "and N more"
+    results: str = field(default="results", metadata={"help": "The results tree (train/, eval/, data/)."})
+    reports: str = field(default="reports", metadata={"help": "Output folder: tables/, figures/, summary.{md,html}."})
+    benchmarks: str | None = field(
+        default=None, metadata={"help": ("Snakemake benchmark: files; null = benchmarks/ beside the results tree.")}
+    )
+    significance_sems: float = field(
+        default=2.0,
+        metadata={
+            "help": (
+                "Verdicts call two models different only when their paired per-problem difference lies more than this "
+                "many paired standard errors from 0 (2 = about a 95 % interval); the headline intervals are "
+                "± this many (redi.eval.metrics.paired_difference)."
+            )
+        },
+    )
+    max_listed_missing: int = field(
+        default=12, metadata={"help": ("Missing results named in a table's footnote before 'and N more'.")}
+    )
 
     def __post_init__(self) -> None:
         if not self.significance_sems > 0:

@@ -78,7 +78,7 @@ def keep_freed_memory() -> bool:
     at 32 MiB and the trim threshold at 256 MiB, one evaluation of the demo (800 samples) takes
     210 k faults instead of 700-780 k and 5-8 % less wall time; an SFT epoch 2.4 % less
     (measured with a 1 GiB trim threshold) (
-    ``bench/results/2026-11-30-demo-issue17.md``). The numbers computed do not change
+    ``bench/results/2026-11-30-demo-cpu-speedup.md``). The numbers computed do not change
     (only where freed memory goes). Costs up to ``TRIM_THRESHOLD_BYTES`` of resident memory
     per process that a default process would have returned.
 

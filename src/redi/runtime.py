@@ -152,6 +152,55 @@ def worker_env(base: dict | None = None, **extra: str) -> dict:
     return env
 
 
+# ---- workers never outlive their launcher ----------------------------------------------------
+
+#: The launcher's process id, in the environment of the workers it starts (:func:`run_training`
+#: of ``redi.train.launch``); a worker that sees it set watches that process.
+LAUNCHER_PID_ENV = "REDI_LAUNCHER_PID"
+
+
+def _process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs: no such process, or a zombie (dead, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux): the signal test above is all there is
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
+
+
+def exit_with_launcher(poll_s: float = 1.0) -> bool:
+    """In a worker started by a launcher of this package (``LAUNCHER_PID_ENV`` set): exit at once
+    (``os._exit(1)``, after one line on stderr) when the launcher is gone; a daemon thread checks
+    every ``poll_s`` seconds. Returns whether a watch was started (False outside such workers).
+
+    Why: ``accelerate launch`` / ``torchrun`` workers are grandchildren of the job's process.
+    When a scheduler stops a job by signalling its process tree (SLURM's ``proctrack/linuxproc``,
+    ``proctrack/pgid``) and the launcher dies first, the workers are re-parented to init, no
+    longer found in the tree, and train on: they keep the GPUs busy and write checkpoints and
+    metrics under the retried job that resumes from the same folder. SLURM's documentation of
+    ``proctrack/linuxproc`` names this failure (processes whose parent died escape the job).
+    """
+    pid = int(os.environ.get(LAUNCHER_PID_ENV) or 0)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    import threading
+
+    def watch() -> None:
+        while not _process_gone(pid):
+            time.sleep(poll_s)
+        print(f"redi worker {os.getpid()}: its launcher (pid {pid}) is gone; exiting", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="redi-launcher-watch", daemon=True).start()
+    return True
+
+
 # ---- GPUs: fail fast, and never share a GPU between two local jobs (items 6, 7) -------------
 
 CUDA12_HINT = (

@@ -51,8 +51,9 @@ def _logging() -> None:
 
 
 def _cmd_train(args) -> int:
-    from redi.runtime import set_threads
+    from redi.runtime import exit_with_launcher, set_threads
 
+    exit_with_launcher()  # a worker of run_training's launch ends with the job that started it
     set_threads(args.threads)
     _logging()
     from .launch import run_training

@@ -363,13 +363,33 @@ def _tokenized(objective: str, work: Path, settings: dict, steps: int):
 
 def _train_trl(variant: str, work: Path, settings: dict, steps: int, out: str, meter: _Meter, overrides: dict) -> None:
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
     cuda = torch.cuda.is_available()
     trl_args = dict(settings.get("trl_args", {}))
     attn = trl_args.pop("attn_implementation", "sdpa")
-    common = dict(
+    common = _trl_common_args(out, steps, cuda)
+    common.update(trl_args)
+    common.update(overrides)
+
+    def load_model():
+        # fp32 master weights (+ bf16 autocast where bf16=True), exactly as our trainer loads them
+        return AutoModelForCausalLM.from_pretrained(
+            _model_dir(work, settings), dtype=torch.float32, attn_implementation=attn
+        )
+
+    if variant == "sft":
+        trainer = _trl_sft_trainer(work, settings, steps, common, load_model)
+    else:
+        trainer = _trl_dpo_trainer(variant, work, settings, steps, out, common, load_model)
+    trainer.model.register_forward_pre_hook(meter.hook, with_kwargs=True)
+    trainer.add_callback(meter.callback())
+    trainer.train()
+
+
+def _trl_common_args(out: str, steps: int, cuda: bool) -> dict:
+    """The TRL training arguments both trainers share (before the settings' trl_args and the overrides)."""
+    return dict(
         output_dir=out,
         max_steps=steps,
         lr_scheduler_type="linear",
@@ -387,81 +407,77 @@ def _train_trl(variant: str, work: Path, settings: dict, steps: int, out: str, m
         use_cpu=not cuda,
         dataloader_num_workers=0,
     )
-    common.update(trl_args)
-    common.update(overrides)
 
-    def load_model():
-        # fp32 master weights (+ bf16 autocast where bf16=True), exactly as our trainer loads them
-        return AutoModelForCausalLM.from_pretrained(
-            _model_dir(work, settings), dtype=torch.float32, attn_implementation=attn
-        )
 
-    if variant == "sft":
-        from trl import SFTConfig, SFTTrainer
+def _trl_sft_trainer(work: Path, settings: dict, steps: int, common: dict, load_model):
+    """TRL's SFTTrainer on our tokenisation, loss on the completion tokens only."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
 
-        s = settings["sft"]
-        pb = s.get("per_device_batch_size", settings["per_device_batch_size"])
-        tok, data = _tokenized("sft", work, settings, steps)
-        rows = [
-            {"input_ids": [int(x) for x in p] + [int(x) for x in c], "completion_mask": [0] * len(p) + [1] * len(c)}
-            for p, c in zip(data.prompts, data.chosen)
-        ]
-        common.setdefault("padding_free", False)
-        args = SFTConfig(
-            **common,
-            per_device_train_batch_size=pb,
-            gradient_accumulation_steps=s["global_batch_size"] // pb,
-            learning_rate=s["learning_rate"],
-            max_length=s["max_length"],
-            completion_only_loss=True,
-            packing=False,
-        )
-        trainer = SFTTrainer(model=load_model(), args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
-    else:
-        from trl import DPOConfig, DPOTrainer
+    s = settings["sft"]
+    pb = s.get("per_device_batch_size", settings["per_device_batch_size"])
+    tok, data = _tokenized("sft", work, settings, steps)
+    rows = [
+        {"input_ids": [int(x) for x in p] + [int(x) for x in c], "completion_mask": [0] * len(p) + [1] * len(c)}
+        for p, c in zip(data.prompts, data.chosen)
+    ]
+    common.setdefault("padding_free", False)
+    args = SFTConfig(
+        **common,
+        per_device_train_batch_size=pb,
+        gradient_accumulation_steps=s["global_batch_size"] // pb,
+        learning_rate=s["learning_rate"],
+        max_length=s["max_length"],
+        completion_only_loss=True,
+        packing=False,
+    )
+    return SFTTrainer(model=load_model(), args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
 
-        class PretokenizedDPOTrainer(DPOTrainer):
-            """Takes prompt_ids / chosen_ids / rejected_ids as given (our tokenisation)."""
 
-            def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-                return dataset
+def _trl_dpo_trainer(variant: str, work: Path, settings: dict, steps: int, out: str, common: dict, load_model):
+    """TRL's DPOTrainer on our tokenisation, with a reference model or (``dpo_precomputed``) precomputed log-probs."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
 
-        s = settings["pairs"]
-        pb = s.get("per_device_batch_size", settings["per_device_batch_size"])
-        tok, data = _tokenized("dpo", work, settings, steps)
-        rows = [
-            {"prompt_ids": [int(x) for x in p], "chosen_ids": [int(x) for x in c], "rejected_ids": [int(x) for x in r]}
-            for p, c, r in zip(data.prompts, data.chosen, data.rejected)
-        ]
-        precompute = variant == "dpo_precomputed"
-        common.pop("padding_free", None)  # TRL 1.16 DPO: disabled (warns, pads)
-        args = DPOConfig(
-            **common,
-            per_device_train_batch_size=pb,
-            gradient_accumulation_steps=s["global_batch_size"] // pb,
-            learning_rate=s["learning_rate"],
-            beta=s["beta"],
-            loss_type=["sigmoid"],
-            max_length=None,
-            precompute_ref_log_probs=precompute,
-            precompute_ref_batch_size=pb,
-        )
-        ds = Dataset.from_list(rows)
-        if precompute:  # TRL caches the precomputed log-probs beside an on-disk dataset
-            from datasets import load_from_disk
+    class PretokenizedDPOTrainer(DPOTrainer):
+        """Takes prompt_ids / chosen_ids / rejected_ids as given (our tokenisation)."""
 
-            ds.save_to_disk(os.path.join(out, "ds"))
-            ds = load_from_disk(os.path.join(out, "ds"))
-        trainer = PretokenizedDPOTrainer(
-            model=load_model(),
-            ref_model=None if precompute else load_model(),
-            args=args,
-            train_dataset=ds,
-            processing_class=tok,
-        )
-    trainer.model.register_forward_pre_hook(meter.hook, with_kwargs=True)
-    trainer.add_callback(meter.callback())
-    trainer.train()
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+    s = settings["pairs"]
+    pb = s.get("per_device_batch_size", settings["per_device_batch_size"])
+    tok, data = _tokenized("dpo", work, settings, steps)
+    rows = [
+        {"prompt_ids": [int(x) for x in p], "chosen_ids": [int(x) for x in c], "rejected_ids": [int(x) for x in r]}
+        for p, c, r in zip(data.prompts, data.chosen, data.rejected)
+    ]
+    precompute = variant == "dpo_precomputed"
+    common.pop("padding_free", None)  # TRL 1.16 DPO: disabled (warns, pads)
+    args = DPOConfig(
+        **common,
+        per_device_train_batch_size=pb,
+        gradient_accumulation_steps=s["global_batch_size"] // pb,
+        learning_rate=s["learning_rate"],
+        beta=s["beta"],
+        loss_type=["sigmoid"],
+        max_length=None,
+        precompute_ref_log_probs=precompute,
+        precompute_ref_batch_size=pb,
+    )
+    ds = Dataset.from_list(rows)
+    if precompute:  # TRL caches the precomputed log-probs beside an on-disk dataset
+        from datasets import load_from_disk
+
+        ds.save_to_disk(os.path.join(out, "ds"))
+        ds = load_from_disk(os.path.join(out, "ds"))
+    return PretokenizedDPOTrainer(
+        model=load_model(),
+        ref_model=None if precompute else load_model(),
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,16 +103,30 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     prov = summary.get("provenance") or {}
     model = prov.get("model") or {}
     corpus = (prov.get("data") or {}).get("corpus") or {}
-    front = {"library_name": "transformers", "tags": TAGS + [cfg.get("objective") or summary.get("objective")]}
     student = model.get("student") or {}
     base = base_model or model.get("hub") or student.get("hub")
+    name = summary.get("run") or cfg.get("name")
+    lines = _card_header(summary, cfg, corpus, student, base, name)
+    lines += _data_section(summary, prov, corpus, curation, rejects)
+    lines += _hyper_parameter_section(summary, cfg, positions)
+    lines += _evaluation_section(evaluations, name)
+    if verdict is not None:
+        lines += _stability_section(verdict)
+    lines += ["", "## Limitations", ""]
+    lines += _limitations(summary, corpus, positions)
+    lines += _reproduce_section(cfg, prov)
+    return "\n".join(lines)
+
+
+def _card_header(summary: dict, cfg: dict, corpus: dict, student: dict, base: str | None, name) -> list[str]:
+    """The YAML front matter, the title and the lines that name the objective and the start model."""
+    front = {"library_name": "transformers", "tags": TAGS + [cfg.get("objective") or summary.get("objective")]}
     if base:
         front["base_model"] = base
     if student.get("license"):
         front["license"] = student["license"]
     if corpus.get("hub"):
         front["datasets"] = [corpus["hub"]]
-    name = summary.get("run") or cfg.get("name")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name}", ""]
     lines.append(f"Trained with the REDI pipeline (Reinforcement Distillation, arXiv 2505.24850): "
                  f"{_objective_text(cfg.get('objective'))}.")
@@ -122,7 +136,12 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
 
         lines.append(f"Student (the pipeline's start): {describe_student(student)}"
                      + (f"; license {student['license']}" if student.get("license") else "") + ".")  # fmt: skip
-    lines += ["", "## Data", ""]
+    return lines
+
+
+def _data_section(summary: dict, prov: dict, corpus: dict, curation: dict | None, rejects: str | None) -> list[str]:
+    """The Data section: corpus, training file, curation funnel and truncation."""
+    lines = ["", "## Data", ""]
     if corpus:
         ident = f"{corpus['hub']}@{corpus.get('revision')}" if corpus.get("hub") else f"sha256 `{corpus.get('sha256')}`"
         lines.append(f"- Corpus: `{corpus.get('path')}` ({ident})")
@@ -143,7 +162,12 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     tok = summary.get("tokenization") or {}
     if tok:
         lines.append("- Truncation: " + ", ".join(f"{k} {v}" for k, v in tok.items()))
-    lines += ["", "## Objective and hyper-parameters", "", "| key | value |", "|---|---|"]
+    return lines
+
+
+def _hyper_parameter_section(summary: dict, cfg: dict, positions: int | None) -> list[str]:
+    """The objective and hyper-parameter table, with the steps run and the hardware."""
+    lines = ["", "## Objective and hyper-parameters", "", "| key | value |", "|---|---|"]
     lines.append(f"| objective | {cfg.get('objective')} |")
     lines += [f"| {k} | {v} |" for k, v in hyper_parameters(cfg, positions)]
     lines.append(
@@ -152,7 +176,12 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     lines.append(
         f"| hardware | {summary.get('device')}, world size {summary.get('world_size')}, bf16 {summary.get('bf16')} |"
     )
-    lines += ["", "## Evaluation", ""]
+    return lines
+
+
+def _evaluation_section(evaluations: list[dict] | None, name) -> list[str]:
+    """The Evaluation section: pass@1 ± SEM per checkpoint and benchmark, or a note that there is none yet."""
+    lines = ["", "## Evaluation", ""]
     if evaluations:
         lines += ["pass@1 is the mean over samples per problem, ± its standard error (SEM).", "",
                   "| checkpoint | benchmark | samples/problem | pass@1 ± SEM |", "|---|---|---|---|"]
@@ -163,21 +192,27 @@ def build_card(summary: dict, *, curation: dict | None = None, evaluations: list
     else:
         lines.append("Not evaluated when this card was written; the pipeline's `results/cards/"
                      f"{name}/README.md` adds the evaluation table.")
-    if verdict is not None:
-        from redi.train.collapse import CollapseRule, verdict_text
+    return lines
 
-        lines += ["", "## Training stability", "", f"Collapse verdict: **{verdict_text(verdict)}**."]
-        lines += [f"- {reason}" for reason in verdict.reasons]
-        lines += ["", "Rule: " + CollapseRule().text()]
-    lines += ["", "## Limitations", ""]
-    lines += _limitations(summary, corpus, positions)
+
+def _stability_section(verdict) -> list[str]:
+    """The Training stability section: the collapse verdict, its reasons and the rule."""
+    from redi.train.collapse import CollapseRule, verdict_text
+
+    lines = ["", "## Training stability", "", f"Collapse verdict: **{verdict_text(verdict)}**."]
+    lines += [f"- {reason}" for reason in verdict.reasons]
+    lines += ["", "Rule: " + CollapseRule().text()]
+    return lines
+
+
+def _reproduce_section(cfg: dict, prov: dict) -> list[str]:
+    """The Reproduce section: code commit, library versions and the resolved run config."""
     code = prov.get("code") or {}
     libs = ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items() if v)
-    lines += ["", "## Reproduce", "",
-              f"Code commit `{code.get('commit')}`" + (" (with uncommitted changes)" if code.get("dirty") else "")
-              + (f"; {libs}." if libs else "."), "", "Resolved run config:", "", "```json",
-              json.dumps(cfg, indent=1, sort_keys=True), "```", ""]
-    return "\n".join(lines)
+    return ["", "## Reproduce", "",
+            f"Code commit `{code.get('commit')}`" + (" (with uncommitted changes)" if code.get("dirty") else "")
+            + (f"; {libs}." if libs else "."), "", "Resolved run config:", "", "```json",
+            json.dumps(cfg, indent=1, sort_keys=True), "```", ""]
 
 
 def _limitations(summary: dict, corpus: dict, positions: int | None) -> list[str]:

@@ -648,19 +648,10 @@ def verify_many_timed(
 ) -> list[tuple[Verdict, float]]:
     """Like :func:`verify_many`, with the seconds each item took in its worker (``timeout_s``
     for a timeout, 0.0 for items decided before any worker ran)."""
-    from pebble import ProcessExpired, ProcessPool
+    from pebble import ProcessPool
 
-    n = len(pairs)
-    results: list[tuple[Verdict, float] | None] = [None] * n
-    todo: list[int] = []
-    prepared: dict[int, tuple[str, str]] = {}
-    for i, (gold, answer) in enumerate(pairs):
-        verdict, item = _prepare(gold, answer)
-        if verdict is not None:
-            results[i] = (verdict, 0.0)
-        else:
-            prepared[i] = item
-            todo.append(i)
+    results, prepared = _prepare_all(pairs)
+    todo = list(prepared)
     if not todo:
         return results  # type: ignore[return-value]
 
@@ -668,11 +659,7 @@ def verify_many_timed(
     _mv()[0]("$\\frac{1}{2}$", _mv()[2], parsing_timeout=None)
 
     workers = max(1, int(workers))
-    batch_size = max(1, int(batch_size))
-    # Smaller batches when there are few items, so all workers get work.
-    per_worker = -(-len(todo) // workers)
-    batch_size = max(1, min(batch_size, per_worker))
-    batches = [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
+    batches = _batches(todo, workers, batch_size)
 
     t0 = time.monotonic()
     n_batch_fail = 0
@@ -700,22 +687,10 @@ def verify_many_timed(
         while outstanding:
             fut, idx = done_q.get()
             outstanding -= 1
-            try:
-                out = fut.result()
-            except (cf.TimeoutError, ProcessExpired, MemoryError, Exception) as exc:  # noqa: BLE001
-                if len(idx) > 1:
-                    n_batch_fail += 1
-                    for i in idx:  # re-run one by one: only the guilty item is marked
-                        submit([i])
-                else:
-                    status = "timeout" if isinstance(exc, cf.TimeoutError) else "error"
-                    secs = float(timeout_s) if status == "timeout" else 0.0
-                    results[idx[0]] = (Verdict(False, status, None), secs)
-                    progress.update(1)
-                continue
-            for i, (ok, status, extracted, secs) in zip(idx, out):
-                results[i] = (Verdict(bool(ok), status, extracted), float(secs))
-            progress.update(len(idx))
+            if _record_batch(fut, idx, results, progress, timeout_s):
+                n_batch_fail += 1
+                for i in idx:  # re-run one by one: only the guilty item is marked
+                    submit([i])
     log.debug(
         "verified %d items (%d batches re-run singly) in %.2fs",
         len(todo),
@@ -723,3 +698,44 @@ def verify_many_timed(
         time.monotonic() - t0,
     )
     return results  # type: ignore[return-value]
+
+
+def _prepare_all(pairs: Sequence[tuple[str, str]]) -> tuple[list, dict[int, tuple[str, str]]]:
+    """Results with the verdicts decided in the parent filled in, and the items left for workers by index."""
+    results: list[tuple[Verdict, float] | None] = [None] * len(pairs)
+    prepared: dict[int, tuple[str, str]] = {}
+    for i, (gold, answer) in enumerate(pairs):
+        verdict, item = _prepare(gold, answer)
+        if verdict is not None:
+            results[i] = (verdict, 0.0)
+        else:
+            prepared[i] = item
+    return results, prepared
+
+
+def _batches(todo: list[int], workers: int, batch_size: int) -> list[list[int]]:
+    """The indices in ``todo`` cut into batches, smaller when there are few items so all workers get work."""
+    batch_size = max(1, int(batch_size))
+    per_worker = -(-len(todo) // workers)
+    batch_size = max(1, min(batch_size, per_worker))
+    return [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
+
+
+def _record_batch(fut, idx: list[int], results: list, progress: Progress, timeout_s: float) -> bool:
+    """Store a finished batch's verdicts in ``results``; True when it failed with several items (to re-run singly)."""
+    from pebble import ProcessExpired
+
+    try:
+        out = fut.result()
+    except (cf.TimeoutError, ProcessExpired, MemoryError, Exception) as exc:  # noqa: BLE001
+        if len(idx) > 1:
+            return True
+        status = "timeout" if isinstance(exc, cf.TimeoutError) else "error"
+        secs = float(timeout_s) if status == "timeout" else 0.0
+        results[idx[0]] = (Verdict(False, status, None), secs)
+        progress.update(1)
+        return False
+    for i, (ok, status, extracted, secs) in zip(idx, out):
+        results[i] = (Verdict(bool(ok), status, extracted), float(secs))
+    progress.update(len(idx))
+    return False

@@ -145,45 +145,75 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
         style = "--" if family(spec) == "control" else "-"
         drew = False
         if bench is not None:
-            points = [p for p in results.curve(name, bench) if p["metrics"] is not None]
-            if any(p["step"] for p in points):  # the start point alone says nothing about this run
-                steps = [p["step"] for p in points]
-                acc = [100 * float(p["metrics"]["pass@1"]) for p in points]
-                sem = _error_bars([p["metrics"] for p in points], problems, name)
-                drawn_metrics += [p["metrics"] for p in points]
-                axes[0].errorbar(steps, acc, yerr=sem, color=color, ls=style, marker="o", ms=3, capsize=2, label=label)
-                drew = True
-            missing = [p["ckpt"] for p in results.curve(name, bench) if p["metrics"] is None]
-            if missing:
-                problems.append(f"{name}: {len(missing)} checkpoint eval(s) missing")
-        frame = results.train_metrics.get(name)
-        found = results.collapse_assessment(name)
-        if frame is not None and len(frame) and "step" in frame:
-            for ax, (column, _) in zip(axes[1:], PANELS[1:]):
-                if column == "chosen_logp_per_token" and found is not None and found.chosen_series:
-                    # the series and threshold the collapse verdict reads (raw values faint)
-                    ax.plot(frame["step"], frame[column].astype(float), color=color, lw=0.6, alpha=0.25)
-                    xs, ys = zip(*found.chosen_series)
-                    ax.plot(xs, ys, color=color, ls=style, lw=1.4, label=label if not drew else None)
-                    ax.axhline(found.chosen_bar, color=color, ls="-.", lw=0.8)
-                    drew = True
-                elif column in frame and frame[column].notna().any():
-                    values = frame[column].astype(float)
-                    if window > 1:
-                        values = values.rolling(window, min_periods=1, center=True).mean()
-                    ax.plot(frame["step"], values, color=color, ls=style, lw=1.2, label=label if not drew else None)
-                    drew = True
-            if found is not None and found.verdict in ("collapsed", "suspect") and found.step is not None:
-                for ax in axes:
-                    ax.axvline(found.step, color=color, ls=":", lw=1)
-                axes[0].annotate(
-                    f"{name}: {verdict_text(found)}", (found.step, 1.0), xycoords=("data", "axes fraction"),
-                    rotation=90, va="top", ha="right", fontsize=6, color=color,
-                )  # fmt: skip
-        else:
-            problems.append(f"{name}: no metrics.jsonl")
+            drew = _draw_stage2_accuracy(axes[0], results, name, bench, (color, style, label), problems, drawn_metrics)
+        drew = _draw_stage2_training(axes, results, name, (color, style, label), window, drew, problems)
         if not drew:
             axes[0].plot([], [], color=color, ls=style, label=f"{label} (no results yet)")
+    _label_stage2_axes(axes, results, bench, window, drawn_metrics)
+    handles, labels = _stage2_legend_entries(axes)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(
+        group["title"] + " — step 0 = start model; dotted line = that run's collapse verdict step", fontsize=11
+    )
+    _note(fig, problems)
+    return _save(fig, directory, group["name"])
+
+
+def _draw_stage2_accuracy(ax, results: Results, name: str, bench: str, look: tuple, problems: list[str],
+                          drawn_metrics: list[dict]) -> bool:
+    """A run's intermediate accuracy with SEM bars (``look``: colour, line style, label); True when drawn."""
+    color, style, label = look
+    drew = False
+    points = [p for p in results.curve(name, bench) if p["metrics"] is not None]
+    if any(p["step"] for p in points):  # the start point alone says nothing about this run
+        steps = [p["step"] for p in points]
+        acc = [100 * float(p["metrics"]["pass@1"]) for p in points]
+        sem = _error_bars([p["metrics"] for p in points], problems, name)
+        drawn_metrics += [p["metrics"] for p in points]
+        ax.errorbar(steps, acc, yerr=sem, color=color, ls=style, marker="o", ms=3, capsize=2, label=label)
+        drew = True
+    missing = [p["ckpt"] for p in results.curve(name, bench) if p["metrics"] is None]
+    if missing:
+        problems.append(f"{name}: {len(missing)} checkpoint eval(s) missing")
+    return drew
+
+
+def _draw_stage2_training(axes, results: Results, name: str, look: tuple, window: int, drew: bool,
+                          problems: list[str]) -> bool:
+    """A run's per-step training curves and its collapse verdict step; True when anything of the run is drawn."""
+    color, style, label = look
+    frame = results.train_metrics.get(name)
+    found = results.collapse_assessment(name)
+    if frame is not None and len(frame) and "step" in frame:
+        for ax, (column, _) in zip(axes[1:], PANELS[1:]):
+            if column == "chosen_logp_per_token" and found is not None and found.chosen_series:
+                # the series and threshold the collapse verdict reads (raw values faint)
+                ax.plot(frame["step"], frame[column].astype(float), color=color, lw=0.6, alpha=0.25)
+                xs, ys = zip(*found.chosen_series)
+                ax.plot(xs, ys, color=color, ls=style, lw=1.4, label=label if not drew else None)
+                ax.axhline(found.chosen_bar, color=color, ls="-.", lw=0.8)
+                drew = True
+            elif column in frame and frame[column].notna().any():
+                values = frame[column].astype(float)
+                if window > 1:
+                    values = values.rolling(window, min_periods=1, center=True).mean()
+                ax.plot(frame["step"], values, color=color, ls=style, lw=1.2, label=label if not drew else None)
+                drew = True
+        if found is not None and found.verdict in ("collapsed", "suspect") and found.step is not None:
+            for ax in axes:
+                ax.axvline(found.step, color=color, ls=":", lw=1)
+            axes[0].annotate(
+                f"{name}: {verdict_text(found)}", (found.step, 1.0), xycoords=("data", "axes fraction"),
+                rotation=90, va="top", ha="right", fontsize=6, color=color,
+            )  # fmt: skip
+    else:
+        problems.append(f"{name}: no metrics.jsonl")
+    return drew
+
+
+def _label_stage2_axes(axes, results: Results, bench: str | None, window: int, drawn_metrics: list[dict]) -> None:
+    """Axis labels and grids of the four panels, with the benchmark and sample counts on the accuracy panel."""
     for index, (ax, (_, ylabel)) in enumerate(zip(axes, PANELS)):
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(ylabel + (f"\n(centred mean of {window} steps)" if index and window > 1 else ""))
@@ -195,6 +225,10 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
     axes[1].set_ylabel(
         "chosen log-prob per token\n(bold: running median of the collapse rule; -.: its threshold)", fontsize=8
     )
+
+
+def _stage2_legend_entries(axes) -> tuple[list, list[str]]:
+    """Legend handles and labels of the accuracy panel, then any label only another panel has."""
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         h, lab = ax.get_legend_handles_labels()
@@ -202,13 +236,7 @@ def stage2_figure(results: Results, group: dict, directory: Path) -> list[Path]:
             if ll not in labels:
                 handles.append(hh)
                 labels.append(ll)
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8, frameon=False)
-    fig.suptitle(
-        group["title"] + " — step 0 = start model; dotted line = that run's collapse verdict step", fontsize=11
-    )
-    _note(fig, problems)
-    return _save(fig, directory, group["name"])
+    return handles, labels
 
 
 def sft_figure(results: Results, directory: Path) -> list[Path]:

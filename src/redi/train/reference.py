@@ -47,16 +47,33 @@ def compute_reference_logps(
 
     set_threads(threads)
 
-    import numpy as np
     import pyarrow as pa
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from . import objectives
-    from .batching import Collator, load_tokenized
-    from .config import RunConfig
     from .environment import resolve_environment
-    from .logprobs import batch_logprobs, sequence_sums
+
+    cfg = _reference_run_config(run_cfg)
+    env = resolve_environment(cfg, deepspeed=deepspeed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    tokenizer, data = _load_pairs(model_path, pref_path, cfg)
+    model = _load_reference_model(model_path, env, device)
+    chosen, rejected = _score_pairs(model, tokenizer, data, cfg, env, device)
+
+    n = len(data)
+    meta = _reference_meta(model_path, pref_path, cfg, env, n)
+    table = pa.table(
+        {"id": data.ids, "ref_chosen_logp": chosen, "ref_rejected_logp": rejected}
+    ).replace_schema_metadata({"redi": json.dumps(meta)})
+    write_parquet_atomic(table, out_path)
+    log.info("reference log-probs for %d pairs -> %s", n, out_path)
+    return meta
+
+
+def _reference_run_config(run_cfg: dict):
+    """The run's ``RunConfig``, refusing an objective that does not use reference log-probs."""
+    from . import objectives
+    from .config import RunConfig
 
     run_cfg = dict(run_cfg)
     # only the truncation settings matter here; without an objective, the first that needs a reference
@@ -64,25 +81,50 @@ def compute_reference_logps(
     cfg = RunConfig.from_dict(run_cfg)
     if not objectives.needs_reference(cfg.objective):
         raise ValueError(f"reference log-probs are for objectives that need them; objective is {cfg.objective!r}")
-    env = resolve_environment(cfg, deepspeed=deepspeed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return cfg
+
+
+def _load_pairs(model_path: str, pref_path: str, cfg):
+    """The start model's tokenizer (with a pad token) and the tokenized preference pairs."""
+    from transformers import AutoTokenizer
 
     # the pipeline's own model directory: remote code stays off unless the student was prepared
     # with student.trust_remote_code (recorded in its tokenizer; see docs/robustness.md)
     from redi.model.base import trusts_remote_code
 
+    from .batching import load_tokenized
+
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trusts_remote_code(model_path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    data = load_tokenized(pref_path, tokenizer, model_path, cfg)
+    return tokenizer, load_tokenized(pref_path, tokenizer, model_path, cfg)
+
+
+def _load_reference_model(model_path: str, env, device):
+    """The start model in the training job's weight precision, on ``device``, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from redi.model.base import trusts_remote_code
+
     weights = torch.bfloat16 if env.precision == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=weights, attn_implementation=env.attn_implementation,
         trust_remote_code=trusts_remote_code(model_path),
     ).to(device)
     model.eval()
-    collate = Collator(data, tokenizer.pad_token_id, env.padding_free, sft_units=False)
+    return model
 
+
+def _score_pairs(model, tokenizer, data, cfg, env, device):
+    """Summed response log-probs of every chosen and rejected response, longest pairs first."""
+    import numpy as np
+    import torch
+
+    from .batching import Collator
+    from .logprobs import batch_logprobs, sequence_sums
+
+    collate = Collator(data, tokenizer.pad_token_id, env.padding_free, sft_units=False)
     n = len(data)
     order = np.argsort(-data.lengths(), kind="stable")  # longest first: OOM shows up at once
     chosen = np.zeros(n, dtype=np.float64)
@@ -99,8 +141,12 @@ def compute_reference_logps(
             rejected[idx] = seq[len(idx) :]
             if (s // bs) % 50 == 0:
                 log.info("reference log-probs: %d / %d pairs", min(s + bs, n), n)
+    return chosen, rejected
 
-    meta = {
+
+def _reference_meta(model_path: str, pref_path: str, cfg, env, n: int) -> dict:
+    """The settings recorded in the parquet's schema metadata (and returned as the summary)."""
+    return {
         "model_path": str(model_path),
         "data_path": str(pref_path),
         "max_prompt_length": cfg.max_prompt_length,
@@ -110,9 +156,3 @@ def compute_reference_logps(
         "logprob_chunk_size": cfg.logprob_chunk_size,
         "n": n,
     }
-    table = pa.table(
-        {"id": data.ids, "ref_chosen_logp": chosen, "ref_rejected_logp": rejected}
-    ).replace_schema_metadata({"redi": json.dumps(meta)})
-    write_parquet_atomic(table, out_path)
-    log.info("reference log-probs for %d pairs -> %s", n, out_path)
-    return meta

@@ -402,8 +402,8 @@ def diagnostics_figure(results: Results, directory: Path) -> list[Path]:
         frame = results.train_metrics.get(name)
         if not per_step(axes[0], frame, "margin", color=color, lw=1.2, label=name):
             problems.append(f"{name}: no margin")
-        if not per_step(axes[1], frame, "pref_accuracy", color=color, lw=1.2):
-            problems.append(f"{name}: no preference accuracy (recorded before it was logged)")
+        elif not per_step(axes[1], frame, "pref_accuracy", color=color, lw=1.2):
+            problems.append(f"{name}: no preference accuracy (trained before it was logged)")
         per_step(axes[1], frame, "reward_accuracy", color=color, lw=1.0, ls="--")
         per_step(axes[2], frame, "reward_margin", color=color, lw=1.2)
         if bench is None:
@@ -422,7 +422,7 @@ def diagnostics_figure(results: Results, directory: Path) -> list[Path]:
             ax.plot(steps, [float("nan") if v is None else v for v in values], color=color, marker="o", ms=3)
     titles = (
         f"margin: chosen - rejected log-prob per token (running median, {span} steps)",
-        "pairs whose chosen trace scores higher (%): per-token log-prob; dashed: reward vs reference",
+        "pairs ranked right (%): chosen > rejected log-prob/token; dashed: vs reference",
         "implicit-reward margin vs the reference model (nats; DPO-like objectives only)",
         "mean response length (tokens)",
         "truncated samples (%)",

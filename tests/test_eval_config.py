@@ -150,3 +150,24 @@ def test_held_out_selection_halves_only_the_benchmarks_both_schedules_name():
     assert EvalConfig.from_dict(final).split == dict.fromkeys(shared, "report")
     with pytest.raises(ValueError, match="'split'"):
         EvalConfig.from_dict({"split": {"math500": "test"}})
+
+
+def test_the_workflow_passes_each_job_its_half(tmp_path):
+    """Parsed through Snakemake (config/paper.yaml + held_out_selection): every checkpoint's
+    evaluation sees the selection half of MATH-500, the final and reference evaluations the
+    report half; the student's untrained row is a step-0 point of the selection curves."""
+    from helpers import parsed_workflow
+
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    config["evaluation"]["held_out_selection"] = True
+    path = tmp_path / "paper-held-out.yaml"
+    path.write_text(yaml.safe_dump(config))
+    from types import SimpleNamespace
+
+    wildcards = SimpleNamespace(ref=config["evaluation"]["reference_models"][0]["name"])
+    with parsed_workflow(path) as workflow:
+        params = {name: workflow._rules[name].params["eval"]
+                  for name in ("eval_checkpoint", "eval_final", "eval_reference", "eval_student")}  # fmt: skip
+        split = {name: (p(wildcards) if callable(p) else p)["split"] for name, p in params.items()}
+    assert split["eval_checkpoint"] == split["eval_student"] == {"math500": "selection"}
+    assert split["eval_final"] == split["eval_reference"] == {"math500": "report"}

@@ -146,3 +146,21 @@ def test_eval_group_matches_the_per_checkpoint_jobs(tmp_path, model_dir, monkeyp
         pd.testing.assert_frame_equal(a, b)
         ma, mb = (json.loads((d / rel / "metrics.json").read_text()) for d in (single, grouped))
         assert (ma["checkpoint"], ma["step"], ma["pass@1"]) == (mb["checkpoint"], mb["step"], mb["pass@1"])
+
+
+def test_scripts_import_this_checkouts_package_first(tmp_path):
+    """Every adapter's ``_bootstrap`` puts this checkout's ``src/`` first on ``sys.path``, even
+    when it is already on the path behind another ``redi`` (an editable install of another
+    checkout: its .pth entry comes earlier). Before, an arena run in a fresh clone trained with
+    the code of the checkout whose venv ran Snakemake, as its provenance showed."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    other = tmp_path / "other-checkout" / "redi"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    code = (f"import sys; sys.path[:0] = [{str(root / 'workflow' / 'scripts')!r}, {str(other.parent)!r}]; "
+            f"sys.path.append({str(root / 'src')!r}); import _bootstrap, redi; print(redi.__file__)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()) == root / "src" / "redi" / "__init__.py"

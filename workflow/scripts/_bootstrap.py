@@ -39,8 +39,9 @@ def log_uncaught_errors() -> None:
 log_uncaught_errors()
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
+# first, even when already on the path further back: an editable install of another checkout
+# (its .pth entry) would otherwise shadow this checkout's package
+sys.path[:] = [SRC, *(p for p in sys.path if p != SRC)]
 
 # Hugging Face progress bars (weight loading, downloads) write carriage returns into job logs;
 # the package logs its own progress lines (redi.progress). Read when transformers is

@@ -282,3 +282,33 @@ def test_summary_says_where_the_best_checkpoint_was_selected(tree, tmp_path):
     build_report(results, tmp_path / "reports", tree["config"])
     summary = (tmp_path / "reports" / "summary.md").read_text()
     assert "Selection: **mixed**" in summary and "disjoint half" not in summary
+
+
+def test_each_run_is_compared_with_the_control_at_its_learning_rate(tmp_path):
+    """With a learning-rate grid there is one alpha = 0 control per rate: the headline table, its
+    CSV, the figure's data and the summary's answer all compare a run with the control trained at
+    its own rate (before: the first control in the table, the best one in the summary, and an
+    alpha = 0 run called "the best REDI run")."""
+    from redi.report.build import build_report
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["training"]["stage2"]["runs"] = [
+        {"objective": "redi", "alpha": [0.0, 0.8], "learning_rate": [1.0e-4, 2.0e-5]},
+        {"objective": "dpo", "beta": 0.1, "learning_rate": 2.0e-5},
+    ]
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    work = handmade_tree.write_tree(tmp_path / "work", path)
+    config = load_config(work / "config.yaml")
+    record_configs(work, config)
+    build_report(work / "results", work / "reports", config)
+    rows = {r["run"]: r for r in read_csv(work / "reports" / "tables" / "headline.csv")}
+    assert rows["redi-a0.8-lr1e-4"]["control"] == "redi-a0-lr1e-4"
+    assert rows["redi-a0.8-lr2e-5"]["control"] == rows["dpo-b0.1-lr2e-5"]["control"] == "redi-a0-lr2e-5"
+    assert rows["redi-a0-lr2e-5"]["control"] == "redi-a0-lr2e-5" and rows["redi-a0-lr2e-5"]["vs_control_diff_pct"] == ""
+    answer = (work / "reports" / "summary.md").read_text().split("## Setting")[0]
+    best = next(line for line in answer.splitlines() if "Did REDI beat SFT?" in line)
+    assert "redi-a0.8-" in best  # an alpha = 0 run is a control, never "the best REDI run"
+    redi_run = best.split("`")[1]
+    control_line = next(line for line in answer.splitlines() if "Against the α = 0 control" in line)
+    assert f"`{rows[redi_run]['control']}`" in control_line

@@ -330,23 +330,24 @@ def passk_figure(results: Results, bench: str, directory: Path) -> list[Path]:
 def headline_figure(results: Results, directory: Path) -> list[Path]:
     """Each stage-2 run's final pass@1 minus its start (left) and minus the alpha = 0 control
     (right), in points, with ± k paired-SE bars (:mod:`redi.report.headline`)."""
-    from redi.report.headline import control_run, headline_rows
+    from redi.report.headline import headline_rows
 
     fig, axes = _figure("headline", 1, 2)
     rows = headline_rows(results)[::-1]  # largest difference on top
     colors = report_colors(results)
     k = results.settings.significance_sems
     problems = []
-    control = control_run(results)
+    controls = sorted({r.control for r in rows if r.control})
+    control_title = controls[0] if len(controls) == 1 else "at the run's learning rate"
     for ax, key, title in (
         (axes[0, 0], "vs_start", f"minus the start model {results.stage2_start}"),
-        (axes[0, 1], "vs_control", f"minus the α=0 control {control or '(none)'}"),
+        (axes[0, 1], "vs_control", f"minus the α=0 control {control_title if controls else '(none)'}"),
     ):
         for y, row in enumerate(rows):
             paired = getattr(row, key)
             if paired is None:
-                if key == "vs_control" and row.run == control:
-                    ax.annotate("(the control)", (0, y), ha="center", va="center", fontsize=8, color="#555")
+                if key == "vs_control" and row.is_control:
+                    ax.annotate("(a control)", (0, y), ha="center", va="center", fontsize=8, color="#555")
                 else:
                     problems.append(f"{row.run}: {key.replace('_', ' ')} n/a")
                 continue

@@ -23,8 +23,13 @@ class HeadlineRow:
     ckpt: str  # the reported checkpoint (best / final)
     score: float | None  # pass@1 (fraction), average over the final benchmarks
     vs_start: dict | None  # paired_difference(run, start) or None
-    vs_control: dict | None  # paired_difference(run, control) or None (the control itself: None)
+    vs_control: dict | None  # paired_difference(run, control) or None (a control itself: None)
     verdict: object = None  # redi.train.collapse.Assessment
+    control: str | None = None  # the run's alpha = 0 control (control_run); itself for a control
+
+    @property
+    def is_control(self) -> bool:
+        return self.control == self.run
 
 
 def final_score(results: Results, run: str, ckpt: str) -> float | None:
@@ -36,12 +41,25 @@ def final_score(results: Results, run: str, ckpt: str) -> float | None:
     return None if None in values else sum(values) / len(values)
 
 
-def control_run(results: Results) -> str | None:
-    """The first stage-2 run of the control family (REDI alpha = 0) from the stage-2 start."""
-    return next(
-        (n for n, r in results.stage2.items() if family(r) == "control" and r.get("start") == results.stage2_start),
-        None,
-    )
+def control_run(results: Results, run: str | None = None) -> str | None:
+    """The alpha = 0 control (REDI alpha = 0: the positives only, same data and steps) that a
+    stage-2 run is compared with: among the control-family runs from the stage-2 start, the one
+    with ``run``'s learning rate (a run of the control family is its own control), else the
+    first one; without ``run``, the first one. With a learning-rate grid there is one control per
+    rate, and a run measured against a control trained at another rate would mix the effect of
+    the negatives with the rate's."""
+    start = results.stage2_start
+    controls = [n for n, r in results.stage2.items() if family(r) == "control" and r.get("start") == start]
+    if not controls:
+        return None
+    if run is not None and run in results.stage2:
+        rate = results.stage2[run].get("learning_rate")
+        same = [n for n in controls if results.stage2[n].get("learning_rate") == rate]
+        if run in controls:
+            return run
+        if same:
+            return same[0]
+    return controls[0]
 
 
 def headline_rows(results: Results) -> list[HeadlineRow]:
@@ -49,13 +67,13 @@ def headline_rows(results: Results) -> list[HeadlineRow]:
     (largest first; runs without one last, in configured order)."""
     start = results.stage2_start
     start_ref = (start, results.start_checkpoint()) if start else None
-    control = control_run(results)
     benches = results.final_benchmarks
     rows = []
     for name, run in results.stage2.items():
         if run.get("start") != start:
             continue
         ckpt = results.reported_checkpoint(name)
+        control = control_run(results, name)
         rows.append(
             HeadlineRow(
                 run=name,
@@ -70,6 +88,7 @@ def headline_rows(results: Results) -> list[HeadlineRow]:
                     else None
                 ),
                 verdict=results.collapse_assessment(name),
+                control=control,
             )
         )
     rows.sort(key=lambda r: (r.vs_start is None, -(r.vs_start or {}).get("diff", 0.0)))

@@ -97,7 +97,7 @@ def _best_of(rows, keep) -> object | None:
 def _answer_section(results: Results) -> list[str]:
     """The first lines: did REDI beat SFT, the control, DPO and SimPO, in plain words."""
     from redi import paper
-    from redi.report.headline import control_run, headline_rows, word
+    from redi.report.headline import headline_rows, word
 
     lines = ["## The answer", ""]
     k = results.settings.significance_sems
@@ -108,7 +108,7 @@ def _answer_section(results: Results) -> list[str]:
     tag = eval_tag(results, "final")
     benches = results.final_benchmarks
     by_run = {r.run: r for r in rows}
-    redi = _best_of(rows, lambda r: results.stage2[r.run]["objective"] == "redi" and r.run != control_run(results))
+    redi = _best_of(rows, lambda r: results.stage2[r.run]["objective"] == "redi" and r.control != r.run)
     if redi is None:
         lines.append(f"- No REDI run (alpha > 0) has its final evaluation yet ({MISSING}).")
     else:
@@ -118,10 +118,9 @@ def _answer_section(results: Results) -> list[str]:
             f"({tag}, {redi.ckpt} checkpoint): {word(redi.vs_start)} its SFT start `{start}` "
             f"({paired_text(redi.vs_start, k)})."
         )
-        control = control_run(results)
-        if control in by_run:
+        if redi.control in by_run:
             lines.append(
-                f"- **Against the α = 0 control** `{control}` (positives only, same steps): "
+                f"- **Against the α = 0 control** `{redi.control}` (positives only, same steps and learning rate): "
                 f"{word(redi.vs_control)} it ({paired_text(redi.vs_control, k)})."
             )
         for fam_objective, name in (("dpo", "DPO"), ("simpo", "SimPO")):
@@ -134,7 +133,7 @@ def _answer_section(results: Results) -> list[str]:
                 f"{word(paired)} it ({paired_text(paired, k)})."
             )
     fell = _first_checkpoint_drops(results, rows)
-    negatives = [r.run for r in rows if r.run != control_run(results)]
+    negatives = [r.run for r in rows if not r.is_control]
     if fell and set(fell) >= set(negatives):
         steps = sorted({s for s in fell.values()})
         lines.append(
@@ -392,17 +391,13 @@ def _stage2_section(results: Results) -> list[str]:
             paired = results.paired(ref, (results.stage2_start, start_scored[0][0]["ckpt"]), benches)
             lines.append(f"- Versus the start model `{results.stage2_start}`: {paired_text(paired, k)}.")
             lines += _same_checkpoint_lines(results, start_scored[0][0]["ckpt"])
-        controls = [s for s in stage2_scored if family(results.stage2[s[0]["run"]]) == "control"]
-        if controls:
-            control_entry, control = controls[0]
-            cref = (control_entry["run"], control_entry["ckpt"])
+        from redi.report.headline import headline_rows
+
+        against = [r for r in headline_rows(results) if r.control and not r.is_control]
+        if against:
             lines.append(
-                f"- The alpha = 0 control `{control_entry['run']}` (positives only) scores {_fmt(*control)}; "
-                + "; ".join(
-                    f"`{e['run']}` vs control: {paired_text(results.paired((e['run'], e['ckpt']), cref, benches), k)}"
-                    for e, s in stage2_scored
-                    if e["run"] != control_entry["run"] and family(results.stage2[e["run"]]) != "control"
-                )
+                "- Against the alpha = 0 control at the same learning rate (positives only, same data and steps): "
+                + "; ".join(f"`{r.run}` vs `{r.control}`: {paired_text(r.vs_control, k)}" for r in against)
                 + "."
             )
         best_by_family = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from redi.eval.benchmarks import display_name
 from redi.report.collect import Results
-from redi.report.headline import control_run, headline_rows, interval_text
+from redi.report.headline import headline_rows, interval_text
 from redi.report.layout import TABLES
 from redi.report.render import Table, pct
 from redi.report.tables.common import Notes, frame, p100
@@ -26,7 +26,6 @@ def headline_table(results: Results) -> Table:
     k = results.settings.significance_sems
     final = results.evaluation.get("final", {})
     rows, data = [], []
-    control = control_run(results)
     for row in headline_rows(results):
         if row.score is None:
             notes.miss(f"{row.run}/{row.ckpt} on every final benchmark")
@@ -37,7 +36,8 @@ def headline_table(results: Results) -> Table:
                 row.ckpt,
                 pct(row.score),
                 interval_text(row.vs_start),
-                "(the control)" if row.run == control else interval_text(row.vs_control),
+                "(itself)" if row.is_control else (row.control or "none"),
+                "—" if row.is_control else interval_text(row.vs_control),
                 verdict_text(row.verdict),
             ]
         )
@@ -51,6 +51,7 @@ def headline_table(results: Results) -> Table:
                 "n_samples": final.get("n_samples"),
                 "value_pct": p100(row.score),
                 **_record("vs_start", row.vs_start),
+                "control": row.control,
                 **_record("vs_control", row.vs_control),
                 "collapse_verdict": row.verdict.verdict if row.verdict else "unknown",
                 "collapse_step": row.verdict.step if row.verdict else None,
@@ -68,16 +69,21 @@ def headline_table(results: Results) -> Table:
         "otherwise the two are indistinguishable at this sample size. n/a: a per-problem score is missing "
         "(not evaluated yet, or a metrics.json from older code without samples.parquet)."
     )
+    notes.add(
+        "α=0 control: the REDI α=0 run (the positives only, same data and steps) from the same start at the run's "
+        "learning rate, else the first one configured (redi.report.headline.control_run)."
+    )
     if not rows:
         notes.add("No stage-2 runs are configured.")
     return Table(
         name="headline",
         title=TABLES["headline"],
         columns=[
-            "Run", "Objective", "Checkpoint", "pass@1 (%)", "Δ vs start", "Δ vs control (α=0)", "Collapse verdict",
+            "Run", "Objective", "Checkpoint", "pass@1 (%)", "Δ vs start", "α=0 control (same LR)", "Δ vs control",
+            "Collapse verdict",
         ],  # fmt: skip
         rows=rows,
         notes=notes.render(),
         data=frame(data),
-        align=["l", "l", "l", "r", "r", "r", "l"],
+        align=["l", "l", "l", "r", "r", "l", "r", "l"],
     )

@@ -236,6 +236,11 @@ class Rehearsal:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [(int(r["step"]), float(r["loss"])) for r in rows]
 
+    def live_steps(self, run: str) -> int:
+        """Steps a running training job has logged (its live metrics file)."""
+        path = self.run_dir / "results" / "train" / run / "checkpoints" / "metrics.jsonl"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
     def summary(self, run: str) -> dict:
         return json.loads((self.run_dir / "results" / "train" / run / "summary.json").read_text())
 
@@ -336,8 +341,9 @@ class Rehearsal:
     def phase_time_limit(self, runs: dict) -> None:
         """(b) The SFT job past its SLURM time limit: TIMEOUT, retried with more time, resumed exactly.
 
-        After its first checkpoint the job is frozen (``scancel --full --signal=STOP``: SLURM's wall
-        clock keeps running, the training does not) and its limit lowered (``scontrol update
+        After its first checkpoint the job is frozen (``scancel --signal=STOP``, with and without
+        ``--full``: SLURM's wall clock keeps running, the training does not; checked by its logged
+        steps standing still) and its limit lowered (``scontrol update
         TimeLimit``) to the whole minutes it has run, at least 1. So SLURM kills it at a limit
         check whatever the machine's speed: unfrozen, a fast machine finished the 900 steps inside
         the shortest limit SLURM has (1 minute) and the check could not happen. The retry is
@@ -346,16 +352,24 @@ class Rehearsal:
         name = "(b) time limit: retried with more time, resumed exactly"
         actions: list[str] = []
         submitted: list[int] = []
+        held: list[bool] = []
 
         def freeze_and_lower_limit(job_id: str, ran: int) -> None:
             limit = run(["squeue", "-h", "-j", job_id, "-o", "%l"], env=self.env, capture_output=True).stdout
             submitted.append(Rehearsal.minutes(limit.strip()))
-            frozen = run(["scancel", "--full", "--signal=STOP", job_id], env=self.env, check=False).returncode
+            # SLURM 22.05: without --full the signal reaches the job's steps (the srun the SLURM
+            # plugin starts the rule in) but not the batch script; with --full only the batch script
+            codes = [run(["scancel", *full, "--signal=STOP", job_id], env=self.env, check=False).returncode
+                     for full in ([], ["--full"])]  # fmt: skip
             minutes = max(1, ran)
             run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={minutes}"], env=self.env, check=False)
-            actions.append(
-                f"job {job_id}: frozen (scancel exit {frozen}), limit {submitted[0]} -> {minutes} min after {ran} min"
-            )
+            steps = [self.live_steps(runs["sft"])]
+            for _ in range(2):  # the freeze holds: no step is logged while the limit runs out
+                time.sleep(3)
+                steps.append(self.live_steps(runs["sft"]))
+            held.append(steps[1] == steps[2])
+            actions.append(f"job {job_id}: frozen (scancel exits {codes}; logged steps {steps}), limit "
+                           f"{submitted[0]} -> {minutes} min after {ran} min")  # fmt: skip
             say(actions[-1])
 
         got = self.rerun_sft_interrupted("time-limit", runs, name, 600, freeze_and_lower_limit)
@@ -364,7 +378,7 @@ class Rehearsal:
         jobs = got["jobs"]
         timed_out = any(j["state"].startswith("TIMEOUT") for j in jobs)
         more_time = bool(submitted) and len(jobs) >= 2 and int(jobs[-1]["limit_min"] or 0) > submitted[0]
-        ok = got["rc"] == 0 and timed_out and more_time and self.resumed_mid_run(got) and got["same"]
+        ok = got["rc"] == 0 and held == [True] and timed_out and more_time and self.resumed_mid_run(got) and got["same"]
         states = [(j["state"], j["limit_min"]) for j in jobs]
         record(
             name,

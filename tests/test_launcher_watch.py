@@ -3,8 +3,8 @@
 A scheduler that stops a job by signalling its process tree (SLURM's ``proctrack/linuxproc``, as
 in the cluster rehearsal) misses workers whose launcher died first: re-parented to init, they
 trained on to the last step and wrote a final checkpoint that the retried job then "resumed"
-from. ``redi.runtime.exit_with_launcher`` makes each worker of ``run_training`` watch its
-launcher and exit with it.
+from. Every child prepared with ``redi.runtime.worker_env`` (training workers, vLLM engines)
+names its launcher, and its entry point (``exit_with_launcher``) exits with it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ WATCHING_WORKER = textwrap.dedent("""
 
 LAUNCHER = textwrap.dedent("""
     import os, subprocess, sys, time
-    from redi.runtime import LAUNCHER_PID_ENV, worker_env
-    worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]],
-                              env=worker_env(**{LAUNCHER_PID_ENV: str(os.getpid())}))
+    from redi.runtime import worker_env
+    worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=worker_env())  # names this process
     print(worker.pid, flush=True)
     time.sleep(120)
 """)

@@ -137,9 +137,16 @@ def src_path() -> str:
     return str(Path(redi.__file__).resolve().parents[1])
 
 
+#: The launcher's process id, set by :func:`worker_env` in every child it prepares; a worker
+#: that calls :func:`exit_with_launcher` watches that process.
+LAUNCHER_PID_ENV = "REDI_LAUNCHER_PID"
+
+
 def worker_env(base: dict | None = None, **extra: str) -> dict:
     """Environment for a Python child process (``accelerate launch``/``torchrun`` workers, vLLM
-    engines) with the package's folder first on ``PYTHONPATH``.
+    engines) with the package's folder first on ``PYTHONPATH`` and this process named as its
+    launcher (``LAUNCHER_PID_ENV``: a child entry point that calls :func:`exit_with_launcher`
+    ends with this process).
 
     Snakemake 9.27 removes ``PYTHONPATH`` from conda jobs, and the env files do not install the
     package (a conda env cannot know where the checkout is), so a worker started with
@@ -148,16 +155,12 @@ def worker_env(base: dict | None = None, **extra: str) -> dict:
     env = dict(os.environ if base is None else base)
     rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != src_path()]
     env["PYTHONPATH"] = os.pathsep.join([src_path(), *rest])
+    env[LAUNCHER_PID_ENV] = str(os.getpid())
     env.update(extra)
     return env
 
 
 # ---- workers never outlive their launcher ----------------------------------------------------
-
-#: The launcher's process id, in the environment of the workers it starts (:func:`run_training`
-#: of ``redi.train.launch``); a worker that sees it set watches that process.
-LAUNCHER_PID_ENV = "REDI_LAUNCHER_PID"
-
 
 def _process_gone(pid: int) -> bool:
     """True when ``pid`` no longer runs: no such process, or a zombie (dead, not yet reaped)."""
@@ -175,7 +178,7 @@ def _process_gone(pid: int) -> bool:
 
 
 def exit_with_launcher(poll_s: float = 1.0) -> bool:
-    """In a worker started by a launcher of this package (``LAUNCHER_PID_ENV`` set): exit at once
+    """In a worker started with :func:`worker_env` (``LAUNCHER_PID_ENV`` set): exit at once
     (``os._exit(1)``, after one line on stderr) when the launcher is gone; a daemon thread checks
     every ``poll_s`` seconds. Returns whether a watch was started (False outside such workers).
 

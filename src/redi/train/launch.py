@@ -176,7 +176,7 @@ def run_training(
         RuntimeError: ``gpus > 0`` and torch cannot use that many GPUs (``require_cuda``).
         subprocess.CalledProcessError: a worker failed (its traceback is in ``log_file``).
     """
-    from redi.runtime import LAUNCHER_PID_ENV, require_cuda, worker_env
+    from redi.runtime import require_cuda, worker_env
 
     from .run import train
 
@@ -200,8 +200,8 @@ def run_training(
     log.info("launching: %s", " ".join(cmd))
     stream = open(log_file, "a") if log_file else None
     try:
-        # the workers watch this process and exit with it (redi.runtime.exit_with_launcher)
-        subprocess.run(cmd, check=True, env=worker_env(**{LAUNCHER_PID_ENV: str(os.getpid())}), stdout=stream,
+        # the workers watch this process and exit with it (worker_env, exit_with_launcher)
+        subprocess.run(cmd, check=True, env=worker_env(), stdout=stream,
                        stderr=subprocess.STDOUT if stream else None)  # fmt: skip
     finally:
         if stream:

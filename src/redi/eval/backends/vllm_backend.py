@@ -223,9 +223,13 @@ def vllm_worker_main(spec_path: str) -> int:
     its engine once, then serves one generate call per line on stdin (``{"call": k, "jobs":
     [...], "sampling": {...}}``) until stdin closes, appending ``{"call": k, "generations": [...],
     "seconds": s}`` lines and a final ``{"call": k, "done": true}`` per call to the spec's
-    ``out`` file."""
+    ``out`` file. Ends with the backend's process (``redi.runtime.exit_with_launcher``): an
+    engine whose evaluation job was killed frees its GPUs at once, not after its current call."""
     from transformers import AutoTokenizer
 
+    from redi.runtime import exit_with_launcher
+
+    exit_with_launcher()
     spec = json.loads(Path(spec_path).read_text())
     tokenizer = AutoTokenizer.from_pretrained(
         spec["model_path"], trust_remote_code=spec["llm_kwargs"].get("trust_remote_code", False)

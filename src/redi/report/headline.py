@@ -41,22 +41,26 @@ def final_score(results: Results, run: str, ckpt: str) -> float | None:
     return None if None in values else sum(values) / len(values)
 
 
+#: Training settings a run and its control must share for the difference to be the negatives'.
+CONTROL_MATCH = ("learning_rate", "global_batch_size", "epochs", "max_steps", "seed")
+
+
 def control_run(results: Results, run: str | None = None) -> str | None:
-    """The alpha = 0 control (REDI alpha = 0: the positives only, same data and steps) that a
-    stage-2 run is compared with: among the control-family runs from the stage-2 start, the one
-    with ``run``'s learning rate (a run of the control family is its own control), else the
-    first one; without ``run``, the first one. With a learning-rate grid there is one control per
-    rate, and a run measured against a control trained at another rate would mix the effect of
-    the negatives with the rate's."""
+    """The alpha = 0 control (REDI alpha = 0: the positives only) that a stage-2 run is compared
+    with: among the control-family runs from the stage-2 start, the one trained with ``run``'s
+    settings (:data:`CONTROL_MATCH`: learning rate, batch, length, seed; a run of the control
+    family is its own control), else the first one; without ``run``, the first one. With a grid
+    over any of those settings there is one control per point, and a run measured against a
+    control trained otherwise would mix the effect of the negatives with the setting's."""
     start = results.stage2_start
     controls = [n for n, r in results.stage2.items() if family(r) == "control" and r.get("start") == start]
     if not controls:
         return None
     if run is not None and run in results.stage2:
-        rate = results.stage2[run].get("learning_rate")
-        same = [n for n in controls if results.stage2[n].get("learning_rate") == rate]
         if run in controls:
             return run
+        settings = {k: results.stage2[run].get(k) for k in CONTROL_MATCH}
+        same = [n for n in controls if all(results.stage2[n].get(k) == v for k, v in settings.items())]
         if same:
             return same[0]
     return controls[0]

@@ -120,8 +120,8 @@ def _answer_section(results: Results) -> list[str]:
         )
         if redi.control in by_run:
             lines.append(
-                f"- **Against the α = 0 control** `{redi.control}` (positives only, same steps and learning rate): "
-                f"{word(redi.vs_control)} it ({paired_text(redi.vs_control, k)})."
+                f"- **Against the α = 0 control** `{redi.control}` (positives only, same learning rate, batch, "
+                f"length and seed): {word(redi.vs_control)} it ({paired_text(redi.vs_control, k)})."
             )
         for fam_objective, name in (("dpo", "DPO"), ("simpo", "SimPO")):
             other = _best_of(rows, lambda r, o=fam_objective: results.stage2[r.run]["objective"] == o)
@@ -396,7 +396,7 @@ def _stage2_section(results: Results) -> list[str]:
         against = [r for r in headline_rows(results) if r.control and not r.is_control]
         if against:
             lines.append(
-                "- Against the alpha = 0 control at the same learning rate (positives only, same data and steps): "
+                "- Against the alpha = 0 control trained with the same settings (positives only): "
                 + "; ".join(f"`{r.run}` vs `{r.control}`: {paired_text(r.vs_control, k)}" for r in against)
                 + "."
             )

@@ -70,8 +70,8 @@ def headline_table(results: Results) -> Table:
         "(not evaluated yet, or a metrics.json from older code without samples.parquet)."
     )
     notes.add(
-        "α=0 control: the REDI α=0 run (the positives only, same data and steps) from the same start at the run's "
-        "learning rate, else the first one configured (redi.report.headline.control_run)."
+        "α=0 control: the REDI α=0 run (the positives only) from the same start trained with the run's learning "
+        "rate, batch, length and seed, else the first one configured (redi.report.headline.control_run)."
     )
     if not rows:
         notes.add("No stage-2 runs are configured.")
@@ -79,7 +79,7 @@ def headline_table(results: Results) -> Table:
         name="headline",
         title=TABLES["headline"],
         columns=[
-            "Run", "Objective", "Checkpoint", "pass@1 (%)", "Δ vs start", "α=0 control (same LR)", "Δ vs control",
+            "Run", "Objective", "Checkpoint", "pass@1 (%)", "Δ vs start", "α=0 control (same settings)", "Δ vs control",
             "Collapse verdict",
         ],  # fmt: skip
         rows=rows,

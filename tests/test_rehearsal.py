@@ -91,3 +91,83 @@ def test_failed_job_error_reaches_its_log(tmp_path):
     assert r.returncode != 0
     log = (tmp_path / "logs/corpus.log").read_text()
     assert "Traceback" in log and "bogus_key" in log, (log, r.stderr[-2000:])
+
+
+def _slurm(*args: str, default_conf: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "REDI_SLURM_DEFAULT_CONF": str(default_conf)}
+    return subprocess.run([str(ROOT / ".ci" / "slurm"), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def _state(path: Path) -> Path:
+    (path / "etc").mkdir(parents=True)
+    (path / "etc" / "slurm.conf").write_text("ClusterName=rehearsal\n")
+    return path
+
+
+def test_rehearsal_cluster_takes_over_a_link_left_by_a_killed_rehearsal(tmp_path):
+    """A rehearsal killed before it stopped (SIGKILL, or a machine restarted from a snapshot)
+    leaves the default-path link and its PID record behind; the next start replaces the link
+    (CI failed on exactly this) and stop removes it. A recorded PID that now belongs to another
+    program is never signalled."""
+    conf = tmp_path / "etc-slurm" / "slurm.conf"
+    old, new = _state(tmp_path / "old"), _state(tmp_path / "new")
+    conf.parent.mkdir()
+    conf.symlink_to(old / "etc" / "slurm.conf")
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (old / "pids").write_text(f"slurmctld {bystander.pid}\n")  # PID reused by another program
+        got = _slurm("claim-conf", str(new), default_conf=conf)
+        assert got.returncode == 0, got.stderr
+        assert "no longer runs" in got.stdout
+        assert conf.resolve() == (new / "etc" / "slurm.conf").resolve()
+        got = _slurm("stop", str(old), default_conf=conf)  # the old cluster's stop: link is not its own
+        assert got.returncode == 0, got.stderr
+        assert bystander.poll() is None, "stop signalled a PID that is no longer its daemon"
+        assert conf.is_symlink()
+        assert _slurm("stop", str(new), default_conf=conf).returncode == 0
+        assert not conf.exists() and not conf.is_symlink()
+        # a dangling link (the old state folder deleted) is stale too
+        conf.symlink_to(tmp_path / "gone" / "etc" / "slurm.conf")
+        assert _slurm("claim-conf", str(new), default_conf=conf).returncode == 0
+        assert conf.resolve() == (new / "etc" / "slurm.conf").resolve()
+    finally:
+        bystander.kill()
+
+
+def test_rehearsal_cluster_refuses_a_running_rehearsal_and_puts_back_another_config(tmp_path):
+    """The default path is refused while the cluster it points to runs; another cluster's config
+    file is kept aside and put back by stop, also after a rehearsal killed in between."""
+    conf = tmp_path / "etc-slurm" / "slurm.conf"
+    running, new = _state(tmp_path / "running"), _state(tmp_path / "new")
+    conf.parent.mkdir()
+    conf.symlink_to(running / "etc" / "slurm.conf")
+    fake = tmp_path / "bin" / "slurmctld"  # a process whose name is a daemon's
+    fake.parent.mkdir()
+    fake.write_bytes(Path("/bin/sleep").read_bytes())
+    fake.chmod(0o755)
+    daemon = subprocess.Popen([str(fake), "60"])
+    try:
+        (running / "pids").write_text(f"slurmctld {daemon.pid}\n")
+        got = _slurm("claim-conf", str(new), default_conf=conf)
+        assert got.returncode == 1 and "still runs" in got.stderr and str(running) in got.stderr
+        assert conf.resolve() == (running / "etc" / "slurm.conf").resolve()
+    finally:
+        daemon.kill()
+        daemon.wait()
+    conf.unlink()
+    conf.write_text("ClusterName=site\n")
+    got = _slurm("claim-conf", str(new), default_conf=conf)
+    if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0:
+        # a real controller runs on this machine (a rehearsal beside the tests): refused, untouched
+        assert got.returncode == 1 and "already runs on this machine" in got.stderr
+        assert conf.read_text() == "ClusterName=site\n"
+        return
+    assert got.returncode == 0, got.stderr
+    assert conf.resolve() == (new / "etc" / "slurm.conf").resolve()
+    # killed here: the next rehearsal takes over the link and still puts the site's config back
+    (new / "links").unlink()
+    again = _state(tmp_path / "again")
+    assert _slurm("claim-conf", str(again), default_conf=conf).returncode == 0
+    assert _slurm("release-conf", str(again), default_conf=conf).returncode == 0
+    assert not conf.is_symlink() and conf.read_text() == "ClusterName=site\n"
+    assert not (conf.parent / "slurm.conf.before-rehearsal").exists()

@@ -19,9 +19,11 @@ from redi.plan import (  # noqa: E402
     job_priority,
     job_threads,
     reference_resources,
+    reference_file,
     reference_runs,
     runtime_for_attempt,
     sft_runs,
+    stage2_pairs,
     stage2_runs,
     stage_resources,
 )
@@ -45,14 +47,9 @@ GROUP_BENCHMARKS = list(
 RES = config["resources"]
 SYNTHETIC_TEST = "results/data/corpus/test.json"
 HUB_CORPUS = hub_cache_dir(config["corpus"]["hub"]["name"])
-# stage 2's pairs: the teacher's (the paper) or with the student's own negatives
-# (rules/student_negatives.smk; redi.data.student_negatives)
-NEGATIVES = config["training"]["stage2"]["negatives"]
-STAGE2_PREF = (
-    "results/data/pref.jsonl"
-    if NEGATIVES == "teacher"
-    else "results/data/student/pref.jsonl"
-)
+# where each stage-2 run's rejected traces come from: the teacher's pairs (the paper) or with
+# the student's own negatives (rules/student_negatives.smk; redi.data.student_negatives)
+STUDENT_NEGATIVES = sorted({r["negatives"] for r in STAGE2_RUNS.values()} - {"teacher"})
 STUDENT_START = config["training"]["stage2"]["start"] or next(iter(SFT_RUNS))
 STUDENT_SHARDS = config["training"]["stage2"]["student_sampling"]["shards"]
 STUDENT_EVAL = {
@@ -192,14 +189,23 @@ def stage2_start_model(wildcards):
 
 def reference_run(wildcards):
     """Truncation settings for the reference pass (redi.plan.reference_runs checks they agree)."""
-    return REFERENCE_RUNS[wildcards.sft_run]
+    return REFERENCE_RUNS[
+        f"results/train/{wildcards.sft_run}/{wildcards.ref_file}.parquet"
+    ]
+
+
+def reference_pairs(wildcards):
+    """The pairs file a reference pass scores: that of the runs reading its output."""
+    return stage2_pairs(reference_run(wildcards)["negatives"])
+
+
+def stage2_data(wildcards):
+    return stage2_pairs(STAGE2_RUNS[wildcards.stage2_run]["negatives"])
 
 
 def stage2_ref_logps(wildcards):
     run = STAGE2_RUNS[wildcards.stage2_run]
-    if needs_reference(run["objective"]):
-        return f"results/train/{run['start']}/ref_logps.parquet"
-    return []
+    return reference_file(run) if needs_reference(run["objective"]) else []
 
 
 def saved_steps(run):

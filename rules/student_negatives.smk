@@ -1,9 +1,10 @@
-# Stage 2 with the student's own negatives (training.stage2.negatives: student or both;
-# redi.data.student_negatives): train_sft -> student_problems -> student_sample (shards of the
-# stage-2 start model, the teacher stage's sampling job) -> student_pairs -> stage 2. With
-# negatives: teacher (the paper) no rule here exists and the DAG is unchanged.
+# Stage 2 with the student's own negatives (a run's negatives, default training.stage2.negatives:
+# student or both; redi.data.student_negatives): train_sft -> student_problems -> student_sample
+# (shards of the stage-2 start model, the teacher stage's sampling job) -> student_pairs (one
+# pairs file per source in use) -> stage 2. When every run uses the teacher's negatives (the
+# paper) no rule here exists and the DAG is unchanged.
 
-if NEGATIVES != "teacher":
+if STUDENT_NEGATIVES:
 
     rule student_problems:
         input:
@@ -61,13 +62,15 @@ if NEGATIVES != "teacher":
                 n=STUDENT_SHARDS,
             ),
         output:
-            pref="results/data/student/pref.jsonl",
-            report="results/data/student/report.json",
-            report_md="results/data/student/report.md",
+            pref="results/data/{negatives}-negatives/pref.jsonl",
+            report="results/data/{negatives}-negatives/report.json",
+            report_md="results/data/{negatives}-negatives/report.md",
         log:
-            "logs/student/pairs.log",
+            "logs/student/pairs-{negatives}.log",
         benchmark:
-            "benchmarks/student/pairs.tsv"
+            "benchmarks/student/pairs-{negatives}.tsv"
+        wildcard_constraints:
+            negatives="|".join(STUDENT_NEGATIVES),
         priority: job_priority("data")
         conda:
             "../envs/data.yaml"
@@ -75,7 +78,7 @@ if NEGATIVES != "teacher":
         resources:
             **stage_resources(config, "data"),
         params:
-            negatives=NEGATIVES,
+            negatives=lambda wc: wc.negatives,
             truncated_as_rejected=config["curation"]["truncated_as_rejected"],
             max_response_length=config["curation"]["max_response_length"],
         script:

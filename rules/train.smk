@@ -31,16 +31,20 @@ checkpoint train_sft:
         "../workflow/scripts/train_run.py"
 
 
+# one pass per (start model, pairs file): ref_logps.parquet for the teacher's pairs,
+# ref_logps-student / ref_logps-both for pairs with the student's own negatives
 rule reference_logps:
     input:
         model="results/train/{sft_run}/model",
-        data=STAGE2_PREF,
+        data=reference_pairs,
     output:
-        "results/train/{sft_run}/ref_logps.parquet",
+        "results/train/{sft_run}/{ref_file}.parquet",
     log:
-        "logs/train/{sft_run}-ref_logps.log",
+        "logs/train/{sft_run}-{ref_file}.log",
     benchmark:
-        "benchmarks/train/{sft_run}-ref_logps.tsv"
+        "benchmarks/train/{sft_run}-{ref_file}.tsv"
+    wildcard_constraints:
+        ref_file=r"ref_logps(-student|-both)?",
     priority: job_priority("reference_logps", res("reference", "threads", len(REFERENCE_RUNS)))
     conda:
         "../envs/train.yaml"
@@ -57,7 +61,7 @@ rule reference_logps:
 checkpoint train_stage2:
     input:
         model=stage2_start_model,
-        data=STAGE2_PREF,
+        data=stage2_data,
         ref_logps=stage2_ref_logps,
     output:
         model=directory("results/train/{stage2_run}/model"),

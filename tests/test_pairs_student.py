@@ -80,3 +80,90 @@ def test_truncated_samples_follow_truncated_as_rejected_and_both_keeps_teacher_p
     assert len(set(ids)) == len(ids) == 8
     with pytest.raises(ValueError, match="must be 'student' or 'both'"):
         _run(setup, negatives="teacher")
+
+
+# ---- a run's own negatives: teacher and own negatives in one workflow ---------------------
+
+
+def _config(runs, **stage2):
+    from redi.plan import load_config
+
+    config = load_config("config/config.yaml")
+    config["training"]["stage2"].update(runs=runs, **stage2)
+    return config
+
+
+def test_each_run_reads_the_pairs_and_reference_file_of_its_negatives():
+    from redi.plan import reference_file, reference_runs, stage2_pairs, stage2_runs
+    from redi.train.objectives import run_label
+
+    runs = stage2_runs(_config([
+        {"objective": "dpo", "beta": 0.1, "learning_rate": 1e-5},
+        {"objective": "dpo", "beta": 0.1, "learning_rate": 1e-5, "negatives": "student"},
+        {"objective": "redi", "alpha": [0.0, 0.8], "learning_rate": 1e-5, "negatives": "both"},
+    ]))  # fmt: skip
+    assert list(runs) == ["dpo-b0.1-lr1e-5", "dpo-b0.1-lr1e-5-neg-student",
+                          "redi-a0-lr1e-5-neg-both", "redi-a0.8-lr1e-5-neg-both"]  # fmt: skip
+    assert [r["negatives"] for r in runs.values()] == ["teacher", "student", "both", "both"]
+    assert [stage2_pairs(r["negatives"]) for r in runs.values()] == [
+        "results/data/pref.jsonl", "results/data/student-negatives/pref.jsonl",
+        "results/data/both-negatives/pref.jsonl", "results/data/both-negatives/pref.jsonl"]  # fmt: skip
+    # one reference pass per (start, pairs file), only for runs that need one
+    assert list(reference_runs(runs)) == ["results/train/sft/ref_logps.parquet",
+                                          "results/train/sft/ref_logps-student.parquet"]  # fmt: skip
+    assert reference_file(runs["dpo-b0.1-lr1e-5-neg-student"]) == "results/train/sft/ref_logps-student.parquet"
+    assert run_label(runs["dpo-b0.1-lr1e-5-neg-student"]) == "DPO β=0.1, LR 1e-5, own negatives"
+    assert run_label(runs["redi-a0.8-lr1e-5-neg-both"]).endswith("teacher + own negatives")
+    assert run_label(runs["dpo-b0.1-lr1e-5"]) == "DPO β=0.1, LR 1e-5"
+    # the stage's default: no suffix for runs that follow it, a suffix for one that does not
+    runs = stage2_runs(_config([{"objective": "dpo", "beta": 0.1}, {"objective": "dpo", "beta": 0.1,
+                                 "negatives": "teacher"}], negatives="student"))  # fmt: skip
+    assert {n: r["negatives"] for n, r in runs.items()} == {"dpo-b0.1": "student",
+                                                            "dpo-b0.1-neg-teacher": "teacher"}  # fmt: skip
+
+
+def test_run_negatives_are_validated_with_the_key_named():
+    from redi.plan import ConfigError, stage2_runs, validate_config
+
+    config = _config([{"objective": "dpo", "beta": 0.1, "negatives": "teacher"}])
+    config["curation"] = {**config.get("curation", {}), "pairs": "groups"}
+    config["training"]["stage2"]["runs"].append({"objective": "advdistill", "negatives": "student"})
+    with pytest.raises(ConfigError, match=r"training.stage2.runs.1.negatives': objective 'advdistill'"):
+        stage2_runs(config)
+    bad = _config([{"objective": "dpo", "beta": 0.1, "negatives": "mine"}])
+    with pytest.raises(ConfigError, match="negatives"):
+        validate_config(bad)
+    config = _config([{"objective": "dpo", "beta": 0.1, "negatives": "student", "start": "sft-b"}])
+    config["training"]["sft"]["runs"]["sft-b"] = {}
+    with pytest.raises(ConfigError, match=r"runs.0.start': the student's own negatives are sampled from"):
+        stage2_runs(config)
+
+
+def test_a_run_is_measured_against_the_control_trained_on_its_pairs_file(tmp_path):
+    """The alpha = 0 control of a run is the one with the same learning rate, batch, length,
+    seed and pairs file: with own negatives the control's chosen traces are those of the problems
+    that kept a student pair, not every teacher pair. Runs recorded before per-run negatives
+    existed read as the teacher's pairs."""
+    from redi.report.collect import Results
+    from redi.report.headline import control_run
+
+    def run(name, objective, negatives, lr=2e-5, **kw):
+        return name, {"name": name, "objective": objective, "start": "sft", "learning_rate": lr,
+                      "global_batch_size": 16, "epochs": 1, "max_steps": 75, "seed": 42,
+                      "negatives": negatives, **kw}  # fmt: skip
+
+    stage2 = dict([
+        run("redi-a0-lr2e-5", "redi", None, alpha=0.0),  # recorded before the key existed
+        run("redi-a0-lr1e-4", "redi", "teacher", lr=1e-4, alpha=0.0),
+        run("redi-a0-lr2e-5-neg-student", "redi", "student", alpha=0.0),
+        run("redi-a0.8-lr2e-5", "redi", "teacher", alpha=0.8),
+        run("redi-a0.8-lr2e-5-neg-student", "redi", "student", alpha=0.8),
+        run("dpo-b0.1-lr1e-4-neg-student", "dpo", "student", lr=1e-4, beta=0.1),
+    ])  # fmt: skip
+    results = Results(results=tmp_path, benchmarks_dir=tmp_path, config={}, sft={"sft": {}}, stage2=stage2)
+    assert control_run(results, "redi-a0.8-lr2e-5") == "redi-a0-lr2e-5"
+    assert control_run(results, "redi-a0.8-lr2e-5-neg-student") == "redi-a0-lr2e-5-neg-student"
+    assert control_run(results, "redi-a0-lr2e-5-neg-student") == "redi-a0-lr2e-5-neg-student"
+    # no control at this LR with these pairs: none (not one trained otherwise)
+    assert control_run(results, "dpo-b0.1-lr1e-4-neg-student") is None
+    assert control_run(results, "unknown") is None

@@ -102,6 +102,13 @@ def test_smoke_run_writes_reports_with_numbers(smoke_run):
     assert "%" in summary and "redi-a0.8-lr1e-4" in summary
     funnel = (smoke_run / "reports" / "tables" / "curation.md").read_text()
     assert "select_sft" in funnel
+    # the run with the student's own negatives: sampled, paired, its own reference pass, compared
+    own = json.loads((smoke_run / "results" / "data" / "student-negatives" / "report.json").read_text())
+    assert own["pairs_by_rejected_origin"]["student"] == own["pairs"] > 0
+    assert own["student_samples"]["samples"] == 2 * own["problems"]
+    assert (smoke_run / "results" / "train" / "sft" / "ref_logps-student.parquet").is_file()
+    assert summary.count("Own negatives (`negatives: student`)") == 1
+    assert "dpo-b0.1-lr1e-4-neg-student` (DPO β=0.1, LR 1e-4, own negatives)" in summary
 
 
 @pytest.mark.slow

@@ -512,7 +512,7 @@ def _sweep(entry: dict) -> list[dict]:
 
 
 #: Keys of a stage-2 entry besides the registry's parameters (``config/schema.yaml``).
-STAGE2_ENTRY_KEYS = ("name", "objective", "start", "overrides")
+STAGE2_ENTRY_KEYS = ("name", "objective", "start", "negatives", "overrides")
 
 
 def check_stage2_entry(entry: dict, where: str = "training.stage2.runs") -> None:
@@ -533,21 +533,30 @@ def check_stage2_entry(entry: dict, where: str = "training.stage2.runs") -> None
 
 
 def stage2_runs(config: dict) -> dict[str, dict]:
+    """Every stage-2 run of the config, sweeps expanded, by name: the merged hyper-parameters
+    plus ``name``, ``objective``, ``start`` (an SFT run) and ``negatives`` (where its rejected
+    traces come from: :data:`redi.data.student_negatives.NEGATIVES`). A run that differs from
+    the stage's default start or negatives and has no ``name`` gets ``-from-START`` /
+    ``-neg-SOURCE`` appended to its default name. Raises :class:`ConfigError` naming the key."""
     training = config["training"]
     stage2 = training["stage2"]
     default_start = stage2["start"] or next(iter(training["sft"]["runs"]))
+    default_negatives = stage2.get("negatives", "teacher")
     runs: dict[str, dict] = {}
     pairs_mode = config.get("curation", {}).get("pairs", "first")
     for index, entry in enumerate(stage2["runs"]):
-        check_stage2_entry(entry, f"training.stage2.runs.{index}")
+        where = f"training.stage2.runs.{index}"
+        check_stage2_entry(entry, where)
+        negatives = entry.get("negatives", default_negatives)
         if objectives.get(entry["objective"]).row_inputs and pairs_mode != "groups":
             raise ConfigError(
-                f"config key 'curation.pairs': objective {entry['objective']!r} (training.stage2.runs.{index}) "
+                f"config key 'curation.pairs': objective {entry['objective']!r} ({where}) "
                 f"reads each problem's group from the pairs: set curation.pairs to 'groups', not {pairs_mode!r}"
             )
-        if objectives.get(entry["objective"]).row_inputs and stage2.get("negatives", "teacher") != "teacher":
+        if objectives.get(entry["objective"]).row_inputs and negatives != "teacher":
+            key = f"{where}.negatives" if "negatives" in entry else "training.stage2.negatives"
             raise ConfigError(
-                f"config key 'training.stage2.negatives': objective {entry['objective']!r} reads the teacher's "
+                f"config key '{key}': objective {entry['objective']!r} reads the teacher's "
                 "groups, which student pairs do not have: use negatives 'teacher' for it"
             )
         for single in _sweep(entry):
@@ -558,32 +567,52 @@ def stage2_runs(config: dict) -> dict[str, dict]:
                         f"config key 'training.stage2.runs': a {single['objective']} run needs '{param}'"
                     )
             start = single.get("start", default_start)
+            if negatives != "teacher" and start != default_start:
+                raise ConfigError(
+                    f"config key '{where}.start': the student's own negatives are sampled from the stage's "
+                    f"start model ('{default_start}', training.stage2.start), but this run starts from '{start}'"
+                )
             name = single.get("name") or run_name(single["objective"], params)
-            if start != default_start and "name" not in single:
-                name += f"-from-{start}"
+            if "name" not in single:
+                name += f"-from-{start}" if start != default_start else ""
+                name += f"-neg-{negatives}" if negatives != default_negatives else ""
             if name in runs:
                 raise ConfigError(f"config key 'training.stage2.runs': run '{name}' is defined twice")
             run = _merge(training["defaults"], stage2["defaults"], single.get("overrides"), params)
-            run.update(name=name, objective=single["objective"], start=start)
+            run.update(name=name, objective=single["objective"], start=start, negatives=negatives)
             runs[name] = _complete(run)
     return runs
 
 
+def stage2_pairs(negatives: str) -> str:
+    """The pairs file that stage-2 runs with this ``negatives`` source train on: the teacher's
+    curated pairs, or those with the start model's own negatives (``rules/student_negatives.smk``)."""
+    return "results/data/pref.jsonl" if negatives == "teacher" else f"results/data/{negatives}-negatives/pref.jsonl"
+
+
+def reference_file(run: dict) -> str:
+    """The cached reference log-probs a stage-2 run reads: one file per (start model, pairs
+    file), since the reference pass scores every pair of that file with that model."""
+    suffix = "" if run["negatives"] == "teacher" else f"-{run['negatives']}"
+    return f"results/train/{run['start']}/ref_logps{suffix}.parquet"
+
+
 def reference_runs(stage2: dict[str, dict]) -> dict[str, dict]:
-    """Per SFT start: the stage-2 run whose truncation settings the reference pass uses, among
-    the runs from that start whose objective needs reference log-probs (DPO).
+    """Per reference file (:func:`reference_file`: a start model and a pairs file): the stage-2
+    run whose truncation settings the reference pass uses, among the runs that read it (the
+    objectives that need reference log-probs, e.g. DPO).
 
     Raises:
-        ConfigError: two such runs from one start disagree on ``max_prompt_length`` /
-            ``max_response_length`` (they share one cached ``ref_logps.parquet``, and training
-            refuses a file made with other truncation settings).
+        ConfigError: two runs that read one file disagree on ``max_prompt_length`` /
+            ``max_response_length`` (they share one cached file, and training refuses a file
+            made with other truncation settings).
     """
     keys = ("max_prompt_length", "max_response_length")
     chosen: dict[str, dict] = {}
     for name, run in stage2.items():
         if not objectives.needs_reference(run["objective"]):
             continue
-        first = chosen.setdefault(run["start"], run)
+        first = chosen.setdefault(reference_file(run), run)
         if tuple(first[k] for k in keys) != tuple(run[k] for k in keys):
             raise ConfigError(
                 f"config key 'training.stage2.runs': runs '{first['name']}' and '{name}' start from "

@@ -150,6 +150,8 @@ class Results:
     score_sources: dict = field(default_factory=dict)  # (run, ckpt, bench) -> metrics.json | samples.parquet | missing
     curation: dict | None = None
     verification: dict | None = None
+    #: negatives source (``student`` / ``both``) -> the pairs report of ``redi.data.student_negatives``
+    own_negatives: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     settings: ReportConfig = field(default_factory=ReportConfig)  # the report's own knobs
 
@@ -343,5 +345,9 @@ def collect(
             if metrics is not None:
                 out.evals[(run, ckpt, bench)] = metrics
     out.curation = _read_json(results / "data" / "curation_report.json", problems)
+    for path in sorted((results / "data").glob("*-negatives/report.json")):
+        report = _read_json(path, problems)
+        if report is not None:
+            out.own_negatives[path.parent.name.removesuffix("-negatives")] = report
     out.verification = _read_json(results / "data" / "verification_report.json", problems)
     return out

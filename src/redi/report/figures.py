@@ -338,7 +338,7 @@ def headline_figure(results: Results, directory: Path) -> list[Path]:
     k = results.settings.significance_sems
     problems = []
     controls = sorted({r.control for r in rows if r.control})
-    control_title = controls[0] if len(controls) == 1 else "at the run's learning rate"
+    control_title = controls[0] if len(controls) == 1 else "trained with the run's settings"
     for ax, key, title in (
         (axes[0, 0], "vs_start", f"minus the start model {results.stage2_start}"),
         (axes[0, 1], "vs_control", f"minus the α=0 control {control_title if controls else '(none)'}"),

@@ -42,28 +42,32 @@ def final_score(results: Results, run: str, ckpt: str) -> float | None:
 
 
 #: Training settings a run and its control must share for the difference to be the negatives'.
-CONTROL_MATCH = ("learning_rate", "global_batch_size", "epochs", "max_steps", "seed")
+CONTROL_MATCH = ("learning_rate", "global_batch_size", "epochs", "max_steps", "seed", "negatives")
 
 
-def control_run(results: Results, run: str | None = None) -> str | None:
-    """The alpha = 0 control (REDI alpha = 0: the positives only) that a stage-2 run is compared
-    with: among the control-family runs from the stage-2 start, the one trained with ``run``'s
-    settings (:data:`CONTROL_MATCH`: learning rate, batch, length, seed; a run of the control
-    family is its own control), else the first one; without ``run``, the first one. With a grid
-    over any of those settings there is one control per point, and a run measured against a
-    control trained otherwise would mix the effect of the negatives with the setting's."""
+def _setting(run: dict, key: str):
+    """A recorded run setting; runs recorded before per-run negatives existed read the teacher's pairs."""
+    value = run.get(key)
+    return "teacher" if key == "negatives" and value is None else value
+
+
+def control_run(results: Results, run: str) -> str | None:
+    """The alpha = 0 control (REDI alpha = 0: the positives only) that stage-2 run ``run`` is
+    compared with: the control-family run from the stage-2 start trained with ``run``'s settings
+    (:data:`CONTROL_MATCH`: learning rate, batch, length, seed, and the pairs file it read, since
+    with the student's own negatives the control's chosen traces are those of the problems that
+    kept a student pair); a run of the control family is its own control. None when no control
+    was trained so: a difference from a control trained otherwise would mix the setting's effect
+    into the negatives'."""
+    if run not in results.stage2:
+        return None
     start = results.stage2_start
     controls = [n for n, r in results.stage2.items() if family(r) == "control" and r.get("start") == start]
-    if not controls:
-        return None
-    if run is not None and run in results.stage2:
-        if run in controls:
-            return run
-        settings = {k: results.stage2[run].get(k) for k in CONTROL_MATCH}
-        same = [n for n in controls if all(results.stage2[n].get(k) == v for k, v in settings.items())]
-        if same:
-            return same[0]
-    return controls[0]
+    if run in controls:
+        return run
+    settings = {k: _setting(results.stage2[run], k) for k in CONTROL_MATCH}
+    same = [n for n in controls if all(_setting(results.stage2[n], k) == v for k, v in settings.items())]
+    return same[0] if same else None
 
 
 def headline_rows(results: Results) -> list[HeadlineRow]:

@@ -121,7 +121,7 @@ def _answer_section(results: Results) -> list[str]:
         if redi.control in by_run:
             lines.append(
                 f"- **Against the α = 0 control** `{redi.control}` (positives only, same learning rate, batch, "
-                f"length and seed): {word(redi.vs_control)} it ({paired_text(redi.vs_control, k)})."
+                f"length, seed and pairs): {word(redi.vs_control)} it ({paired_text(redi.vs_control, k)})."
             )
         for fam_objective, name in (("dpo", "DPO"), ("simpo", "SimPO")):
             other = _best_of(rows, lambda r, o=fam_objective: results.stage2[r.run]["objective"] == o)
@@ -297,6 +297,8 @@ def _data_section(results: Results) -> list[str]:
                     f"- {comp['quantity']}: {comp['actual']:,} {verdict} the expected {comp['expected']:,} (paper "
                     f"{comp.get('paper', MISSING):,})."
                 )
+    for source, rep in results.own_negatives.items():
+        lines.append(own_negatives_text(source, rep))
     if results.verification is not None:
         overall = results.verification.get("overall") or {}
         agree = number(overall.get("agreement_with_mv"))
@@ -307,6 +309,22 @@ def _data_section(results: Results) -> list[str]:
             )
     lines.append("")
     return lines
+
+
+def own_negatives_text(source: str, report: dict) -> str:
+    """One line on the pairs with the student's own negatives (``results/data/SOURCE-negatives/report.json``,
+    ``redi.data.student_negatives``): what was sampled, where each pair's rejected trace came from,
+    and why problems have no student negative."""
+    s = report.get("student_samples") or {}
+    origin = "; ".join(f"{k} {int(v):,}" for k, v in (report.get("pairs_by_rejected_origin") or {}).items())
+    drops = "; ".join(f"{k}: {int(v):,}" for k, v in (report.get("problems_without_student_negative") or {}).items())
+    return (
+        f"- Own negatives (`negatives: {source}`): {int(s.get('samples', 0)):,} samples of the stage-2 start model on "
+        f"{int(report.get('problems', 0)):,} pair problems ({int(s.get('correct', 0)):,} correct, "
+        f"{int(s.get('truncated', 0)):,} truncated); {int(report.get('pairs', 0)):,} pairs, rejected trace from: "
+        f"{origin or 'none'}; problems without a student negative: {drops or 'none'} "
+        f"(results/data/{source}-negatives/report.md)."
+    )
 
 
 def _sft_section(results: Results) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redi import paper
+from redi.data.student_negatives import NEGATIVES
 
 from . import objectives
 
@@ -74,6 +75,13 @@ class RunConfig:
         default=None,
         metadata={"help": "Stage 2: the SFT run whose final model this run starts from (default "
                           "`training.stage2.start`, else the first SFT run)."},
+    )
+    negatives: str | None = field(
+        default=None,
+        metadata={"help": "Stage 2: where this run's rejected traces come from: `teacher` (the paper's pairs), "
+                          "`student` (the start model's own incorrect samples, paired with the teacher's chosen "
+                          "trace) or `both`; default `training.stage2.negatives` (redi.data.student_negatives). "
+                          "Runs with different sources compare in one report."},
     )
     # --- objective parameters ---
     alpha: float = field(
@@ -258,6 +266,8 @@ class RunConfig:
             raise ValueError(f"run {c.name!r}: warmup_ratio must be in [0, 1), got {c.warmup_ratio}")
         if c.keep_optimizer_state not in ("last", "all"):
             raise ValueError(f"run {c.name!r}: keep_optimizer_state must be 'last' or 'all'")
+        if c.negatives is not None and c.negatives not in NEGATIVES:
+            raise ValueError(f"run {c.name!r}: negatives must be one of {NEGATIVES}, got {c.negatives!r}")
         if not isinstance(c.save, bool):
             raise ValueError(f"run {c.name!r}: save must be true or false, got {c.save!r}")
         for key in ("gradient_checkpointing", "bf16", "padding_free"):

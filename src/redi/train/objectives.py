@@ -649,13 +649,20 @@ def family(run: dict) -> str:
 
 
 def run_label(run: dict) -> str:
-    """Short human label of a run: ``'REDI α=0.8, LR 1e-6'``, ``'SimPO β=2, γ=1, LR 5e-7'``."""
+    """Short human label of a run: ``'REDI α=0.8, LR 1e-6'``, ``'SimPO β=2, γ=1, LR 5e-7'``,
+    ``'DPO β=0.1, LR 2e-7, own negatives'`` (rejected traces sampled from the start model)."""
     obj = get(run["objective"])
     values = ", ".join(f"{PARAMETERS[p].symbol}={format_number(run.get(p))}" for p in obj.params)
     parts = [f"{obj.label} {values}" if values else obj.label]
     if run.get("learning_rate") is not None:
         parts.append(f"LR {format_number(run['learning_rate'])}")
+    if run.get("negatives") in OWN_NEGATIVES_LABEL:
+        parts.append(OWN_NEGATIVES_LABEL[run["negatives"]])
     return ", ".join(parts)
+
+
+#: how a run whose rejected traces are not (only) the teacher's says so in its label
+OWN_NEGATIVES_LABEL = {"student": "own negatives", "both": "teacher + own negatives"}
 
 
 def compute(

@@ -140,9 +140,13 @@ def _training(results: Results, out: CostRows) -> None:
         trainer = number((results.summaries.get(name) or {}).get("wall_seconds"))
         timing = Timing.read([bdir / "train" / f"{name}.tsv"])
         out.add(name, "train", timing, 1, gpus, paper_cost_hours(run), trainer)
-        ref = bdir / "train" / f"{name}-ref_logps.tsv"
-        if run["objective"] == "sft" and ref.is_file():
-            out.add(name, "DPO reference log-probs", Timing.read([ref]), 1, gpus)
+        if run["objective"] != "sft":
+            continue
+        # one reference pass per pairs file: the teacher's, and each with the student's own negatives
+        for ref in sorted(bdir.glob(f"train/{name}-ref_logps*.tsv")):
+            source = ref.stem.removeprefix(f"{name}-ref_logps").lstrip("-")
+            kind = f"DPO reference log-probs ({source} negatives)" if source else "DPO reference log-probs"
+            out.add(name, kind, Timing.read([ref]), 1, gpus)
 
 
 # evaluation.group_per_run: one eval_group job did all of a run's evaluations
@@ -198,15 +202,18 @@ def _other_jobs(results: Results, out: CostRows) -> None:
 
 
 def _teacher_jobs(results: Results, out: CostRows) -> None:
-    """The teacher stage's jobs: sampling shards at resources.teacher's GPUs; their
-    tokens and GPU-hours from ``results/teacher/teacher_report.json`` go into a note."""
+    """The sampling stages' jobs: the teacher stage's shards at resources.teacher's GPUs, and the
+    start model's own negatives (``benchmarks/student/``: sampling shards at resources.eval's
+    GPUs, the evaluation job they are); their tokens and GPU-hours from
+    ``results/teacher/teacher_report.json`` go into a note."""
     bdir = results.benchmarks_dir
-    for path in sorted(bdir.glob("teacher/**/*.tsv")) if bdir.is_dir() else []:
-        rel = path.relative_to(bdir).with_suffix("")
-        sampling = "sample" in rel.parts
-        gpus = results.gpus("teacher") if sampling else results.gpus("data")
-        kind = "teacher: sampling" if sampling else "teacher"
-        out.add("/".join(rel.parts[1:]), kind, Timing.read([path]), None, gpus)
+    for group, stage, label in (("teacher", "teacher", "teacher"), ("student", "eval", "own negatives")):
+        for path in sorted(bdir.glob(f"{group}/**/*.tsv")) if bdir.is_dir() else []:
+            rel = path.relative_to(bdir).with_suffix("")
+            sampling = "sample" in rel.parts
+            gpus = results.gpus(stage) if sampling else results.gpus("data")
+            kind = f"{label}: sampling" if sampling else label
+            out.add("/".join(rel.parts[1:]), kind, Timing.read([path]), None, gpus)
     report = results.results / "teacher" / "teacher_report.json"
     if report.is_file():
         import json

@@ -47,6 +47,7 @@ def headline_table(results: Results) -> Table:
                 "run": row.run,
                 "objective": run["objective"],
                 **{p: run.get(p) for p in PARAMETERS},
+                "negatives": run.get("negatives") or "teacher",
                 "checkpoint": row.ckpt,
                 "n_samples": final.get("n_samples"),
                 "value_pct": p100(row.score),
@@ -71,7 +72,9 @@ def headline_table(results: Results) -> Table:
     )
     notes.add(
         "α=0 control: the REDI α=0 run (the positives only) from the same start trained with the run's learning "
-        "rate, batch, length and seed, else the first one configured (redi.report.headline.control_run)."
+        "rate, batch, length, seed and pairs file (teacher or own negatives); none when no control was trained so, "
+        "since a difference from a control trained otherwise would mix that setting's effect into the negatives' "
+        "(redi.report.headline.control_run)."
     )
     if not rows:
         notes.add("No stage-2 runs are configured.")

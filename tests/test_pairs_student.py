@@ -167,3 +167,53 @@ def test_a_run_is_measured_against_the_control_trained_on_its_pairs_file(tmp_pat
     # no control at this LR with these pairs: none (not one trained otherwise)
     assert control_run(results, "dpo-b0.1-lr1e-4-neg-student") is None
     assert control_run(results, "unknown") is None
+
+
+def test_own_negative_runs_meet_their_teacher_twin_and_old_records_read_their_pairs(tmp_path):
+    """An own-negatives run is compared with the same run on the teacher's pairs (not with any
+    other); a run recorded before runs had a negatives key reads its source off its pairs file."""
+    from redi.report.collect import Results, recorded_negatives
+    from redi.report.headline import teacher_twin
+
+    base = {"start": "sft", "learning_rate": 2e-5, "global_batch_size": 16, "epochs": 1, "max_steps": 75,
+            "seed": 42}  # fmt: skip
+    stage2 = {
+        "dpo-b0.1-lr2e-5": {**base, "objective": "dpo", "beta": 0.1},  # recorded without the key
+        "dpo-b0.2-lr2e-5": {**base, "objective": "dpo", "beta": 0.2, "negatives": "teacher"},
+        "dpo-b0.1-lr2e-5-neg-student": {**base, "objective": "dpo", "beta": 0.1, "negatives": "student"},
+        "dpo-b0.2-lr4e-6-neg-both": {**base, "objective": "dpo", "beta": 0.2, "learning_rate": 4e-6,
+                                     "negatives": "both"},  # fmt: skip
+    }
+    results = Results(results=tmp_path, benchmarks_dir=tmp_path, config={}, sft={"sft": {}}, stage2=stage2)
+    assert teacher_twin(results, "dpo-b0.1-lr2e-5-neg-student") == "dpo-b0.1-lr2e-5"
+    assert teacher_twin(results, "dpo-b0.2-lr4e-6-neg-both") is None  # no teacher run at 4e-6
+    assert teacher_twin(results, "dpo-b0.2-lr2e-5") is None  # a teacher run has no twin
+    # old records: the teacher's pairs, or the single student-pairs folder that names its source
+    assert recorded_negatives({"data_path": "results/data/pref.jsonl"}, tmp_path) == "teacher"
+    (tmp_path / "results" / "data" / "student").mkdir(parents=True)
+    (tmp_path / "results" / "data" / "student" / "report.json").write_text('{"negatives": "both"}')
+    assert recorded_negatives({"data_path": "results/data/student/pref.jsonl"}, tmp_path) == "both"
+
+
+def test_status_card_and_provenance_follow_the_pairs_a_run_trained_on(tmp_path):
+    """``redi status`` plans an own-negatives run from its own pairs count; the card and the
+    provenance find the corpus through the teacher's curation report one folder up."""
+    from redi.model_card import hyper_parameters
+    from redi.provenance import corpus_of, curation_dir
+    from redi.status import Status
+
+    data = tmp_path / "results" / "data"
+    (data / "student-negatives").mkdir(parents=True)
+    (data / "curation_report.json").write_text(json.dumps({"final": {"sft": 300, "pref": 200},
+                                                           "normalize": {"input": "corpus.parquet"}}))  # fmt: skip
+    (data / "student-negatives" / "report.json").write_text(json.dumps({"pairs": 48}))
+    status = Status({"evaluation": {}}, tmp_path)
+    assert status.training_examples({"objective": "dpo", "negatives": "student"}) == 48
+    assert status.training_examples({"objective": "dpo", "negatives": "teacher"}) == 200
+    assert status.training_examples({"objective": "dpo"}) == 200
+    assert status.training_examples({"objective": "sft"}) == 300
+    own = data / "student-negatives" / "pref.jsonl"
+    assert curation_dir(own) == data and curation_dir(data / "pref.jsonl") == data
+    assert corpus_of(own) == corpus_of(data / "pref.jsonl") == "corpus.parquet"
+    rows = dict(hyper_parameters({"objective": "dpo", "beta": 0.1, "negatives": "student", "learning_rate": 1e-5}))
+    assert rows["negatives"] == "student"

@@ -4,6 +4,7 @@ in a way that sees a cancelled job end, and a job's error reaches its own log fi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -171,3 +172,22 @@ def test_rehearsal_cluster_refuses_a_running_rehearsal_and_puts_back_another_con
     assert _slurm("release-conf", str(again), default_conf=conf).returncode == 0
     assert not conf.is_symlink() and conf.read_text() == "ClusterName=site\n"
     assert not (conf.parent / "slurm.conf.before-rehearsal").exists()
+
+
+def test_rehearsal_cluster_keeps_a_foreign_link_and_follows_its_state_through_symlinks(tmp_path):
+    """A link that is not a rehearsal cluster's (here: to a site config on an unmounted share,
+    so dangling) is kept aside and put back, never deleted; a state folder reached through a
+    symlink still recognises its own link (stop removes it)."""
+    conf = tmp_path / "etc-slurm" / "slurm.conf"
+    conf.parent.mkdir()
+    conf.symlink_to(tmp_path / "shared-site" / "slurm.conf")  # dangling, not this script's layout
+    real = _state(tmp_path / "real")
+    (tmp_path / "via").symlink_to(real)
+    got = _slurm("claim-conf", str(tmp_path / "via"), default_conf=conf)
+    if got.returncode == 1 and "already runs on this machine" in got.stderr:
+        return  # a real controller runs here (a rehearsal beside the tests): refused, untouched
+    assert got.returncode == 0, got.stderr
+    assert "kept" in got.stdout and conf.resolve() == (real / "etc" / "slurm.conf").resolve()
+    assert _slurm("stop", str(tmp_path / "via"), default_conf=conf).returncode == 0
+    assert conf.is_symlink() and Path(os.readlink(conf)) == tmp_path / "shared-site" / "slurm.conf"
+    assert not (conf.parent / "slurm.conf.before-rehearsal").is_symlink()

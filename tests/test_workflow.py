@@ -109,6 +109,7 @@ def test_smoke_run_writes_reports_with_numbers(smoke_run):
     assert (smoke_run / "results" / "train" / "sft" / "ref_logps-student.parquet").is_file()
     assert summary.count("Own negatives (`negatives: student`)") == 1
     assert "dpo-b0.1-lr1e-4-neg-student` (DPO β=0.1, LR 1e-4, own negatives)" in summary
+    assert "`dpo-b0.1-lr1e-4-neg-student` is" in summary and "`dpo-b0.1-lr1e-4` (" in summary  # its teacher twin
 
 
 @pytest.mark.slow

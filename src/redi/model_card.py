@@ -22,10 +22,15 @@ from pathlib import Path
 
 import yaml
 
+from redi.provenance import curation_dir
+
 TAGS = ["redi", "reinforcement-distillation", "math", "reasoning"]
 #: Training settings every card lists after the objective's own parameters (from the objective
 #: registry, ``redi.train.objectives``): a card never shows another objective's parameter.
-TRAINING = ("learning_rate", "epochs", "global_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm", "seed")
+TRAINING = (
+    "negatives", "learning_rate", "epochs", "global_batch_size", "warmup_ratio", "weight_decay", "max_grad_norm",
+    "seed",
+)  # fmt: skip
 LENGTHS = {False: ("max_length",), True: ("max_prompt_length", "max_response_length")}  # by objective.pairwise
 
 
@@ -243,7 +248,7 @@ def write_card(run_dir: str | Path, out: str | Path | None = None, *, results: s
     summary = _json(run_dir / "summary.json")
     if summary is None:
         raise FileNotFoundError(f"model card: {run_dir / 'summary.json'} is missing or unreadable")
-    data_dir = Path(summary.get("data_path") or "").parent
+    data_dir = curation_dir(summary.get("data_path") or "")
     curation = _json(data_dir / "curation_report.json")
     evaluations = eval_rows(Path(results) / "eval" / run_dir.name) if results else None
     out = Path(out) if out else run_dir / "model" / "README.md"

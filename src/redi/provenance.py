@@ -157,12 +157,20 @@ def _student_record(model_dir: Path) -> dict | None:
     return ((cfg.get("redi_chat") or {}) if isinstance(cfg, dict) else {}).get("student")
 
 
+def curation_dir(curated: str | Path) -> Path:
+    """The folder of the curation report a training file comes from: the file's own folder, or
+    for pairs with the student's own negatives (``results/data/{student,both}-negatives/``,
+    made from the teacher's pairs) the folder above."""
+    folder = Path(curated).parent
+    return folder.parent if folder.name.endswith("-negatives") else folder
+
+
 def corpus_of(curated: str | Path | None) -> str | None:
     """The corpus a curated file (``sft.jsonl`` / ``pref.jsonl``) was made from: the input the
     curation report beside it names (``normalize.input``), or None when there is no report."""
     if curated is None:
         return None
-    report = Path(curated).parent / "curation_report.json"
+    report = curation_dir(curated) / "curation_report.json"
     try:
         return (json.loads(report.read_text()).get("normalize") or {}).get("input")
     except (OSError, ValueError):

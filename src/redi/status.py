@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from redi.data.student_negatives import negatives_of
 from redi.eval.benchmarks import benchmark_paths
 from redi.plan import all_runs
 from redi.train import objectives
@@ -124,6 +125,16 @@ class Status:
         except OSError:
             return False
 
+    def training_examples(self, run: dict) -> int | None:
+        """Examples the run trains on: curated SFT examples, the teacher's pairs, or the pairs with
+        the student's own negatives (their ``report.json``), None before they exist."""
+        if not objectives.get(run["objective"]).pairwise:
+            return self.curated.get("sft")
+        source = negatives_of(run)
+        if source == "teacher":
+            return self.curated.get("pref")
+        return (_json(self.results / "data" / f"{source}-negatives" / "report.json") or {}).get("pairs")
+
     def planned_steps(self, name: str, run: dict) -> tuple[int | None, list[int] | None]:
         """(total steps, checkpoint steps) from the curated data size and the trainer's schedule."""
         from redi.train import schedule
@@ -131,7 +142,7 @@ class Status:
         summary = _json(self.results / "train" / name / "summary.json")
         if summary:
             return summary.get("total_steps"), summary.get("saved_checkpoints")
-        n = self.curated.get("pref" if objectives.get(run["objective"]).pairwise else "sft")
+        n = self.training_examples(run)
         if not n:
             return None, None
         args = (int(n), run["global_batch_size"], run["epochs"])

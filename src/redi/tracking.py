@@ -152,7 +152,7 @@ def log_evaluation(run_dir: str | Path, metrics: dict, tracking: dict | None = N
 
     Once per run and benchmark it also writes step 0 of a stage-2 run (its start run's last
     checkpoint evaluation, ``results/eval/{start}/step-{N}/{benchmark}/metrics.json``, when it
-    exists) and the run's HParams session (objective, its own parameters, learning rate; metric:
+    exists) and the run's HParams session (objective, negatives, its own parameters, learning rate; metric:
     this tag's pass@1). Marker files ``tensorboard/.step0-{benchmark}`` / ``.hparams`` record that.
     """
     tracking = resolve(tracking)
@@ -205,8 +205,9 @@ def _log_start(writer, run_dir: Path, start: str, bench: str, prefix: str) -> No
 
 
 def _log_hparams(writer, folder: Path, run: dict, metric_tag: str) -> None:
-    """The run's HParams session (once): objective, its own parameters and the learning rate, with
-    ``metric_tag`` (an eval pass@1 tag of this run) as the metric the dashboard shows."""
+    """The run's HParams session (once): objective, negatives source (stage 2), its own parameters
+    and the learning rate, with ``metric_tag`` (an eval pass@1 tag of this run) as the metric the
+    dashboard shows."""
     from torch.utils.tensorboard.summary import hparams
 
     from redi.train import objectives
@@ -215,6 +216,8 @@ def _log_hparams(writer, folder: Path, run: dict, metric_tag: str) -> None:
     if marker.exists():
         return
     params = {"objective": str(run["objective"]), "stage": stage(run)}
+    if run.get("negatives"):  # stage 2: teacher / student / both
+        params["negatives"] = str(run["negatives"])
     for key in (*objectives.get(run["objective"]).params, "learning_rate"):
         if isinstance(run.get(key), (int, float)):
             params[key] = float(run[key])

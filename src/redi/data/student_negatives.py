@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 NEGATIVES = ("teacher", "student", "both")
 
 
+def negatives_of(run: dict) -> str:
+    """A stage-2 run dict's negatives source; ``teacher`` for a run recorded before runs had
+    the key (they trained on the teacher's pairs, or see ``redi.report.collect.recorded_negatives``)."""
+    return run.get("negatives") or "teacher"
+
+
 def _read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -174,4 +180,4 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["NEGATIVES", "render_markdown", "student_pairs", "write_problems"]
+__all__ = ["NEGATIVES", "negatives_of", "render_markdown", "student_pairs", "write_problems"]

@@ -130,6 +130,18 @@ def config_disagreements(recorded: dict, configured: dict) -> list[str]:
     return out
 
 
+def recorded_negatives(summary: dict, root: Path) -> str:
+    """Where a stage-2 run recorded before runs had a ``negatives`` key got its rejected traces,
+    read off the pairs file it trained on (``summary["data_path"]``, relative to ``root``, the
+    workflow's directory): the teacher's curated pairs (``results/data/pref.jsonl``), or the
+    single student-pairs file of that time, whose ``report.json`` names its source."""
+    data = summary.get("data_path")
+    if not data or Path(data).parent.name == "data":
+        return "teacher"
+    report = _read_json(root / Path(data).parent / "report.json", [])
+    return str((report or {}).get("negatives") or "student")
+
+
 @dataclass
 class Results:
     """Everything read from one results tree plus the config that produced it."""
@@ -318,6 +330,8 @@ def collect(
     for run in list(out.runs):
         out.summaries[run] = _read_json(results / "train" / run / "summary.json", problems)
         recorded = (out.summaries[run] or {}).get("config")
+        if recorded and recorded.get("objective") != "sft" and recorded.get("negatives") is None:
+            recorded = {**recorded, "negatives": recorded_negatives(out.summaries[run], results.parent)}
         if recorded:  # what the run trained with, not what the config says today
             found = config_disagreements(recorded, out.runs[run])
             if found:
@@ -345,9 +359,10 @@ def collect(
             if metrics is not None:
                 out.evals[(run, ckpt, bench)] = metrics
     out.curation = _read_json(results / "data" / "curation_report.json", problems)
-    for path in sorted((results / "data").glob("*-negatives/report.json")):
-        report = _read_json(path, problems)
-        if report is not None:
-            out.own_negatives[path.parent.name.removesuffix("-negatives")] = report
+    for source in dict.fromkeys(r.get("negatives") for r in out.stage2.values()):
+        if source not in (None, "teacher"):
+            report = _read_json(results / "data" / f"{source}-negatives" / "report.json", problems)
+            if report is not None:
+                out.own_negatives[source] = report
     out.verification = _read_json(results / "data" / "verification_report.json", problems)
     return out

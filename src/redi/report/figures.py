@@ -12,6 +12,7 @@ nothing to draw yet is named in the figure's note, not drawn as zeros.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from redi.data.student_negatives import NEGATIVES, negatives_of  # noqa: E402
 from redi.eval.benchmarks import display_name  # noqa: E402
 from redi.report.collect import REFERENCE_PREFIX, Results, number, peak_and_final  # noqa: E402
 from redi.report.layout import (  # noqa: E402
@@ -110,13 +112,16 @@ def _n_text(metrics: list[dict]) -> str:
 
 def select_runs(results: Results, group: dict) -> list[str]:
     """The runs drawn for a group: all of them, except the objectives comparison, which takes the
-    run with the highest peak intermediate accuracy of each family (configured order on ties)."""
+    run with the highest peak intermediate accuracy of each family and negatives source (teacher
+    pairs, own negatives: a family is compared on the same pairs; configured order on ties)."""
     if group["kind"] != "objectives":
         return list(group["runs"])
     bench = (results.intermediate_benchmarks or [None])[0]
     chosen = []
-    for fam in STAGE2_FAMILIES:
-        members = [r for r in group["runs"] if family(results.stage2[r]) == fam]
+    for fam, source in itertools.product(STAGE2_FAMILIES, NEGATIVES):
+        members = [
+            r for r in group["runs"] if family(results.stage2[r]) == fam and negatives_of(results.stage2[r]) == source
+        ]
         if not members:
             continue
         if bench is None:

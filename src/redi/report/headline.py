@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redi.data.student_negatives import negatives_of
 from redi.report.collect import Results, number
 from redi.report.layout import FAMILY_LABEL, family, run_label
+from redi.train.objectives import objective_params
 
 
 @dataclass
@@ -26,6 +28,8 @@ class HeadlineRow:
     vs_control: dict | None  # paired_difference(run, control) or None (a control itself: None)
     verdict: object = None  # redi.train.collapse.Assessment
     control: str | None = None  # the run's alpha = 0 control (control_run); itself for a control
+    teacher_twin: str | None = None  # own-negatives runs: the same run on the teacher's pairs (teacher_twin)
+    vs_teacher_twin: dict | None = None  # paired_difference(run, teacher_twin) or None
 
     @property
     def is_control(self) -> bool:
@@ -46,9 +50,8 @@ CONTROL_MATCH = ("learning_rate", "global_batch_size", "epochs", "max_steps", "s
 
 
 def _setting(run: dict, key: str):
-    """A recorded run setting; runs recorded before per-run negatives existed read the teacher's pairs."""
-    value = run.get(key)
-    return "teacher" if key == "negatives" and value is None else value
+    """A recorded run setting (the negatives source through :func:`negatives_of`)."""
+    return negatives_of(run) if key == "negatives" else run.get(key)
 
 
 def control_run(results: Results, run: str) -> str | None:
@@ -70,6 +73,26 @@ def control_run(results: Results, run: str) -> str | None:
     return same[0] if same else None
 
 
+def teacher_twin(results: Results, run: str) -> str | None:
+    """For a run whose rejected traces are (partly) the student's own: the run trained the same
+    way on the teacher's pairs (same objective, objective parameters and :data:`CONTROL_MATCH`
+    settings but ``negatives``), the comparison that isolates where the negatives came from.
+    None for teacher-negative runs and when no such run exists."""
+    spec = results.stage2.get(run)
+    if spec is None or _setting(spec, "negatives") == "teacher":
+        return None
+    keys = (*objective_params(spec), *(k for k in CONTROL_MATCH if k != "negatives"))
+    for name, other in results.stage2.items():
+        if (
+            _setting(other, "negatives") == "teacher"
+            and other["objective"] == spec["objective"]
+            and other.get("start") == spec.get("start")
+            and all(other.get(k) == spec.get(k) for k in keys)
+        ):
+            return name
+    return None
+
+
 def headline_rows(results: Results) -> list[HeadlineRow]:
     """Rows of every stage-2 run from the stage-2 start, sorted by the difference from the start
     (largest first; runs without one last, in configured order)."""
@@ -82,6 +105,7 @@ def headline_rows(results: Results) -> list[HeadlineRow]:
             continue
         ckpt = results.reported_checkpoint(name)
         control = control_run(results, name)
+        twin = teacher_twin(results, name)
         rows.append(
             HeadlineRow(
                 run=name,
@@ -97,6 +121,10 @@ def headline_rows(results: Results) -> list[HeadlineRow]:
                 ),
                 verdict=results.collapse_assessment(name),
                 control=control,
+                teacher_twin=twin,
+                vs_teacher_twin=(
+                    results.paired((name, ckpt), (twin, results.reported_checkpoint(twin)), benches) if twin else None
+                ),
             )
         )
     rows.sort(key=lambda r: (r.vs_start is None, -(r.vs_start or {}).get("diff", 0.0)))

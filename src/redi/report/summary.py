@@ -14,6 +14,7 @@ import html
 from pathlib import Path
 
 from redi.data.funnel import funnel_text
+from redi.data.student_negatives import negatives_of
 from redi.eval.benchmarks import display_name
 from redi.report.collect import Results, number, peak_and_final
 from redi.report.layout import FAMILY_LABEL, family, run_label
@@ -21,7 +22,7 @@ from redi.report.paper_lookup import paper_setting
 from redi.report.render import MISSING
 from redi.report.tables.accuracy import Metric, ablation_entries
 from redi.train.collapse import VERDICTS, CollapseRule, verdict_text
-from redi.train.objectives import OBJECTIVES
+from redi.train.objectives import OBJECTIVES, OWN_NEGATIVES_LABEL
 
 OBJECTIVE_LABEL = {name: objective.label for name, objective in OBJECTIVES.items()}
 
@@ -123,15 +124,31 @@ def _answer_section(results: Results) -> list[str]:
                 f"- **Against the α = 0 control** `{redi.control}` (positives only, same learning rate, batch, "
                 f"length, seed and pairs): {word(redi.vs_control)} it ({paired_text(redi.vs_control, k)})."
             )
+        source = negatives_of(results.stage2[redi.run])
         for fam_objective, name in (("dpo", "DPO"), ("simpo", "SimPO")):
-            other = _best_of(rows, lambda r, o=fam_objective: results.stage2[r.run]["objective"] == o)
+            other = _best_of(
+                rows,
+                lambda r, o=fam_objective: results.stage2[r.run]["objective"] == o
+                and negatives_of(results.stage2[r.run]) == source,
+            )
             if other is None:
                 continue
             paired = results.paired(ref, (other.run, other.ckpt), benches)
             lines.append(
-                f"- **Against {name}** (its best run `{other.run}`, {100 * other.score:.1f}%): REDI is "
-                f"{word(paired)} it ({paired_text(paired, k)})."
+                f"- **Against {name}** (its best run `{other.run}`, {100 * other.score:.1f}%"
+                f"{'' if source == 'teacher' else ', the same negatives'}): REDI is {word(paired)} it "
+                f"({paired_text(paired, k)})."
             )
+    twins = [r for r in rows if r.teacher_twin]
+    if twins:
+        lines.append(
+            "- **Own negatives vs the teacher's** (the same run on the teacher's pairs): "
+            + "; ".join(
+                f"`{r.run}` is {word(r.vs_teacher_twin)} `{r.teacher_twin}` ({paired_text(r.vs_teacher_twin, k)})"
+                for r in twins
+            )
+            + "."
+        )
     fell = _first_checkpoint_drops(results, rows)
     negatives = [r.run for r in rows if not r.is_control]
     if fell and set(fell) >= set(negatives):
@@ -418,13 +435,18 @@ def _stage2_section(results: Results) -> list[str]:
                 + "; ".join(f"`{r.run}` vs `{r.control}`: {paired_text(r.vs_control, k)}" for r in against)
                 + "."
             )
-        best_by_family = {}
+        best_by_family = {}  # (family, negatives source) -> its best run: families compare on the same pairs
         for entry, score in stage2_scored:
-            best_by_family.setdefault(family(results.stage2[entry["run"]]), (entry, score))
+            spec = results.stage2[entry["run"]]
+            best_by_family.setdefault((family(spec), negatives_of(spec)), (entry, score))
         if len(best_by_family) > 1:
             lines.append(
                 "- Best objective family: "
-                + ", ".join(f"{FAMILY_LABEL[f]} {_fmt(*s)} (`{e['run']}`)" for f, (e, s) in best_by_family.items())
+                + ", ".join(
+                    f"{FAMILY_LABEL[f]}{'' if n == 'teacher' else f' ({OWN_NEGATIVES_LABEL[n]})'} {_fmt(*s)} "
+                    f"(`{e['run']}`)"
+                    for (f, n), (e, s) in best_by_family.items()
+                )
                 + "."
             )
     if missing and results.stage2:

@@ -4,6 +4,7 @@ registry (``redi.train.objectives.PARAMETERS``)."""
 
 from __future__ import annotations
 
+from redi.data.student_negatives import negatives_of
 from redi.eval.benchmarks import display_name
 from redi.fmt import format_number
 from redi.report.collect import Results, number, peak_and_final
@@ -59,6 +60,7 @@ def _run_bench(
         *(format_number(params[p]) if params.get(p) is not None else "" for p in PARAM_COLUMNS),
         format_number(run["learning_rate"]),
         run["start"],
+        negatives_of(run),
         display_name(results.config, bench),
         ", ".join(map(str, samples)) if samples else MISSING,
         start_text,
@@ -75,6 +77,7 @@ def _run_bench(
         **{p: params.get(p) for p in PARAM_COLUMNS},
         "learning_rate": run["learning_rate"],
         "start": run["start"],
+        "negatives": negatives_of(run),
         "benchmark": bench,
         "n_samples": samples[0] if len(samples) == 1 else None,
         "start_pct": p100(s_val),
@@ -103,6 +106,7 @@ def sweep_table(results: Results) -> Table:
         *PARAM_COLUMNS.values(),
         "LR",
         "Start",
+        "Negatives",
         "Benchmark",
         "Samples",
         "Step 0 (start)",
@@ -126,11 +130,15 @@ def sweep_table(results: Results) -> Table:
         "checkpoint evaluation; peak = highest evaluated point, step 0 included (earliest on ties); final = "
         "last evaluated checkpoint."
     )
+    notes.add(
+        "Negatives: where the run's rejected traces came from (teacher: the curated pairs; student: the start "
+        "model's own incorrect samples; both)."
+    )
     notes.add("Collapse verdict: " + CollapseRule().text().replace("**", ""))
     if not results.stage2:
         notes.add("No stage-2 runs are configured.")
     title = TABLES["sweep"] + (f" ({', '.join(display_name(results.config, b) for b in benches)})" if benches else "")
-    align = ["l", "l"] + ["r"] * (len(PARAM_COLUMNS) + 1) + ["l", "l"] + ["r"] * 7 + ["l"]
+    align = ["l", "l"] + ["r"] * (len(PARAM_COLUMNS) + 1) + ["l", "l", "l"] + ["r"] * 7 + ["l"]
     return Table(
         name="sweep", title=title, columns=columns, rows=rows, notes=notes.render(), data=frame(data), align=align
     )

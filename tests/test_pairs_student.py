@@ -217,3 +217,27 @@ def test_status_card_and_provenance_follow_the_pairs_a_run_trained_on(tmp_path):
     assert corpus_of(own) == corpus_of(data / "pref.jsonl") == "corpus.parquet"
     rows = dict(hyper_parameters({"objective": "dpo", "beta": 0.1, "negatives": "student", "learning_rate": 1e-5}))
     assert rows["negatives"] == "student"
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [(("training", "stage2", "defaults"), "negatives"), (("training", "defaults"), "start"),
+     (("training", "sft", "runs", "sft"), "objective"), (("training", "sft", "defaults"), "name")],
+)  # fmt: skip
+def test_identity_keys_in_a_hyper_parameter_layer_are_refused_not_ignored(where, key):
+    """A run's name, objective, start and negatives come from its entry and the stage's keys; in
+    defaults, an SFT run's settings or overrides the plan would overwrite them without a word."""
+    from redi.plan import ConfigError, load_config, sft_runs, stage2_runs
+
+    config = load_config("config/config.yaml")
+    layer = config
+    for part in where:
+        layer = layer[part]
+    layer[key] = "student" if key == "negatives" else "x"
+    with pytest.raises(ConfigError, match=rf"'{'.'.join(where)}.{key}': a run's {key} is not a hyper-parameter"):
+        sft_runs(config)
+        stage2_runs(config)
+    config = load_config("config/config.yaml")
+    config["training"]["stage2"]["runs"][0]["overrides"] = {"negatives": "student"}
+    with pytest.raises(ConfigError, match=r"runs.0.overrides.negatives'"):
+        stage2_runs(config)

@@ -476,10 +476,40 @@ def _complete(run: dict) -> dict:
         raise ConfigError(f"config key 'training' (run '{run.get('name')}'): {error}") from error
 
 
+#: What a run is rather than how it trains: set by the plan from the run's entry (its name,
+#: objective, start and negatives) and the stage's keys, never from a hyper-parameter layer,
+#: where a value would be overwritten without a word.
+IDENTITY_KEYS = ("name", "objective", "start", "negatives")
+
+
+def _check_layers(*layers: tuple[str, dict | None]) -> None:
+    """Raise :class:`ConfigError` naming ``where.key`` for an identity key (:data:`IDENTITY_KEYS`)
+    in a hyper-parameter layer (``(where, layer)`` pairs: defaults, an SFT run's settings,
+    a stage-2 entry's ``overrides``)."""
+    home = {
+        "name": "a stage-2 run entry's `name`, an SFT run's key under training.sft.runs",
+        "objective": "a stage-2 run entry (SFT runs are `sft`)",
+        "start": "a stage-2 run entry, or training.stage2.start for every run",
+        "negatives": "a stage-2 run entry, or training.stage2.negatives for every run",
+    }
+    for where, layer in layers:
+        for key in IDENTITY_KEYS:
+            if key in (layer or {}):
+                raise ConfigError(
+                    f"config key '{where}.{key}': a run's {key} is not a hyper-parameter (it would be ignored "
+                    f"here); it is set on {home[key]}"
+                )
+
+
 def sft_runs(config: dict) -> dict[str, dict]:
     training = config["training"]
     runs = {}
     for name, settings in training["sft"]["runs"].items():
+        _check_layers(
+            ("training.defaults", training["defaults"]),
+            ("training.sft.defaults", training["sft"]["defaults"]),
+            (f"training.sft.runs.{name}", settings),
+        )
         run = _merge(training["defaults"], training["sft"]["defaults"], settings)
         run.update(name=name, objective="sft")
         runs[name] = _complete(run)
@@ -544,9 +574,11 @@ def stage2_runs(config: dict) -> dict[str, dict]:
     default_negatives = stage2.get("negatives", "teacher")
     runs: dict[str, dict] = {}
     pairs_mode = config.get("curation", {}).get("pairs", "first")
+    _check_layers(("training.defaults", training["defaults"]), ("training.stage2.defaults", stage2["defaults"]))
     for index, entry in enumerate(stage2["runs"]):
         where = f"training.stage2.runs.{index}"
         check_stage2_entry(entry, where)
+        _check_layers((f"{where}.overrides", entry.get("overrides")))
         negatives = entry.get("negatives", default_negatives)
         if objectives.get(entry["objective"]).row_inputs and pairs_mode != "groups":
             raise ConfigError(

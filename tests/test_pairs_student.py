@@ -188,6 +188,9 @@ def test_own_negative_runs_meet_their_teacher_twin_and_old_records_read_their_pa
     assert teacher_twin(results, "dpo-b0.1-lr2e-5-neg-student") == "dpo-b0.1-lr2e-5"
     assert teacher_twin(results, "dpo-b0.2-lr4e-6-neg-both") is None  # no teacher run at 4e-6
     assert teacher_twin(results, "dpo-b0.2-lr2e-5") is None  # a teacher run has no twin
+    stage2["redi-a0-lr2e-5"] = {**base, "objective": "redi", "alpha": 0.0, "negatives": "teacher"}
+    stage2["redi-a0-lr2e-5-neg-student"] = {**base, "objective": "redi", "alpha": 0.0, "negatives": "student"}
+    assert teacher_twin(results, "redi-a0-lr2e-5-neg-student") is None  # a control uses no negatives
     # old records: the teacher's pairs, or the single student-pairs folder that names its source
     assert recorded_negatives({"data_path": "results/data/pref.jsonl"}, tmp_path) == "teacher"
     (tmp_path / "results" / "data" / "student").mkdir(parents=True)

@@ -77,10 +77,11 @@ def teacher_twin(results: Results, run: str) -> str | None:
     """For a run whose rejected traces are (partly) the student's own: the run trained the same
     way on the teacher's pairs (same objective, objective parameters and :data:`CONTROL_MATCH`
     settings but ``negatives``), the comparison that isolates where the negatives came from.
-    None for teacher-negative runs and when no such run exists."""
+    None for teacher-negative runs, for alpha = 0 controls (they use no negatives) and when no
+    such run exists."""
     spec = results.stage2.get(run)
-    if spec is None or _setting(spec, "negatives") == "teacher":
-        return None
+    if spec is None or _setting(spec, "negatives") == "teacher" or family(spec) == "control":
+        return None  # an alpha = 0 control reads no negatives: its difference is only which problems kept a pair
     keys = (*objective_params(spec), *(k for k in CONTROL_MATCH if k != "negatives"))
     for name, other in results.stage2.items():
         if (

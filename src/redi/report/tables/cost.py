@@ -201,7 +201,7 @@ def _other_jobs(results: Results, out: CostRows) -> None:
         out.add("/".join(rel.parts[1:]), rel.parts[0], Timing.read([path]), None, gpus)
 
 
-def _teacher_jobs(results: Results, out: CostRows) -> None:
+def _sampling_jobs(results: Results, out: CostRows) -> None:
     """The sampling stages' jobs: the teacher stage's shards at resources.teacher's GPUs, and the
     start model's own negatives (``benchmarks/student/``: sampling shards at resources.eval's
     GPUs, the evaluation job they are); their tokens and GPU-hours from
@@ -234,7 +234,7 @@ def cost_table(results: Results) -> Table:
     _intermediate_evals(results, out)
     _final_evals(results, out)
     _other_jobs(results, out)
-    _teacher_jobs(results, out)
+    _sampling_jobs(results, out)
     out.total(workflow_wall(results))
     notes.add(
         "Workflow wall time: from the first benchmarked job's start to the last one's end (benchmark files' times; "
